@@ -1,0 +1,28 @@
+# Two entry points, both idempotent: `make repro` (install + dvc repro) and `make test`.
+# Installs go into a project-local .venv, pinned by requirements.lock; a stamp file per
+# requirement set means a second call installs nothing.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip install --disable-pip-version-check -q -c requirements.lock
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: repro test install
+repro: $(VENV)/.installed-run
+	$(BIN)/dvc repro
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest
+
+install: $(VENV)/.installed-run
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed-run: requirements.lock pyproject.toml | $(BIN)/python
+	$(PIP) --no-build-isolation -e .
+	@touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed-run
+	$(PIP) --no-build-isolation -e '.[test]'
+	@touch $@

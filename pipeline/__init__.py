@@ -1,0 +1,1 @@
+"""BatchNorm versus baseline on imbalanced tabular data: an MLflow-tracked DVC pipeline."""

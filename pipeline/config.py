@@ -1,0 +1,153 @@
+"""Strict, typed models of params.yaml, loaded once per stage."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+PARAMS_FILE = Path("params.yaml")
+
+
+class ConfigError(ValueError):
+    """A user-fixable problem with params.yaml."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class SyntheticParams(_Strict):
+    """Size and fraud rate of the embedded synthetic data set."""
+
+    rows: int = Field(ge=1000)
+    fraud_rate: float = Field(gt=0, lt=0.5)
+
+
+class SplitParams(_Strict):
+    """How rows are divided into train, validation and test."""
+
+    method: Literal["stratified", "time"]
+    fractions: list[float]
+    time_column: str
+    min_positives: int = Field(ge=1)
+
+    @field_validator("fractions")
+    @classmethod
+    def _three_fractions(cls, value: list[float]) -> list[float]:
+        if len(value) != 3 or any(f <= 0 for f in value) or abs(sum(value) - 1) > 1e-6:
+            raise ValueError("must be three positive fractions (train, val, test) summing to 1")
+        return value
+
+
+class PrepareParams(_Strict):
+    """Parameters of the prepare stage."""
+
+    source: str = Field(min_length=1)
+    label: str = Field(min_length=1)
+    seed: int = Field(ge=0)
+    synthetic: SyntheticParams
+    split: SplitParams
+    log1p: list[str]
+    nonfinite: Literal["error", "drop"]
+    drop_columns: list[str]
+
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, value: str) -> str:
+        if value != "synthetic" and Path(value).suffix.lower() not in {".csv", ".parquet"}:
+            raise ValueError("must be 'synthetic' or a path ending in .csv or .parquet")
+        return value
+
+
+class MlflowParams(_Strict):
+    """Where runs are grouped in MLflow."""
+
+    experiment: str = Field(min_length=1)
+
+
+class Params(_Strict):
+    """The whole of params.yaml."""
+
+    prepare: PrepareParams
+    mlflow: MlflowParams
+
+
+def _yaml_loader() -> type[yaml.SafeLoader]:
+    """A SafeLoader that reads YAML 1.2 floats such as ``1e-3`` as numbers, as DVC does."""
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    float_re = re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    )
+    Loader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    for first in "-+0123456789.":
+        Loader.yaml_implicit_resolvers[first] = [
+            (tag, rx) for tag, rx in Loader.yaml_implicit_resolvers.get(first, []) if tag != "tag:yaml.org,2002:float"
+        ]
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", float_re, list("-+0123456789."))
+    return Loader
+
+
+def _describe(error: dict[str, Any]) -> str:
+    key = ".".join(str(part) for part in error["loc"])
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"unknown key {key} (remove it or check its spelling)"
+    if kind == "missing":
+        return f"{key} is missing (add it to params.yaml)"
+    message = error["msg"].removeprefix("Value error, ")
+    ctx = error.get("ctx") or {}
+    bounds = {"greater_than": "> {gt}", "greater_than_equal": ">= {ge}", "less_than": "< {lt}",
+              "less_than_equal": "<= {le}"}
+    if kind in bounds:
+        message = "must be " + bounds[kind].format(**ctx)
+    elif kind == "literal_error":
+        message = "must be one of " + str(ctx.get("expected", ""))
+    return f"{key} {message[0].lower()}{message[1:]} (got {error.get('input')!r})"
+
+
+Section = TypeVar("Section", bound=BaseModel)
+
+
+def parse(raw: dict[str, Any], model: type[Section] = Params, where: str = "params.yaml") -> Section:
+    """Validate a params mapping, turning the first problem into one readable ConfigError."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: {_describe(exc.errors()[0])}") from None
+
+
+def load_params(path: Path = PARAMS_FILE) -> Params:
+    """Read and validate params.yaml."""
+    try:
+        raw = yaml.load(path.read_text(), Loader=_yaml_loader())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: not found (run from the repository root)") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})".replace("\n", " ")) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: must be a mapping of stage sections")
+    return parse(raw, Params, str(path))
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Flatten nested models/dicts into dotted keys (for MLflow params)."""
+    if isinstance(value, BaseModel):
+        value = value.model_dump()
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(flatten(item, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): value}

@@ -1,0 +1,41 @@
+"""Stage outputs written to a temporary path and moved into place only on success."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+@contextmanager
+def staged(*targets: Path) -> Iterator[list[Path]]:
+    """Yield temporary paths for ``targets``; move them into place only if the block succeeds.
+
+    A failure leaves the previous outputs untouched and removes every temporary path.
+    """
+    temps: list[Path] = []
+    try:
+        for target in targets:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            temps.append(Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent)) / target.name)
+        yield temps
+        for temp, target in zip(temps, targets):
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
+            os.replace(temp, target)
+    finally:
+        for temp in temps:
+            shutil.rmtree(temp.parent, ignore_errors=True)
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """Write JSON with sorted keys and a trailing newline (stable for DVC and git)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n")

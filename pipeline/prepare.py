@@ -1,0 +1,78 @@
+"""DVC stage `prepare`: load or generate data, validate, split, scale, write Parquet splits."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.cli import run_stage
+from pipeline.config import PrepareParams, load_params
+from pipeline.data import SPLITS, Scaler, clean, file_sha256, frame_sha256, read_table, \
+    split_indices, synthetic_transactions
+from pipeline.outputs import staged, write_json
+
+log = logging.getLogger("pipeline.prepare")
+
+DATA_DIR = Path("data/prepared")
+SUMMARY = Path("metrics/prepare.json")
+
+
+def run(params: PrepareParams, out_dir: Path = DATA_DIR, summary_path: Path = SUMMARY) -> dict[str, Any]:
+    """Build the train/val/test splits and the fitted scaler; return the summary."""
+    if params.source == "synthetic":
+        frame = synthetic_transactions(params.synthetic.rows, params.synthetic.fraud_rate, params.seed)
+        source_hash = frame_sha256(frame)
+    else:
+        path = Path(params.source)
+        frame = read_table(path)
+        source_hash = file_sha256(path)
+    cleaned = clean(frame, params.label, params.nonfinite, params.drop_columns, params.log1p)
+    features, labels = cleaned.features, cleaned.labels
+    times = None
+    if params.split.time_column in features.columns:
+        times = features[params.split.time_column].to_numpy()
+    parts = split_indices(labels, params.split, params.seed, times)
+    scaler = Scaler.fit(features.iloc[parts["train"]], params.log1p)
+
+    summary: dict[str, Any] = {
+        "source": params.source,
+        "source_sha256": source_hash,
+        "label": params.label,
+        "features": scaler.features,
+        "n_features": len(scaler.features),
+        "split_method": params.split.method,
+        "dropped_nonfinite": cleaned.dropped_nonfinite,
+        "rows": {}, "positives": {}, "prevalence": {},
+    }
+    with staged(out_dir, summary_path) as (tmp_dir, tmp_summary):
+        tmp_dir.mkdir()
+        for name in SPLITS:
+            rows = parts[name]
+            split = scaler.transform(features.iloc[rows]).reset_index(drop=True)
+            split[params.label] = labels[rows]
+            split.to_parquet(tmp_dir / f"{name}.parquet", index=False)
+            summary["rows"][name] = int(rows.size)
+            summary["positives"][name] = int(labels[rows].sum())
+            summary["prevalence"][name] = round(float(np.mean(labels[rows])), 6)
+        scaler.save(tmp_dir / "scaler.json")
+        write_json(tmp_summary, summary)
+    log.info("prepared %s: %s rows, %s positives (train/val/test)", params.source,
+             "/".join(str(summary["rows"][s]) for s in SPLITS),
+             "/".join(str(summary["positives"][s]) for s in SPLITS))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: ``python -m pipeline.prepare``."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    args = parser.parse_args(argv)
+    return run_stage("prepare", lambda: run(load_params(args.params).prepare))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

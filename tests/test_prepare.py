@@ -1,0 +1,144 @@
+"""The prepare stage end to end on small data, the real ULB sample, and every bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline import prepare
+from pipeline.config import parse
+from pipeline.data import DataError, Scaler
+
+
+def _run(raw_params: dict, tmp_path: Path) -> dict:
+    return prepare.run(parse(raw_params).prepare, tmp_path / "prepared", tmp_path / "summary.json")
+
+
+def test_synthetic_outputs(raw_params: dict, tmp_path: Path) -> None:
+    summary = _run(raw_params, tmp_path)
+    out = tmp_path / "prepared"
+    assert sorted(p.name for p in out.iterdir()) == ["scaler.json", "test.parquet", "train.parquet", "val.parquet"]
+    assert json.loads((tmp_path / "summary.json").read_text()) == summary
+    assert summary["rows"] == {"train": 2400, "val": 800, "test": 800}
+    assert summary["positives"] == {"train": 48, "val": 16, "test": 16}
+    assert summary["prevalence"]["test"] == pytest.approx(0.02)
+    assert summary["n_features"] == 30 and summary["features"][0] == "Time"
+    train = pd.read_parquet(out / "train.parquet")
+    assert train.drop(columns="Class").mean().abs().max() < 1e-4  # scaled on train
+    assert Scaler.load(out / "scaler.json").log1p == ["Amount"]
+    assert len(summary["source_sha256"]) == 64
+    assert _run(raw_params, tmp_path)["source_sha256"] == summary["source_sha256"]
+
+
+def test_real_ulb_sample_drops_index_column(raw_params: dict, tmp_path: Path, sample_csv: Path) -> None:
+    raw_params["prepare"]["source"] = str(sample_csv)
+    summary = _run(raw_params, tmp_path)
+    assert summary["features"] == ["Time", *[f"V{i}" for i in range(1, 29)], "Amount"]
+    assert sum(summary["positives"].values()) == 96
+    assert sum(summary["rows"].values()) == 5099
+
+
+def test_parquet_source_and_time_split(raw_params: dict, tmp_path: Path, sample_csv: Path) -> None:
+    frame = pd.read_csv(sample_csv, index_col=0)
+    frame.to_parquet(tmp_path / "cc.parquet")
+    raw_params["prepare"]["source"] = str(tmp_path / "cc.parquet")
+    raw_params["prepare"]["split"]["method"] = "time"
+    summary = _run(raw_params, tmp_path)
+    assert sum(summary["rows"].values()) == len(frame)
+    train = pd.read_parquet(tmp_path / "prepared" / "train.parquet")
+    test = pd.read_parquet(tmp_path / "prepared" / "test.parquet")
+    assert train["Time"].max() <= test["Time"].min()
+
+
+def _csv(tmp_path: Path, text: str, name: str = "bad.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def _frame_csv(tmp_path: Path, **columns: list) -> Path:
+    path = tmp_path / "bad.csv"
+    pd.DataFrame(columns).to_csv(path, index=False)
+    return path
+
+
+N = 60  # rows in the small bad-input frames
+
+
+def _labels(k: int = 30) -> list[int]:
+    return [1] * k + [0] * (N - k)
+
+
+BAD_INPUTS = {
+    "missing file": (lambda t: t / "nope.csv", "file not found"),
+    "empty file": (lambda t: _csv(t, ""), "file is empty"),
+    "header only": (lambda t: _csv(t, "Time,V1,Amount,Class\n"), "header but no data rows"),
+    "corrupt parquet": (lambda t: _csv(t, "PAR1 this is not parquet", "bad.parquet"), "cannot be read as Parquet"),
+    "binary csv": (lambda t: (t / "bad.csv").write_bytes(b"\x00\x01\x02garbage") and t / "bad.csv",
+                   "not a text CSV"),
+    "unsupported extension": (lambda t: _csv(t, "a,b\n1,2\n", "data.txt"), "unsupported file type '.txt'"),
+    "missing label": (lambda t: _frame_csv(t, V1=list(range(N))), "label column 'Class' not found"),
+    "three classes": (lambda t: _frame_csv(t, V1=list(range(N)), Class=[0, 1, 2] * (N // 3)),
+                      "must be binary 0/1, found 3 distinct values"),
+    "string labels": (lambda t: _frame_csv(t, V1=list(range(N)), Class=["fraud", "ok"] * (N // 2)),
+                      "must hold 0/1 values, found text"),
+    "nan values": (lambda t: _frame_csv(t, V1=[np.nan] + list(range(N - 1)), Class=_labels()),
+                   "1 rows hold NaN or infinite values \\(columns: V1\\)"),
+    "infinite values": (lambda t: _frame_csv(t, V1=[np.inf] * 2 + list(range(N - 2)), Class=_labels()),
+                        "2 rows hold NaN or infinite"),
+    "non-numeric feature": (lambda t: _frame_csv(t, V1=list(range(N)), City=["x"] * N, Class=_labels()),
+                            "non-numeric feature columns: City"),
+    "single class": (lambda t: _frame_csv(t, V1=list(range(N)), Class=[0] * N), "holds a single class"),
+    "too few positives": (lambda t: _frame_csv(t, V1=list(range(N)), Class=_labels(6)),
+                          "only 6 positives in the data"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_fails_cleanly(case: str, raw_params: dict, tmp_path: Path) -> None:
+    make, message = BAD_INPUTS[case]
+    source = make(tmp_path)
+    raw_params["prepare"]["source"] = str(source)
+    raw_params["prepare"]["log1p"] = []
+    if case == "unsupported extension":  # params validation refuses it first; the reader too
+        from pipeline.data import read_table
+
+        with pytest.raises(DataError, match=message):
+            read_table(source)
+        return
+    with pytest.raises(DataError, match=message):
+        _run(raw_params, tmp_path)
+    assert not (tmp_path / "prepared").exists() and not (tmp_path / "summary.json").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_nan_drop_policy_counts_rows(raw_params: dict, tmp_path: Path) -> None:
+    path = _frame_csv(tmp_path, V1=[np.nan] * 3 + list(range(N - 3)), Class=_labels())
+    raw_params["prepare"].update(source=str(path), log1p=[], nonfinite="drop")
+    assert _run(raw_params, tmp_path)["dropped_nonfinite"] == 3
+
+
+def test_failure_keeps_previous_outputs(raw_params: dict, tmp_path: Path) -> None:
+    _run(raw_params, tmp_path)
+    before = (tmp_path / "summary.json").read_text()
+    raw_params["prepare"]["source"] = str(tmp_path / "missing.csv")
+    with pytest.raises(DataError):
+        _run(raw_params, tmp_path)
+    assert (tmp_path / "summary.json").read_text() == before
+    assert (tmp_path / "prepared" / "train.parquet").is_file()
+
+
+def test_main_prints_one_line_and_exits_nonzero(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    params_file = Path(__file__).resolve().parents[1] / "params.yaml"
+    text = params_file.read_text().replace("source: synthetic", f"source: {tmp_path / 'gone.csv'}")
+    (tmp_path / "params.yaml").write_text(text)
+    monkeypatch.chdir(tmp_path)
+    assert prepare.main(["--params", "params.yaml"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "file not found" in err[0]
+    assert not (tmp_path / "data").exists() and not (tmp_path / "metrics").exists()
