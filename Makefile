@@ -20,6 +20,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed-run: requirements.lock pyproject.toml | $(BIN)/python
+	$(PIP) setuptools
 	$(PIP) --no-build-isolation -e .
 	@touch $@
 
