@@ -63,6 +63,68 @@ class PrepareParams(_Strict):
         return value
 
 
+class ModelParams(_Strict):
+    """MLP shape; identical for both variants."""
+
+    hidden: list[int] = Field(min_length=1)
+    dropout: float = Field(ge=0, lt=1)
+    activation: Literal["relu", "gelu", "silu", "tanh"]
+    batchnorm_placement: Literal["before", "after"]
+
+    @field_validator("hidden")
+    @classmethod
+    def _positive_sizes(cls, value: list[int]) -> list[int]:
+        if any(size < 1 for size in value):
+            raise ValueError("must be a list of positive layer sizes")
+        return value
+
+
+class OptimizerParams(_Strict):
+    """Optimizer choice and its knobs."""
+
+    name: Literal["adam", "adamw", "sgd"]
+    weight_decay: float = Field(ge=0)
+    momentum: float = Field(ge=0, lt=1)
+
+
+class TrainParams(_Strict):
+    """Parameters of the train stage."""
+
+    variants: list[Literal["batchnorm", "baseline"]] = Field(min_length=1)
+    seeds: list[int] = Field(min_length=1)
+    epochs: int = Field(ge=1, le=10_000)
+    batch_size: int = Field(ge=2)
+    lr: float = Field(gt=0, le=10)
+    device: Literal["auto", "cpu", "cuda"]
+    bf16: bool
+    model: ModelParams
+    optimizer: OptimizerParams
+    pos_weight: float | Literal["none", "balanced"]
+    grad_clip: float = Field(ge=0)
+    patience: int = Field(ge=0)
+
+    @field_validator("variants", "seeds")
+    @classmethod
+    def _unique(cls, value: list) -> list:
+        if len(set(value)) != len(value):
+            raise ValueError("must not repeat an entry")
+        return value
+
+    @field_validator("seeds")
+    @classmethod
+    def _non_negative(cls, value: list[int]) -> list[int]:
+        if any(seed < 0 for seed in value):
+            raise ValueError("must be non-negative integers")
+        return value
+
+    @field_validator("pos_weight")
+    @classmethod
+    def _positive_weight(cls, value: float | str) -> float | str:
+        if isinstance(value, float | int) and value <= 0:
+            raise ValueError("must be 'none', 'balanced' or a number > 0")
+        return value
+
+
 class MlflowParams(_Strict):
     """Where runs are grouped in MLflow."""
 
@@ -73,6 +135,7 @@ class Params(_Strict):
     """The whole of params.yaml."""
 
     prepare: PrepareParams
+    train: TrainParams
     mlflow: MlflowParams
 
 

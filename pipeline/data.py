@@ -293,4 +293,5 @@ def load_split(data_dir: Path, name: str, label: str) -> Split:
     if not path.is_file():
         raise DataError(f"{path}: prepared split not found; run the prepare stage first (dvc repro prepare)")
     frame = pd.read_parquet(path)
-    return Split(frame.drop(columns=[label]).to_numpy(dtype=np.float32), frame[label].to_numpy(dtype=np.int8))
+    x = np.array(frame.drop(columns=[label]).to_numpy(dtype=np.float32), copy=True)  # writable, for torch
+    return Split(x, np.array(frame[label].to_numpy(dtype=np.int8), copy=True))

@@ -19,6 +19,8 @@ def small_raw_params() -> dict[str, Any]:
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["prepare"]["synthetic"] = {"rows": 4000, "fraud_rate": 0.02}
     raw["prepare"]["split"]["min_positives"] = 5
+    raw["train"].update(seeds=[0], epochs=3, batch_size=128, lr=0.01, device="cpu", patience=0)
+    raw["train"]["model"]["hidden"] = [16, 8]
     return raw
 
 
@@ -38,6 +40,15 @@ def params(raw_params: dict[str, Any]) -> Params:
 def _isolated_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
+
+
+@pytest.fixture
+def prepared(tmp_path: Path, params: Params) -> Path:
+    """A prepared data directory (small synthetic data) with its summary beside it."""
+    from pipeline import prepare
+
+    prepare.run(params.prepare, tmp_path / "prepared", tmp_path / "prepare.json")
+    return tmp_path
 
 
 @pytest.fixture

@@ -7,8 +7,13 @@ from pathlib import Path
 
 import pytest
 
+import mlflow
+import yaml
+
 from tests.conftest import small_raw_params
 from tests.e2e import copy_repository, dvc
+
+MODELS = ["batchnorm-s0", "batchnorm-s1", "baseline-s0", "baseline-s1"]
 
 pytestmark = pytest.mark.slow
 
@@ -16,7 +21,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def repro(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One shared `dvc repro` of the whole pipeline in a fresh copy."""
-    repo = copy_repository(tmp_path_factory.mktemp("repo"), small_raw_params())
+    raw = small_raw_params()
+    raw["train"]["seeds"] = [0, 1]
+    repo = copy_repository(tmp_path_factory.mktemp("repo"), raw)
     dvc(repo, "repro")
     return repo
 
@@ -35,3 +42,45 @@ def test_prepare_outputs_and_lock(repro: Path) -> None:
 def test_dvc_metrics_show_lists_prepare_summary(repro: Path) -> None:
     shown = dvc(repro, "metrics", "show", "--json").stdout
     assert "metrics/prepare.json" in shown
+
+
+def _client(repo: Path) -> mlflow.MlflowClient:
+    return mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+
+
+def test_one_complete_mlflow_run_per_model(repro: Path) -> None:
+    client = _client(repro)
+    experiment = client.get_experiment_by_name("batchnorm-vs-baseline")
+    runs = client.search_runs([experiment.experiment_id], filter_string="tags.`pipeline.role` = 'model'")
+    assert sorted(r.info.run_name for r in runs) == sorted(MODELS)
+    groups = {r.data.tags["pipeline.group"] for r in runs}
+    assert len(groups) == 1
+    for run in runs:
+        assert run.info.status == "FINISHED"
+        epochs = [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")]
+        assert sorted(epochs) == [1, 2, 3]
+        info = json.loads((repro / "models" / f"{run.info.run_name}.run.json").read_text())
+        assert info["run_id"] == run.info.run_id
+    assert (repro / "mlartifacts").is_dir()  # artifacts live beside the store, in the repository
+
+
+def test_history_plots_render(repro: Path) -> None:
+    shown = json.loads(dvc(repro, "plots", "show", "--json").stdout)
+    assert not shown.get("errors")
+    for name in MODELS:
+        (plot,) = [v for k, v in shown["data"].items() if k.endswith(f"plots/history/{name}.csv")]
+        fields = {row["field"] for row in plot[0]["content"]["data"]["values"]}
+        assert fields == {"train_loss", "val_loss"}
+
+
+def test_adding_a_seed_only_adds_its_models(repro: Path) -> None:
+    params_file = repro / "params.yaml"
+    before = params_file.read_text()
+    raw = yaml.safe_load(before)
+    raw["train"]["seeds"] = [0, 1, 2]
+    params_file.write_text(yaml.safe_dump(raw, sort_keys=False))
+    try:
+        changed = json.loads(dvc(repro, "status", "--json").stdout)
+    finally:
+        params_file.write_text(before)
+    assert sorted(changed) == ["train@baseline-2", "train@batchnorm-2"]

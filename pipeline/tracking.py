@@ -1,0 +1,228 @@
+"""MLflow tracking: the only module that imports mlflow.
+
+Store: ``MLFLOW_TRACKING_URI`` when set, else ``sqlite:///<repository root>/mlflow.db``, where the
+root is ``DVC_ROOT`` when DVC runs the stage (so that ``dvc exp run`` copies log into the same
+store), else the enclosing git repository. Runs of one pipeline configuration are grouped under
+a parent run tagged ``pipeline.group``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import time
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+ROLE, GROUP, MODEL = "pipeline.role", "pipeline.group", "pipeline.model"
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def repo_root() -> Path:
+    """The original repository: DVC_ROOT under DVC, else the git top level, else the working dir."""
+    if os.environ.get("DVC_ROOT"):
+        return Path(os.environ["DVC_ROOT"]).resolve()
+    try:
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True)
+        return Path(top.stdout.strip()).resolve()
+    except (OSError, subprocess.CalledProcessError):
+        return Path.cwd().resolve()
+
+
+def tracking_uri() -> str:
+    """Where runs go (see module docstring)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root() / 'mlflow.db'}"
+
+
+def git_state(cwd: Path | None = None) -> tuple[str, bool]:
+    """(commit, dirty) of the working tree, or ("unknown", False) outside git."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                                capture_output=True, text=True, check=True).stdout
+        return commit, bool(status.strip())
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown", False
+
+
+def code_sha256() -> str:
+    """Hash of the pipeline package's source: runs from different code never share a group."""
+    digest = hashlib.sha256()
+    for path in sorted(PACKAGE_DIR.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def group_key(config: Mapping[str, Any]) -> str:
+    """A short, stable id of one pipeline configuration (data, params, code, DVC experiment)."""
+    payload = {"config": config, "code": code_sha256(), "dvc_exp": os.environ.get("DVC_EXP_NAME", "")}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def environment_tags() -> dict[str, str]:
+    """Tags every run carries: git state, DVC experiment, library versions."""
+    import mlflow
+    import torch
+
+    commit, dirty = git_state()
+    tags = {"mlflow.source.git.commit": commit, "git.commit": commit, "git.dirty": str(dirty).lower(),
+            "torch_version": torch.__version__, "mlflow_version": mlflow.__version__}
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
+    return tags
+
+
+def _client() -> Any:
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    return mlflow.MlflowClient()
+
+
+def experiment_id(name: str) -> str:
+    """Get or create the experiment, with artifacts beside the store (not in a temp copy)."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client()
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    location = None
+    if tracking_uri().startswith("sqlite:///"):
+        location = (Path(tracking_uri().removeprefix("sqlite:///")).parent / "mlartifacts").as_uri()
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except MlflowException:  # created meanwhile by a parallel worker
+        return client.get_experiment_by_name(name).experiment_id
+
+
+def parent_run(exp_id: str, group: str, run_name: str, tags: Mapping[str, str]) -> str:
+    """The group's parent run, created (and marked finished) on first use."""
+    client = _client()
+    query = f"tags.`{GROUP}` = '{group}' and tags.`{ROLE}` = 'parent'"
+    found = client.search_runs([exp_id], filter_string=query, max_results=1)
+    if found:
+        return found[0].info.run_id
+    run = client.create_run(exp_id, run_name=run_name, tags={**tags, GROUP: group, ROLE: "parent"})
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id
+
+
+class Tracker(Protocol):
+    """What the train stage reports to; MLflow or nothing."""
+
+    run_id: str | None
+
+    def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        """Record one epoch's metrics at step=epoch."""
+
+
+class NullTracker:
+    """Tracking off: every call does nothing."""
+
+    run_id: str | None = None
+
+    def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        """Do nothing."""
+
+
+class MlflowTracker:
+    """One MLflow run; epoch metrics go out asynchronously, one batch per epoch."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self._client = _client()
+        self._pending: list[Any] = []
+
+    def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        """Queue one batch of metrics for this epoch."""
+        from mlflow.entities import Metric
+
+        stamp = int(time.time() * 1000)
+        batch = [Metric(key, float(value), stamp, epoch) for key, value in metrics.items()]
+        self._pending.append(self._client.log_batch(self.run_id, metrics=batch, synchronous=False))
+
+    def flush(self) -> None:
+        """Wait until every queued batch is stored."""
+        for operation in self._pending:
+            operation.wait()
+        self._pending.clear()
+
+
+@contextmanager
+def model_run(experiment: str, run_name: str, group: str, params: Mapping[str, Any],
+              tags: Mapping[str, str]) -> Iterator[MlflowTracker]:
+    """An MLflow run nested under the group's parent; FAILED if the block raises."""
+    import mlflow
+
+    exp_id = experiment_id(experiment)
+    base = environment_tags()
+    parent = parent_run(exp_id, group, f"pipeline-{group[:8]}", base)
+    run = mlflow.start_run(experiment_id=exp_id, run_name=run_name,
+                           tags={**base, **tags, GROUP: group, "mlflow.parentRunId": parent})
+    tracker = MlflowTracker(run.info.run_id)
+    status = "FAILED"
+    try:
+        mlflow.log_params({k: str(v) for k, v in params.items()})
+        yield tracker
+        status = "FINISHED"
+    finally:
+        try:
+            tracker.flush()
+        finally:
+            mlflow.end_run(status=status)
+
+
+def log_torch_model(model: Any, example: Any, extra_files: list[Path] | None = None) -> str:
+    """Log the model (signature and input example included) to the active run; return its URI."""
+    import mlflow
+    import mlflow.pytorch
+    import torch
+    from mlflow.models import infer_signature
+
+    with torch.inference_mode():
+        output = model(torch.as_tensor(example)).numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        info = mlflow.pytorch.log_model(model, name="model", signature=infer_signature(example, output),
+                                        input_example=example, pip_requirements=[f"torch=={torch.__version__}"])
+    for path in extra_files or []:
+        mlflow.log_artifact(str(path))
+    return info.model_uri
+
+
+def log_training_data(frame: Any, source: Path, label: str, digest: str) -> None:
+    """Record the training split as the run's dataset input."""
+    import mlflow
+    import mlflow.data
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ambiguous local-source and integer-label schema hints
+        dataset = mlflow.data.from_pandas(frame, source=str(source.resolve()), targets=label, name="train",
+                                          digest=digest[:20])
+        mlflow.log_input(dataset, context="training")
+
+
+def run_info(run_id: str) -> dict[str, Any]:
+    """What other stages need to find a run again."""
+    client = _client()
+    run = client.get_run(run_id)
+    return {"run_id": run_id, "experiment_id": run.info.experiment_id, "tracking_uri": tracking_uri(),
+            "parent_run_id": run.data.tags.get("mlflow.parentRunId"), "group": run.data.tags.get(GROUP),
+            "run_name": run.info.run_name}
+
+
+def log_summary(metrics: Mapping[str, float]) -> None:
+    """Log step-less summary metrics to the active run in one call."""
+    import mlflow
+
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items()})

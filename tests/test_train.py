@@ -1,0 +1,102 @@
+"""The train stage: outputs, MLflow contents, determinism, failure handling."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+import torch
+
+from pipeline import train
+from pipeline.cli import StageError
+from pipeline.config import Params, parse
+from pipeline.model import from_checkpoint
+
+
+def _train(params: Params, root: Path, variant: str = "batchnorm", seed: int = 0, track: bool = True,
+           out: str = "out") -> train.TrainResult:
+    return train.run(params, variant, seed, data_dir=root / "prepared", summary_path=root / "prepare.json",
+                     models_dir=root / out / "models", history_dir=root / out / "history", track=track)
+
+
+@pytest.mark.parametrize("variant", ["batchnorm", "baseline"])
+def test_outputs_and_mlflow_run(variant: str, params: Params, prepared: Path) -> None:
+    result = _train(params, prepared, variant)
+    history = pd.read_csv(result.history)
+    assert history["epoch"].tolist() == [1, 2, 3]
+    payload = torch.load(result.checkpoint, weights_only=True)
+    assert payload["variant"] == variant and payload["config"]["batchnorm"] == (variant == "batchnorm")
+    model = from_checkpoint(payload)
+    assert any(isinstance(m, torch.nn.BatchNorm1d) for m in model.modules()) == (variant == "batchnorm")
+
+    info = json.loads(result.run_file.read_text())
+    client = mlflow.MlflowClient()
+    run = client.get_run(info["run_id"])
+    assert run.info.status == "FINISHED" and run.info.run_name == f"{variant}-s0"
+    for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_precision", "val_recall",
+                "val_ap", "epoch_seconds", "samples_per_second", "lr"):
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
+        assert sorted(steps) == [1, 2, 3], key
+    assert run.data.params["train.lr"] == "0.01" and run.data.params["variant"] == variant
+    assert run.data.params["data.rows_train"] == "2400"
+    tags = run.data.tags
+    for key in ("git.commit", "git.dirty", "data.sha256", "device", "torch_version", "mlflow_version",
+                "pipeline.group", "mlflow.parentRunId"):
+        assert tags.get(key), key
+    assert tags["mlflow.parentRunId"] == info["parent_run_id"]
+    parent = client.get_run(info["parent_run_id"])
+    assert parent.data.tags["pipeline.role"] == "parent"
+    assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["train"]
+    model_uri = f"runs:/{run.info.run_id}/model"
+    logged = mlflow.pytorch.load_model(model_uri)
+    x = torch.randn(4, payload["config"]["n_features"])
+    torch.testing.assert_close(logged(x), model(x))
+    assert mlflow.models.get_model_info(model_uri).signature is not None
+
+
+def test_models_of_one_configuration_share_a_parent(params: Params, prepared: Path) -> None:
+    a = json.loads(_train(params, prepared, "batchnorm").run_file.read_text())
+    b = json.loads(_train(params, prepared, "baseline").run_file.read_text())
+    assert a["parent_run_id"] == b["parent_run_id"] and a["group"] == b["group"]
+    other = parse({**params.model_dump(), "train": {**params.train.model_dump(), "lr": 0.02}})
+    c = json.loads(_train(other, prepared, "baseline").run_file.read_text())
+    assert c["group"] != a["group"]
+
+
+def test_same_params_same_history_and_checkpoint(params: Params, prepared: Path) -> None:
+    first = _train(params, prepared, track=False, out="a")
+    second = _train(params, prepared, track=False, out="b")
+    timing = ["epoch_seconds", "samples_per_second"]
+    pd.testing.assert_frame_equal(pd.read_csv(first.history).drop(columns=timing),
+                                  pd.read_csv(second.history).drop(columns=timing), check_exact=True)
+    w1 = torch.load(first.checkpoint, weights_only=True)["model"]
+    w2 = torch.load(second.checkpoint, weights_only=True)["model"]
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+
+
+def test_divergence_fails_run_and_leaves_no_outputs(raw_params: dict, prepared: Path) -> None:
+    raw_params["train"].update(lr=10.0, grad_clip=0.0)
+    raw_params["train"]["optimizer"].update(name="sgd", momentum=0.9)
+    raw_params["train"]["model"]["hidden"] = [256, 256]
+    params = parse(raw_params)
+    with pytest.raises(StageError, match=r"diverged at epoch \d+ .*lower train\.lr"):
+        _train(params, prepared, "baseline")
+    assert not (prepared / "out").exists() or not any((prepared / "out").rglob("*.*"))
+    runs = mlflow.search_runs(search_all_experiments=True, filter_string="tags.`pipeline.role` = 'model'")
+    assert runs["status"].tolist() == ["FAILED"]
+
+
+def test_cuda_requested_without_gpu_is_a_clear_error(raw_params: dict, prepared: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    raw_params["train"]["device"] = "cuda"
+    with pytest.raises(StageError, match="no CUDA device is available"):
+        _train(parse(raw_params), prepared)
+
+
+def test_missing_prepare_outputs_are_a_clear_error(params: Params, tmp_path: Path) -> None:
+    with pytest.raises(StageError, match="run the prepare stage first"):
+        _train(params, tmp_path)
