@@ -136,23 +136,37 @@ class NullTracker:
 
 
 class MlflowTracker:
-    """One MLflow run; epoch metrics go out asynchronously, one batch per epoch."""
+    """One MLflow run. Every epoch is recorded with step=epoch; records are sent asynchronously in
+    one batch at most every ``send_every`` seconds (the UI stays live, the loop never waits)."""
 
-    def __init__(self, run_id: str) -> None:
+    def __init__(self, run_id: str, send_every: float = 2.0) -> None:
         self.run_id = run_id
+        self.send_every = send_every
         self._client = _client()
+        self._buffer: list[Any] = []
         self._pending: list[Any] = []
+        self._last_send = time.monotonic()
 
     def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
-        """Queue one batch of metrics for this epoch."""
+        """Record one epoch's metrics; send the buffer when it is due."""
         from mlflow.entities import Metric
 
         stamp = int(time.time() * 1000)
-        batch = [Metric(key, float(value), stamp, epoch) for key, value in metrics.items()]
-        self._pending.append(self._client.log_batch(self.run_id, metrics=batch, synchronous=False))
+        self._buffer.extend(Metric(key, float(value), stamp, epoch) for key, value in metrics.items())
+        if time.monotonic() - self._last_send >= self.send_every:
+            self._send()
+
+    def _send(self) -> None:
+        for start in range(0, len(self._buffer), 1000):  # the tracking API takes 1000 metrics a call
+            chunk = self._buffer[start:start + 1000]
+            self._pending.append(self._client.log_batch(self.run_id, metrics=chunk, synchronous=False))
+        self._buffer = []
+        self._last_send = time.monotonic()
 
     def flush(self) -> None:
-        """Wait until every queued batch is stored."""
+        """Send what is buffered and wait until everything is stored."""
+        if self._buffer:
+            self._send()
         for operation in self._pending:
             operation.wait()
         self._pending.clear()

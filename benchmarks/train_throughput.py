@@ -1,0 +1,190 @@
+"""Training throughput: the project's loop against a naive DataLoader loop, a bare loop, and with MLflow on/off.
+
+Run: ``python benchmarks/train_throughput.py [--rows 250000] [--epochs 4] [--repeats 3]``.
+All four loops run in this one process, interleaved repeat by repeat, on the same data (synthetic,
+``--rows`` rows of which 80% train and 20% validation), the same model (the default MLP with
+BatchNorm) and batch size 2048. Seconds per epoch are wall-clock over whole calls divided by epochs;
+each ratio is the median over repeats of the ratio within one repeat (paired, so slow drifts of a
+shared machine cancel out). Prints the ratios and writes ``benchmarks/results/train_throughput.json``:
+
+- ``speedup_vs_dataloader`` = naive DataLoader loop / project loop
+- ``slowdown_vs_bare``      = project loop / bare on-device index loop (no metrics, no validation)
+- ``tracking_overhead``     = project loop with per-epoch MLflow logging / without - 1
+  (run creation and model logging are excluded and reported separately, in seconds)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline import tracking  # noqa: E402
+from pipeline.config import load_params  # noqa: E402
+from pipeline.data import Scaler, synthetic_transactions  # noqa: E402
+from pipeline.model import MLPConfig, build  # noqa: E402
+from pipeline.training import FitConfig, batch_slices, fit, make_optimizer, resolve_device  # noqa: E402
+
+BATCH = 2048
+OUT = Path(__file__).resolve().parent / "results" / "train_throughput.json"
+
+
+def make_data(rows: int) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """Synthetic transactions, scaled on the training part: 80% train, 20% validation."""
+    frame = synthetic_transactions(rows, 0.002, seed=0)
+    rng = np.random.default_rng(0)
+    order = rng.permutation(rows)
+    cut = int(rows * 0.8)
+    features = frame.drop(columns="Class")
+    scaler = Scaler.fit(features.iloc[order[:cut]], ["Amount"])
+
+    def tensors(idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.from_numpy(scaler.transform(features.iloc[idx]).to_numpy().copy())
+        return x, torch.from_numpy(frame["Class"].to_numpy()[idx].copy())
+
+    return tensors(order[:cut]), tensors(order[cut:])
+
+
+def naive_dataloader(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], cfg: FitConfig,
+                     device: torch.device) -> None:
+    """The textbook loop: per-sample DataLoader with shuffle, batches copied to the device."""
+    torch.manual_seed(cfg.seed)
+    model.to(device).train()
+    loader = DataLoader(TensorDataset(*train), batch_size=cfg.batch_size, shuffle=True)
+    optimizer, criterion = make_optimizer(model, cfg), nn.BCEWithLogitsLoss()
+    for _ in range(cfg.epochs):
+        for xb, yb in loader:
+            xb, yb = xb.to(device), yb.to(device).float()
+            loss = criterion(model(xb), yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    _sync(device)
+
+
+def bare_loop(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], cfg: FitConfig,
+              device: torch.device) -> None:
+    """The floor: on-device index batching, no metrics, no validation, no clipping."""
+    torch.manual_seed(cfg.seed)
+    model.to(device).train()
+    x, y = train[0].to(device), train[1].to(device).float()
+    optimizer, criterion = make_optimizer(model, cfg), nn.BCEWithLogitsLoss()
+    generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    slices = batch_slices(x.shape[0], cfg.batch_size)
+    for _ in range(cfg.epochs):
+        order = torch.randperm(x.shape[0], device=device, generator=generator)
+        for part in slices:
+            rows = order[part]
+            loss = criterion(model(x[rows]), y[rows])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    _sync(device)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(body: Callable[[], None], epochs: int) -> float:
+    """Seconds per epoch of one whole call."""
+    start = time.perf_counter()
+    body()
+    return (time.perf_counter() - start) / epochs
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure, print, and write the ratios."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=250_000)
+    parser.add_argument("--epochs", type=int, default=8, help="epochs per timed call")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args(argv)
+
+    repo = Path(__file__).resolve().parents[1]
+    params = load_params(repo / "params.yaml").train
+    device = resolve_device(args.device)
+    store = tempfile.mkdtemp(prefix="bench-mlflow-")
+    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{store}/mlflow.db")
+    train, val = make_data(args.rows)
+    config = MLPConfig(n_features=train[0].shape[1], hidden=tuple(params.model.hidden), dropout=params.model.dropout,
+                       activation=params.model.activation, batchnorm=True,
+                       batchnorm_placement=params.model.batchnorm_placement)
+    cfg = FitConfig(epochs=args.epochs, batch_size=BATCH, lr=params.lr, seed=0, grad_clip=params.grad_clip)
+    naive_cfg = FitConfig(epochs=max(1, args.epochs // 2), batch_size=BATCH, lr=params.lr, seed=0)
+
+    times: dict[str, list[float]] = {"project": [], "project_tracked": [], "bare": [], "dataloader": []}
+    run_creation, model_logging = [], 0.0
+    fit(build(config, 0), train, val, FitConfig(epochs=1, batch_size=BATCH, lr=params.lr, seed=0), device)  # warm-up
+    for repeat in range(args.repeats):
+        times["project"].append(timed(lambda: fit(build(config, 0), train, val, cfg, device), cfg.epochs))
+        start = time.perf_counter()
+        with tracking.model_run("throughput-benchmark", f"bench-{repeat}", "benchmark", {"rows": args.rows},
+                                {}) as tracker:
+            run_creation.append(time.perf_counter() - start)
+            model = build(config, 0)
+
+            def tracked() -> None:
+                fit(model, train, val, cfg, device, on_epoch_end=tracker.log_epoch)
+                tracker.flush()
+
+            times["project_tracked"].append(timed(tracked, cfg.epochs))
+            if repeat == 0:
+                start = time.perf_counter()
+                tracking.log_torch_model(model.cpu().eval(), val[0][:5].numpy())
+                model_logging = time.perf_counter() - start
+        times["bare"].append(timed(lambda: bare_loop(build(config, 0), train, cfg, device), cfg.epochs))
+        times["dataloader"].append(timed(lambda: naive_dataloader(build(config, 0), train, naive_cfg, device),
+                                         naive_cfg.epochs))
+        print(f"repeat {repeat + 1}/{args.repeats}: " + "  ".join(f"{k} {v[-1]:.3f}s/epoch" for k, v in times.items()),
+              flush=True)
+
+    median = {k: statistics.median(v) for k, v in times.items()}
+
+    def paired(a: str, b: str) -> float:
+        return statistics.median(x / y for x, y in zip(times[a], times[b]))
+
+    result = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch_threads": torch.get_num_threads(),
+        "rows_train": int(train[0].shape[0]), "rows_val": int(val[0].shape[0]), "batch_size": BATCH,
+        "model": config.to_dict(), "epochs_per_call": cfg.epochs, "repeats": args.repeats,
+        "seconds_per_epoch": median,
+        "seconds_per_epoch_by_repeat": times,
+        "speedup_vs_dataloader": paired("dataloader", "project"),
+        "slowdown_vs_bare": paired("project", "bare"),
+        "tracking_overhead": paired("project_tracked", "project") - 1,
+        "run_creation_seconds": statistics.median(run_creation),
+        "model_logging_seconds": model_logging,
+        "targets": {"speedup_vs_dataloader": ">= 5", "slowdown_vs_bare": "<= 1.25", "tracking_overhead": "<= 0.03"},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"device {result['device']}, {result['rows_train']} training rows, batch {BATCH}")
+    print("seconds/epoch: " + ", ".join(f"{k} {v:.3f}" for k, v in median.items()))
+    print(f"speedup_vs_dataloader {result['speedup_vs_dataloader']:.2f}  (target >= 5)")
+    print(f"slowdown_vs_bare      {result['slowdown_vs_bare']:.3f}  (target <= 1.25)")
+    print(f"tracking_overhead     {result['tracking_overhead']:+.4f}  (target <= 0.03)")
+    print(f"run creation {result['run_creation_seconds']:.2f}s, model logging {model_logging:.2f}s (excluded)")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
