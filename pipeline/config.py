@@ -125,6 +125,37 @@ class TrainParams(_Strict):
         return value
 
 
+class ThresholdParams(_Strict):
+    """How the decision threshold is chosen on the validation split."""
+
+    strategy: Literal["max_f1", "recall_at_precision", "precision_at_recall", "fixed"]
+    target: float = Field(ge=0, le=1)
+
+
+class BootstrapParams(_Strict):
+    """Stratified bootstrap for confidence intervals."""
+
+    resamples: int = Field(ge=10, le=100_000)
+    seed: int = Field(ge=0)
+
+
+class EvaluateParams(_Strict):
+    """Parameters of the evaluate stage."""
+
+    threshold: ThresholdParams
+    references: list[Literal["logistic_regression", "hist_gradient_boosting"]]
+    bootstrap: BootstrapParams
+    precision_at_k: list[int]
+    recall_target: float = Field(gt=0, le=1)
+
+    @field_validator("precision_at_k")
+    @classmethod
+    def _positive_k(cls, value: list[int]) -> list[int]:
+        if any(k < 1 for k in value):
+            raise ValueError("must be positive row counts")
+        return value
+
+
 class MlflowParams(_Strict):
     """Where runs are grouped in MLflow."""
 
@@ -136,6 +167,7 @@ class Params(_Strict):
 
     prepare: PrepareParams
     train: TrainParams
+    evaluate: EvaluateParams
     mlflow: MlflowParams
 
 

@@ -240,3 +240,36 @@ def log_summary(metrics: Mapping[str, float]) -> None:
     import mlflow
 
     mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+
+
+def log_evaluation(run_id: str, metrics: Mapping[str, float], artifact_dir: Path | None = None,
+                   artifact_path: str = "evaluation") -> None:
+    """Add evaluation metrics (one batched call) and artifacts to an existing run."""
+    from mlflow.entities import Metric
+
+    client = _client()
+    stamp = int(time.time() * 1000)
+    batch = [Metric(k, float(v), stamp, 0) for k, v in metrics.items()]
+    for start in range(0, len(batch), 1000):
+        client.log_batch(run_id, metrics=batch[start:start + 1000])
+    if artifact_dir is not None:
+        client.log_artifacts(run_id, str(artifact_dir), artifact_path)
+
+
+def reference_run(experiment: str, group: str, parent_run_id: str, name: str, params: Mapping[str, Any],
+                  tags: Mapping[str, str]) -> str:
+    """The group's run for a reference model: reused if present, else created under the parent."""
+    client = _client()
+    exp_id = experiment_id(experiment)
+    query = f"tags.`{GROUP}` = '{group}' and tags.`{MODEL}` = '{name}' and tags.`{ROLE}` = 'reference'"
+    found = client.search_runs([exp_id], filter_string=query, max_results=1)
+    if found:
+        return found[0].info.run_id
+    all_tags = {**environment_tags(), **tags, GROUP: group, ROLE: "reference", MODEL: name,
+                "mlflow.parentRunId": parent_run_id}
+    run = client.create_run(exp_id, run_name=name, tags=all_tags)
+    from mlflow.entities import Param
+
+    client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id

@@ -21,6 +21,7 @@ def small_raw_params() -> dict[str, Any]:
     raw["prepare"]["split"]["min_positives"] = 5
     raw["train"].update(seeds=[0], epochs=3, batch_size=128, lr=0.01, device="cpu", patience=0)
     raw["train"]["model"]["hidden"] = [16, 8]
+    raw["evaluate"]["bootstrap"]["resamples"] = 20
     return raw
 
 

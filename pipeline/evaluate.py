@@ -1,0 +1,219 @@
+"""DVC stage `evaluate`: imbalanced-class metrics of every model, threshold chosen on validation."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pipeline import figures, tracking
+from pipeline.cli import StageError, run_stage
+from pipeline.config import EvaluateParams, Params, load_params
+from pipeline.data import Split, load_split
+from pipeline.metrics import accuracy_trap, bootstrap_ci, choose_threshold, classification_metrics
+from pipeline.model import from_checkpoint
+from pipeline.outputs import staged, write_json
+from pipeline.prepare import DATA_DIR, SUMMARY
+from pipeline.references import REFERENCES, describe, fit_reference
+from pipeline.train import MODELS_DIR, model_name
+from pipeline.training import predict_logits
+
+log = logging.getLogger("pipeline.evaluate")
+
+SPLITS = ("train", "val", "test")
+SCORES_DIR = Path("scores")
+METRICS_DIR = Path("metrics/evaluate")
+COMBINED = Path("metrics/evaluate.json")
+FIGURES_DIR = Path("plots/evaluate")
+CURVES_DIR = Path("plots/curves")
+KEY_METRICS = ("threshold", "test_precision", "test_recall", "test_f1", "test_ap", "test_roc_auc",
+               "test_accuracy", "test_balanced_accuracy", "test_mcc", "train_ap", "train_f1")
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Where the evaluate stage writes."""
+
+    scores: Path = SCORES_DIR
+    metrics: Path = METRICS_DIR
+    combined: Path = COMBINED
+    figures: Path = FIGURES_DIR
+    curves: Path = CURVES_DIR
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One model's predicted fraud probabilities on every split."""
+
+    name: str
+    kind: str  # "mlp" or "reference"
+    probabilities: dict[str, np.ndarray]
+    run: dict[str, Any]
+
+
+def load_checkpoint(path: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    """Read a checkpoint and check it was trained on these prepared data."""
+    fix = "re-run training (dvc repro)"
+    if not path.is_file():
+        raise StageError(f"{path}: model file not found; {fix}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
+        raise StageError(f"{path}: not a readable checkpoint ({str(exc).splitlines()[0]}); {fix}") from None
+    if not isinstance(payload, dict) or not {"model", "config", "features"} <= set(payload):
+        raise StageError(f"{path}: not a checkpoint written by the train stage; {fix}")
+    if payload["features"] != summary["features"] or payload.get("data_sha256") != summary["source_sha256"]:
+        raise StageError(f"{path}: trained on other data than data/prepared (features or data hash differ); {fix}")
+    return payload
+
+
+def score_mlp(payload: dict[str, Any], splits: dict[str, Split]) -> dict[str, np.ndarray]:
+    """Fraud probabilities of a rebuilt checkpoint on every split (eval mode)."""
+    try:
+        model = from_checkpoint(payload)
+    except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+        raise StageError(f"checkpoint does not match its model config ({exc})") from None
+    return {s: torch.sigmoid(predict_logits(model, torch.from_numpy(split.x))).numpy().astype(np.float64)
+            for s, split in splits.items()}
+
+
+def evaluate_model(scored: Scored, splits: dict[str, Split], params: EvaluateParams) -> dict[str, float]:
+    """Threshold from validation; metrics on every split; bootstrap CIs on test; the accuracy trap."""
+    threshold = choose_threshold(splits["val"].y, scored.probabilities["val"], params.threshold.strategy,
+                                 params.threshold.target)
+    out: dict[str, float] = {"threshold": threshold}
+    for split in SPLITS:
+        values = classification_metrics(splits[split].y, scored.probabilities[split], threshold,
+                                        params.precision_at_k)
+        out.update({f"{split}_{k}": v for k, v in values.items()})
+        out[f"{split}_accuracy_trap"] = float(accuracy_trap(values, params.recall_target))
+    intervals = bootstrap_ci(splits["test"].y, scored.probabilities["test"], threshold,
+                             params.bootstrap.resamples, params.bootstrap.seed)
+    for key, (low, high) in intervals.items():
+        out[f"test_{key}_ci_low"], out[f"test_{key}_ci_high"] = low, high
+    return out
+
+
+def _curve_rows(name: str, y: np.ndarray, p: np.ndarray, points: int = 200) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    precision, recall, _ = precision_recall_curve(y, p)
+    fpr, tpr, _ = roc_curve(y, p)
+
+    def thin(frame: pd.DataFrame) -> pd.DataFrame:
+        keep = np.unique(np.linspace(0, len(frame) - 1, min(points, len(frame))).round().astype(int))
+        return frame.iloc[keep]
+
+    pr = thin(pd.DataFrame({"model": name, "recall": recall, "precision": precision}))
+    roc = thin(pd.DataFrame({"model": name, "fpr": fpr, "tpr": tpr}))
+    return pr, roc
+
+
+def run(params: Params, data_dir: Path = DATA_DIR, summary_path: Path = SUMMARY, models_dir: Path = MODELS_DIR,
+        outputs: Outputs = Outputs(), track: bool = True) -> dict[str, dict[str, float]]:
+    """Evaluate every trained model and every reference model; write metrics, scores and plots."""
+    if not summary_path.is_file():
+        raise StageError(f"{summary_path} not found; run the prepare stage first (dvc repro prepare)")
+    summary = json.loads(summary_path.read_text())
+    splits = {s: load_split(data_dir, s, summary["label"]) for s in SPLITS}
+    for name in ("val", "test"):
+        if int(splits[name].y.sum()) == 0:
+            raise StageError(f"split '{name}' holds no positives: thresholds, recall and AP are undefined; "
+                             "raise prepare.split.min_positives or use more data")
+    scored: list[Scored] = []
+    for variant in params.train.variants:
+        for seed in params.train.seeds:
+            name = model_name(variant, seed)
+            payload = load_checkpoint(models_dir / f"{name}.pt", summary)
+            run_file = models_dir / f"{name}.run.json"
+            run_info = json.loads(run_file.read_text()) if run_file.is_file() else {}
+            scored.append(Scored(name, "mlp", score_mlp(payload, splits), run_info))
+    for name in params.evaluate.references:
+        model = fit_reference(name, splits["train"].x, splits["train"].y, params.evaluate.bootstrap.seed)
+        probabilities = {s: model.predict_proba(split.x)[:, 1].astype(np.float64) for s, split in splits.items()}
+        scored.append(Scored(name, "reference", probabilities, {"params": describe(model)}))
+
+    results: dict[str, dict[str, float]] = {}
+    with staged(outputs.scores, outputs.metrics, outputs.combined, outputs.figures, outputs.curves) as tmp:
+        tmp_scores, tmp_metrics, tmp_combined, tmp_figures, tmp_curves = tmp
+        for folder in (tmp_scores, tmp_metrics, tmp_figures, tmp_curves):
+            folder.mkdir()
+        pr_rows, roc_rows = [], []
+        for item in scored:
+            metrics = evaluate_model(item, splits, params.evaluate)
+            results[item.name] = metrics
+            write_json(tmp_metrics / f"{item.name}.json", {k: v for k, v in metrics.items()
+                                                            if not k.startswith("val_")})
+            pd.DataFrame({"split": np.repeat(["val", "test"], [splits["val"].y.size, splits["test"].y.size]),
+                          "y_true": np.concatenate([splits["val"].y, splits["test"].y]),
+                          "score": np.concatenate([item.probabilities["val"], item.probabilities["test"]])}
+                         ).to_parquet(tmp_scores / f"{item.name}.parquet", index=False)
+            figures.model_figures(item.name, splits["test"].y, item.probabilities["test"], metrics["threshold"],
+                                  tmp_figures / item.name)
+            pr, roc = _curve_rows(item.name, splits["test"].y, item.probabilities["test"])
+            pr_rows.append(pr)
+            roc_rows.append(roc)
+            _log_line(item.name, metrics)
+        pd.concat(pr_rows).to_csv(tmp_curves / "precision_recall.csv", index=False)
+        pd.concat(roc_rows).to_csv(tmp_curves / "roc.csv", index=False)
+        write_json(tmp_combined, combined_metrics(results, params))
+        if track:
+            _track(params, scored, results, tmp_figures, tmp_metrics)
+    return results
+
+
+def combined_metrics(results: dict[str, dict[str, float]], params: Params) -> dict[str, Any]:
+    """Key test metrics of every model, and mean/std over seeds per variant."""
+    out: dict[str, Any] = {"models": {n: {k: m[k] for k in KEY_METRICS} for n, m in results.items()}}
+    variants: dict[str, Any] = {}
+    for variant in params.train.variants:
+        rows = [results[model_name(variant, s)] for s in params.train.seeds]
+        variants[variant] = {f"{k}_{stat}": float(fn([r[k] for r in rows]))
+                             for k in KEY_METRICS for stat, fn in (("mean", np.mean), ("std", np.std))}
+    out["variants"] = variants
+    return out
+
+
+def _log_line(name: str, m: dict[str, float]) -> None:
+    trap = "  ACCURACY TRAP (high accuracy, low recall)" if m["test_accuracy_trap"] else ""
+    log.info("evaluate[%s] threshold %.3g  test precision %.3f  recall %.3f  f1 %.3f  ap %.3f [%.3f, %.3f]"
+             "  roc_auc %.3f%s", name, m["threshold"], m["test_precision"], m["test_recall"], m["test_f1"],
+             m["test_ap"], m["test_ap_ci_low"], m["test_ap_ci_high"], m["test_roc_auc"], trap)
+
+
+def _track(params: Params, scored: list[Scored], results: dict[str, dict[str, float]], figures_dir: Path,
+           metrics_dir: Path) -> None:
+    trained = [item.run for item in scored if item.kind == "mlp" and item.run.get("run_id")]
+    for item in scored:
+        if item.kind == "mlp" and item.run.get("run_id"):
+            tracking.log_evaluation(item.run["run_id"], results[item.name], figures_dir / item.name)
+            tracking.log_evaluation(item.run["run_id"], {}, metrics_dir / f"{item.name}.json")
+    if not trained:
+        return
+    group, parent = trained[0]["group"], trained[0]["parent_run_id"]
+    for item in scored:
+        if item.kind == "reference":
+            run_id = tracking.reference_run(params.mlflow.experiment, group, parent, item.name, item.run["params"],
+                                            {"pipeline.variant": "reference"})
+            tracking.log_evaluation(run_id, results[item.name], figures_dir / item.name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: ``python -m pipeline.evaluate``."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    args = parser.parse_args(argv)
+    return run_stage("evaluate", lambda: run(load_params(args.params)))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
