@@ -84,3 +84,23 @@ def test_adding_a_seed_only_adds_its_models(repro: Path) -> None:
     finally:
         params_file.write_text(before)
     assert sorted(changed) == ["train@baseline-2", "train@batchnorm-2"]
+
+
+def test_dvc_metrics_show_lists_every_model(repro: Path) -> None:
+    shown = json.loads(dvc(repro, "metrics", "show", "--json").stdout)
+    (workspace,) = shown.values()
+    files = workspace["data"]
+    names = MODELS + ["logistic_regression", "hist_gradient_boosting"]
+    for name in names:
+        (key,) = [k for k in files if k.endswith(f"metrics/evaluate/{name}.json")]
+        assert {"test_precision", "test_recall", "test_ap", "threshold"} <= set(files[key]["data"])
+    (combined,) = [k for k in files if k.endswith("metrics/evaluate.json")]
+    assert set(files[combined]["data"]["models"]) == set(names)
+
+
+def test_overlay_plots_have_every_model(repro: Path) -> None:
+    shown = json.loads(dvc(repro, "plots", "show", "--json").stdout)
+    (pr,) = [v for k, v in shown["data"].items() if "Precision-recall" in k]
+    models = {row["model"] for row in pr[0]["content"]["data"]["values"]}
+    assert models == set(MODELS) | {"logistic_regression", "hist_gradient_boosting"}
+    assert pr[0]["content"]["encoding"]["color"]["field"] == "model"
