@@ -156,6 +156,13 @@ class EvaluateParams(_Strict):
         return value
 
 
+class ReportParams(_Strict):
+    """Parameters of the report stage."""
+
+    early_epoch: int = Field(ge=1)
+    small_batch: int = Field(ge=2)
+
+
 class MlflowParams(_Strict):
     """Where runs are grouped in MLflow."""
 
@@ -168,6 +175,7 @@ class Params(_Strict):
     prepare: PrepareParams
     train: TrainParams
     evaluate: EvaluateParams
+    report: ReportParams
     mlflow: MlflowParams
 
 
