@@ -78,7 +78,44 @@ def environment_tags() -> dict[str, str]:
             "torch_version": torch.__version__, "mlflow_version": mlflow.__version__}
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
+        changed = changed_params()
+        tags["dvc.changed_params"] = ", ".join(f"{k}={v}" for k, v in changed.items()) or "(none)"
     return tags
+
+
+def changed_params(params_file: str = "params.yaml") -> dict[str, Any]:
+    """Params that differ from the committed params.yaml (what `dvc exp run -S` changed)."""
+    import yaml
+
+    from pipeline.config import flatten
+
+    try:
+        committed = subprocess.run(["git", "show", f"HEAD:{params_file}"], capture_output=True, text=True,
+                                   check=True).stdout
+        before, after = flatten(yaml.safe_load(committed)), flatten(yaml.safe_load(Path(params_file).read_text()))
+    except (OSError, subprocess.CalledProcessError, yaml.YAMLError):
+        return {}
+    return {k: v for k, v in sorted(after.items()) if before.get(k) != v}
+
+
+@contextmanager
+def store_lock() -> Iterator[None]:
+    """Serialise run/experiment creation between parallel workers (e.g. `dvc queue start -j 2`)
+    on a local SQLite store, so that none of them meets "database is locked"."""
+    uri = tracking_uri()
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    lock_path = Path(uri.removeprefix("sqlite:///")).with_suffix(".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _client() -> Any:
@@ -115,6 +152,22 @@ def parent_run(exp_id: str, group: str, run_name: str, tags: Mapping[str, str]) 
     run = client.create_run(exp_id, run_name=run_name, tags={**tags, GROUP: group, ROLE: "parent"})
     client.set_terminated(run.info.run_id, "FINISHED")
     return run.info.run_id
+
+
+def adopt_launcher(group: str, parent: str) -> None:
+    """Under `mlflow run`, file the launcher's own run inside this pipeline's group.
+
+    `mlflow run` creates a run and announces it in MLFLOW_RUN_ID. Our model runs are never logged
+    into it; it is tagged as this group's launcher and nested under the group's parent, so the
+    UI shows one pipeline execution, not a stray extra run.
+    """
+    launcher = os.environ.get("MLFLOW_RUN_ID")
+    if not launcher or launcher == parent:
+        return
+    client = _client()
+    client.set_tag(launcher, GROUP, group)
+    client.set_tag(launcher, ROLE, "launcher")
+    client.set_tag(launcher, "mlflow.parentRunId", parent)
 
 
 class Tracker(Protocol):
@@ -178,11 +231,15 @@ def model_run(experiment: str, run_name: str, group: str, params: Mapping[str, A
     """An MLflow run nested under the group's parent; FAILED if the block raises."""
     import mlflow
 
-    exp_id = experiment_id(experiment)
     base = environment_tags()
-    parent = parent_run(exp_id, group, f"pipeline-{group[:8]}", base)
-    run = mlflow.start_run(experiment_id=exp_id, run_name=run_name,
-                           tags={**base, **tags, GROUP: group, "mlflow.parentRunId": parent})
+    with store_lock():
+        exp_id = experiment_id(experiment)
+        parent = parent_run(exp_id, group, f"pipeline-{group[:8]}", base)
+        adopt_launcher(group, parent)
+        created = _client().create_run(exp_id, run_name=run_name,
+                                       tags={**base, **tags, GROUP: group, "mlflow.parentRunId": parent})
+    # Explicit run_id: never resume the run that `mlflow run` announces in MLFLOW_RUN_ID.
+    run = mlflow.start_run(run_id=created.info.run_id)
     tracker = MlflowTracker(run.info.run_id)
     status = "FAILED"
     try:
@@ -260,16 +317,34 @@ def reference_run(experiment: str, group: str, parent_run_id: str, name: str, pa
                   tags: Mapping[str, str]) -> str:
     """The group's run for a reference model: reused if present, else created under the parent."""
     client = _client()
-    exp_id = experiment_id(experiment)
-    query = f"tags.`{GROUP}` = '{group}' and tags.`{MODEL}` = '{name}' and tags.`{ROLE}` = 'reference'"
-    found = client.search_runs([exp_id], filter_string=query, max_results=1)
-    if found:
-        return found[0].info.run_id
     all_tags = {**environment_tags(), **tags, GROUP: group, ROLE: "reference", MODEL: name,
                 "mlflow.parentRunId": parent_run_id}
-    run = client.create_run(exp_id, run_name=name, tags=all_tags)
+    with store_lock():
+        exp_id = experiment_id(experiment)
+        query = f"tags.`{GROUP}` = '{group}' and tags.`{MODEL}` = '{name}' and tags.`{ROLE}` = 'reference'"
+        found = client.search_runs([exp_id], filter_string=query, max_results=1)
+        if found:
+            return found[0].info.run_id
+        run = client.create_run(exp_id, run_name=name, tags=all_tags)
     from mlflow.entities import Param
 
     client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
     client.set_terminated(run.info.run_id, "FINISHED")
     return run.info.run_id
+
+
+def search(experiment: str, filter_string: str, order_by: list[str] | None = None,
+           max_results: int = 10_000) -> list[Any]:
+    """Runs of an experiment matching a filter (empty when the experiment does not exist)."""
+    client = _client()
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    return client.search_runs([found.experiment_id], filter_string=filter_string, order_by=order_by,
+                              max_results=max_results)
+
+
+def metric_history(run_id: str, key: str) -> list[float]:
+    """Every logged value of one metric, in step order."""
+    history = _client().get_metric_history(run_id, key)
+    return [m.value for m in sorted(history, key=lambda m: m.step)]

@@ -1,0 +1,216 @@
+"""Pitfall studies on top of `dvc exp`: sweep one param, then aggregate the experiments from MLflow.
+
+``python -m pipeline.study batch_size`` (8, 32, 256, 2048: BatchNorm's weakness with small batches)
+``python -m pipeline.study lr``         (1e-4 .. 1e-1: BatchNorm's tolerance of high learning rates)
+
+Each value is queued as a DVC experiment (``dvc exp run --queue -S train.X=value``) and the queue is
+run (``dvc exp run --run-all -j JOBS``). Every experiment's MLflow runs carry the tag
+``dvc.exp_name``; the study collects them, FAILED runs included (a diverged model is a result, not
+a crash), and writes ``reports/studies/<study>/study.md`` and ``study.html`` with one figure: test
+average precision, final training loss and seconds per epoch against the swept value, both variants,
+mean and spread over seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from pipeline import tracking
+from pipeline.cli import StageError, run_stage
+from pipeline.config import load_params
+from pipeline.document import Document
+from pipeline.outputs import staged
+
+log = logging.getLogger("pipeline.study")
+
+
+@dataclass(frozen=True)
+class Study:
+    """One swept param and its default values."""
+
+    param: str
+    values: tuple[float, ...]
+    question: str
+
+
+STUDIES = {
+    "batch_size": Study("train.batch_size", (8, 32, 256, 2048),
+                        "BatchNorm estimates its statistics from each batch: do small batches hurt it?"),
+    "lr": Study("train.lr", (1e-4, 1e-3, 1e-2, 1e-1),
+                "BatchNorm is said to tolerate high learning rates: does the baseline degrade or diverge first?"),
+}
+OUT_DIR = Path("reports/studies")
+
+
+def _dvc(*args: str) -> subprocess.CompletedProcess[str]:
+    dvc = Path(sys.executable).with_name("dvc")
+    command = [str(dvc) if dvc.exists() else "dvc", *args]
+    return subprocess.run(command, capture_output=True, text=True, env={**os.environ, "DVC_NO_ANALYTICS": "1"})
+
+
+def launch(study_id: str, study: Study, values: list[str], overrides: list[str], jobs: int) -> list[str]:
+    """Queue one DVC experiment per value and run the queue; return the experiment names."""
+    names = []
+    for index, value in enumerate(values):
+        name = f"{study_id}-v{index}"
+        sets = [arg for item in [f"{study.param}={value}", *overrides] for arg in ("-S", item)]
+        # --keep-going: a diverged model fails its own stage only; the other models still train.
+        queued = _dvc("exp", "run", "--queue", "--keep-going", "--name", name, *sets)
+        if queued.returncode != 0:
+            raise StageError(f"could not queue {name}: {queued.stderr.strip().splitlines()[-1:]}")
+        names.append(name)
+    log.info("study %s: running %d experiments with %d worker(s)", study_id, len(names), jobs)
+    ran = _dvc("exp", "run", "--run-all", "--jobs", str(jobs))
+    if ran.returncode != 0:  # a failed experiment (a diverged model) is a result; the study goes on
+        log.warning("study %s: some experiments failed (see `dvc queue logs`); they are shown as FAILED", study_id)
+    return names
+
+
+def collect(experiment: str, study_id: str, param: str) -> pd.DataFrame:
+    """One row per MLflow model run of the study's experiments, FAILED runs included."""
+    query = f"tags.`dvc.exp_name` LIKE '{study_id}-%' and tags.`{tracking.ROLE}` = 'model'"
+    rows = []
+    for run in tracking.search(experiment, query):
+        m, tags = run.data.metrics, run.data.tags
+        history = tracking.metric_history(run.info.run_id, "epoch_seconds")
+        rows.append({"exp_name": tags["dvc.exp_name"], "variant": tags.get("pipeline.variant"),
+                     "seed": int(tags.get("pipeline.seed", -1)), "value": float(run.data.params[param]),
+                     "status": run.info.status, "test_ap": m.get("test_ap", np.nan),
+                     "final_train_loss": m.get("train_loss", np.nan),
+                     "seconds_per_epoch": float(np.median(history)) if history else np.nan})
+    return pd.DataFrame(rows, columns=["exp_name", "variant", "seed", "value", "status", "test_ap",
+                                       "final_train_loss", "seconds_per_epoch"])
+
+
+def summarise(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean, standard deviation, min and max over seeds for each (variant, value)."""
+    out = []
+    for (value, variant), group in runs.groupby(["value", "variant"], sort=True):
+        ok = group[group["status"] == "FINISHED"]
+        row = {"variant": variant, "value": value, "runs": len(group), "failed": int((group["status"] == "FAILED").sum())}
+        for key in ("test_ap", "final_train_loss", "seconds_per_epoch"):
+            values = ok[key].dropna()
+            row.update({f"{key}_mean": values.mean(), f"{key}_std": values.std(ddof=1) if len(values) > 1 else 0.0,
+                        f"{key}_min": values.min(), f"{key}_max": values.max()})
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def study_figure(summary: pd.DataFrame, study: Study, path: Path) -> Path:
+    """Three panels against the swept value: test AP, final train loss, seconds per epoch."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    panels = (("test_ap", "test average precision"), ("final_train_loss", "final training loss"),
+              ("seconds_per_epoch", "seconds per epoch"))
+    for ax, (key, label) in zip(axes, panels):
+        for variant, colour in (("batchnorm", "tab:blue"), ("baseline", "tab:orange")):
+            rows = summary[summary["variant"] == variant].sort_values("value")
+            if rows.empty:
+                continue
+            mean = rows[f"{key}_mean"]
+            spread = [mean - rows[f"{key}_min"], rows[f"{key}_max"] - mean]
+            ax.errorbar(rows["value"], mean, yerr=spread, marker="o", capsize=3, color=colour, label=variant)
+            failed = rows[rows["failed"] > 0]
+            if not failed.empty:
+                ax.scatter(failed["value"], [ax.get_ylim()[0]] * len(failed), marker="x", s=80, color=colour,
+                           label=f"{variant}: FAILED run(s)")
+        ax.set_xscale("log")
+        if key == "final_train_loss":
+            ax.set_yscale("log")
+        ax.set_xlabel(study.param)
+        ax.set_title(label)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Mean over seeds; bars span min to max; x marks values with FAILED runs")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90, metadata={"Software": None})
+    plt.close(fig)
+    return path
+
+
+def _mean_std(mean: float, std: float, digits: int) -> str:
+    if np.isnan(mean):
+        return "–"
+    return f"{mean:.{digits}g} ± {std:.{digits}g}" if std and not np.isnan(std) else f"{mean:.{digits}g}"
+
+
+def write_report(study_id: str, study: Study, runs: pd.DataFrame, out_dir: Path, launched: list[str]) -> Path:
+    """study.md, study.html and the figure under out_dir/study_id."""
+    target = out_dir / study_id
+    with staged(target) as (tmp,):
+        tmp.mkdir()
+        doc = Document(f"Study {study_id}: {study.param}")
+        doc.paragraph(study.question)
+        if runs.empty:
+            doc.paragraph("**No MLflow runs were found for this study's experiments**: every experiment failed before "
+                          "training (see `dvc queue logs`).")
+        else:
+            summary = summarise(runs)
+            rows = [[f"{r.value:g}", r.variant, _mean_std(r.test_ap_mean, r.test_ap_std, 3),
+                     _mean_std(r.final_train_loss_mean, r.final_train_loss_std, 4),
+                     _mean_std(r.seconds_per_epoch_mean, r.seconds_per_epoch_std, 3),
+                     f"{r.runs - r.failed} finished, {r.failed} FAILED" if r.failed else f"{r.runs} finished"]
+                    for r in summary.itertuples()]
+            doc.table([study.param, "Variant", "Test AP (mean ± sd)", "Final train loss", "Seconds per epoch", "Runs"],
+                      rows)
+            doc.figure(study_figure(summary, study, tmp / "study.png"), f"BatchNorm versus baseline across {study.param}")
+            failed = runs[runs["status"] == "FAILED"]
+            if not failed.empty:
+                doc.paragraph("FAILED runs (training diverged or stopped with an error): " + ", ".join(
+                    f"{r.variant} seed {r.seed} at {study.param}={r.value:g}" for r in failed.itertuples()) + ".")
+            unevaluated = runs[(runs["status"] == "FINISHED") & runs["test_ap"].isna()]
+            if not unevaluated.empty:
+                doc.paragraph(f"{len(unevaluated)} finished run(s) have no test metrics: another model of the same "
+                              "experiment failed, so its evaluate stage did not run.")
+        silent = sorted(set(launched) - set(runs["exp_name"]))
+        if silent:
+            doc.paragraph("**FAILED before training** (no MLflow run; e.g. a param out of range): " + ", ".join(
+                f"`{n}`" for n in silent) + ". See `dvc queue logs <name>`.")
+        doc.paragraph("Experiments: " + ", ".join(f"`{n}`" for n in launched)
+                      + ". Compare them with `dvc exp show` or in the MLflow UI (filter on `tags.dvc.exp_name`).")
+        (tmp / "study.md").write_text(doc.markdown(tmp))
+        (tmp / "study.html").write_text(doc.html())
+    return target
+
+
+def run(name: str, values: list[str] | None = None, overrides: list[str] | None = None, jobs: int = 1,
+        out_dir: Path = OUT_DIR, params_file: Path = Path("params.yaml")) -> Path:
+    """Launch the study's experiments, collect their runs, and write the study report."""
+    if name not in STUDIES:
+        raise StageError(f"unknown study {name!r}; choose one of {', '.join(STUDIES)}")
+    study = STUDIES[name]
+    experiment = load_params(params_file).mlflow.experiment
+    study_id = f"study-{name.replace('_', '')}-{dt.datetime.now(dt.timezone.utc).strftime('%Y%m%d-%H%M%S')}"
+    launched = launch(study_id, study, values or [f"{v:g}" for v in study.values], overrides or [], jobs)
+    runs = collect(experiment, study_id, study.param)
+    target = write_report(study_id, study, runs, out_dir, launched)
+    log.info("study %s: %d runs (%d FAILED); wrote %s", study_id, len(runs),
+             int((runs["status"] == "FAILED").sum()) if not runs.empty else 0, target / "study.md")
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("study", choices=sorted(STUDIES))
+    parser.add_argument("--values", help="comma-separated values (default: the study's)")
+    parser.add_argument("-S", "--set", dest="overrides", action="append", default=[],
+                        help="extra param for every experiment, e.g. -S train.epochs=10 (repeatable)")
+    parser.add_argument("--jobs", type=int, default=1, help="parallel queue workers")
+    parser.add_argument("--out", type=Path, default=OUT_DIR)
+    args = parser.parse_args(argv)
+    values = args.values.split(",") if args.values else None
+    return run_stage("study", lambda: run(args.study, values, args.overrides, args.jobs, args.out))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,121 @@
+"""How people use the pipeline: MLflow runs after dvc repro, dvc exp run, the queue with two
+workers, `mlflow run`, compare, and a tiny study. All in one throw-away copy of the repository."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from tests.conftest import small_raw_params
+from tests.e2e import copy_repository, dvc, env_for, run
+
+pytestmark = pytest.mark.slow
+MODELS = ["batchnorm-s0", "baseline-s0"]
+EXPERIMENT = "batchnorm-vs-baseline"
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    raw = small_raw_params()
+    raw["evaluate"]["references"] = ["logistic_regression"]
+    repo = copy_repository(tmp_path_factory.mktemp("exp-repo"), raw)
+    dvc(repo, "repro")
+    return repo
+
+
+def client(repo: Path) -> mlflow.MlflowClient:
+    return mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+
+
+def model_runs(repo: Path, extra: str = "") -> list:
+    c = client(repo)
+    exp = c.get_experiment_by_name(EXPERIMENT)
+    return c.search_runs([exp.experiment_id], filter_string="tags.`pipeline.role` = 'model'" + extra)
+
+
+def test_runs_have_identical_keys_histories_test_metrics_and_artifacts(repo: Path) -> None:
+    runs = model_runs(repo)
+    assert sorted(r.info.run_name for r in runs) == sorted(MODELS)
+    keys = [set(r.data.metrics) for r in runs]
+    assert keys[0] == keys[1] and {"test_ap", "test_recall", "threshold", "val_loss"} <= keys[0]
+    c = client(repo)
+    for r in runs:
+        assert len(c.get_metric_history(r.info.run_id, "train_loss")) == 3
+        paths = {a.path for a in c.list_artifacts(r.info.run_id)}
+        assert {"evaluation", "history.csv"} <= paths
+        assert r.outputs.model_outputs  # the logged model
+
+
+def test_compare_prints_models_side_by_side(repo: Path) -> None:
+    out = run(repo, sys.executable, "-m", "pipeline.compare").stdout
+    header = out.splitlines()[1]
+    assert "batchnorm (n=1)" in header and "baseline (n=1)" in header and "logistic_regression" in header
+    assert "test_ap" in out and "test_recall" in out
+
+
+def test_exp_run_adds_tagged_runs_and_keeps_earlier_ones(repo: Path) -> None:
+    before = {r.info.run_id: r.data.metrics["test_ap"] for r in model_runs(repo)}
+    dvc(repo, "exp", "run", "-S", "train.epochs=2", "--name", "short")
+    tagged = model_runs(repo, " and tags.`dvc.exp_name` = 'short'")
+    assert sorted(r.info.run_name for r in tagged) == sorted(MODELS)
+    assert all("train.epochs=2" in r.data.tags["dvc.changed_params"] for r in tagged)
+    assert all(len(client(repo).get_metric_history(r.info.run_id, "val_loss")) == 2 for r in tagged)
+    after = {r.info.run_id: r.data.metrics.get("test_ap") for r in model_runs(repo)}
+    assert {k: after[k] for k in before} == before  # the earlier runs are untouched
+    shown = json.loads(dvc(repo, "exp", "show", "--json").stdout)
+    assert "short" in json.dumps(shown) and "test_ap" in json.dumps(shown)
+
+
+def test_queue_with_two_workers_loses_nothing(repo: Path) -> None:
+    for lr in ("0.02", "0.005"):
+        dvc(repo, "exp", "run", "--queue", "-S", f"train.lr={lr}", "--name", f"lr-{lr.replace('.', 'p')}")
+    dvc(repo, "queue", "start", "-j", "2")
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        status = dvc(repo, "queue", "status").stdout
+        if "Queued" not in status and "Running" not in status:
+            break
+        time.sleep(3)
+    assert "Failed" not in status, status
+    for name in ("lr-0p02", "lr-0p005"):
+        runs = model_runs(repo, f" and tags.`dvc.exp_name` = '{name}'")
+        assert sorted(r.info.run_name for r in runs) == sorted(MODELS), name
+        assert all(r.info.status == "FINISHED" and "test_ap" in r.data.metrics for r in runs), name
+        logs = dvc(repo, "queue", "logs", name, check=False)
+        assert "database is locked" not in logs.stdout + logs.stderr
+
+
+def test_mlflow_run_lands_in_the_pipeline_grouping(repo: Path) -> None:
+    mlflow_cli = str(Path(sys.executable).with_name("mlflow"))
+    env = {**env_for(repo), "MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlflow.db'}"}
+    run(repo, mlflow_cli, "run", ".", "-e", "main", "--env-manager", "local", "--experiment-name", EXPERIMENT,
+        env=env)
+    groups = {r.data.tags["pipeline.group"] for r in model_runs(repo, " and tags.`dvc.exp_name` = ''")}
+    before = len(model_runs(repo))
+    run(repo, mlflow_cli, "run", ".", "-e", "train", "-P", "variant=batchnorm", "-P", "seed=0", "--env-manager",
+        "local", "--experiment-name", EXPERIMENT, env=env)
+    runs = model_runs(repo)
+    assert len(runs) == before + 1
+    newest = max(runs, key=lambda r: r.info.start_time)
+    assert newest.info.run_name == "batchnorm-s0" and newest.data.tags["pipeline.group"] in groups | {
+        r.data.tags["pipeline.group"] for r in model_runs(repo)}
+    launchers = client(repo).search_runs([newest.info.experiment_id], "tags.`pipeline.role` = 'launcher'")
+    assert launchers and all(not l.data.metrics for l in launchers)  # nothing is logged into the launcher
+    assert all(l.data.tags["mlflow.parentRunId"] == newest.data.tags["mlflow.parentRunId"] for l in launchers[:1])
+
+
+def test_tiny_study_runs_end_to_end_and_shows_failures(repo: Path) -> None:
+    """lr=10 with SGD diverges; --keep-going lets the other model of that experiment still run."""
+    run(repo, sys.executable, "-m", "pipeline.study", "lr", "--values", "0.01,10", "-S", "train.optimizer.name=sgd",
+        "-S", "train.model.hidden=[256,256]", "--jobs", "1", timeout=900)
+    (study_dir,) = (repo / "reports" / "studies").iterdir()
+    md = (study_dir / "study.md").read_text()
+    assert "| train.lr | Variant |" in md and (study_dir / "study.png").is_file()
+    assert "0.01 | batchnorm" in md and "0.01 | baseline" in md
+    assert "baseline seed 0 at train.lr=10" in md  # diverged: a FAILED run in the study, not a crash
+    assert (study_dir / "study.html").read_text().count("data:image/png;base64,") == 1
