@@ -312,16 +312,18 @@ def build(inputs: Inputs, figure_dir: Path, generated: str) -> Document:
 
 
 def lock_hashes(lock: dict[str, Any] | None) -> list[list[str]]:
-    """md5 of the prepared data, models and scores recorded in dvc.lock."""
+    """md5 of the prepared data and the model checkpoints recorded in dvc.lock.
+
+    Only deterministic outputs: run files (run ids) and histories (timings) differ between runs.
+    """
     if not lock:
         return []
     rows = []
     for stage, entry in sorted(lock.get("stages", {}).items()):
-        if not stage.startswith(("prepare", "train")):
-            continue
         for out in entry.get("outs", []):
-            if out.get("md5") and not str(out["path"]).endswith(".json"):
-                rows.append([f"`{out['path']}`", f"`{out['md5']}`"])
+            path = str(out["path"])
+            if out.get("md5") and (path == "data/prepared" or path.endswith(".pt")):
+                rows.append([f"`{path}`", f"`{out['md5']}`"])
     return rows
 
 

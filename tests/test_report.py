@@ -95,3 +95,13 @@ def test_missing_inputs_are_a_clear_error(params: Params, tmp_path: Path) -> Non
     with pytest.raises(StageError, match="not found; run the earlier stages first"):
         report.run(params, report.Sources(summary=tmp_path / "none.json"), tmp_path / "reports")
     assert not (tmp_path / "reports").exists()
+
+
+def test_provenance_lists_only_deterministic_hashes() -> None:
+    lock = {"stages": {
+        "prepare": {"outs": [{"path": "data/prepared", "md5": "a.dir"}, {"path": "metrics/prepare.json", "md5": "b"}]},
+        "train@batchnorm-0": {"outs": [{"path": "models/batchnorm-s0.pt", "md5": "c"},
+                                       {"path": "models/batchnorm-s0.run.json", "md5": "d"},
+                                       {"path": "plots/history/batchnorm-s0.csv", "md5": "e"}]}}}
+    assert report.lock_hashes(lock) == [["`data/prepared`", "`a.dir`"], ["`models/batchnorm-s0.pt`", "`c`"]]
+    assert report.lock_hashes(None) == []

@@ -100,3 +100,22 @@ def test_cuda_requested_without_gpu_is_a_clear_error(raw_params: dict, prepared:
 def test_missing_prepare_outputs_are_a_clear_error(params: Params, tmp_path: Path) -> None:
     with pytest.raises(StageError, match="run the prepare stage first"):
         _train(params, tmp_path)
+
+
+def test_command_line_divergence_is_one_line_and_exit_2(raw_params: dict, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    from pipeline import prepare
+
+    raw_params["train"].update(lr=10.0, grad_clip=0.0)
+    raw_params["train"]["optimizer"]["name"] = "sgd"
+    raw_params["train"]["model"]["hidden"] = [256, 256]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params))
+    prepare.run(parse(raw_params).prepare)
+    assert train.main(["--variant", "baseline", "--seed", "0"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("train: error")]
+    assert len(err) == 1 and "lower train.lr" in err[0]
+    assert not (tmp_path / "models").exists() and not (tmp_path / "plots").exists()
