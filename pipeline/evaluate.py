@@ -195,8 +195,8 @@ def _track(params: Params, scored: list[Scored], results: dict[str, dict[str, fl
     trained = [item.run for item in scored if item.kind == "mlp" and item.run.get("run_id")]
     for item in scored:
         if item.kind == "mlp" and item.run.get("run_id"):
-            tracking.log_evaluation(item.run["run_id"], results[item.name], figures_dir / item.name)
-            tracking.log_evaluation(item.run["run_id"], {}, metrics_dir / f"{item.name}.json")
+            tracking.log_evaluation(item.run["run_id"], results[item.name],
+                                    (figures_dir / item.name, metrics_dir / f"{item.name}.json"))
     if not trained:
         return
     group, parent = trained[0]["group"], trained[0]["parent_run_id"]
@@ -204,7 +204,8 @@ def _track(params: Params, scored: list[Scored], results: dict[str, dict[str, fl
         if item.kind == "reference":
             run_id = tracking.reference_run(params.mlflow.experiment, group, parent, item.name, item.run["params"],
                                             {"pipeline.variant": "reference"})
-            tracking.log_evaluation(run_id, results[item.name], figures_dir / item.name)
+            tracking.log_evaluation(run_id, results[item.name],
+                                    (figures_dir / item.name, metrics_dir / f"{item.name}.json"))
 
 
 def main(argv: list[str] | None = None) -> int:

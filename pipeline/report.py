@@ -85,7 +85,7 @@ def gather(params: Params, src: Sources) -> Inputs:
         run_file = src.models / f"{name}.run.json"
         runs[name] = json.loads(run_file.read_text()) if run_file.is_file() else {}
     lock = yaml.safe_load(src.lock.read_text()) if src.lock.is_file() else None
-    scaled = {s: float(load_split(src.data, s, summary["label"]).x.mean(axis=0).__abs__().max())
+    scaled = {s: float(np.abs(load_split(src.data, s, summary["label"]).x.mean(axis=0)).max())
               for s in ("train", "val", "test")}
     return Inputs(params, summary, histories, metrics, scores, runs, lock, scaled)
 
@@ -396,7 +396,7 @@ def run(params: Params, src: Sources = Sources(), out_dir: Path = REPORT_DIR, tr
         parents = {r["parent_run_id"] for r in inputs.runs.values() if r.get("parent_run_id")}
         if track:
             for parent in sorted(parents):
-                tracking.log_evaluation(parent, {}, tmp, "report")
+                tracking.log_evaluation(parent, {}, (tmp,), "report")
     log.info("report: wrote %s and %s", out_dir / "report.md", out_dir / "report.html")
     return out_dir
 

@@ -135,7 +135,8 @@ def experiment_id(name: str) -> str:
         return found.experiment_id
     location = None
     if tracking_uri().startswith("sqlite:///"):
-        location = (Path(tracking_uri().removeprefix("sqlite:///")).parent / "mlartifacts").as_uri()
+        store = Path(tracking_uri().removeprefix("sqlite:///")).resolve()
+        location = (store.parent / "mlartifacts").as_uri()
     try:
         return client.create_experiment(name, artifact_location=location)
     except MlflowException:  # created meanwhile by a parallel worker
@@ -178,6 +179,9 @@ class Tracker(Protocol):
     def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
         """Record one epoch's metrics at step=epoch."""
 
+    def flush(self) -> None:
+        """Make sure everything recorded so far is stored."""
+
 
 class NullTracker:
     """Tracking off: every call does nothing."""
@@ -185,6 +189,9 @@ class NullTracker:
     run_id: str | None = None
 
     def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        """Do nothing."""
+
+    def flush(self) -> None:
         """Do nothing."""
 
 
@@ -299,9 +306,9 @@ def log_summary(metrics: Mapping[str, float]) -> None:
     mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
 
 
-def log_evaluation(run_id: str, metrics: Mapping[str, float], artifact_dir: Path | None = None,
+def log_evaluation(run_id: str, metrics: Mapping[str, float], artifacts: tuple[Path, ...] = (),
                    artifact_path: str = "evaluation") -> None:
-    """Add evaluation metrics (one batched call) and artifacts to an existing run."""
+    """Add evaluation metrics (batched) and artifact files or folders to an existing run."""
     from mlflow.entities import Metric
 
     client = _client()
@@ -309,8 +316,11 @@ def log_evaluation(run_id: str, metrics: Mapping[str, float], artifact_dir: Path
     batch = [Metric(k, float(v), stamp, 0) for k, v in metrics.items()]
     for start in range(0, len(batch), 1000):
         client.log_batch(run_id, metrics=batch[start:start + 1000])
-    if artifact_dir is not None:
-        client.log_artifacts(run_id, str(artifact_dir), artifact_path)
+    for path in artifacts:
+        if path.is_dir():
+            client.log_artifacts(run_id, str(path), artifact_path)
+        else:
+            client.log_artifact(run_id, str(path), artifact_path)
 
 
 def reference_run(experiment: str, group: str, parent_run_id: str, name: str, params: Mapping[str, Any],

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -126,9 +128,7 @@ def run(params: Params, variant: str, seed: int, data_dir: Path = DATA_DIR, summ
     name = model_name(variant, seed)
     group = tracking.group_key({"data": summary["source_sha256"], "prepare": params.prepare.model_dump(),
                                 "train": training_config(train)})
-    mlflow_params = {**flatten({"prepare": params.prepare.model_dump(exclude={"synthetic"})
-                                if params.prepare.source != "synthetic" else params.prepare,
-                                "train": training_config(train)}),
+    mlflow_params = {**flatten({"prepare": params.prepare, "train": training_config(train)}),
                      "variant": variant, "seed": seed, "device": str(device),
                      **{f"data.rows_{s}": n for s, n in summary["rows"].items()},
                      **{f"data.prevalence_{s}": p for s, p in summary["prevalence"].items()}}
@@ -175,10 +175,7 @@ def _device_name(device: torch.device) -> str:
 
 def _log_outputs(tracker: tracking.Tracker, model: torch.nn.Module, example: Any, history: Path, data_dir: Path,
                  label: str, summary: dict[str, Any], result: FitResult) -> None:
-    import shutil
-    import tempfile
-
-    tracker.flush()  # type: ignore[attr-defined]
+    tracker.flush()
     with tempfile.TemporaryDirectory() as tmp:
         named = Path(tmp) / "history.csv"
         shutil.copy(history, named)

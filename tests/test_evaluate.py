@@ -58,7 +58,8 @@ def test_every_model_and_reference_is_evaluated_and_tracked(params: Params, trai
     run_id = json.loads((trained / "models" / "batchnorm-s0.run.json").read_text())["run_id"]
     run = client.get_run(run_id)
     assert run.data.metrics["test_ap"] == pytest.approx(results["batchnorm-s0"]["test_ap"])
-    assert "evaluation/pr_curve.png" in {a.path for a in client.list_artifacts(run_id, "evaluation")}
+    logged = {a.path for a in client.list_artifacts(run_id, "evaluation")}
+    assert {"evaluation/pr_curve.png", "evaluation/batchnorm-s0.json"} <= logged
     refs = mlflow.search_runs(search_all_experiments=True, filter_string="tags.`pipeline.role` = 'reference'")
     assert sorted(refs["tags.mlflow.runName"]) == sorted(["logistic_regression", "hist_gradient_boosting"])
     assert set(refs["tags.pipeline.group"]) == {run.data.tags["pipeline.group"]}

@@ -119,3 +119,12 @@ def test_command_line_divergence_is_one_line_and_exit_2(raw_params: dict, tmp_pa
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("train: error")]
     assert len(err) == 1 and "lower train.lr" in err[0]
     assert not (tmp_path / "models").exists() and not (tmp_path / "plots").exists()
+
+
+def test_relative_sqlite_uri_keeps_artifacts_beside_the_store(params: Params, prepared: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(prepared)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///relative.db")  # as `mlflow run` may pass it
+    info = json.loads(_train(params, prepared).run_file.read_text())
+    run = mlflow.MlflowClient(tracking_uri=f"sqlite:///{prepared / 'relative.db'}").get_run(info["run_id"])
+    assert run.info.artifact_uri.startswith((prepared / "mlartifacts").as_uri())
