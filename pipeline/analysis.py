@@ -27,9 +27,14 @@ def mean_sd(values: list[float], digits: int = 4) -> str:
     return text
 
 
+def value_at(history: pd.DataFrame, key: str, epoch: int) -> float:
+    """The value of ``key`` at ``epoch`` in one history."""
+    return float(history.loc[history["epoch"] == epoch, key].iloc[0])
+
+
 def at_epoch(histories: dict[int, pd.DataFrame], key: str, epoch: int) -> list[float]:
     """Values of ``key`` at ``epoch`` for every seed whose run got that far."""
-    return [float(h.loc[h["epoch"] == epoch, key].iloc[0]) for h in histories.values() if epoch in set(h["epoch"])]
+    return [value_at(h, key, epoch) for h in histories.values() if epoch in set(h["epoch"])]
 
 
 @dataclass(frozen=True)

@@ -46,9 +46,9 @@ def comparison(experiment: str, group: str) -> pd.DataFrame:
     table = {}
     for column in order:
         cells = {}
+        failed = sum(r.info.status == "FAILED" for r in columns[column])
         for key in ROWS:
             values = [r.data.metrics[key] for r in columns[column] if key in r.data.metrics]
-            failed = sum(r.info.status == "FAILED" for r in columns[column])
             text = "–" if not values else (f"{np.mean(values):.4f}" if len(values) == 1 else
                                            f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}")
             cells[key] = text + (f" ({failed} failed)" if failed and key == ROWS[0] else "")

@@ -23,7 +23,7 @@ from pipeline.metrics import accuracy_trap, bootstrap_ci, choose_threshold, clas
 from pipeline.model import from_checkpoint
 from pipeline.outputs import staged, write_json
 from pipeline.prepare import DATA_DIR, SUMMARY
-from pipeline.references import REFERENCES, describe, fit_reference
+from pipeline.references import describe, fit_reference
 from pipeline.train import MODELS_DIR, model_name
 from pipeline.training import predict_logits
 
@@ -192,18 +192,17 @@ def _log_line(name: str, m: dict[str, float]) -> None:
 
 def _track(params: Params, scored: list[Scored], results: dict[str, dict[str, float]], figures_dir: Path,
            metrics_dir: Path) -> None:
+    """Evaluation into each model's training run; reference models into runs of their own in the same group."""
     trained = [item.run for item in scored if item.kind == "mlp" and item.run.get("run_id")]
     for item in scored:
-        if item.kind == "mlp" and item.run.get("run_id"):
-            tracking.log_evaluation(item.run["run_id"], results[item.name],
-                                    (figures_dir / item.name, metrics_dir / f"{item.name}.json"))
-    if not trained:
-        return
-    group, parent = trained[0]["group"], trained[0]["parent_run_id"]
-    for item in scored:
-        if item.kind == "reference":
-            run_id = tracking.reference_run(params.mlflow.experiment, group, parent, item.name, item.run["params"],
-                                            {"pipeline.variant": "reference"})
+        if item.kind == "mlp":
+            run_id = item.run.get("run_id")
+        elif trained:  # references join the group of the trained models
+            run_id = tracking.reference_run(params.mlflow.experiment, trained[0]["group"], trained[0]["parent_run_id"],
+                                            item.name, item.run["params"], {"pipeline.variant": "reference"})
+        else:
+            run_id = None
+        if run_id:
             tracking.log_evaluation(run_id, results[item.name],
                                     (figures_dir / item.name, metrics_dir / f"{item.name}.json"))
 

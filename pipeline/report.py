@@ -19,7 +19,7 @@ import yaml
 from sklearn.metrics import accuracy_score, average_precision_score
 
 from pipeline import analysis, figures, tracking
-from pipeline.analysis import SUPPORTED, Verdict, at_epoch, epochs_to_target, mean_sd, paired_verdict
+from pipeline.analysis import Verdict, at_epoch, epochs_to_target, mean_sd, paired_verdict, value_at
 from pipeline.cli import StageError, run_stage
 from pipeline.config import Params, load_params
 from pipeline.data import load_split
@@ -116,10 +116,16 @@ def loss_figure(inputs: Inputs, path: Path) -> Path:
 # ---------------------------------------------------------------- numbers
 
 
-def _val_accuracy(inputs: Inputs, name: str) -> float:
+def split_scores(inputs: Inputs, name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(labels, scores) that evaluate saved for one model on one split."""
     scores = inputs.scores[name]
-    val = scores[scores["split"] == "val"]
-    return float(accuracy_score(val["y_true"], val["score"] >= inputs.metrics[name]["threshold"]))
+    rows = scores[scores["split"] == split]
+    return rows["y_true"].to_numpy(), rows["score"].to_numpy()
+
+
+def _val_accuracy(inputs: Inputs, name: str) -> float:
+    y, p = split_scores(inputs, name, "val")
+    return float(accuracy_score(y, p >= inputs.metrics[name]["threshold"]))
 
 
 def _pairs(inputs: Inputs) -> list[int]:
@@ -146,8 +152,8 @@ def verdicts(inputs: Inputs) -> list[tuple[str, list[Verdict], str]]:
     bn = {s: model_name("batchnorm", s) for s in seeds}
     base = {s: model_name("baseline", s) for s in seeds}
     loss = paired_verdict("BatchNorm lowers training loss sooner", f"baseline minus BatchNorm train loss at epoch {early}",
-                          [at_epoch({0: inputs.histories["baseline"][s]}, "train_loss", early)[0]
-                           - at_epoch({0: inputs.histories["batchnorm"][s]}, "train_loss", early)[0] for s in seeds])
+                          [value_at(inputs.histories["baseline"][s], "train_loss", early)
+                           - value_at(inputs.histories["batchnorm"][s], "train_loss", early) for s in seeds])
     acc = paired_verdict("BatchNorm raises validation accuracy",
                          "BatchNorm minus baseline validation accuracy at the chosen threshold",
                          [_val_accuracy(inputs, bn[s]) - _val_accuracy(inputs, base[s]) for s in seeds])
@@ -248,8 +254,7 @@ def build(inputs: Inputs, figure_dir: Path, generated: str) -> Document:
         summary_rows.append([VARIANTS.get(variant, variant)] + [mean_sd([inputs.metrics[n][f"test_{k}"] for n in names], 3)
                                                                 for k in ("precision", "recall", "f1", "ap")])
     doc.table(["Variant (mean ± sd over seeds)", "Precision", "Recall", "F1", "Average precision"], summary_rows)
-    curves = {n: (sc.loc[sc["split"] == "test", "y_true"].to_numpy(), sc.loc[sc["split"] == "test", "score"].to_numpy())
-              for n, sc in inputs.scores.items()}
+    curves = {n: split_scores(inputs, n, "test") for n in inputs.scores}
     doc.figure(figures.overlaid_pr(curves, s["prevalence"]["test"], figure_dir / "precision_recall.png"),
                "Precision-recall curves on the test split, every model")
 
@@ -319,7 +324,7 @@ def lock_hashes(lock: dict[str, Any] | None) -> list[list[str]]:
     if not lock:
         return []
     rows = []
-    for stage, entry in sorted(lock.get("stages", {}).items()):
+    for _, entry in sorted(lock.get("stages", {}).items()):
         for out in entry.get("outs", []):
             path = str(out["path"])
             if out.get("md5") and (path == "data/prepared" or path.endswith(".pt")):
@@ -362,9 +367,7 @@ def diagnostics(inputs: Inputs) -> list[str]:
     for variant, runs in inputs.histories.items():
         for seed, history in runs.items():
             name = model_name(variant, seed)
-            scores = inputs.scores[name]
-            val = scores[scores["split"] == "val"]
-            recomputed = float(average_precision_score(val["y_true"], val["score"]))
+            recomputed = float(average_precision_score(*split_scores(inputs, name, "val")))
             if abs(recomputed - float(history["val_ap"].max())) > 1e-4:
                 mismatched.append(name)
     found.append("Validation metrics in the histories were computed in train mode or on other weights for "

@@ -102,13 +102,13 @@ def changed_params(params_file: str = "params.yaml") -> dict[str, Any]:
 def store_lock() -> Iterator[None]:
     """Serialise run/experiment creation between parallel workers (e.g. `dvc queue start -j 2`)
     on a local SQLite store, so that none of them meets "database is locked"."""
-    uri = tracking_uri()
-    if not uri.startswith("sqlite:///"):
+    store = _sqlite_store()
+    if store is None:
         yield
         return
     import fcntl
 
-    lock_path = Path(uri.removeprefix("sqlite:///")).with_suffix(".lock")
+    lock_path = store.with_suffix(".lock")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with lock_path.open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -116,6 +116,12 @@ def store_lock() -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _sqlite_store() -> Path | None:
+    """The SQLite database file of the tracking store (absolute), or None for other stores."""
+    uri = tracking_uri()
+    return Path(uri.removeprefix("sqlite:///")).resolve() if uri.startswith("sqlite:///") else None
 
 
 def _client() -> Any:
@@ -133,10 +139,8 @@ def experiment_id(name: str) -> str:
     found = client.get_experiment_by_name(name)
     if found is not None:
         return found.experiment_id
-    location = None
-    if tracking_uri().startswith("sqlite:///"):
-        store = Path(tracking_uri().removeprefix("sqlite:///")).resolve()
-        location = (store.parent / "mlartifacts").as_uri()
+    store = _sqlite_store()
+    location = (store.parent / "mlartifacts").as_uri() if store else None
     try:
         return client.create_experiment(name, artifact_location=location)
     except MlflowException:  # created meanwhile by a parallel worker

@@ -126,9 +126,10 @@ def run(params: Params, variant: str, seed: int, data_dir: Path = DATA_DIR, summ
                         pos_weight=pos_weight(train, train_split.y.size - positives, positives),
                         grad_clip=train.grad_clip, patience=train.patience, bf16=train.bf16)
     name = model_name(variant, seed)
+    shape = training_config(train)
     group = tracking.group_key({"data": summary["source_sha256"], "prepare": params.prepare.model_dump(),
-                                "train": training_config(train)})
-    mlflow_params = {**flatten({"prepare": params.prepare, "train": training_config(train)}),
+                                "train": shape})
+    mlflow_params = {**flatten({"prepare": params.prepare, "train": shape}),
                      "variant": variant, "seed": seed, "device": str(device),
                      **{f"data.rows_{s}": n for s, n in summary["rows"].items()},
                      **{f"data.prevalence_{s}": p for s, p in summary["prevalence"].items()}}
@@ -148,7 +149,7 @@ def run(params: Params, variant: str, seed: int, data_dir: Path = DATA_DIR, summ
             model = model.cpu().eval()
             with staged(*paths) as (tmp_ckpt, tmp_history, tmp_run):
                 torch.save(checkpoint(model, variant=variant, seed=seed, best_epoch=result.best_epoch,
-                                      params=training_config(train), label=label, features=summary["features"],
+                                      params=shape, label=label, features=summary["features"],
                                       data_sha256=summary["source_sha256"]), tmp_ckpt)
                 pd.DataFrame(result.history).to_csv(tmp_history, index=False)
                 info: dict[str, Any] = {"model": name, "variant": variant, "seed": seed, "device": str(device),

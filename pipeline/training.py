@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -126,7 +127,7 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[t
             loss_sum += loss.detach() * (part.stop - part.start)
             correct += ((logits.detach() > 0) == (yb > 0.5)).sum()
         train_loss = float(loss_sum) / n_seen  # one host sync per epoch
-        if not torch.isfinite(torch.tensor(train_loss)):
+        if not math.isfinite(train_loss):
             raise DivergedError(epoch, train_loss, cfg.lr)
         with autocast:
             val_logits = predict_logits(model, x_val)
