@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,10 +33,12 @@ from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline import tracking  # noqa: E402
+from pipeline import packaging, tracking  # noqa: E402
 from pipeline.config import load_params  # noqa: E402
 from pipeline.data import Scaler, synthetic_transactions  # noqa: E402
-from pipeline.model import MLPConfig, build  # noqa: E402
+from pipeline.metrics import epoch_metrics  # noqa: E402
+from pipeline.model import build  # noqa: E402
+from pipeline.train import fit_config, mlp_config  # noqa: E402
 from pipeline.training import FitConfig, batch_slices, fit, make_optimizer, resolve_device  # noqa: E402
 
 BATCH = 2048
@@ -123,17 +126,16 @@ def main(argv: list[str] | None = None) -> int:
     store = tempfile.mkdtemp(prefix="bench-mlflow-")
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{store}/mlflow.db")
     train, val = make_data(args.rows)
-    config = MLPConfig(n_features=train[0].shape[1], hidden=tuple(params.model.hidden), dropout=params.model.dropout,
-                       activation=params.model.activation, batchnorm=True,
-                       batchnorm_placement=params.model.batchnorm_placement)
-    cfg = FitConfig(epochs=args.epochs, batch_size=BATCH, lr=params.lr, seed=0, grad_clip=params.grad_clip)
-    naive_cfg = FitConfig(epochs=max(1, args.epochs // 2), batch_size=BATCH, lr=params.lr, seed=0)
+    config = mlp_config(params, "batchnorm", train[0].shape[1])
+    cfg = replace(fit_config(params, seed=0, pos_weight=None), epochs=args.epochs, batch_size=BATCH, patience=0)
+    naive_cfg = replace(cfg, epochs=max(1, args.epochs // 2))
 
     times: dict[str, list[float]] = {"project": [], "project_tracked": [], "bare": [], "dataloader": []}
     run_creation, model_logging = [], 0.0
-    fit(build(config, 0), train, val, FitConfig(epochs=1, batch_size=BATCH, lr=params.lr, seed=0), device)  # warm-up
+    fit(build(config, 0), train, val, replace(cfg, epochs=1), device, epoch_metrics)  # warm-up
     for repeat in range(args.repeats):
-        times["project"].append(timed(lambda: fit(build(config, 0), train, val, cfg, device), cfg.epochs))
+        times["project"].append(timed(lambda: fit(build(config, 0), train, val, cfg, device, epoch_metrics),
+                                      cfg.epochs))
         start = time.perf_counter()
         with tracking.model_run("throughput-benchmark", f"bench-{repeat}", "benchmark", {"rows": args.rows},
                                 {}) as tracker:
@@ -141,13 +143,13 @@ def main(argv: list[str] | None = None) -> int:
             model = build(config, 0)
 
             def tracked() -> None:
-                fit(model, train, val, cfg, device, on_epoch_end=tracker.log_epoch)
+                fit(model, train, val, cfg, device, epoch_metrics, on_epoch_end=tracker.log_epoch)
                 tracker.flush()
 
             times["project_tracked"].append(timed(tracked, cfg.epochs))
             if repeat == 0:
                 start = time.perf_counter()
-                tracking.log_torch_model(model.cpu().eval(), val[0][:5].numpy())
+                packaging.log_torch_model(model.cpu().eval(), val[0][:5].numpy())
                 model_logging = time.perf_counter() - start
         times["bare"].append(timed(lambda: bare_loop(build(config, 0), train, cfg, device), cfg.epochs))
         times["dataloader"].append(timed(lambda: naive_dataloader(build(config, 0), train, naive_cfg, device),

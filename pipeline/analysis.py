@@ -1,15 +1,54 @@
-"""Comparisons behind the report: loss tables, epochs to target, paired verdicts, diagnostics."""
+"""Comparisons behind the report: the evidence, loss tables, epochs to target, paired verdicts."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+from sklearn.metrics import accuracy_score
+
+from pipeline.config import Params
+from pipeline.layout import PrepareSummary, RunInfo, model_name
 
 SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "supported", "not supported", "inconclusive"
+VARIANT_LABELS = {"batchnorm": "with BatchNorm", "baseline": "without BatchNorm"}
+
+
+@dataclass
+class Evidence:
+    """Everything the report is built from: the outputs of prepare, train and evaluate."""
+
+    params: Params
+    summary: PrepareSummary
+    histories: dict[str, dict[int, pd.DataFrame]]  # variant -> seed -> history
+    metrics: dict[str, dict[str, float]]  # model or reference -> evaluate metrics
+    scores: dict[str, pd.DataFrame]  # model or reference -> split, y_true, score
+    runs: dict[str, RunInfo | None]
+    scaled_means: dict[str, float]  # split -> largest |column mean| after scaling
+
+    def split_scores(self, name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, scores) that evaluate saved for one model on one split."""
+        rows = self.scores[name][self.scores[name]["split"] == split]
+        return rows["y_true"].to_numpy(), rows["score"].to_numpy()
+
+    def val_accuracy(self, name: str) -> float:
+        """Validation accuracy at the model's chosen threshold."""
+        y, p = self.split_scores(name, "val")
+        return float(accuracy_score(y, p >= self.metrics[name]["threshold"]))
+
+    def paired_seeds(self) -> list[int]:
+        """The seeds on which both variants were trained (empty unless both are)."""
+        both = {"batchnorm", "baseline"} <= set(self.histories)
+        return list(self.params.train.seeds) if both else []
+
+
+def label(variant: str) -> str:
+    """How a variant is named in prose and table headers."""
+    return VARIANT_LABELS.get(variant, variant)
 
 
 def table_epochs(max_epoch: int, every: int = 5) -> list[int]:
@@ -17,13 +56,14 @@ def table_epochs(max_epoch: int, every: int = 5) -> list[int]:
     return [e for e in sorted({1, *range(every, max_epoch + 1, every)}) if e <= max_epoch]
 
 
-def mean_sd(values: list[float], digits: int = 4) -> str:
-    """`mean ± sd` over seeds (`n=k` when some seeds stopped earlier)."""
-    if not values:
+def mean_sd(values: list[float], digits: int = 4, fmt: str = "f") -> str:
+    """`mean ± sd` over seeds (sample standard deviation; the mean alone for one value, – for none)."""
+    finite = [float(v) for v in values if math.isfinite(v)]
+    if not finite:
         return "–"
-    text = f"{np.mean(values):.{digits}f}"
-    if len(values) > 1:
-        text += f" ± {np.std(values, ddof=1):.{digits}f}"
+    text = f"{np.mean(finite):.{digits}{fmt}}"
+    if len(finite) > 1:
+        text += f" ± {np.std(finite, ddof=1):.{digits}{fmt}}"
     return text
 
 
@@ -89,7 +129,7 @@ def paired_verdict(claim: str, measure: str, differences: list[float], level: fl
     return Verdict(claim, measure, diffs, mean, low, high, status)
 
 
-def combine(claim: str, parts: list[Verdict]) -> str:
+def combine(parts: list[Verdict]) -> str:
     """All parts supported: supported; any part contradicted: not supported; else inconclusive."""
     statuses = {p.status for p in parts}
     if statuses == {SUPPORTED}:
@@ -97,24 +137,57 @@ def combine(claim: str, parts: list[Verdict]) -> str:
     return NOT_SUPPORTED if NOT_SUPPORTED in statuses else INCONCLUSIVE
 
 
-# ---------------------------------------------------------------- diagnostics
+def targets(ev: Evidence) -> dict[int, tuple[float, ToTarget, ToTarget]]:
+    """Per seed: the baseline's best val_loss, and when each variant first reached it."""
+    out = {}
+    for seed in ev.paired_seeds():
+        base, bn = ev.histories["baseline"][seed], ev.histories["batchnorm"][seed]
+        target = float(base["val_loss"].min())
+        out[seed] = (target, epochs_to_target(bn, target), epochs_to_target(base, target))
+    return out
 
 
-def noisy_share(history: pd.DataFrame) -> float:
-    """Share of epochs (after the first) in which validation loss went up."""
-    rises = np.diff(history["val_loss"].to_numpy()) > 0
-    return float(rises.mean()) if rises.size else 0.0
+def verdicts(ev: Evidence) -> list[tuple[str, list[Verdict], str]]:
+    """Each claim with its paired measurements and combined status."""
+    seeds = ev.paired_seeds()
+    if not seeds:
+        return []
+    early = min(ev.params.report.early_epoch, *(len(h) for v in ev.histories.values() for h in v.values()))
+    bn = {s: model_name("batchnorm", s) for s in seeds}
+    base = {s: model_name("baseline", s) for s in seeds}
+
+    def test_gain(key: str) -> list[float]:
+        return [ev.metrics[bn[s]][key] - ev.metrics[base[s]][key] for s in seeds]
+
+    loss = paired_verdict("BatchNorm lowers training loss sooner", f"baseline minus BatchNorm train loss at epoch {early}",
+                          [value_at(ev.histories["baseline"][s], "train_loss", early)
+                           - value_at(ev.histories["batchnorm"][s], "train_loss", early) for s in seeds])
+    acc = paired_verdict("BatchNorm raises validation accuracy",
+                         "BatchNorm minus baseline validation accuracy at the chosen threshold",
+                         [ev.val_accuracy(bn[s]) - ev.val_accuracy(base[s]) for s in seeds])
+    prec = paired_verdict("BatchNorm raises minority-class precision", "BatchNorm minus baseline test precision",
+                          test_gain("test_precision"))
+    rec = paired_verdict("BatchNorm raises minority-class recall", "BatchNorm minus baseline test recall",
+                         test_gain("test_recall"))
+    reached = targets(ev)
+    penalty = {s: (t.epoch if t.epoch is not None else len(ev.histories["batchnorm"][s]) + 1)
+               for s, (_, t, _) in reached.items()}
+    faster = paired_verdict("BatchNorm reaches the target loss faster",
+                            "baseline minus BatchNorm epochs to reach the baseline's best validation loss",
+                            [float(reached[s][2].epoch - penalty[s]) for s in seeds])
+    return [(loss.claim, [loss], loss.status), (acc.claim, [acc], acc.status),
+            ("BatchNorm raises minority-class precision and recall", [prec, rec], combine([prec, rec])),
+            (faster.claim, [faster], faster.status)]
 
 
-def loss_drop(history: pd.DataFrame) -> float:
-    """Relative fall of the training loss from epoch 2 to the last epoch."""
-    losses = history["train_loss"].to_numpy()
-    if losses.size < 3:
-        return float("nan")
-    return float((losses[1] - losses[-1]) / losses[1])
+def seconds_to_target(reached: dict[int, tuple[float, ToTarget, ToTarget]], variant: str) -> list[float]:
+    """Seconds each seed's run of a variant needed to reach its target (seeds that reached it)."""
+    picked = [(bn if variant == "batchnorm" else base).seconds for _, bn, base in reached.values()]
+    return [x for x in picked if x is not None]
 
 
-def val_loss_rise(history: pd.DataFrame) -> float:
-    """How far the last validation loss sits above the best one (relative): a sign of overfitting."""
-    best = float(history["val_loss"].min())
-    return float(history["val_loss"].iloc[-1] / best - 1) if best > 0 else 0.0
+def describe_runs(runs: dict[str, RunInfo | None]) -> dict[str, Any]:
+    """Devices and parent runs of the trained models."""
+    infos = [r for r in runs.values() if r is not None]
+    return {"devices": sorted({r.device for r in infos}) or ["unknown"],
+            "parents": sorted({r.parent_run_id for r in infos if r.parent_run_id})}

@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from pipeline import tracking
-from pipeline.cli import StageError, run_stage
+from pipeline.analysis import mean_sd
+from pipeline.cli import run_stage
 from pipeline.config import load_params
+from pipeline.errors import StageError
 
 ROWS = ("test_ap", "test_precision", "test_recall", "test_f1", "test_roc_auc", "test_mcc", "test_accuracy",
         "threshold", "best_val_ap", "best_epoch", "train_loss", "val_loss", "epoch_seconds")
@@ -49,9 +50,7 @@ def comparison(experiment: str, group: str) -> pd.DataFrame:
         failed = sum(r.info.status == "FAILED" for r in columns[column])
         for key in ROWS:
             values = [r.data.metrics[key] for r in columns[column] if key in r.data.metrics]
-            text = "–" if not values else (f"{np.mean(values):.4f}" if len(values) == 1 else
-                                           f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}")
-            cells[key] = text + (f" ({failed} failed)" if failed and key == ROWS[0] else "")
+            cells[key] = mean_sd(values) + (f" ({failed} failed)" if failed and key == ROWS[0] else "")
         label = f"{column} (n={len(columns[column])})"
         table[label] = cells
     return pd.DataFrame(table)

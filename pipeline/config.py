@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from pipeline.errors import ConfigError
+
 PARAMS_FILE = Path("params.yaml")
-
-
-class ConfigError(ValueError):
-    """A user-fixable problem with params.yaml."""
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+PositiveInt = Annotated[int, Field(ge=1)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
 
 
 class SyntheticParams(_Strict):
@@ -66,17 +68,10 @@ class PrepareParams(_Strict):
 class ModelParams(_Strict):
     """MLP shape; identical for both variants."""
 
-    hidden: list[int] = Field(min_length=1)
+    hidden: list[PositiveInt] = Field(min_length=1)
     dropout: float = Field(ge=0, lt=1)
     activation: Literal["relu", "gelu", "silu", "tanh"]
     batchnorm_placement: Literal["before", "after"]
-
-    @field_validator("hidden")
-    @classmethod
-    def _positive_sizes(cls, value: list[int]) -> list[int]:
-        if any(size < 1 for size in value):
-            raise ValueError("must be a list of positive layer sizes")
-        return value
 
 
 class OptimizerParams(_Strict):
@@ -91,7 +86,7 @@ class TrainParams(_Strict):
     """Parameters of the train stage."""
 
     variants: list[Literal["batchnorm", "baseline"]] = Field(min_length=1)
-    seeds: list[int] = Field(min_length=1)
+    seeds: list[NonNegativeInt] = Field(min_length=1)
     epochs: int = Field(ge=1, le=10_000)
     batch_size: int = Field(ge=2)
     lr: float = Field(gt=0, le=10)
@@ -108,13 +103,6 @@ class TrainParams(_Strict):
     def _unique(cls, value: list) -> list:
         if len(set(value)) != len(value):
             raise ValueError("must not repeat an entry")
-        return value
-
-    @field_validator("seeds")
-    @classmethod
-    def _non_negative(cls, value: list[int]) -> list[int]:
-        if any(seed < 0 for seed in value):
-            raise ValueError("must be non-negative integers")
         return value
 
     @field_validator("pos_weight")
@@ -145,15 +133,8 @@ class EvaluateParams(_Strict):
     threshold: ThresholdParams
     references: list[Literal["logistic_regression", "hist_gradient_boosting"]]
     bootstrap: BootstrapParams
-    precision_at_k: list[int]
+    precision_at_k: list[PositiveInt]
     recall_target: float = Field(gt=0, le=1)
-
-    @field_validator("precision_at_k")
-    @classmethod
-    def _positive_k(cls, value: list[int]) -> list[int]:
-        if any(k < 1 for k in value):
-            raise ValueError("must be positive row counts")
-        return value
 
 
 class ReportParams(_Strict):
@@ -203,7 +184,7 @@ def _yaml_loader() -> type[yaml.SafeLoader]:
 
 
 def _describe(error: dict[str, Any]) -> str:
-    key = ".".join(str(part) for part in error["loc"])
+    key = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]).lstrip(".")
     kind = error["type"]
     if kind == "extra_forbidden":
         return f"unknown key {key} (remove it or check its spelling)"
@@ -231,10 +212,15 @@ def parse(raw: dict[str, Any], model: type[Section] = Params, where: str = "para
         raise ConfigError(f"{where}: {_describe(exc.errors()[0])}") from None
 
 
+def read_yaml(text: str) -> Any:
+    """Parse params YAML the way DVC does (YAML 1.2 floats); the one reader of params files."""
+    return yaml.load(text, Loader=_yaml_loader())
+
+
 def load_params(path: Path = PARAMS_FILE) -> Params:
     """Read and validate params.yaml."""
     try:
-        raw = yaml.load(path.read_text(), Loader=_yaml_loader())
+        raw = read_yaml(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path}: not found (run from the repository root)") from None
     except yaml.YAMLError as exc:

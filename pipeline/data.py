@@ -16,16 +16,12 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
 from pipeline.config import SplitParams
+from pipeline.errors import DataError
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
 SECONDS_PER_DAY = 86_400
 _UNNAMED = re.compile(r"^(Unnamed: \d+|__index_level_\d+__|)$")
-
-
-class DataError(ValueError):
-    """A user-fixable problem with the input data."""
 
 
 # ---------------------------------------------------------------- synthetic source

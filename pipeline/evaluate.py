@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import pickle
 import zipfile
@@ -16,38 +14,21 @@ import pandas as pd
 import torch
 
 from pipeline import figures, tracking
-from pipeline.cli import StageError, run_stage
-from pipeline.config import EvaluateParams, Params, load_params
+from pipeline.cli import stage_main
+from pipeline.config import EvaluateParams, Params
 from pipeline.data import Split, load_split
+from pipeline.errors import StageError
+from pipeline.layout import SPLITS, Layout, PrepareSummary, RunInfo, model_name
 from pipeline.metrics import accuracy_trap, bootstrap_ci, choose_threshold, classification_metrics
 from pipeline.model import from_checkpoint
 from pipeline.outputs import staged, write_json
-from pipeline.prepare import DATA_DIR, SUMMARY
 from pipeline.references import describe, fit_reference
-from pipeline.train import MODELS_DIR, model_name
 from pipeline.training import predict_logits
 
 log = logging.getLogger("pipeline.evaluate")
 
-SPLITS = ("train", "val", "test")
-SCORES_DIR = Path("scores")
-METRICS_DIR = Path("metrics/evaluate")
-COMBINED = Path("metrics/evaluate.json")
-FIGURES_DIR = Path("plots/evaluate")
-CURVES_DIR = Path("plots/curves")
 KEY_METRICS = ("threshold", "test_precision", "test_recall", "test_f1", "test_ap", "test_roc_auc",
                "test_accuracy", "test_balanced_accuracy", "test_mcc", "train_ap", "train_f1")
-
-
-@dataclass(frozen=True)
-class Outputs:
-    """Where the evaluate stage writes."""
-
-    scores: Path = SCORES_DIR
-    metrics: Path = METRICS_DIR
-    combined: Path = COMBINED
-    figures: Path = FIGURES_DIR
-    curves: Path = CURVES_DIR
 
 
 @dataclass(frozen=True)
@@ -57,10 +38,11 @@ class Scored:
     name: str
     kind: str  # "mlp" or "reference"
     probabilities: dict[str, np.ndarray]
-    run: dict[str, Any]
+    run: RunInfo | None = None  # trained models: where their MLflow run is
+    params: dict[str, str] | None = None  # reference models: the estimator's settings
 
 
-def load_checkpoint(path: Path, summary: dict[str, Any]) -> dict[str, Any]:
+def load_checkpoint(path: Path, summary: PrepareSummary) -> dict[str, Any]:
     """Read a checkpoint and check it was trained on these prepared data."""
     fix = "re-run training (dvc repro)"
     if not path.is_file():
@@ -71,7 +53,7 @@ def load_checkpoint(path: Path, summary: dict[str, Any]) -> dict[str, Any]:
         raise StageError(f"{path}: not a readable checkpoint ({str(exc).splitlines()[0]}); {fix}") from None
     if not isinstance(payload, dict) or not {"model", "config", "features"} <= set(payload):
         raise StageError(f"{path}: not a checkpoint written by the train stage; {fix}")
-    if payload["features"] != summary["features"] or payload.get("data_sha256") != summary["source_sha256"]:
+    if payload["features"] != summary.features or payload.get("data_sha256") != summary.source_sha256:
         raise StageError(f"{path}: trained on other data than data/prepared (features or data hash differ); {fix}")
     return payload
 
@@ -118,13 +100,10 @@ def _curve_rows(name: str, y: np.ndarray, p: np.ndarray, points: int = 200) -> t
     return pr, roc
 
 
-def run(params: Params, data_dir: Path = DATA_DIR, summary_path: Path = SUMMARY, models_dir: Path = MODELS_DIR,
-        outputs: Outputs = Outputs(), track: bool = True) -> dict[str, dict[str, float]]:
+def run(params: Params, layout: Layout = Layout(), track: bool = True) -> dict[str, dict[str, float]]:
     """Evaluate every trained model and every reference model; write metrics, scores and plots."""
-    if not summary_path.is_file():
-        raise StageError(f"{summary_path} not found; run the prepare stage first (dvc repro prepare)")
-    summary = json.loads(summary_path.read_text())
-    splits = {s: load_split(data_dir, s, summary["label"]) for s in SPLITS}
+    summary = PrepareSummary.read(layout)
+    splits = {s: load_split(layout.prepared, s, summary.label) for s in SPLITS}
     for name in ("val", "test"):
         if int(splits[name].y.sum()) == 0:
             raise StageError(f"split '{name}' holds no positives: thresholds, recall and AP are undefined; "
@@ -133,18 +112,16 @@ def run(params: Params, data_dir: Path = DATA_DIR, summary_path: Path = SUMMARY,
     for variant in params.train.variants:
         for seed in params.train.seeds:
             name = model_name(variant, seed)
-            payload = load_checkpoint(models_dir / f"{name}.pt", summary)
-            run_file = models_dir / f"{name}.run.json"
-            run_info = json.loads(run_file.read_text()) if run_file.is_file() else {}
-            scored.append(Scored(name, "mlp", score_mlp(payload, splits), run_info))
+            payload = load_checkpoint(layout.checkpoint(name), summary)
+            scored.append(Scored(name, "mlp", score_mlp(payload, splits), run=RunInfo.read(layout, name)))
     for name in params.evaluate.references:
         model = fit_reference(name, splits["train"].x, splits["train"].y, params.evaluate.bootstrap.seed)
         probabilities = {s: model.predict_proba(split.x)[:, 1].astype(np.float64) for s, split in splits.items()}
-        scored.append(Scored(name, "reference", probabilities, {"params": describe(model)}))
+        scored.append(Scored(name, "reference", probabilities, params=describe(model)))
 
     results: dict[str, dict[str, float]] = {}
-    with staged(outputs.scores, outputs.metrics, outputs.combined, outputs.figures, outputs.curves) as tmp:
-        tmp_scores, tmp_metrics, tmp_combined, tmp_figures, tmp_curves = tmp
+    targets = (layout.scores, layout.model_metrics, layout.evaluation, layout.evaluation_figures, layout.curves)
+    with staged(*targets) as (tmp_scores, tmp_metrics, tmp_combined, tmp_figures, tmp_curves):
         for folder in (tmp_scores, tmp_metrics, tmp_figures, tmp_curves):
             folder.mkdir()
         pr_rows, roc_rows = [], []
@@ -193,13 +170,13 @@ def _log_line(name: str, m: dict[str, float]) -> None:
 def _track(params: Params, scored: list[Scored], results: dict[str, dict[str, float]], figures_dir: Path,
            metrics_dir: Path) -> None:
     """Evaluation into each model's training run; reference models into runs of their own in the same group."""
-    trained = [item.run for item in scored if item.kind == "mlp" and item.run.get("run_id")]
+    trained = [item.run for item in scored if item.run is not None and item.run.run_id]
     for item in scored:
         if item.kind == "mlp":
-            run_id = item.run.get("run_id")
+            run_id = item.run.run_id if item.run is not None else None
         elif trained:  # references join the group of the trained models
-            run_id = tracking.reference_run(params.mlflow.experiment, trained[0]["group"], trained[0]["parent_run_id"],
-                                            item.name, item.run["params"], {"pipeline.variant": "reference"})
+            run_id = tracking.reference_run(params.mlflow.experiment, trained[0].group, trained[0].parent_run_id,
+                                            item.name, item.params or {}, {"pipeline.variant": "reference"})
         else:
             run_id = None
         if run_id:
@@ -208,11 +185,8 @@ def _track(params: Params, scored: list[Scored], results: dict[str, dict[str, fl
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: ``python -m pipeline.evaluate``."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    args = parser.parse_args(argv)
-    return run_stage("evaluate", lambda: run(load_params(args.params)))
+    """Command line: ``python -m pipeline.evaluate [--params params.yaml]``."""
+    return stage_main("evaluate", __doc__, argv, lambda params, args: run(params))
 
 
 if __name__ == "__main__":

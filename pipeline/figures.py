@@ -9,13 +9,15 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 from sklearn.calibration import CalibrationDisplay  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay  # noqa: E402
 
 FIGURE_NAMES = ("pr_curve", "roc_curve", "confusion_matrix", "calibration", "score_histogram")
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def save(fig: plt.Figure, path: Path) -> Path:
+    """Write a figure as PNG (tight layout, fixed metadata) and close it."""
     fig.tight_layout()
     # Fixed metadata: the same data gives the same bytes (reproducible outputs and reports).
     fig.savefig(path, dpi=90, metadata={"Software": None})
@@ -34,23 +36,23 @@ def model_figures(name: str, y: np.ndarray, p: np.ndarray, threshold: float, out
                                             curve_kwargs={"drawstyle": "steps-post"})
     ax.set_title(f"{name}: precision-recall (test)")
     ax.legend(loc="upper right", fontsize=8)
-    paths.append(_save(fig, out_dir / "pr_curve.png"))
+    paths.append(save(fig, out_dir / "pr_curve.png"))
 
     fig, ax = plt.subplots(figsize=(5, 4))
     RocCurveDisplay.from_predictions(y, p, name=name, ax=ax, plot_chance_level=True)
     ax.set_title(f"{name}: ROC (test)")
-    paths.append(_save(fig, out_dir / "roc_curve.png"))
+    paths.append(save(fig, out_dir / "roc_curve.png"))
 
     fig, ax = plt.subplots(figsize=(4.5, 4))
     ConfusionMatrixDisplay.from_predictions(y, (p >= threshold).astype(int), labels=[0, 1],
                                             display_labels=["legit", "fraud"], ax=ax, colorbar=False)
     ax.set_title(f"{name}: threshold {threshold:.3g} (test)")
-    paths.append(_save(fig, out_dir / "confusion_matrix.png"))
+    paths.append(save(fig, out_dir / "confusion_matrix.png"))
 
     fig, ax = plt.subplots(figsize=(5, 4))
     CalibrationDisplay.from_predictions(y, p, n_bins=10, strategy="quantile", name=name, ax=ax)
     ax.set_title(f"{name}: calibration (test)")
-    paths.append(_save(fig, out_dir / "calibration.png"))
+    paths.append(save(fig, out_dir / "calibration.png"))
 
     fig, ax = plt.subplots(figsize=(5, 4))
     bins = np.linspace(0, 1, 41)
@@ -61,7 +63,7 @@ def model_figures(name: str, y: np.ndarray, p: np.ndarray, threshold: float, out
     ax.set_ylabel("rows (log scale)")
     ax.set_title(f"{name}: scores by class (test)")
     ax.legend(fontsize=8)
-    paths.append(_save(fig, out_dir / "score_histogram.png"))
+    paths.append(save(fig, out_dir / "score_histogram.png"))
     return paths
 
 
@@ -75,4 +77,48 @@ def overlaid_pr(curves: dict[str, tuple[np.ndarray, np.ndarray]], prevalence: fl
     ax.axhline(prevalence, color="grey", linestyle="--", linewidth=1, label=f"prevalence {prevalence:.4f}")
     ax.set_title("Precision-recall on the test split")
     ax.legend(loc="upper right", fontsize=7)
-    return _save(fig, path)
+    return save(fig, path)
+
+
+def loss_curves(histories: dict[str, dict[int, pd.DataFrame]], labels: dict[str, str], path: Path) -> Path:
+    """Mean training (solid) and validation (dashed) loss per variant, with the seed range shaded."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for colour, (variant, runs) in zip(("tab:blue", "tab:orange", "tab:green"), histories.items()):
+        for key, style in (("train_loss", "-"), ("val_loss", "--")):
+            frame = pd.concat(runs.values()).groupby("epoch")[key]
+            mean, low, high = frame.mean(), frame.min(), frame.max()
+            ax.plot(mean.index, mean.values, style, color=colour, label=f"{key} {labels.get(variant, variant)}")
+            ax.fill_between(mean.index, low.values, high.values, color=colour, alpha=0.12)
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss (log scale)")
+    ax.set_title("Loss by epoch: mean over seeds, shaded from min to max")
+    ax.legend(fontsize=8)
+    return save(fig, path)
+
+
+def sweep(summary: pd.DataFrame, param: str, path: Path) -> Path:
+    """Three panels against a swept param: test AP, final train loss, seconds per epoch, per variant."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    panels = (("test_ap", "test average precision"), ("final_train_loss", "final training loss"),
+              ("seconds_per_epoch", "seconds per epoch"))
+    for ax, (key, label) in zip(axes, panels):
+        for variant, colour in (("batchnorm", "tab:blue"), ("baseline", "tab:orange")):
+            rows = summary[summary["variant"] == variant].sort_values("value")
+            if rows.empty:
+                continue
+            mean = rows[f"{key}_mean"]
+            spread = [mean - rows[f"{key}_min"], rows[f"{key}_max"] - mean]
+            ax.errorbar(rows["value"], mean, yerr=spread, marker="o", capsize=3, color=colour, label=variant)
+            failed = rows[rows["failed"] > 0]
+            if not failed.empty:
+                ax.scatter(failed["value"], [ax.get_ylim()[0]] * len(failed), marker="x", s=80, color=colour,
+                           label=f"{variant}: FAILED run(s)")
+        ax.set_xscale("log")
+        if key == "final_train_loss":
+            ax.set_yscale("log")
+        ax.set_xlabel(param)
+        ax.set_title(label)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Mean over seeds; bars span min to max; x marks values with FAILED runs")
+    return save(fig, path)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from sklearn.metrics import (
     accuracy_score,
@@ -16,13 +18,13 @@ from sklearn.metrics import (
 )
 
 
-def epoch_metrics(y_true: np.ndarray, logits: np.ndarray) -> dict[str, float]:
+def epoch_metrics(y_true: Any, logits: Any) -> dict[str, float]:
     """Validation metrics tracked every epoch: accuracy, precision and recall at p=0.5, and AP.
 
-    One confusion matrix gives the three thresholded metrics (a third of the cost of calling
-    accuracy_score, precision_score and recall_score separately, every epoch).
+    Takes arrays or CPU tensors. One confusion matrix gives the three thresholded metrics (a third
+    of the cost of calling accuracy_score, precision_score and recall_score separately, every epoch).
     """
-    y_true = y_true.astype(np.int8)
+    y_true, logits = np.asarray(y_true).astype(np.int8), np.asarray(logits)
     y_pred = (logits > 0).astype(np.int8)  # sigmoid(logit) > 0.5
     (tn, fp), (fn, tp) = confusion_matrix(y_true, y_pred, labels=[0, 1])
     return {

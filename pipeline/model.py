@@ -21,7 +21,7 @@ class MLPConfig:
     dropout: float
     activation: str
     batchnorm: bool
-    batchnorm_placement: Literal["before", "after"] = "before"
+    batchnorm_placement: Literal["before", "after"]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python form for checkpoints and tracking."""

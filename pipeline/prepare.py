@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pipeline.cli import run_stage
-from pipeline.config import PrepareParams, load_params
-from pipeline.data import SPLITS, Scaler, clean, file_sha256, frame_sha256, read_table, \
-    split_indices, synthetic_transactions
+from pipeline.cli import stage_main
+from pipeline.config import PrepareParams
+from pipeline.data import Scaler, clean, file_sha256, frame_sha256, read_table, split_indices, \
+    synthetic_transactions
+from pipeline.layout import SPLITS, Layout
 from pipeline.outputs import staged, write_json
 
 log = logging.getLogger("pipeline.prepare")
 
-DATA_DIR = Path("data/prepared")
-SUMMARY = Path("metrics/prepare.json")
 
-
-def run(params: PrepareParams, out_dir: Path = DATA_DIR, summary_path: Path = SUMMARY) -> dict[str, Any]:
+def run(params: PrepareParams, layout: Layout = Layout()) -> dict[str, Any]:
     """Build the train/val/test splits and the fitted scaler; return the summary."""
     if params.source == "synthetic":
         frame = synthetic_transactions(params.synthetic.rows, params.synthetic.fraud_rate, params.seed)
@@ -47,8 +44,9 @@ def run(params: PrepareParams, out_dir: Path = DATA_DIR, summary_path: Path = SU
         "split_method": params.split.method,
         "dropped_nonfinite": cleaned.dropped_nonfinite,
         "rows": {}, "positives": {}, "prevalence": {},
+        "params": params.model_dump(),
     }
-    with staged(out_dir, summary_path) as (tmp_dir, tmp_summary):
+    with staged(layout.prepared, layout.prepare_summary) as (tmp_dir, tmp_summary):
         tmp_dir.mkdir()
         for name in SPLITS:
             rows = parts[name]
@@ -67,11 +65,8 @@ def run(params: PrepareParams, out_dir: Path = DATA_DIR, summary_path: Path = SU
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: ``python -m pipeline.prepare``."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    args = parser.parse_args(argv)
-    return run_stage("prepare", lambda: run(load_params(args.params).prepare))
+    """Command line: ``python -m pipeline.prepare [--params params.yaml]``."""
+    return stage_main("prepare", __doc__, argv, lambda params, args: run(params.prepare))
 
 
 if __name__ == "__main__":

@@ -22,14 +22,15 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from pipeline import tracking
-from pipeline.cli import StageError, run_stage
+from pipeline import figures, tracking
+from pipeline.analysis import mean_sd
+from pipeline.cli import run_stage
 from pipeline.config import load_params
 from pipeline.document import Document
+from pipeline.errors import StageError
 from pipeline.outputs import staged
 
 log = logging.getLogger("pipeline.study")
@@ -107,42 +108,6 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def study_figure(summary: pd.DataFrame, study: Study, path: Path) -> Path:
-    """Three panels against the swept value: test AP, final train loss, seconds per epoch."""
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    panels = (("test_ap", "test average precision"), ("final_train_loss", "final training loss"),
-              ("seconds_per_epoch", "seconds per epoch"))
-    for ax, (key, label) in zip(axes, panels):
-        for variant, colour in (("batchnorm", "tab:blue"), ("baseline", "tab:orange")):
-            rows = summary[summary["variant"] == variant].sort_values("value")
-            if rows.empty:
-                continue
-            mean = rows[f"{key}_mean"]
-            spread = [mean - rows[f"{key}_min"], rows[f"{key}_max"] - mean]
-            ax.errorbar(rows["value"], mean, yerr=spread, marker="o", capsize=3, color=colour, label=variant)
-            failed = rows[rows["failed"] > 0]
-            if not failed.empty:
-                ax.scatter(failed["value"], [ax.get_ylim()[0]] * len(failed), marker="x", s=80, color=colour,
-                           label=f"{variant}: FAILED run(s)")
-        ax.set_xscale("log")
-        if key == "final_train_loss":
-            ax.set_yscale("log")
-        ax.set_xlabel(study.param)
-        ax.set_title(label)
-    axes[0].legend(fontsize=8)
-    fig.suptitle("Mean over seeds; bars span min to max; x marks values with FAILED runs")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90, metadata={"Software": None})
-    plt.close(fig)
-    return path
-
-
-def _mean_std(mean: float, std: float, digits: int) -> str:
-    if np.isnan(mean):
-        return "–"
-    return f"{mean:.{digits}g} ± {std:.{digits}g}" if std and not np.isnan(std) else f"{mean:.{digits}g}"
-
-
 def write_report(study_id: str, study: Study, runs: pd.DataFrame, out_dir: Path, launched: list[str]) -> Path:
     """study.md, study.html and the figure under out_dir/study_id."""
     target = out_dir / study_id
@@ -155,14 +120,17 @@ def write_report(study_id: str, study: Study, runs: pd.DataFrame, out_dir: Path,
                           "training (see `dvc queue logs`).")
         else:
             summary = summarise(runs)
-            rows = [[f"{r.value:g}", r.variant, _mean_std(r.test_ap_mean, r.test_ap_std, 3),
-                     _mean_std(r.final_train_loss_mean, r.final_train_loss_std, 4),
-                     _mean_std(r.seconds_per_epoch_mean, r.seconds_per_epoch_std, 3),
-                     f"{r.runs - r.failed} finished, {r.failed} FAILED" if r.failed else f"{r.runs} finished"]
-                    for r in summary.itertuples()]
+            rows = []
+            for (value, variant), group in runs.groupby(["value", "variant"], sort=True):
+                ok, failed = group[group["status"] == "FINISHED"], int((group["status"] == "FAILED").sum())
+                rows.append([f"{value:g}", variant, mean_sd(ok["test_ap"].tolist(), 3, "g"),
+                             mean_sd(ok["final_train_loss"].tolist(), 4, "g"),
+                             mean_sd(ok["seconds_per_epoch"].tolist(), 3, "g"),
+                             f"{len(group) - failed} finished, {failed} FAILED" if failed else f"{len(group)} finished"])
             doc.table([study.param, "Variant", "Test AP (mean ± sd)", "Final train loss", "Seconds per epoch", "Runs"],
                       rows)
-            doc.figure(study_figure(summary, study, tmp / "study.png"), f"BatchNorm versus baseline across {study.param}")
+            doc.figure(figures.sweep(summary, study.param, tmp / "study.png"),
+                       f"BatchNorm versus baseline across {study.param}")
             failed = runs[runs["status"] == "FAILED"]
             if not failed.empty:
                 doc.paragraph("FAILED runs (training diverged or stopped with an error): " + ", ".join(

@@ -1,71 +1,31 @@
-"""MLflow tracking: the only module that imports mlflow.
+"""MLflow runs: store, experiment, run lifecycle, epoch logging, searches.
 
 Store: ``MLFLOW_TRACKING_URI`` when set, else ``sqlite:///<repository root>/mlflow.db``, where the
 root is ``DVC_ROOT`` when DVC runs the stage (so that ``dvc exp run`` copies log into the same
 store), else the enclosing git repository. Runs of one pipeline configuration are grouped under
-a parent run tagged ``pipeline.group``.
+a parent run tagged ``pipeline.group``. What a model run packages lives in ``packaging``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
-import subprocess
 import time
-import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
+from pipeline import provenance
+
 log = logging.getLogger(__name__)
 
 ROLE, GROUP, MODEL = "pipeline.role", "pipeline.group", "pipeline.model"
-PACKAGE_DIR = Path(__file__).resolve().parent
-
-
-def repo_root() -> Path:
-    """The original repository: DVC_ROOT under DVC, else the git top level, else the working dir."""
-    if os.environ.get("DVC_ROOT"):
-        return Path(os.environ["DVC_ROOT"]).resolve()
-    try:
-        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True, check=True)
-        return Path(top.stdout.strip()).resolve()
-    except (OSError, subprocess.CalledProcessError):
-        return Path.cwd().resolve()
 
 
 def tracking_uri() -> str:
     """Where runs go (see module docstring)."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root() / 'mlflow.db'}"
-
-
-def git_state(cwd: Path | None = None) -> tuple[str, bool]:
-    """(commit, dirty) of the working tree, or ("unknown", False) outside git."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
-                                check=True).stdout.strip()
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                                capture_output=True, text=True, check=True).stdout
-        return commit, bool(status.strip())
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown", False
-
-
-def code_sha256() -> str:
-    """Hash of the pipeline package's source: runs from different code never share a group."""
-    digest = hashlib.sha256()
-    for path in sorted(PACKAGE_DIR.glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
-
-
-def group_key(config: Mapping[str, Any]) -> str:
-    """A short, stable id of one pipeline configuration (data, params, code, DVC experiment)."""
-    payload = {"config": config, "code": code_sha256(), "dvc_exp": os.environ.get("DVC_EXP_NAME", "")}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{provenance.repo_root() / 'mlflow.db'}"
 
 
 def environment_tags() -> dict[str, str]:
@@ -73,29 +33,14 @@ def environment_tags() -> dict[str, str]:
     import mlflow
     import torch
 
-    commit, dirty = git_state()
+    commit, dirty = provenance.git_state()
     tags = {"mlflow.source.git.commit": commit, "git.commit": commit, "git.dirty": str(dirty).lower(),
             "torch_version": torch.__version__, "mlflow_version": mlflow.__version__}
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
-        changed = changed_params()
+        changed = provenance.changed_params()
         tags["dvc.changed_params"] = ", ".join(f"{k}={v}" for k, v in changed.items()) or "(none)"
     return tags
-
-
-def changed_params(params_file: str = "params.yaml") -> dict[str, Any]:
-    """Params that differ from the committed params.yaml (what `dvc exp run -S` changed)."""
-    import yaml
-
-    from pipeline.config import flatten
-
-    try:
-        committed = subprocess.run(["git", "show", f"HEAD:{params_file}"], capture_output=True, text=True,
-                                   check=True).stdout
-        before, after = flatten(yaml.safe_load(committed)), flatten(yaml.safe_load(Path(params_file).read_text()))
-    except (OSError, subprocess.CalledProcessError, yaml.YAMLError):
-        return {}
-    return {k: v for k, v in sorted(after.items()) if before.get(k) != v}
 
 
 @contextmanager
@@ -147,16 +92,29 @@ def experiment_id(name: str) -> str:
         return client.get_experiment_by_name(name).experiment_id
 
 
-def parent_run(exp_id: str, group: str, run_name: str, tags: Mapping[str, str]) -> str:
-    """The group's parent run, created (and marked finished) on first use."""
+def find_or_create_run(exp_id: str, tags: Mapping[str, str], run_name: str, match: tuple[str, ...],
+                       params: Mapping[str, Any] | None = None) -> str:
+    """The finished run whose tags named in ``match`` equal ``tags``; created (with params) if none.
+
+    Call under store_lock() so that parallel workers never create the same run twice.
+    """
+    from mlflow.entities import Param
+
     client = _client()
-    query = f"tags.`{GROUP}` = '{group}' and tags.`{ROLE}` = 'parent'"
+    query = " and ".join(f"tags.`{key}` = '{tags[key]}'" for key in match)
     found = client.search_runs([exp_id], filter_string=query, max_results=1)
     if found:
         return found[0].info.run_id
-    run = client.create_run(exp_id, run_name=run_name, tags={**tags, GROUP: group, ROLE: "parent"})
+    run = client.create_run(exp_id, run_name=run_name, tags=dict(tags))
+    if params:
+        client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
     client.set_terminated(run.info.run_id, "FINISHED")
     return run.info.run_id
+
+
+def parent_run(exp_id: str, group: str, run_name: str, tags: Mapping[str, str]) -> str:
+    """The group's parent run, created (and marked finished) on first use."""
+    return find_or_create_run(exp_id, {**tags, GROUP: group, ROLE: "parent"}, run_name, (GROUP, ROLE))
 
 
 def adopt_launcher(group: str, parent: str) -> None:
@@ -264,36 +222,6 @@ def model_run(experiment: str, run_name: str, group: str, params: Mapping[str, A
             mlflow.end_run(status=status)
 
 
-def log_torch_model(model: Any, example: Any, extra_files: list[Path] | None = None) -> str:
-    """Log the model (signature and input example included) to the active run; return its URI."""
-    import mlflow
-    import mlflow.pytorch
-    import torch
-    from mlflow.models import infer_signature
-
-    with torch.inference_mode():
-        output = model(torch.as_tensor(example)).numpy()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        info = mlflow.pytorch.log_model(model, name="model", signature=infer_signature(example, output),
-                                        input_example=example, pip_requirements=[f"torch=={torch.__version__}"])
-    for path in extra_files or []:
-        mlflow.log_artifact(str(path))
-    return info.model_uri
-
-
-def log_training_data(frame: Any, source: Path, label: str, digest: str) -> None:
-    """Record the training split as the run's dataset input."""
-    import mlflow
-    import mlflow.data
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # ambiguous local-source and integer-label schema hints
-        dataset = mlflow.data.from_pandas(frame, source=str(source.resolve()), targets=label, name="train",
-                                          digest=digest[:20])
-        mlflow.log_input(dataset, context="training")
-
-
 def run_info(run_id: str) -> dict[str, Any]:
     """What other stages need to find a run again."""
     client = _client()
@@ -330,21 +258,10 @@ def log_evaluation(run_id: str, metrics: Mapping[str, float], artifacts: tuple[P
 def reference_run(experiment: str, group: str, parent_run_id: str, name: str, params: Mapping[str, Any],
                   tags: Mapping[str, str]) -> str:
     """The group's run for a reference model: reused if present, else created under the parent."""
-    client = _client()
     all_tags = {**environment_tags(), **tags, GROUP: group, ROLE: "reference", MODEL: name,
                 "mlflow.parentRunId": parent_run_id}
     with store_lock():
-        exp_id = experiment_id(experiment)
-        query = f"tags.`{GROUP}` = '{group}' and tags.`{MODEL}` = '{name}' and tags.`{ROLE}` = 'reference'"
-        found = client.search_runs([exp_id], filter_string=query, max_results=1)
-        if found:
-            return found[0].info.run_id
-        run = client.create_run(exp_id, run_name=name, tags=all_tags)
-    from mlflow.entities import Param
-
-    client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
-    client.set_terminated(run.info.run_id, "FINISHED")
-    return run.info.run_id
+        return find_or_create_run(experiment_id(experiment), all_tags, name, (GROUP, MODEL, ROLE), params)
 
 
 def search(experiment: str, filter_string: str, order_by: list[str] | None = None,

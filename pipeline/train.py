@@ -17,24 +17,18 @@ from typing import Any
 import pandas as pd
 import torch
 
-from pipeline import tracking
-from pipeline.cli import StageError, run_stage
-from pipeline.config import Params, TrainParams, flatten, load_params
-from pipeline.data import load_split
+from pipeline import packaging, provenance, tracking
+from pipeline.cli import stage_main
+from pipeline.config import Params, TrainParams, flatten
+from pipeline.data import Split, load_split
+from pipeline.errors import StageError
+from pipeline.layout import Layout, PrepareSummary, model_name
+from pipeline.metrics import epoch_metrics
 from pipeline.model import VARIANTS, MLPConfig, build, checkpoint
 from pipeline.outputs import staged, write_json
-from pipeline.prepare import DATA_DIR, SUMMARY
 from pipeline.training import DivergedError, FitConfig, FitResult, fit, resolve_device
 
 log = logging.getLogger("pipeline.train")
-
-MODELS_DIR = Path("models")
-HISTORY_DIR = Path("plots/history")
-
-
-def model_name(variant: str, seed: int) -> str:
-    """One name per model everywhere: files, MLflow run names, report columns."""
-    return f"{variant}-s{seed}"
 
 
 @dataclass(frozen=True)
@@ -51,6 +45,22 @@ class TrainResult:
 def training_config(train: TrainParams) -> dict[str, Any]:
     """The train params that shape one model (everything except the variant and seed lists)."""
     return train.model_dump(exclude={"variants", "seeds"})
+
+
+def mlp_config(train: TrainParams, variant: str, n_features: int) -> MLPConfig:
+    """The network of one variant: the two variants differ in the BatchNorm flag only."""
+    model = train.model
+    return MLPConfig(n_features=n_features, hidden=tuple(model.hidden), dropout=model.dropout,
+                     activation=model.activation, batchnorm=variant == "batchnorm",
+                     batchnorm_placement=model.batchnorm_placement)
+
+
+def fit_config(train: TrainParams, seed: int, pos_weight: float | None) -> FitConfig:
+    """The training loop's settings, straight from the train params."""
+    return FitConfig(epochs=train.epochs, batch_size=train.batch_size, lr=train.lr, seed=seed,
+                     optimizer=train.optimizer.name, weight_decay=train.optimizer.weight_decay,
+                     momentum=train.optimizer.momentum, pos_weight=pos_weight, grad_clip=train.grad_clip,
+                     patience=train.patience, bf16=train.bf16)
 
 
 def pos_weight(train: TrainParams, negatives: int, positives: int) -> float | None:
@@ -100,16 +110,13 @@ def _tracked(track: bool, params: Params, name: str, group: str, mlflow_params: 
         yield tracker
 
 
-def run(params: Params, variant: str, seed: int, data_dir: Path = DATA_DIR, summary_path: Path = SUMMARY,
-        models_dir: Path = MODELS_DIR, history_dir: Path = HISTORY_DIR, track: bool = True) -> TrainResult:
+def run(params: Params, variant: str, seed: int, layout: Layout = Layout(), track: bool = True) -> TrainResult:
     """Train one model and write its checkpoint, history CSV and MLflow run file."""
     if variant not in VARIANTS:
         raise StageError(f"unknown variant {variant!r}; use one of {', '.join(VARIANTS)}")
-    if not summary_path.is_file():
-        raise StageError(f"{summary_path} not found; run the prepare stage first (dvc repro prepare)")
-    summary = json.loads(summary_path.read_text())
-    label, train = summary["label"], params.train
-    train_split, val_split = load_split(data_dir, "train", label), load_split(data_dir, "val", label)
+    summary = PrepareSummary.read(layout)
+    label, train = summary.label, params.train
+    train_split, val_split = load_split(layout.prepared, "train", label), load_split(layout.prepared, "val", label)
     try:
         device = resolve_device(train.device)
     except RuntimeError as exc:
@@ -117,25 +124,18 @@ def run(params: Params, variant: str, seed: int, data_dir: Path = DATA_DIR, summ
     if train.bf16 and device.type != "cuda":
         log.warning("train.bf16 is ignored on %s (bf16 autocast is CUDA only)", device.type)
     positives = int(train_split.y.sum())
-    config = MLPConfig(n_features=train_split.x.shape[1], hidden=tuple(train.model.hidden),
-                       dropout=train.model.dropout, activation=train.model.activation,
-                       batchnorm=variant == "batchnorm", batchnorm_placement=train.model.batchnorm_placement)
-    fit_cfg = FitConfig(epochs=train.epochs, batch_size=train.batch_size, lr=train.lr, seed=seed,
-                        optimizer=train.optimizer.name, weight_decay=train.optimizer.weight_decay,
-                        momentum=train.optimizer.momentum,
-                        pos_weight=pos_weight(train, train_split.y.size - positives, positives),
-                        grad_clip=train.grad_clip, patience=train.patience, bf16=train.bf16)
+    config = mlp_config(train, variant, train_split.x.shape[1])
+    fit_cfg = fit_config(train, seed, pos_weight(train, train_split.y.size - positives, positives))
     name = model_name(variant, seed)
     shape = training_config(train)
-    group = tracking.group_key({"data": summary["source_sha256"], "prepare": params.prepare.model_dump(),
-                                "train": shape})
-    mlflow_params = {**flatten({"prepare": params.prepare, "train": shape}),
+    group = provenance.group_key({"data": summary.source_sha256, "prepare": summary.params, "train": shape})
+    mlflow_params = {**flatten({"prepare": summary.params, "train": shape}),
                      "variant": variant, "seed": seed, "device": str(device),
-                     **{f"data.rows_{s}": n for s, n in summary["rows"].items()},
-                     **{f"data.prevalence_{s}": p for s, p in summary["prevalence"].items()}}
+                     **{f"data.rows_{s}": n for s, n in summary.rows.items()},
+                     **{f"data.prevalence_{s}": p for s, p in summary.prevalence.items()}}
     tags = {"pipeline.role": "model", "pipeline.variant": variant, "pipeline.seed": str(seed),
-            tracking.MODEL: name, "data.sha256": summary["source_sha256"], "device": _device_name(device)}
-    paths = (models_dir / f"{name}.pt", history_dir / f"{name}.csv", models_dir / f"{name}.run.json")
+            tracking.MODEL: name, "data.sha256": summary.source_sha256, "device": _device_name(device)}
+    paths = (layout.checkpoint(name), layout.history(name), layout.run_file(name))
     reporter = EpochReporter(f"{variant} s{seed}", train.epochs)
     try:
         with _tracked(track, params, name, group, mlflow_params, tags) as tracker:
@@ -144,18 +144,19 @@ def run(params: Params, variant: str, seed: int, data_dir: Path = DATA_DIR, summ
                 reporter(epoch, record)
 
             model = build(config, seed)
-            result = fit(model, _tensors(train_split), _tensors(val_split), fit_cfg, device, on_epoch_end)
+            result = fit(model, _tensors(train_split), _tensors(val_split), fit_cfg, device, epoch_metrics,
+                         on_epoch_end)
             reporter.close()
             model = model.cpu().eval()
             with staged(*paths) as (tmp_ckpt, tmp_history, tmp_run):
                 torch.save(checkpoint(model, variant=variant, seed=seed, best_epoch=result.best_epoch,
-                                      params=shape, label=label, features=summary["features"],
-                                      data_sha256=summary["source_sha256"]), tmp_ckpt)
+                                      params=shape, label=label, features=summary.features,
+                                      data_sha256=summary.source_sha256), tmp_ckpt)
                 pd.DataFrame(result.history).to_csv(tmp_history, index=False)
                 info: dict[str, Any] = {"model": name, "variant": variant, "seed": seed, "device": str(device),
                                         "best_epoch": result.best_epoch, "group": group}
                 if tracker.run_id is not None:
-                    _log_outputs(tracker, model, val_split.x[:5], tmp_history, data_dir, label, summary, result)
+                    _log_outputs(tracker, model, val_split.x[:5], tmp_history, layout, label, summary, result)
                     info.update(tracking.run_info(tracker.run_id))
                 write_json(tmp_run, info)
     except DivergedError as exc:
@@ -166,7 +167,7 @@ def run(params: Params, variant: str, seed: int, data_dir: Path = DATA_DIR, summ
     return TrainResult(name, *paths, fit=result)
 
 
-def _tensors(split: Any) -> tuple[torch.Tensor, torch.Tensor]:
+def _tensors(split: Split) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(split.x), torch.from_numpy(split.y)
 
 
@@ -174,27 +175,26 @@ def _device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
-def _log_outputs(tracker: tracking.Tracker, model: torch.nn.Module, example: Any, history: Path, data_dir: Path,
-                 label: str, summary: dict[str, Any], result: FitResult) -> None:
+def _log_outputs(tracker: tracking.Tracker, model: torch.nn.Module, example: Any, history: Path, layout: Layout,
+                 label: str, summary: PrepareSummary, result: FitResult) -> None:
     tracker.flush()
     with tempfile.TemporaryDirectory() as tmp:
         named = Path(tmp) / "history.csv"
         shutil.copy(history, named)
-        tracking.log_torch_model(model, example, extra_files=[named])
-    train_path = data_dir / "train.parquet"
-    tracking.log_training_data(pd.read_parquet(train_path), train_path, label, summary["source_sha256"])
+        packaging.log_torch_model(model, example, extra_files=[named])
+    train_path = layout.prepared / "train.parquet"
+    packaging.log_training_data(pd.read_parquet(train_path), train_path, label, summary.source_sha256)
     tracking.log_summary({"best_epoch": result.best_epoch, "best_val_ap": result.best_val_ap,
                           "epochs_run": len(result.history)})
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``python -m pipeline.train --variant batchnorm --seed 0``."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--variant", required=True, choices=VARIANTS)
-    parser.add_argument("--seed", required=True, type=int)
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
-    args = parser.parse_args(argv)
-    return run_stage("train", lambda: run(load_params(args.params), args.variant, args.seed))
+    def arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--variant", required=True, choices=VARIANTS)
+        parser.add_argument("--seed", required=True, type=int)
+
+    return stage_main("train", __doc__, argv, lambda params, args: run(params, args.variant, args.seed), arguments)
 
 
 if __name__ == "__main__":

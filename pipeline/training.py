@@ -12,9 +12,9 @@ from typing import Literal
 import torch
 from torch import nn
 
-from pipeline.metrics import epoch_metrics
-
 EpochCallback = Callable[[int, dict[str, float]], None]
+# Validation metrics of one epoch from (labels, logits) on the CPU; the caller chooses them.
+Scorer = Callable[[torch.Tensor, torch.Tensor], dict[str, float]]
 
 
 class DivergedError(RuntimeError):
@@ -28,19 +28,19 @@ class DivergedError(RuntimeError):
 
 @dataclass(frozen=True)
 class FitConfig:
-    """Hyper-parameters of one training run."""
+    """Hyper-parameters of one training run (built from params.yaml; no defaults of its own)."""
 
     epochs: int
     batch_size: int
     lr: float
     seed: int
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    weight_decay: float = 0.0
-    momentum: float = 0.9
-    pos_weight: float | None = None
-    grad_clip: float = 0.0
-    patience: int = 0
-    bf16: bool = False
+    optimizer: Literal["adam", "adamw", "sgd"]
+    weight_decay: float
+    momentum: float
+    pos_weight: float | None
+    grad_clip: float
+    patience: int
+    bf16: bool
 
 
 @dataclass
@@ -90,8 +90,13 @@ def predict_logits(model: nn.Module, x: torch.Tensor, chunk: int = 65_536) -> to
 
 
 def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
-        cfg: FitConfig, device: torch.device, on_epoch_end: EpochCallback | None = None) -> FitResult:
-    """Train with mini-batches of a device-side permutation; keep the weights of the best val_ap epoch."""
+        cfg: FitConfig, device: torch.device, score: Scorer,
+        on_epoch_end: EpochCallback | None = None) -> FitResult:
+    """Train with mini-batches of a device-side permutation; keep the weights of the best val_ap epoch.
+
+    ``score(labels, logits)`` turns each epoch's validation logits into metrics; it must return
+    ``val_ap``, the early-stopping criterion.
+    """
     torch.manual_seed(cfg.seed)
     model.to(device)
     x_train, y_train = (t.to(device, non_blocking=True) for t in train)
@@ -135,7 +140,7 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[t
             torch.cuda.synchronize(device)
         val_loss = float(criterion(val_logits, y_val))
         record = {"train_loss": train_loss, "train_accuracy": float(correct) / n_seen, "val_loss": val_loss,
-                  **epoch_metrics(y_val.cpu().numpy(), val_logits.cpu().numpy())}
+                  **score(y_val.cpu(), val_logits.cpu())}
         seconds = time.perf_counter() - start
         record.update(epoch_seconds=seconds, samples_per_second=n_seen / seconds,
                       lr=optimizer.param_groups[0]["lr"])

@@ -1,7 +1,9 @@
-"""Shared fixtures: shrunk params, a tmp MLflow store, the real ULB sample."""
+"""Shared fixtures: shrunk params, a tmp MLflow store, trained models to copy, the real ULB sample."""
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +11,7 @@ import pytest
 import yaml
 
 from pipeline.config import Params, parse
+from pipeline.layout import Layout
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_CSV = REPO.parent / "shared" / "data" / "creditcard_sample.csv"
@@ -23,6 +26,15 @@ def small_raw_params() -> dict[str, Any]:
     raw["train"]["model"]["hidden"] = [16, 8]
     raw["evaluate"]["bootstrap"]["resamples"] = 20
     return raw
+
+
+def sample_csv_path() -> Path:
+    """The 5,099-row ULB sample beside the repository; in CI its absence is a failure, not a skip."""
+    if not SAMPLE_CSV.is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"{SAMPLE_CSV} is missing and CI is set: the real-data tests must run in CI")
+        pytest.skip(f"{SAMPLE_CSV} not present")
+    return SAMPLE_CSV
 
 
 @pytest.fixture
@@ -44,17 +56,43 @@ def _isolated_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def prepared(tmp_path: Path, params: Params) -> Path:
-    """A prepared data directory (small synthetic data) with its summary beside it."""
+def layout(tmp_path: Path) -> Layout:
+    """Every artefact path under this test's temporary folder."""
+    return Layout(tmp_path)
+
+
+@pytest.fixture
+def prepared(layout: Layout, params: Params) -> Layout:
+    """Prepared small synthetic data (splits, scaler and summary) under the test's layout."""
     from pipeline import prepare
 
-    prepare.run(params.prepare, tmp_path / "prepared", tmp_path / "prepare.json")
-    return tmp_path
+    prepare.run(params.prepare, layout)
+    return layout
+
+
+@pytest.fixture(scope="session")
+def _untracked_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Prepared data and every small model, trained once per session without MLflow."""
+    from pipeline import prepare, train
+
+    params = parse(small_raw_params())
+    root = tmp_path_factory.mktemp("trained")
+    prepare.run(params.prepare, Layout(root))
+    for variant in params.train.variants:
+        for seed in params.train.seeds:
+            train.run(params, variant, seed, Layout(root), track=False)
+    return root
+
+
+@pytest.fixture
+def trained(_untracked_models: Path, tmp_path: Path) -> Layout:
+    """A private copy of the session's prepared data and untracked models (safe to modify)."""
+    for name in ("data", "metrics", "models", "plots"):
+        shutil.copytree(_untracked_models / name, tmp_path / name)
+    return Layout(tmp_path)
 
 
 @pytest.fixture
 def sample_csv() -> Path:
     """The 5,099-row ULB sample shared beside the repository."""
-    if not SAMPLE_CSV.is_file():
-        pytest.skip(f"{SAMPLE_CSV} not present")
-    return SAMPLE_CSV
+    return sample_csv_path()

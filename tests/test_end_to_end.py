@@ -8,9 +8,12 @@ from pathlib import Path
 import pytest
 
 import mlflow
+import pandas as pd
+import torch
 import yaml
+from sklearn.metrics import average_precision_score
 
-from tests.conftest import small_raw_params
+from tests.conftest import sample_csv_path, small_raw_params
 from tests.e2e import copy_repository, dvc
 
 MODELS = ["batchnorm-s0", "batchnorm-s1", "baseline-s0", "baseline-s1"]
@@ -118,14 +121,24 @@ def test_report_written_and_logged(repro: Path) -> None:
     assert "report/report.html" in {a.path for a in client.list_artifacts(info["parent_run_id"], "report")}
 
 
+def test_training_and_evaluation_agree_on_the_kept_model(repro: Path) -> None:
+    """The best epoch's val_ap in the history equals the AP evaluate recomputes from the checkpoint."""
+    for name in MODELS:
+        history = pd.read_csv(repro / "plots" / "history" / f"{name}.csv")
+        best = history.loc[history["val_ap"].idxmax()]
+        checkpoint = torch.load(repro / "models" / f"{name}.pt", weights_only=True)
+        assert checkpoint["best_epoch"] == int(best["epoch"]), name
+        scores = pd.read_parquet(repro / "scores" / f"{name}.parquet")
+        val = scores[scores["split"] == "val"]
+        recomputed = average_precision_score(val["y_true"], val["score"])
+        assert recomputed == pytest.approx(best["val_ap"], abs=1e-6), name
+
+
 def test_real_ulb_sample_end_to_end(tmp_path: Path) -> None:
     """The whole pipeline on the 5,099-row ULB sample (unnamed index column, 96 frauds)."""
-    from tests.conftest import SAMPLE_CSV
-
-    if not SAMPLE_CSV.is_file():
-        pytest.skip(f"{SAMPLE_CSV} not present")
+    sample = sample_csv_path()
     raw = small_raw_params()
-    raw["prepare"]["source"] = str(SAMPLE_CSV)
+    raw["prepare"]["source"] = str(sample)
     raw["prepare"]["split"]["min_positives"] = 10
     repo = copy_repository(tmp_path, raw)
     dvc(repo, "repro")
@@ -134,4 +147,4 @@ def test_real_ulb_sample_end_to_end(tmp_path: Path) -> None:
     metrics = json.loads((repo / "metrics" / "evaluate.json").read_text())
     assert set(metrics["models"]) == {"batchnorm-s0", "baseline-s0", "logistic_regression", "hist_gradient_boosting"}
     md = (repo / "reports" / "report.md").read_text()
-    assert str(SAMPLE_CSV) in md and "cannot judge seed-to-seed noise" in md
+    assert str(sample) in md and "cannot judge seed-to-seed noise" in md

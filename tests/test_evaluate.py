@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
 import mlflow
 import numpy as np
 import pandas as pd
@@ -12,50 +10,39 @@ import pytest
 from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score, roc_auc_score
 
 from pipeline import evaluate, train
-from pipeline.cli import StageError
 from pipeline.config import Params, parse
+from pipeline.errors import StageError
+from pipeline.layout import Layout
 from pipeline.metrics import choose_threshold
 
 
-@pytest.fixture
-def trained(params: Params, prepared: Path) -> Path:
-    for variant in params.train.variants:
-        for seed in params.train.seeds:
-            train.run(params, variant, seed, data_dir=prepared / "prepared", summary_path=prepared / "prepare.json",
-                      models_dir=prepared / "models", history_dir=prepared / "history")
-    return prepared
+def _evaluate(params: Params, layout: Layout, **kwargs: object) -> dict:
+    return evaluate.run(params, layout, **kwargs)
 
 
-def _outputs(root: Path) -> evaluate.Outputs:
-    return evaluate.Outputs(scores=root / "scores", metrics=root / "metrics", combined=root / "evaluate.json",
-                            figures=root / "figures", curves=root / "curves")
-
-
-def _evaluate(params: Params, root: Path, **kwargs: object) -> dict:
-    return evaluate.run(params, data_dir=root / "prepared", summary_path=root / "prepare.json",
-                        models_dir=root / "models", outputs=_outputs(root), **kwargs)
-
-
-def test_every_model_and_reference_is_evaluated_and_tracked(params: Params, trained: Path) -> None:
+def test_every_model_and_reference_is_evaluated_and_tracked(params: Params, prepared: Layout) -> None:
+    for variant in params.train.variants:  # tracked training: evaluation goes into these runs
+        train.run(params, variant, 0, prepared)
+    trained = prepared
     results = _evaluate(params, trained)
     names = ["batchnorm-s0", "baseline-s0", "logistic_regression", "hist_gradient_boosting"]
     assert sorted(results) == sorted(names)
     for name in names:
-        saved = json.loads((trained / "metrics" / f"{name}.json").read_text())
+        saved = json.loads((trained.model_metrics / f"{name}.json").read_text())
         for key in ("test_precision", "test_recall", "test_f1", "test_ap", "test_roc_auc", "threshold",
                     "test_prevalence", "test_mcc", "test_brier", "test_balanced_accuracy", "test_majority_accuracy",
                     "test_tp", "test_precision_at_50", "test_ap_ci_low", "test_ap_ci_high", "train_ap",
                     "test_accuracy_trap"):
             assert key in saved, (name, key)
-        assert sorted(p.name for p in (trained / "figures" / name).iterdir()) == sorted(
+        assert sorted(p.name for p in (trained.evaluation_figures / name).iterdir()) == sorted(
             f"{f}.png" for f in ("pr_curve", "roc_curve", "confusion_matrix", "calibration", "score_histogram"))
-    combined = json.loads((trained / "evaluate.json").read_text())
+    combined = json.loads(trained.evaluation.read_text())
     assert set(combined["models"]) == set(names) and set(combined["variants"]) == {"batchnorm", "baseline"}
-    curves = pd.read_csv(trained / "curves" / "precision_recall.csv")
+    curves = pd.read_csv(trained.curves / "precision_recall.csv")
     assert set(curves["model"]) == set(names)
 
     client = mlflow.MlflowClient()
-    run_id = json.loads((trained / "models" / "batchnorm-s0.run.json").read_text())["run_id"]
+    run_id = json.loads(trained.run_file("batchnorm-s0").read_text())["run_id"]
     run = client.get_run(run_id)
     assert run.data.metrics["test_ap"] == pytest.approx(results["batchnorm-s0"]["test_ap"])
     logged = {a.path for a in client.list_artifacts(run_id, "evaluation")}
@@ -69,10 +56,10 @@ def test_every_model_and_reference_is_evaluated_and_tracked(params: Params, trai
     assert len(again) == 2
 
 
-def test_saved_scores_reproduce_metrics_with_sklearn(params: Params, trained: Path) -> None:
+def test_saved_scores_reproduce_metrics_with_sklearn(params: Params, trained: Layout) -> None:
     results = _evaluate(params, trained, track=False)
     for name, metrics in results.items():
-        scores = pd.read_parquet(trained / "scores" / f"{name}.parquet")
+        scores = pd.read_parquet(trained.scores / f"{name}.parquet")
         val, test = scores[scores["split"] == "val"], scores[scores["split"] == "test"]
         threshold = choose_threshold(val["y_true"].to_numpy(), val["score"].to_numpy(),
                                      params.evaluate.threshold.strategy, params.evaluate.threshold.target)
@@ -86,10 +73,10 @@ def test_saved_scores_reproduce_metrics_with_sklearn(params: Params, trained: Pa
         assert metrics["test_ap_ci_low"] <= metrics["test_ap"] <= metrics["test_ap_ci_high"]
 
 
-def test_threshold_never_sees_test_labels(params: Params, trained: Path) -> None:
+def test_threshold_never_sees_test_labels(params: Params, trained: Layout) -> None:
     """Flip every test label: test metrics change, the threshold cannot."""
     before = _evaluate(params, trained, track=False)
-    test_file = trained / "prepared" / "test.parquet"
+    test_file = trained.prepared / "test.parquet"
     frame = pd.read_parquet(test_file)
     frame["Class"] = 1 - frame["Class"]
     frame.to_parquet(test_file, index=False)
@@ -99,29 +86,29 @@ def test_threshold_never_sees_test_labels(params: Params, trained: Path) -> None
         assert after[name]["test_recall"] != before[name]["test_recall"]
 
 
-def test_missing_model_is_a_clear_error_and_leaves_nothing(params: Params, trained: Path) -> None:
-    (trained / "models" / "baseline-s0.pt").unlink()
+def test_missing_model_is_a_clear_error_and_leaves_nothing(params: Params, trained: Layout) -> None:
+    trained.checkpoint("baseline-s0").unlink()
     with pytest.raises(StageError, match=r"baseline-s0\.pt: model file not found; re-run training"):
         _evaluate(params, trained)
-    assert not (trained / "metrics").exists() and not (trained / "evaluate.json").exists()
+    assert not trained.model_metrics.exists() and not trained.evaluation.exists() and not trained.scores.exists()
 
 
-def test_corrupt_or_mismatched_model_is_a_clear_error(params: Params, trained: Path) -> None:
-    (trained / "models" / "baseline-s0.pt").write_bytes(b"not a checkpoint")
+def test_corrupt_or_mismatched_model_is_a_clear_error(params: Params, trained: Layout) -> None:
+    trained.checkpoint("baseline-s0").write_bytes(b"not a checkpoint")
     with pytest.raises(StageError, match="not a readable checkpoint"):
         _evaluate(params, trained)
     raw = params.model_dump()
     raw["prepare"]["seed"] = 1  # other data: the checkpoint's data hash no longer matches
     from pipeline import prepare
 
-    prepare.run(parse(raw).prepare, trained / "prepared", trained / "prepare.json")
-    (trained / "models" / "baseline-s0.pt").unlink()
+    prepare.run(parse(raw).prepare, trained)
+    trained.checkpoint("baseline-s0").unlink()
     with pytest.raises(StageError, match="trained on other data"):
         _evaluate(params, trained)
 
 
-def test_split_without_positives_is_a_clear_error(params: Params, trained: Path) -> None:
-    val_file = trained / "prepared" / "val.parquet"
+def test_split_without_positives_is_a_clear_error(params: Params, trained: Layout) -> None:
+    val_file = trained.prepared / "val.parquet"
     frame = pd.read_parquet(val_file)
     frame["Class"] = np.int8(0)
     frame.to_parquet(val_file, index=False)
@@ -129,7 +116,7 @@ def test_split_without_positives_is_a_clear_error(params: Params, trained: Path)
         _evaluate(params, trained)
 
 
-def test_references_can_be_turned_off(raw_params: dict, trained: Path) -> None:
+def test_references_can_be_turned_off(raw_params: dict, trained: Layout) -> None:
     raw_params["evaluate"]["references"] = []
     results = _evaluate(parse(raw_params), trained, track=False)
     assert sorted(results) == ["baseline-s0", "batchnorm-s0"]

@@ -30,12 +30,14 @@ def test_threshold_strategies_meet_their_definition(strategy: str, scores: tuple
         assert recall_score(y, pred) >= 0.6
 
 
-def test_threshold_is_chosen_from_the_data_it_is_given_only(scores: tuple[np.ndarray, np.ndarray]) -> None:
+@pytest.mark.parametrize("strategy", ["max_f1", "recall_at_precision", "precision_at_recall"])
+def test_threshold_depends_on_the_ranking_only(strategy: str, scores: tuple[np.ndarray, np.ndarray]) -> None:
+    """A monotone rescaling of the scores moves the threshold with them and selects the same rows."""
     y, p = scores
-    t = choose_threshold(y, p, "max_f1", 0)
-    # The function sees only (y, p): changing anything else cannot move it; changing p can.
-    assert choose_threshold(y, p, "max_f1", 0) == t
-    assert choose_threshold(y, np.sqrt(p), "max_f1", 0) != t
+    t = choose_threshold(y, p, strategy, 0.6)
+    t_sqrt = choose_threshold(y, np.sqrt(p), strategy, 0.6)
+    assert t_sqrt == pytest.approx(np.sqrt(t))
+    assert np.array_equal(p >= t, np.sqrt(p) >= t_sqrt)
 
 
 def test_metrics_match_sklearn(scores: tuple[np.ndarray, np.ndarray]) -> None:

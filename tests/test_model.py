@@ -4,8 +4,8 @@ import torch
 from pipeline.model import MLPConfig, build, checkpoint, from_checkpoint
 
 
-def config(batchnorm: bool, placement: str = "before") -> MLPConfig:
-    return MLPConfig(n_features=6, hidden=(16, 8), dropout=0.1, activation="relu", batchnorm=batchnorm,
+def config(batchnorm: bool, placement: str = "before", dropout: float = 0.1) -> MLPConfig:
+    return MLPConfig(n_features=6, hidden=(16, 8), dropout=dropout, activation="relu", batchnorm=batchnorm,
                      batchnorm_placement=placement)
 
 
@@ -16,14 +16,17 @@ def test_batchnorm_layers_exist_exactly_when_asked(variant: str) -> None:
     assert len(norms) == (2 if variant == "batchnorm" else 0)
 
 
-@pytest.mark.parametrize("placement", ["before", "after"])
-def test_placement_before_or_after_activation(placement: str) -> None:
-    model = build(config(True, placement), seed=0).eval()
-    block = model.blocks[0]
-    x = torch.randn(4, 6)
-    z = block.linear(x)
-    expected = block.act(block.norm(z)) if placement == "before" else block.norm(block.act(z))
-    torch.testing.assert_close(block(x), expected)
+def test_placement_before_or_after_activation() -> None:
+    """Before: ReLU comes last, so a block's outputs are >= 0 and about half are 0 (the normalised
+    pre-activations are centred). After: BatchNorm comes last, so in training mode each unit's
+    outputs over the batch have mean 0 and variance 1, negatives included."""
+    x = torch.randn(512, 6, generator=torch.Generator().manual_seed(0)) * 5 + 3
+    before = build(config(True, "before", dropout=0.0), seed=0).train().blocks[0](x).detach()
+    after = build(config(True, "after", dropout=0.0), seed=0).train().blocks[0](x).detach()
+    assert before.min() >= 0 and 0.35 < (before == 0).float().mean() < 0.65
+    assert (after < 0).any()
+    torch.testing.assert_close(after.mean(0), torch.zeros(16), atol=1e-5, rtol=0)
+    torch.testing.assert_close(after.var(0, unbiased=False), torch.ones(16), atol=1e-3, rtol=0)
 
 
 def test_shared_layers_start_identical() -> None:

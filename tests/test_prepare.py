@@ -12,17 +12,19 @@ import pytest
 from pipeline import prepare
 from pipeline.config import parse
 from pipeline.data import DataError, Scaler
+from pipeline.layout import Layout, PrepareSummary
 
 
 def _run(raw_params: dict, tmp_path: Path) -> dict:
-    return prepare.run(parse(raw_params).prepare, tmp_path / "prepared", tmp_path / "summary.json")
+    return prepare.run(parse(raw_params).prepare, Layout(tmp_path))
 
 
 def test_synthetic_outputs(raw_params: dict, tmp_path: Path) -> None:
     summary = _run(raw_params, tmp_path)
-    out = tmp_path / "prepared"
+    out = Layout(tmp_path).prepared
     assert sorted(p.name for p in out.iterdir()) == ["scaler.json", "test.parquet", "train.parquet", "val.parquet"]
-    assert json.loads((tmp_path / "summary.json").read_text()) == summary
+    assert json.loads(Layout(tmp_path).prepare_summary.read_text()) == summary
+    assert PrepareSummary.read(Layout(tmp_path)).params == parse(raw_params).prepare.model_dump()
     assert summary["rows"] == {"train": 2400, "val": 800, "test": 800}
     assert summary["positives"] == {"train": 48, "val": 16, "test": 16}
     assert summary["prevalence"]["test"] == pytest.approx(0.02)
@@ -49,8 +51,8 @@ def test_parquet_source_and_time_split(raw_params: dict, tmp_path: Path, sample_
     raw_params["prepare"]["split"]["method"] = "time"
     summary = _run(raw_params, tmp_path)
     assert sum(summary["rows"].values()) == len(frame)
-    train = pd.read_parquet(tmp_path / "prepared" / "train.parquet")
-    test = pd.read_parquet(tmp_path / "prepared" / "test.parquet")
+    train = pd.read_parquet(Layout(tmp_path).prepared / "train.parquet")
+    test = pd.read_parquet(Layout(tmp_path).prepared / "test.parquet")
     assert train["Time"].max() <= test["Time"].min()
 
 
@@ -112,8 +114,8 @@ def test_bad_input_fails_cleanly(case: str, raw_params: dict, tmp_path: Path) ->
         return
     with pytest.raises(DataError, match=message):
         _run(raw_params, tmp_path)
-    assert not (tmp_path / "prepared").exists() and not (tmp_path / "summary.json").exists()
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    assert not Layout(tmp_path).prepared.exists() and not Layout(tmp_path).prepare_summary.exists()
+    assert [p for p in tmp_path.rglob("*") if p.is_file() and p != source] == []  # no temporary leftovers
 
 
 def test_nan_drop_policy_counts_rows(raw_params: dict, tmp_path: Path) -> None:
@@ -124,12 +126,12 @@ def test_nan_drop_policy_counts_rows(raw_params: dict, tmp_path: Path) -> None:
 
 def test_failure_keeps_previous_outputs(raw_params: dict, tmp_path: Path) -> None:
     _run(raw_params, tmp_path)
-    before = (tmp_path / "summary.json").read_text()
+    before = Layout(tmp_path).prepare_summary.read_text()
     raw_params["prepare"]["source"] = str(tmp_path / "missing.csv")
     with pytest.raises(DataError):
         _run(raw_params, tmp_path)
-    assert (tmp_path / "summary.json").read_text() == before
-    assert (tmp_path / "prepared" / "train.parquet").is_file()
+    assert Layout(tmp_path).prepare_summary.read_text() == before
+    assert (Layout(tmp_path).prepared / "train.parquet").is_file()
 
 
 def test_main_prints_one_line_and_exits_nonzero(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -7,29 +7,25 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import yaml
 
-from pipeline import evaluate, prepare, report, train
+from pipeline import evaluate, prepare, provenance, report, train
 from pipeline.analysis import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, paired_verdict
-from pipeline.cli import StageError
 from pipeline.config import Params, parse
 from pipeline.document import VOLATILE_START, strip_volatile
+from pipeline.errors import StageError
+from pipeline.layout import Layout
 
 
-def pipeline_once(params: Params, root: Path) -> Path:
+def pipeline_once(params: Params, root: Path, track: bool = True) -> Path:
     """prepare -> train (every variant and seed) -> evaluate -> report, all under root."""
-    prepare.run(params.prepare, root / "prepared", root / "prepare.json")
+    layout = Layout(root)
+    prepare.run(params.prepare, layout)
     for variant in params.train.variants:
         for seed in params.train.seeds:
-            train.run(params, variant, seed, data_dir=root / "prepared", summary_path=root / "prepare.json",
-                      models_dir=root / "models", history_dir=root / "history")
-    evaluate.run(params, data_dir=root / "prepared", summary_path=root / "prepare.json", models_dir=root / "models",
-                 outputs=evaluate.Outputs(scores=root / "scores", metrics=root / "metrics",
-                                          combined=root / "evaluate.json", figures=root / "figures",
-                                          curves=root / "curves"))
-    src = report.Sources(data=root / "prepared", summary=root / "prepare.json", models=root / "models",
-                         history=root / "history", metrics=root / "metrics", combined=root / "evaluate.json",
-                         scores=root / "scores", lock=root / "dvc.lock")
-    return report.run(params, src, root / "reports")
+            train.run(params, variant, seed, layout, track=track)
+    evaluate.run(params, layout, track=track)
+    return report.run(params, layout, track=track)
 
 
 @pytest.fixture
@@ -39,6 +35,7 @@ def two_seed_params(raw_params: dict) -> Params:
     return parse(raw_params)
 
 
+@pytest.mark.slow
 def test_report_has_every_section_and_is_reproducible(two_seed_params: Params, tmp_path: Path) -> None:
     first = pipeline_once(two_seed_params, tmp_path / "a")
     second = pipeline_once(two_seed_params, tmp_path / "b")
@@ -61,13 +58,14 @@ def test_report_has_every_section_and_is_reproducible(two_seed_params: Params, t
     assert strip_volatile(html) == strip_volatile((second / "report.html").read_text())
     assert md != (second / "report.md").read_text()  # run ids and timings really are in those blocks
 
-    parent = json.loads((tmp_path / "a" / "models" / "batchnorm-s0.run.json").read_text())["parent_run_id"]
+    parent = json.loads(Layout(tmp_path / "a").run_file("batchnorm-s0").read_text())["parent_run_id"]
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(parent, "report")}
     assert {"report/report.md", "report/report.html"} <= artifacts
 
 
-def test_single_seed_verdict_says_it_cannot_judge_noise(params: Params, tmp_path: Path) -> None:
-    md = (pipeline_once(params, tmp_path) / "report.md").read_text()
+def test_single_seed_verdict_says_it_cannot_judge_noise(raw_params: dict, tmp_path: Path) -> None:
+    raw_params["evaluate"]["references"] = []
+    md = (pipeline_once(parse(raw_params), tmp_path, track=False) / "report.md").read_text()
     assert "cannot judge seed-to-seed noise" in md
     assert "**supported**" not in md and "**not supported**" not in md
 
@@ -75,7 +73,7 @@ def test_single_seed_verdict_says_it_cannot_judge_noise(params: Params, tmp_path
 def test_small_batch_warning(raw_params: dict, tmp_path: Path) -> None:
     raw_params["train"].update(batch_size=16, epochs=2)
     raw_params["evaluate"]["references"] = []
-    md = (pipeline_once(parse(raw_params), tmp_path) / "report.md").read_text()
+    md = (pipeline_once(parse(raw_params), tmp_path, track=False) / "report.md").read_text()
     assert "BatchNorm with batch size 16 (< 32)" in md
 
 
@@ -91,17 +89,23 @@ def test_paired_verdict(diffs: list[float], status: str) -> None:
         assert verdict.low <= verdict.mean <= verdict.high
 
 
-def test_missing_inputs_are_a_clear_error(params: Params, tmp_path: Path) -> None:
-    with pytest.raises(StageError, match="not found; run the earlier stages first"):
-        report.run(params, report.Sources(summary=tmp_path / "none.json"), tmp_path / "reports")
-    assert not (tmp_path / "reports").exists()
+@pytest.mark.parametrize("missing", ["prepare_summary", "history", "model_metrics"])
+def test_missing_inputs_are_a_clear_error(missing: str, params: Params, trained: Layout) -> None:
+    evaluate.run(params, trained, track=False)
+    target = {"prepare_summary": trained.prepare_summary, "history": trained.history("baseline-s0"),
+              "model_metrics": trained.model_metrics / "batchnorm-s0.json"}[missing]
+    target.unlink()
+    with pytest.raises(StageError, match=f"{target.name} not found; run the .* stage first"):
+        report.run(params, trained, track=False)
+    assert not trained.reports.exists()
 
 
-def test_provenance_lists_only_deterministic_hashes() -> None:
+def test_provenance_lists_only_deterministic_hashes(tmp_path: Path) -> None:
     lock = {"stages": {
         "prepare": {"outs": [{"path": "data/prepared", "md5": "a.dir"}, {"path": "metrics/prepare.json", "md5": "b"}]},
         "train@batchnorm-0": {"outs": [{"path": "models/batchnorm-s0.pt", "md5": "c"},
                                        {"path": "models/batchnorm-s0.run.json", "md5": "d"},
                                        {"path": "plots/history/batchnorm-s0.csv", "md5": "e"}]}}}
-    assert report.lock_hashes(lock) == [["`data/prepared`", "`a.dir`"], ["`models/batchnorm-s0.pt`", "`c`"]]
-    assert report.lock_hashes(None) == []
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
+    assert provenance.lock_hashes(tmp_path / "dvc.lock") == [("data/prepared", "a.dir"), ("models/batchnorm-s0.pt", "c")]
+    assert provenance.lock_hashes(tmp_path / "absent.lock") == []

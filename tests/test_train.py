@@ -11,19 +11,28 @@ import pytest
 import torch
 
 from pipeline import train
-from pipeline.cli import StageError
 from pipeline.config import Params, parse
+from pipeline.errors import StageError
+from pipeline.layout import Layout
 from pipeline.model import from_checkpoint
 
 
-def _train(params: Params, root: Path, variant: str = "batchnorm", seed: int = 0, track: bool = True,
-           out: str = "out") -> train.TrainResult:
-    return train.run(params, variant, seed, data_dir=root / "prepared", summary_path=root / "prepare.json",
-                     models_dir=root / out / "models", history_dir=root / out / "history", track=track)
+def _train(params: Params, layout: Layout, variant: str = "batchnorm", seed: int = 0,
+           track: bool = True) -> train.TrainResult:
+    return train.run(params, variant, seed, layout, track=track)
+
+
+def _copy_prepared(layout: Layout, root: Path) -> Layout:
+    """A second layout sharing the prepared data (for runs that must not overwrite each other)."""
+    other = Layout(root)
+    for path in (layout.prepared, layout.prepare_summary):
+        (other.root / path.relative_to(layout.root)).parent.mkdir(parents=True, exist_ok=True)
+        (other.root / path.relative_to(layout.root)).symlink_to(path)
+    return other
 
 
 @pytest.mark.parametrize("variant", ["batchnorm", "baseline"])
-def test_outputs_and_mlflow_run(variant: str, params: Params, prepared: Path) -> None:
+def test_outputs_and_mlflow_run(variant: str, params: Params, prepared: Layout) -> None:
     result = _train(params, prepared, variant)
     history = pd.read_csv(result.history)
     assert history["epoch"].tolist() == [1, 2, 3]
@@ -57,7 +66,7 @@ def test_outputs_and_mlflow_run(variant: str, params: Params, prepared: Path) ->
     assert mlflow.models.get_model_info(model_uri).signature is not None
 
 
-def test_models_of_one_configuration_share_a_parent(params: Params, prepared: Path) -> None:
+def test_models_of_one_configuration_share_a_parent(params: Params, prepared: Layout) -> None:
     a = json.loads(_train(params, prepared, "batchnorm").run_file.read_text())
     b = json.loads(_train(params, prepared, "baseline").run_file.read_text())
     assert a["parent_run_id"] == b["parent_run_id"] and a["group"] == b["group"]
@@ -66,9 +75,9 @@ def test_models_of_one_configuration_share_a_parent(params: Params, prepared: Pa
     assert c["group"] != a["group"]
 
 
-def test_same_params_same_history_and_checkpoint(params: Params, prepared: Path) -> None:
-    first = _train(params, prepared, track=False, out="a")
-    second = _train(params, prepared, track=False, out="b")
+def test_same_params_same_history_and_checkpoint(params: Params, prepared: Layout, tmp_path: Path) -> None:
+    first = _train(params, prepared, track=False)
+    second = _train(params, _copy_prepared(prepared, tmp_path / "b"), track=False)
     timing = ["epoch_seconds", "samples_per_second"]
     pd.testing.assert_frame_equal(pd.read_csv(first.history).drop(columns=timing),
                                   pd.read_csv(second.history).drop(columns=timing), check_exact=True)
@@ -77,19 +86,20 @@ def test_same_params_same_history_and_checkpoint(params: Params, prepared: Path)
     assert all(torch.equal(w1[k], w2[k]) for k in w1)
 
 
-def test_divergence_fails_run_and_leaves_no_outputs(raw_params: dict, prepared: Path) -> None:
+def test_divergence_fails_run_and_leaves_no_outputs(raw_params: dict, prepared: Layout) -> None:
     raw_params["train"].update(lr=10.0, grad_clip=0.0)
     raw_params["train"]["optimizer"].update(name="sgd", momentum=0.9)
     raw_params["train"]["model"]["hidden"] = [256, 256]
     params = parse(raw_params)
     with pytest.raises(StageError, match=r"diverged at epoch \d+ .*lower train\.lr"):
         _train(params, prepared, "baseline")
-    assert not (prepared / "out").exists() or not any((prepared / "out").rglob("*.*"))
+    for folder in (prepared.models, prepared.histories):
+        assert not folder.exists() or not any(folder.rglob("*"))
     runs = mlflow.search_runs(search_all_experiments=True, filter_string="tags.`pipeline.role` = 'model'")
     assert runs["status"].tolist() == ["FAILED"]
 
 
-def test_cuda_requested_without_gpu_is_a_clear_error(raw_params: dict, prepared: Path) -> None:
+def test_cuda_requested_without_gpu_is_a_clear_error(raw_params: dict, prepared: Layout) -> None:
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
     raw_params["train"]["device"] = "cuda"
@@ -97,9 +107,9 @@ def test_cuda_requested_without_gpu_is_a_clear_error(raw_params: dict, prepared:
         _train(parse(raw_params), prepared)
 
 
-def test_missing_prepare_outputs_are_a_clear_error(params: Params, tmp_path: Path) -> None:
+def test_missing_prepare_outputs_are_a_clear_error(params: Params, layout: Layout) -> None:
     with pytest.raises(StageError, match="run the prepare stage first"):
-        _train(params, tmp_path)
+        _train(params, layout)
 
 
 def test_command_line_divergence_is_one_line_and_exit_2(raw_params: dict, tmp_path: Path,
@@ -121,10 +131,10 @@ def test_command_line_divergence_is_one_line_and_exit_2(raw_params: dict, tmp_pa
     assert not (tmp_path / "models").exists() and not (tmp_path / "plots").exists()
 
 
-def test_relative_sqlite_uri_keeps_artifacts_beside_the_store(params: Params, prepared: Path,
+def test_relative_sqlite_uri_keeps_artifacts_beside_the_store(params: Params, prepared: Layout,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(prepared)
+    monkeypatch.chdir(prepared.root)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///relative.db")  # as `mlflow run` may pass it
     info = json.loads(_train(params, prepared).run_file.read_text())
-    run = mlflow.MlflowClient(tracking_uri=f"sqlite:///{prepared / 'relative.db'}").get_run(info["run_id"])
-    assert run.info.artifact_uri.startswith((prepared / "mlartifacts").as_uri())
+    run = mlflow.MlflowClient(tracking_uri=f"sqlite:///{prepared.root / 'relative.db'}").get_run(info["run_id"])
+    assert run.info.artifact_uri.startswith((prepared.root / "mlartifacts").as_uri())

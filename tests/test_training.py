@@ -1,8 +1,10 @@
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 
+from pipeline.metrics import epoch_metrics
 from pipeline.model import MLPConfig, build
 from pipeline.training import DivergedError, FitConfig, batch_slices, fit, resolve_device
 
@@ -14,33 +16,69 @@ def toy(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
-CFG = MLPConfig(n_features=5, hidden=(16,), dropout=0.0, activation="relu", batchnorm=True)
+def mlp(batchnorm: bool, dropout: float = 0.0) -> MLPConfig:
+    return MLPConfig(n_features=5, hidden=(16,), dropout=dropout, activation="relu", batchnorm=batchnorm,
+                     batchnorm_placement="before")
 
 
-def test_batch_slices_drop_a_last_batch_of_one() -> None:
-    assert [(s.start, s.stop) for s in batch_slices(9, 4)] == [(0, 4), (4, 8)]
-    assert [(s.start, s.stop) for s in batch_slices(10, 4)] == [(0, 4), (4, 8), (8, 10)]
+BASE = FitConfig(epochs=3, batch_size=64, lr=1e-2, seed=0, optimizer="adam", weight_decay=0.0, momentum=0.9,
+                 pos_weight=None, grad_clip=0.0, patience=0, bf16=False)
+CPU = torch.device("cpu")
+
+
+def run_fit(model: torch.nn.Module, n_train: int = 600, **changes: object) -> list[dict]:
+    return fit(model, toy(n_train, 0), toy(300, 1), replace(BASE, **changes), CPU, epoch_metrics).history
+
+
+@pytest.mark.parametrize("n", [1, 2, 9, 10, 64, 65, 129, 1000])
+@pytest.mark.parametrize("batch_size", [2, 4, 64])
+def test_batches_cover_every_row_once_and_never_hold_a_single_row(n: int, batch_size: int) -> None:
+    slices = batch_slices(n, batch_size)
+    rows = [i for s in slices for i in range(s.start, s.stop)]
+    assert rows == list(range(len(rows)))  # in order, no gaps, no repeats
+    assert all(1 < s.stop - s.start <= batch_size for s in slices)
+    assert len(rows) == n - (n % batch_size == 1)  # only a last single row may be left out
+
+
+def test_batchnorm_trains_when_a_single_row_would_be_left_over() -> None:
+    """601 rows at batch 64 leave one row: BatchNorm raises on a batch of one, so it must not get one."""
+    history = run_fit(build(mlp(True), seed=0), n_train=601)
+    assert len(history) == 3 and all(math.isfinite(h["train_loss"]) for h in history)
 
 
 @pytest.mark.parametrize("variant", ["batchnorm", "baseline"])
 def test_history_has_every_metric_each_epoch(variant: str) -> None:
-    model = build(MLPConfig(5, (16,), 0.1, "relu", variant == "batchnorm"), seed=0)
-    result = fit(model, toy(600, 0), toy(300, 1), FitConfig(epochs=3, batch_size=64, lr=1e-2, seed=0),
-                 torch.device("cpu"))
-    assert [h["epoch"] for h in result.history] == [1, 2, 3]
-    assert set(result.history[0]) == {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
-                                      "val_precision", "val_recall", "val_ap", "epoch_seconds",
-                                      "samples_per_second", "lr"}
-    assert all(math.isfinite(v) for h in result.history for v in h.values())
+    history = run_fit(build(mlp(variant == "batchnorm", dropout=0.1), seed=0))
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    assert set(history[0]) == {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
+                               "val_precision", "val_recall", "val_ap", "epoch_seconds", "samples_per_second", "lr"}
+    assert all(math.isfinite(v) for h in history for v in h.values())
+
+
+def test_scorer_receives_validation_labels_and_eval_mode_logits() -> None:
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    model = build(mlp(True), seed=0)
+
+    def scorer(y: torch.Tensor, logits: torch.Tensor) -> dict[str, float]:
+        seen.append((y, logits))
+        return {"val_ap": 0.5}
+
+    x_val, y_val = toy(300, 1)
+    fit(model, toy(600, 0), (x_val, y_val), replace(BASE, epochs=1), CPU, scorer)
+    (y, logits), = seen
+    assert torch.equal(y, y_val.float())
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(logits, model(x_val))  # the kept weights, running statistics
 
 
 def test_same_seed_same_history_and_weights() -> None:
     def once() -> tuple[list[dict], dict]:
-        model = build(CFG, seed=1)
-        result = fit(model, toy(500, 0), toy(200, 1), FitConfig(epochs=3, batch_size=32, lr=1e-2, seed=5),
-                     torch.device("cpu"))
+        model = build(mlp(True), seed=1)
+        history = fit(model, toy(500, 0), toy(200, 1), replace(BASE, batch_size=32, seed=5), CPU,
+                      epoch_metrics).history
         timing = {"epoch_seconds", "samples_per_second"}
-        return [{k: v for k, v in h.items() if k not in timing} for h in result.history], model.state_dict()
+        return [{k: v for k, v in h.items() if k not in timing} for h in history], model.state_dict()
 
     (h1, w1), (h2, w2) = once(), once()
     assert h1 == h2
@@ -48,25 +86,24 @@ def test_same_seed_same_history_and_weights() -> None:
 
 
 def test_divergence_raises_with_advice() -> None:
-    model = build(MLPConfig(5, (16,), 0.0, "relu", False), seed=0)
+    model = build(mlp(False), seed=0)
     with torch.no_grad():
         model.head.weight.fill_(float("nan"))
     with pytest.raises(DivergedError, match=r"diverged at epoch 1 .*lower train\.lr \(now 0\.1\)"):
-        fit(model, toy(200, 0), toy(100, 1), FitConfig(epochs=2, batch_size=32, lr=0.1, seed=0),
-            torch.device("cpu"))
+        run_fit(model, n_train=200, lr=0.1, batch_size=32)
 
 
 def test_early_stopping_restores_best_epoch() -> None:
     seen: list[dict] = []
     snapshots: dict[int, dict] = {}
-    model = build(CFG, seed=0)
+    model = build(mlp(True), seed=0)
 
     def record(epoch: int, metrics: dict) -> None:
         seen.append(metrics)
         snapshots[epoch] = {k: v.clone() for k, v in model.state_dict().items()}
 
-    cfg = FitConfig(epochs=40, batch_size=32, lr=0.05, seed=0, patience=2)
-    result = fit(model, toy(400, 0), toy(200, 1), cfg, torch.device("cpu"), on_epoch_end=record)
+    cfg = replace(BASE, epochs=40, batch_size=32, lr=0.05, patience=2)
+    result = fit(model, toy(400, 0), toy(200, 1), cfg, CPU, epoch_metrics, on_epoch_end=record)
     best = max(range(len(seen)), key=lambda i: seen[i]["val_ap"]) + 1
     assert result.best_epoch == best
     assert len(seen) == best + 2 or len(seen) == 40
@@ -86,7 +123,7 @@ def test_device_selection() -> None:
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_fit_on_cuda_with_bf16() -> None:
-    model = build(CFG, seed=0)
-    result = fit(model, toy(600, 0), toy(300, 1), FitConfig(epochs=2, batch_size=64, lr=1e-2, seed=0, bf16=True),
-                 torch.device("cuda"))
+    model = build(mlp(True), seed=0)
+    result = fit(model, toy(600, 0), toy(300, 1), replace(BASE, epochs=2, bf16=True), torch.device("cuda"),
+                 epoch_metrics)
     assert len(result.history) == 2 and math.isfinite(result.history[-1]["val_loss"])
