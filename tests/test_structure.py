@@ -1,0 +1,159 @@
+"""The code and dvc.yaml agree: stage deps, stage params and output paths; modules stay small."""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import BaseModel
+
+from pipeline import provenance
+from pipeline.config import Params, parse
+from tests.conftest import REPO, small_raw_params
+
+DVC_YAML = yaml.safe_load((REPO / "dvc.yaml").read_text())
+STAGE_MODULE = re.compile(r"^python -m pipeline\.(\w+)")
+
+
+def stage_modules(dvc: dict[str, Any]) -> dict[str, str]:
+    """DVC stage name -> the pipeline module its command runs."""
+    return {name: STAGE_MODULE.match(stage["cmd"]).group(1) for name, stage in dvc["stages"].items()}
+
+
+def dep_problems(dvc: dict[str, Any]) -> list[str]:
+    """Code deps that dvc.yaml misses or lists in vain, per stage."""
+    problems = []
+    for stage, module in stage_modules(dvc).items():
+        needed = {f"pipeline/{m}.py" for m in provenance.imported_modules(module)} | {"pipeline/__init__.py"}
+        listed = {d for d in dvc["stages"][stage]["deps"] if str(d).startswith("pipeline/")}
+        problems += [f"{stage}: missing dep {d}" for d in sorted(needed - listed)]
+        problems += [f"{stage}: {d} listed but never imported" for d in sorted(listed - needed)]
+    return problems
+
+
+def test_no_stage_imports_another_stage() -> None:
+    stages = set(stage_modules(DVC_YAML).values())
+    for module in stages:
+        assert provenance.imported_modules(module) & stages == {module}, module
+
+
+def test_dvc_yaml_lists_exactly_the_code_each_stage_imports() -> None:
+    assert dep_problems(DVC_YAML) == []
+
+
+@pytest.mark.parametrize("stage", list(DVC_YAML["stages"]))
+def test_dep_check_catches_a_removed_or_surplus_dep(stage: str) -> None:
+    dropped = copy.deepcopy(DVC_YAML)
+    deps = dropped["stages"][stage]["deps"]
+    removed = next(d for d in deps if d.startswith("pipeline/") and d != f"pipeline/{stage}.py")
+    deps.remove(removed)
+    assert dep_problems(dropped) == [f"{stage}: missing dep {removed}"]
+    surplus = copy.deepcopy(DVC_YAML)
+    unused = next(f"pipeline/{p.stem}.py" for p in sorted((REPO / "pipeline").glob("*.py"))
+                  if f"pipeline/{p.stem}.py" not in surplus["stages"][stage]["deps"])
+    surplus["stages"][stage]["deps"].append(unused)
+    assert dep_problems(surplus) == [f"{stage}: {unused} listed but never imported"]
+
+
+def test_imported_modules_follows_every_import_form(tmp_path: Path) -> None:
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "a.py").write_text("from pkg import b\nimport pkg.c\n\ndef f():\n    from pkg.d import x\n")
+    (package / "b.py").write_text("import os\n")
+    (package / "c.py").write_text("from pkg.b import y\n")
+    (package / "d.py").write_text("")
+    (package / "e.py").write_text("import pkg.a\n")
+    assert provenance.imported_modules("a", package) == {"a", "b", "c", "d"}
+
+
+def test_no_module_is_over_300_lines() -> None:
+    long = {p.name: n for p in (REPO / "pipeline").glob("*.py") if (n := len(p.read_text().splitlines())) > 300}
+    assert long == {}
+
+
+def test_layout_paths_are_the_outputs_dvc_yaml_declares() -> None:
+    from pipeline.layout import Layout, model_name
+
+    layout = Layout(Path("."))
+    declared: set[str] = set()
+    for stage in DVC_YAML["stages"].values():
+        for section in ("outs", "metrics", "plots"):
+            for entry in stage.get(section, []):
+                declared.add(next(iter(entry)) if isinstance(entry, dict) else entry)
+    name = model_name("${item.variant}", "${item.seed}")
+    produced = {layout.prepared, layout.prepare_summary, layout.checkpoint(name), layout.run_file(name),
+                layout.history(name), layout.scores, layout.model_metrics, layout.evaluation,
+                layout.evaluation_figures, layout.curves, layout.reports}
+    assert {p.as_posix() for p in produced} == declared
+
+
+# ---------------------------------------------------------------- params each stage reads
+
+
+def _leaves(model: BaseModel, prefix: str, include: Any = None, exclude: Any = None) -> set[str]:
+    out = set()
+    for name in type(model).model_fields:
+        if (include is not None and name not in include) or (exclude is not None and name in exclude):
+            continue
+        value = object.__getattribute__(model, name)
+        out |= _leaves(value, f"{prefix}{name}.") if isinstance(value, BaseModel) else {prefix + name}
+    return out
+
+
+def recording(model: BaseModel, read: set[str], prefix: str = "") -> BaseModel:
+    """A copy of a params model that records the dotted path of every leaf value read from it."""
+    cls = type(model)
+
+    def getattribute(self: BaseModel, name: str) -> Any:
+        value = super(recorder, self).__getattribute__(name)
+        if name in cls.model_fields and not isinstance(value, BaseModel):
+            read.add(prefix + name)
+        return value
+
+    def model_dump(self: BaseModel, **kwargs: Any) -> dict[str, Any]:
+        read.update(_leaves(self, prefix, kwargs.get("include"), kwargs.get("exclude")))
+        return super(recorder, self).model_dump(**kwargs)
+
+    recorder = type(f"Recording{cls.__name__}", (cls,), {"__getattribute__": getattribute,
+                                                          "model_dump": model_dump})
+    values = {name: recording(v, read, f"{prefix}{name}.") if isinstance(v, BaseModel) else v
+              for name in cls.model_fields for v in [getattr(model, name)]}
+    return recorder.model_construct(**values)
+
+
+def test_each_stage_reads_exactly_the_params_it_declares(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = small_raw_params()
+    raw["evaluate"]["references"] = ["logistic_regression"]
+    params = parse(raw)
+    monkeypatch.chdir(tmp_path)
+    for stage, module_name in stage_modules(DVC_YAML).items():
+        read: set[str] = set()
+        module = importlib.import_module(f"pipeline.{module_name}")
+        monkeypatch.setattr("pipeline.cli.load_params", lambda path, read=read: recording(params, read))
+        item = {"variant": params.train.variants[0], "seed": params.train.seeds[0]}
+        argv = DVC_YAML["stages"][stage]["cmd"].replace("${item.variant}", item["variant"]) \
+            .replace("${item.seed}", str(item["seed"])).split()[3:]
+        assert module.main(argv) == 0, stage
+        declared = DVC_YAML["stages"][stage]["params"]
+        undeclared = sorted(r for r in read if not any(r == d or r.startswith(d + ".") for d in declared))
+        unread = sorted(d for d in declared if not any(r == d or r.startswith(d + ".") for r in read))
+        assert (undeclared, unread) == ([], []), stage
+        if module_name == "train":  # evaluate needs every model
+            for variant in params.train.variants[1:]:
+                assert module.main(["--variant", variant, "--seed", str(item["seed"])]) == 0
+
+
+def test_recording_sees_reads_and_dumps() -> None:
+    read: set[str] = set()
+    params = recording(parse(small_raw_params()), read)
+    assert params.train.epochs == 3
+    params.train.model.model_dump()
+    params.evaluate.threshold  # a section, not a value
+    assert read == {"train.epochs", "train.model.hidden", "train.model.dropout", "train.model.activation",
+                    "train.model.batchnorm_placement"}
+    assert isinstance(params, Params)
