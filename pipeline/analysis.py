@@ -129,6 +129,20 @@ def paired_verdict(claim: str, measure: str, differences: list[float], level: fl
     return Verdict(claim, measure, diffs, mean, low, high, status)
 
 
+SHORT_CLAIMS = {"loss": "training loss falls sooner", "accuracy": "higher validation accuracy",
+                "minority": "higher fraud precision and recall", "speed": "reaches the target loss faster"}
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One of the report's claims: a short key (metrics/summary.json), its text, its measurements."""
+
+    key: str
+    text: str
+    parts: list[Verdict]
+    status: str
+
+
 def combine(parts: list[Verdict]) -> str:
     """All parts supported: supported; any part contradicted: not supported; else inconclusive."""
     statuses = {p.status for p in parts}
@@ -147,7 +161,7 @@ def targets(ev: Evidence) -> dict[int, tuple[float, ToTarget, ToTarget]]:
     return out
 
 
-def verdicts(ev: Evidence) -> list[tuple[str, list[Verdict], str]]:
+def verdicts(ev: Evidence) -> list[Claim]:
     """Each claim with its paired measurements and combined status."""
     seeds = ev.paired_seeds()
     if not seeds:
@@ -175,9 +189,38 @@ def verdicts(ev: Evidence) -> list[tuple[str, list[Verdict], str]]:
     faster = paired_verdict("BatchNorm reaches the target loss faster",
                             "baseline minus BatchNorm epochs to reach the baseline's best validation loss",
                             [float(reached[s][2].epoch - penalty[s]) for s in seeds])
-    return [(loss.claim, [loss], loss.status), (acc.claim, [acc], acc.status),
-            ("BatchNorm raises minority-class precision and recall", [prec, rec], combine([prec, rec])),
-            (faster.claim, [faster], faster.status)]
+    return [Claim("loss", loss.claim, [loss], loss.status), Claim("accuracy", acc.claim, [acc], acc.status),
+            Claim("minority", "BatchNorm raises minority-class precision and recall", [prec, rec],
+                  combine([prec, rec])),
+            Claim("speed", faster.claim, [faster], faster.status)]
+
+
+def variant_mean(ev: Evidence, variant: str, key: str) -> float:
+    """Mean of one evaluation metric over a variant's seeds."""
+    return float(np.mean([ev.metrics[model_name(variant, s)][key] for s in ev.params.train.seeds]))
+
+
+def headline(ev: Evidence, claims: list[Claim]) -> dict[str, Any]:
+    """metrics/summary.json, answer first: test AP per variant, the verdicts, then the rest.
+
+    `dvc exp show` keeps this key order and fits the table to the terminal, so what comes first is
+    what a user sees.
+    """
+    variants = list(ev.histories)
+
+    def per_variant(key: str) -> dict[str, float]:
+        return {v: round(variant_mean(ev, v, key), 4) for v in variants}
+
+    out: dict[str, Any] = {"test_ap": per_variant("test_ap")}
+    if claims:
+        out["verdict"] = {c.key: c.status for c in claims}
+    out.update({key: per_variant(key) for key in ("test_recall", "test_precision", "test_f1")})
+    references = ev.params.evaluate.references
+    if references:
+        out["reference_test_ap"] = {r: round(ev.metrics[r]["test_ap"], 4) for r in references}
+    out["threshold"] = ev.params.evaluate.threshold.strategy
+    out["seeds"] = len(ev.params.train.seeds)
+    return out
 
 
 def seconds_to_target(reached: dict[int, tuple[float, ToTarget, ToTarget]], variant: str) -> list[float]:
@@ -187,7 +230,8 @@ def seconds_to_target(reached: dict[int, tuple[float, ToTarget, ToTarget]], vari
 
 
 def describe_runs(runs: dict[str, RunInfo | None]) -> dict[str, Any]:
-    """Devices and parent runs of the trained models."""
+    """Devices, groups and pipeline runs of the trained models."""
     infos = [r for r in runs.values() if r is not None]
     return {"devices": sorted({r.device for r in infos}) or ["unknown"],
-            "parents": sorted({r.parent_run_id for r in infos if r.parent_run_id})}
+            "groups": sorted({r.group for r in infos if r.run_id}),
+            "pipelines": sorted({r.pipeline_run_id for r in infos if r.pipeline_run_id})}

@@ -1,24 +1,30 @@
-"""Side-by-side table of the latest pipeline execution, read from MLflow.
+"""Side-by-side table of one pipeline execution, read from MLflow.
 
 ``python -m pipeline.compare [--group GROUP]``: models as columns (variants pooled over seeds,
-reference models beside them), key metrics as rows, mean ± standard deviation over seeds.
+reference models beside them), key metrics as rows, mean ± standard deviation over seeds. Each
+model counts once: its newest FINISHED run in the group (re-runs replace, they do not add seeds).
+Losses are the kept (best validation AP) epoch's, not the last epoch's.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from pipeline import tracking
+from pipeline import store, tracking
 from pipeline.analysis import mean_sd
 from pipeline.cli import run_stage
 from pipeline.config import load_params
 from pipeline.errors import StageError
 
-ROWS = ("test_ap", "test_precision", "test_recall", "test_f1", "test_roc_auc", "test_mcc", "test_accuracy",
-        "threshold", "best_val_ap", "best_epoch", "train_loss", "val_loss", "epoch_seconds")
+ROWS = ("test_ap", "test_precision", "test_recall", "test_f1", "test_roc_auc", "test_accuracy", "threshold",
+        "best_val_ap", "best_epoch", "train_loss at best epoch", "val_loss at best epoch", "seconds per epoch")
+VARIANT_ORDER = ("batchnorm", "baseline")
 
 
 def latest_group(experiment: str) -> str:
@@ -26,42 +32,85 @@ def latest_group(experiment: str) -> str:
     runs = tracking.search(experiment, f"tags.`{tracking.ROLE}` = 'model'", order_by=["attributes.start_time DESC"],
                            max_results=1)
     if not runs:
-        raise StageError(f"no model runs in MLflow experiment '{experiment}' at {tracking.tracking_uri()}; "
+        raise StageError(f"no model runs in MLflow experiment '{experiment}' at {store.tracking_uri()}; "
                          "run the pipeline first (dvc repro)")
     return runs[0].data.tags[tracking.GROUP]
 
 
-def comparison(experiment: str, group: str) -> pd.DataFrame:
-    """Key metrics (rows) by variant or reference model (columns), mean ± sd over seeds."""
-    query = f"tags.`{tracking.GROUP}` = '{group}' and tags.`{tracking.ROLE}` != 'parent'"
+def newest_finished(runs: Iterable[Any]) -> tuple[list[Any], list[Any], int]:
+    """Per model name: the newest FINISHED run. Returns (kept, failed models' newest runs, ignored count)."""
+    by_model: dict[str, list[Any]] = {}
+    for run in runs:
+        by_model.setdefault(run.data.tags.get(tracking.MODEL, run.info.run_name), []).append(run)
+    kept, failed, ignored = [], [], 0
+    for versions in by_model.values():
+        versions.sort(key=lambda r: r.info.start_time, reverse=True)
+        finished = [r for r in versions if r.info.status == "FINISHED"]
+        if finished:
+            kept.append(finished[0])
+            ignored += len(versions) - 1
+        else:
+            failed.append(versions[0])
+            ignored += len(versions) - 1
+    return kept, failed, ignored
+
+
+def _cells(run: Any) -> dict[str, float]:
+    metrics = dict(run.data.metrics)
+    if run.data.tags.get(tracking.ROLE) == "model" and "best_epoch" in metrics:
+        epoch = int(metrics["best_epoch"])
+        for key in ("train_loss", "val_loss"):
+            values = dict(tracking.metric_steps(run.info.run_id, key))
+            if epoch in values:
+                metrics[f"{key} at best epoch"] = values[epoch]
+        seconds = [v for _, v in tracking.metric_steps(run.info.run_id, "epoch_seconds")]
+        if seconds:
+            metrics["seconds per epoch"] = float(pd.Series(seconds).median())
+    return metrics
+
+
+def _cell(values: list[float], n: int) -> str:
+    """mean ± sd, saying how many runs it covers when some lack the metric (e.g. not evaluated yet)."""
+    return mean_sd(values) + (f" (n={len(values)})" if values and len(values) < n else "")
+
+
+def comparison(experiment: str, group: str) -> tuple[pd.DataFrame, list[str]]:
+    """Key metrics (rows) by variant or reference model (columns), and notes on what was left out."""
+    query = f"tags.`{tracking.GROUP}` = '{group}'"
     runs = [r for r in tracking.search(experiment, query) if r.data.tags.get(tracking.ROLE) in {"model", "reference"}]
     if not runs:
         raise StageError(f"no runs in group '{group}' of experiment '{experiment}'")
-    columns: dict[str, list] = {}
-    for run in runs:
+    kept, failed, ignored = newest_finished(runs)
+    columns: dict[str, list[dict[str, float]]] = {}
+    for run in kept:
         tags = run.data.tags
         column = tags.get("pipeline.variant") if tags.get(tracking.ROLE) == "model" else tags[tracking.MODEL]
-        columns.setdefault(column, []).append(run)
-    order = [c for c in ("batchnorm", "baseline") if c in columns] + sorted(c for c in columns
-                                                                             if c not in ("batchnorm", "baseline"))
-    table = {}
-    for column in order:
-        cells = {}
-        failed = sum(r.info.status == "FAILED" for r in columns[column])
-        for key in ROWS:
-            values = [r.data.metrics[key] for r in columns[column] if key in r.data.metrics]
-            cells[key] = mean_sd(values) + (f" ({failed} failed)" if failed and key == ROWS[0] else "")
-        label = f"{column} (n={len(columns[column])})"
-        table[label] = cells
-    return pd.DataFrame(table)
+        columns.setdefault(column, []).append(_cells(run))
+    order = [c for c in VARIANT_ORDER if c in columns] + sorted(c for c in columns if c not in VARIANT_ORDER)
+    table = {f"{c} (n={len(columns[c])})": {key: _cell([m[key] for m in columns[c] if key in m], len(columns[c]))
+                                            for key in ROWS} for c in order}
+    notes = []
+    if ignored:
+        notes.append(f"{ignored} older run(s) of the same models ignored: each model counts once, its newest "
+                     "FINISHED run.")
+    if failed:
+        notes.append("no FINISHED run for: " + ", ".join(sorted(r.info.run_name for r in failed)))
+    return pd.DataFrame(table), notes
 
 
 def run(experiment: str, group: str | None = None) -> str:
-    """The rendered comparison of one group (the latest when none is given)."""
+    """The rendered comparison of one group (the latest when none is given).
+
+    Under `mlflow run` (the MLproject's main entry point ends with this command) the launcher run
+    is filed in the group and keeps the comparison as its artifact `comparison.txt`.
+    """
     group = group or latest_group(experiment)
-    frame = comparison(experiment, group)
-    header = f"MLflow experiment '{experiment}', pipeline group {group} ({tracking.tracking_uri()})"
-    return header + "\n" + frame.to_string() + "\n"
+    frame, notes = comparison(experiment, group)
+    header = f"MLflow experiment '{experiment}', pipeline group {group} ({store.tracking_uri()})"
+    text = "\n".join([header, frame.to_string(), *notes]) + "\n"
+    if tracking.adopt_launcher(group):
+        tracking.log_text(os.environ["MLFLOW_RUN_ID"], text, "comparison.txt")
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,7 @@ from pipeline.cli import stage_main
 from pipeline.config import EvaluateParams, Params
 from pipeline.data import Split, load_split
 from pipeline.errors import StageError
-from pipeline.layout import SPLITS, Layout, PrepareSummary, RunInfo, model_name
+from pipeline.layout import REFERENCE_COLOR, SPLITS, Layout, PrepareSummary, RunInfo, model_name
 from pipeline.metrics import accuracy_trap, bootstrap_ci, choose_threshold, classification_metrics
 from pipeline.model import from_checkpoint
 from pipeline.outputs import staged, write_json
@@ -120,35 +120,37 @@ def run(params: Params, layout: Layout = Layout(), track: bool = True) -> dict[s
         scored.append(Scored(name, "reference", probabilities, params=describe(model)))
 
     results: dict[str, dict[str, float]] = {}
-    targets = (layout.scores, layout.model_metrics, layout.evaluation, layout.evaluation_figures, layout.curves)
-    with staged(*targets) as (tmp_scores, tmp_metrics, tmp_combined, tmp_figures, tmp_curves):
-        for folder in (tmp_scores, tmp_metrics, tmp_figures, tmp_curves):
-            folder.mkdir()
+    with staged(layout.evaluation, layout.curves) as (tmp_evaluation, tmp_curves):
+        def at(path: Path) -> Path:  # where a file of evaluation/ goes while it is staged
+            staged_path = tmp_evaluation / path.relative_to(layout.evaluation)
+            staged_path.parent.mkdir(parents=True, exist_ok=True)
+            return staged_path
+
+        tmp_curves.mkdir()
         pr_rows, roc_rows = [], []
         for item in scored:
             metrics = evaluate_model(item, splits, params.evaluate)
             results[item.name] = metrics
-            write_json(tmp_metrics / f"{item.name}.json", {k: v for k, v in metrics.items()
-                                                            if not k.startswith("val_")})
+            write_json(at(layout.model_metrics(item.name)), metrics)
             pd.DataFrame({"split": np.repeat(["val", "test"], [splits["val"].y.size, splits["test"].y.size]),
                           "y_true": np.concatenate([splits["val"].y, splits["test"].y]),
                           "score": np.concatenate([item.probabilities["val"], item.probabilities["test"]])}
-                         ).to_parquet(tmp_scores / f"{item.name}.parquet", index=False)
+                         ).to_parquet(at(layout.scores(item.name)), index=False)
             figures.model_figures(item.name, splits["test"].y, item.probabilities["test"], metrics["threshold"],
-                                  tmp_figures / item.name)
+                                  at(layout.figures(item.name)))
             pr, roc = _curve_rows(item.name, splits["test"].y, item.probabilities["test"])
             pr_rows.append(pr)
             roc_rows.append(roc)
             _log_line(item.name, metrics)
         pd.concat(pr_rows).to_csv(tmp_curves / "precision_recall.csv", index=False)
         pd.concat(roc_rows).to_csv(tmp_curves / "roc.csv", index=False)
-        write_json(tmp_combined, combined_metrics(results, params))
+        write_json(at(layout.overview), overview(results, params))
         if track:
-            _track(params, scored, results, tmp_figures, tmp_metrics)
+            _track(params, scored, results, {n: (at(layout.figures(n)), at(layout.model_metrics(n))) for n in results})
     return results
 
 
-def combined_metrics(results: dict[str, dict[str, float]], params: Params) -> dict[str, Any]:
+def overview(results: dict[str, dict[str, float]], params: Params) -> dict[str, Any]:
     """Key test metrics of every model, and mean/std over seeds per variant."""
     out: dict[str, Any] = {"models": {n: {k: m[k] for k in KEY_METRICS} for n, m in results.items()}}
     variants: dict[str, Any] = {}
@@ -167,21 +169,26 @@ def _log_line(name: str, m: dict[str, float]) -> None:
              m["test_ap"], m["test_ap_ci_low"], m["test_ap_ci_high"], m["test_roc_auc"], trap)
 
 
-def _track(params: Params, scored: list[Scored], results: dict[str, dict[str, float]], figures_dir: Path,
-           metrics_dir: Path) -> None:
-    """Evaluation into each model's training run; reference models into runs of their own in the same group."""
+def _track(params: Params, scored: list[Scored], results: dict[str, dict[str, float]],
+           artifacts: dict[str, tuple[Path, Path]]) -> None:
+    """Evaluation into each model's training run; reference models into runs of their own in the same group.
+
+    Only tracking.EVALUATION_KEYS become MLflow metrics (distinct from the per-epoch keys); every
+    number is in the run's evaluation JSON artifact.
+    """
     trained = [item.run for item in scored if item.run is not None and item.run.run_id]
+    if trained:
+        tracking.adopt_launcher(trained[0].group)
     for item in scored:
         if item.kind == "mlp":
             run_id = item.run.run_id if item.run is not None else None
         elif trained:  # references join the group of the trained models
-            run_id = tracking.reference_run(params.mlflow.experiment, trained[0].group, trained[0].parent_run_id,
-                                            item.name, item.params or {}, {"pipeline.variant": "reference"})
+            run_id = tracking.reference_run(params.mlflow.experiment, trained[0].group, item.name, item.params or {},
+                                            {"pipeline.variant": "reference", tracking.COLOR: REFERENCE_COLOR})
         else:
             run_id = None
         if run_id:
-            tracking.log_evaluation(run_id, results[item.name],
-                                    (figures_dir / item.name, metrics_dir / f"{item.name}.json"))
+            tracking.log_evaluation(run_id, {k: results[item.name][k] for k in tracking.EVALUATION_KEYS}, artifacts[item.name])
 
 
 def main(argv: list[str] | None = None) -> int:

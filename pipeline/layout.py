@@ -16,6 +16,9 @@ import pandas as pd
 from pipeline.errors import StageError
 
 SPLITS = ("train", "val", "test")
+# One colour per variant everywhere: MLflow run colours (mlflow.runColor) and figures.
+VARIANT_COLORS = {"batchnorm": "#1f77b4", "baseline": "#ff7f0e"}
+REFERENCE_COLOR = "#7f7f7f"
 
 
 def model_name(variant: str, seed: int) -> str:
@@ -23,18 +26,15 @@ def model_name(variant: str, seed: int) -> str:
     return f"{variant}-s{seed}"
 
 
-# Where each artefact lives, relative to the root (the `outs` of dvc.yaml).
+# Where each artefact lives, relative to the root: the `outs` of dvc.yaml.
 PATHS = {
-    "prepared": "data/prepared",  # the prepared splits and the fitted scaler
-    "prepare_summary": "metrics/prepare.json",  # rows, positives, features, hashes
-    "models": "models",  # checkpoints and run files
-    "histories": "plots/history",  # per-epoch history of every model (DVC plots)
-    "scores": "scores",  # validation and test scores of every evaluated model
-    "model_metrics": "metrics/evaluate",  # evaluation metrics, one JSON per model
-    "evaluation": "metrics/evaluate.json",  # key metrics of every model, per-variant means
-    "evaluation_figures": "plots/evaluate",  # per-model evaluation figures
+    "prepared": "data/prepared",  # the prepared splits, the fitted scaler, summary.json
+    "models": "models",  # checkpoints, run files and histories: all that training writes
+    "histories": "models/history",  # per-epoch history of every model (DVC plots)
+    "evaluation": "evaluation",  # per-model metrics, scores and figures; overview.json
     "curves": "plots/curves",  # PR and ROC points of every model (DVC overlay plots)
     "reports": "reports",  # the report: Markdown, HTML, figures
+    "summary": "metrics/summary.json",  # the headline: the only DVC metrics file, tracked by git
     "lock": "dvc.lock",  # DVC's record of what ran
 }
 
@@ -45,20 +45,22 @@ class Layout:
 
     root: Path = Path(".")
     prepared: Path = field(init=False, repr=False)
-    prepare_summary: Path = field(init=False, repr=False)
     models: Path = field(init=False, repr=False)
     histories: Path = field(init=False, repr=False)
-    scores: Path = field(init=False, repr=False)
-    model_metrics: Path = field(init=False, repr=False)
     evaluation: Path = field(init=False, repr=False)
-    evaluation_figures: Path = field(init=False, repr=False)
     curves: Path = field(init=False, repr=False)
     reports: Path = field(init=False, repr=False)
+    summary: Path = field(init=False, repr=False)
     lock: Path = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         for name, relative in PATHS.items():
             object.__setattr__(self, name, self.root / relative)
+
+    @property
+    def prepare_summary(self) -> Path:
+        """What prepare did: rows, positives, features, hashes, its params."""
+        return self.prepared / "summary.json"
 
     def checkpoint(self, name: str) -> Path:
         """A model's self-describing checkpoint."""
@@ -71,6 +73,23 @@ class Layout:
     def history(self, name: str) -> Path:
         """One model's per-epoch history."""
         return self.histories / f"{name}.csv"
+
+    def model_metrics(self, name: str) -> Path:
+        """Every evaluation metric of one model or reference model."""
+        return self.evaluation / "metrics" / f"{name}.json"
+
+    def scores(self, name: str) -> Path:
+        """One model's validation and test scores."""
+        return self.evaluation / "scores" / f"{name}.parquet"
+
+    def figures(self, name: str) -> Path:
+        """One model's evaluation figures."""
+        return self.evaluation / "figures" / name
+
+    @property
+    def overview(self) -> Path:
+        """Key test metrics of every model and the mean and sd per variant."""
+        return self.evaluation / "overview.json"
 
 
 def _need(path: Path, stage: str) -> Path:
@@ -119,7 +138,7 @@ class RunInfo:
     run_id: str | None = None  # None when training ran without tracking
     experiment_id: str | None = None
     tracking_uri: str | None = None
-    parent_run_id: str | None = None
+    pipeline_run_id: str | None = None  # the group's pipeline run (report, verdict)
     run_name: str | None = None
 
     @classmethod
@@ -136,9 +155,9 @@ def read_history(layout: Layout, name: str) -> pd.DataFrame:
 
 def read_model_metrics(layout: Layout, name: str) -> dict[str, float]:
     """The evaluation metrics of one model."""
-    return json.loads(_need(layout.model_metrics / f"{name}.json", "evaluate").read_text())
+    return json.loads(_need(layout.model_metrics(name), "evaluate").read_text())
 
 
 def read_scores(layout: Layout, name: str) -> pd.DataFrame:
     """The validation and test scores evaluate saved for one model (split, y_true, score)."""
-    return pd.read_parquet(_need(layout.scores / f"{name}.parquet", "evaluate"))
+    return pd.read_parquet(_need(layout.scores(name), "evaluate"))

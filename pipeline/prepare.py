@@ -46,7 +46,7 @@ def run(params: PrepareParams, layout: Layout = Layout()) -> dict[str, Any]:
         "rows": {}, "positives": {}, "prevalence": {},
         "params": params.model_dump(),
     }
-    with staged(layout.prepared, layout.prepare_summary) as (tmp_dir, tmp_summary):
+    with staged(layout.prepared) as (tmp_dir,):
         tmp_dir.mkdir()
         for name in SPLITS:
             rows = parts[name]
@@ -57,7 +57,7 @@ def run(params: PrepareParams, layout: Layout = Layout()) -> dict[str, Any]:
             summary["positives"][name] = int(labels[rows].sum())
             summary["prevalence"][name] = round(float(np.mean(labels[rows])), 6)
         scaler.save(tmp_dir / "scaler.json")
-        write_json(tmp_summary, summary)
+        write_json(tmp_dir / layout.prepare_summary.name, summary)
     log.info("prepared %s: %s rows, %s positives (train/val/test)", params.source,
              "/".join(str(summary["rows"][s]) for s in SPLITS),
              "/".join(str(summary["positives"][s]) for s in SPLITS))

@@ -84,7 +84,7 @@ def collect(experiment: str, study_id: str, param: str) -> pd.DataFrame:
     rows = []
     for run in tracking.search(experiment, query):
         m, tags = run.data.metrics, run.data.tags
-        history = tracking.metric_history(run.info.run_id, "epoch_seconds")
+        history = [v for _, v in tracking.metric_steps(run.info.run_id, "epoch_seconds")]
         rows.append({"exp_name": tags["dvc.exp_name"], "variant": tags.get("pipeline.variant"),
                      "seed": int(tags.get("pipeline.seed", -1)), "value": float(run.data.params[param]),
                      "status": run.info.status, "test_ap": m.get("test_ap", np.nan),

@@ -1,9 +1,8 @@
-"""MLflow runs: store, experiment, run lifecycle, epoch logging, searches.
+"""MLflow runs: grouping, lifecycle, epoch logging, evaluation, searches (the store: ``store``).
 
-Store: ``MLFLOW_TRACKING_URI`` when set, else ``sqlite:///<repository root>/mlflow.db``, where the
-root is ``DVC_ROOT`` when DVC runs the stage (so that ``dvc exp run`` copies log into the same
-store), else the enclosing git repository. Runs of one pipeline configuration are grouped under
-a parent run tagged ``pipeline.group``. What a model run packages lives in ``packaging``.
+Runs are never nested (nested runs start collapsed in the UI): every run of one pipeline
+execution carries the tag ``pipeline.group``, and one plain run ``pipeline-<group>`` holds the
+report and a description with the verdict. What a model run packages lives in ``packaging``.
 """
 
 from __future__ import annotations
@@ -16,16 +15,21 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from pipeline import provenance
+from pipeline import provenance, store
 
 log = logging.getLogger(__name__)
 
 ROLE, GROUP, MODEL = "pipeline.role", "pipeline.group", "pipeline.model"
+NOTE, COLOR = "mlflow.note.content", "mlflow.runColor"  # the UI's description and run colour
+PIPELINE_COLOR = "#3b3b3b"
 
-
-def tracking_uri() -> str:
-    """Where runs go (see module docstring)."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{provenance.repo_root() / 'mlflow.db'}"
+# The few metrics a model run holds. Per-epoch keys (steps 1..N) are logged by train and never
+# reused for anything else; evaluation and summary keys are logged once. Every other number is in
+# the run's artifacts (history.csv, evaluation/<model>.json).
+EPOCH_KEYS = ("train_loss", "val_loss", "val_ap", "val_recall", "val_precision", "val_accuracy", "epoch_seconds")
+EVALUATION_KEYS = ("test_ap", "test_recall", "test_precision", "test_f1", "test_roc_auc", "test_accuracy",
+                   "threshold")
+SUMMARY_KEYS = ("best_val_ap", "best_epoch", "epochs_run")
 
 
 def environment_tags() -> dict[str, str]:
@@ -43,55 +47,6 @@ def environment_tags() -> dict[str, str]:
     return tags
 
 
-@contextmanager
-def store_lock() -> Iterator[None]:
-    """Serialise run/experiment creation between parallel workers (e.g. `dvc queue start -j 2`)
-    on a local SQLite store, so that none of them meets "database is locked"."""
-    store = _sqlite_store()
-    if store is None:
-        yield
-        return
-    import fcntl
-
-    lock_path = store.with_suffix(".lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with lock_path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _sqlite_store() -> Path | None:
-    """The SQLite database file of the tracking store (absolute), or None for other stores."""
-    uri = tracking_uri()
-    return Path(uri.removeprefix("sqlite:///")).resolve() if uri.startswith("sqlite:///") else None
-
-
-def _client() -> Any:
-    import mlflow
-
-    mlflow.set_tracking_uri(tracking_uri())
-    return mlflow.MlflowClient()
-
-
-def experiment_id(name: str) -> str:
-    """Get or create the experiment, with artifacts beside the store (not in a temp copy)."""
-    from mlflow.exceptions import MlflowException
-
-    client = _client()
-    found = client.get_experiment_by_name(name)
-    if found is not None:
-        return found.experiment_id
-    store = _sqlite_store()
-    location = (store.parent / "mlartifacts").as_uri() if store else None
-    try:
-        return client.create_experiment(name, artifact_location=location)
-    except MlflowException:  # created meanwhile by a parallel worker
-        return client.get_experiment_by_name(name).experiment_id
-
-
 def find_or_create_run(exp_id: str, tags: Mapping[str, str], run_name: str, match: tuple[str, ...],
                        params: Mapping[str, Any] | None = None) -> str:
     """The finished run whose tags named in ``match`` equal ``tags``; created (with params) if none.
@@ -100,7 +55,7 @@ def find_or_create_run(exp_id: str, tags: Mapping[str, str], run_name: str, matc
     """
     from mlflow.entities import Param
 
-    client = _client()
+    client = store.client()
     query = " and ".join(f"tags.`{key}` = '{tags[key]}'" for key in match)
     found = client.search_runs([exp_id], filter_string=query, max_results=1)
     if found:
@@ -112,25 +67,37 @@ def find_or_create_run(exp_id: str, tags: Mapping[str, str], run_name: str, matc
     return run.info.run_id
 
 
-def parent_run(exp_id: str, group: str, run_name: str, tags: Mapping[str, str]) -> str:
-    """The group's parent run, created (and marked finished) on first use."""
-    return find_or_create_run(exp_id, {**tags, GROUP: group, ROLE: "parent"}, run_name, (GROUP, ROLE))
+def pipeline_run_name(group: str) -> str:
+    """The name of a group's pipeline run: the whole group id, as everywhere else."""
+    return f"pipeline-{group}"
 
 
-def adopt_launcher(group: str, parent: str) -> None:
-    """Under `mlflow run`, file the launcher's own run inside this pipeline's group.
+def pipeline_run(exp_id: str, group: str, tags: Mapping[str, str]) -> str:
+    """The group's pipeline run (it will hold the report and the verdict), created on first use."""
+    note = (f"Pipeline execution `{group}`. Its model and reference runs carry the tag "
+            f"`pipeline.group = '{group}'`; the report stage writes the verdict here.")
+    return find_or_create_run(exp_id, {**tags, GROUP: group, ROLE: "pipeline", NOTE: note, COLOR: PIPELINE_COLOR},
+                              pipeline_run_name(group), (GROUP, ROLE))
 
-    `mlflow run` creates a run and announces it in MLFLOW_RUN_ID. Our model runs are never logged
-    into it; it is tagged as this group's launcher and nested under the group's parent, so the
-    UI shows one pipeline execution, not a stray extra run.
+
+def adopt_launcher(group: str) -> bool:
+    """Under `mlflow run`, file the launcher's own run in this pipeline's group.
+
+    `mlflow run` creates a run and announces it in MLFLOW_RUN_ID. Models are never logged into
+    it; it is tagged as a launcher of this group, with a description saying where its models are.
     """
     launcher = os.environ.get("MLFLOW_RUN_ID")
-    if not launcher or launcher == parent:
-        return
-    client = _client()
+    if not launcher:
+        return False
+    client = store.client()
+    if client.get_run(launcher).data.tags.get(ROLE) not in (None, "launcher"):
+        return False  # one of ours (e.g. the pipeline run itself): leave it alone
     client.set_tag(launcher, GROUP, group)
     client.set_tag(launcher, ROLE, "launcher")
-    client.set_tag(launcher, "mlflow.parentRunId", parent)
+    client.set_tag(launcher, NOTE, f"Started by `mlflow run`. Its models are the runs with "
+                                   f"`pipeline.group = '{group}'`; the verdict is in run "
+                                   f"`{pipeline_run_name(group)}`.")
+    return True
 
 
 class Tracker(Protocol):
@@ -164,7 +131,7 @@ class MlflowTracker:
     def __init__(self, run_id: str, send_every: float = 2.0) -> None:
         self.run_id = run_id
         self.send_every = send_every
-        self._client = _client()
+        self._client = store.client()
         self._buffer: list[Any] = []
         self._pending: list[Any] = []
         self._last_send = time.monotonic()
@@ -197,16 +164,15 @@ class MlflowTracker:
 @contextmanager
 def model_run(experiment: str, run_name: str, group: str, params: Mapping[str, Any],
               tags: Mapping[str, str]) -> Iterator[MlflowTracker]:
-    """An MLflow run nested under the group's parent; FAILED if the block raises."""
+    """A model run in the group (its pipeline run created if needed); FAILED if the block raises."""
     import mlflow
 
     base = environment_tags()
-    with store_lock():
-        exp_id = experiment_id(experiment)
-        parent = parent_run(exp_id, group, f"pipeline-{group[:8]}", base)
-        adopt_launcher(group, parent)
-        created = _client().create_run(exp_id, run_name=run_name,
-                                       tags={**base, **tags, GROUP: group, "mlflow.parentRunId": parent})
+    with store.store_lock():
+        exp_id = store.experiment_id(experiment)
+        pipeline_run(exp_id, group, base)
+        adopt_launcher(group)
+        created = store.client().create_run(exp_id, run_name=run_name, tags={**base, **tags, GROUP: group})
     # Explicit run_id: never resume the run that `mlflow run` announces in MLFLOW_RUN_ID.
     run = mlflow.start_run(run_id=created.info.run_id)
     tracker = MlflowTracker(run.info.run_id)
@@ -223,11 +189,14 @@ def model_run(experiment: str, run_name: str, group: str, params: Mapping[str, A
 
 
 def run_info(run_id: str) -> dict[str, Any]:
-    """What other stages need to find a run again."""
-    client = _client()
+    """What other stages need to find a run again (and its group's pipeline run)."""
+    client = store.client()
     run = client.get_run(run_id)
-    return {"run_id": run_id, "experiment_id": run.info.experiment_id, "tracking_uri": tracking_uri(),
-            "parent_run_id": run.data.tags.get("mlflow.parentRunId"), "group": run.data.tags.get(GROUP),
+    group = run.data.tags.get(GROUP)
+    query = f"tags.`{GROUP}` = '{group}' and tags.`{ROLE}` = 'pipeline'"
+    found = client.search_runs([run.info.experiment_id], filter_string=query, max_results=1)
+    return {"run_id": run_id, "experiment_id": run.info.experiment_id, "tracking_uri": store.tracking_uri(),
+            "pipeline_run_id": found[0].info.run_id if found else None, "group": group,
             "run_name": run.info.run_name}
 
 
@@ -243,7 +212,7 @@ def log_evaluation(run_id: str, metrics: Mapping[str, float], artifacts: tuple[P
     """Add evaluation metrics (batched) and artifact files or folders to an existing run."""
     from mlflow.entities import Metric
 
-    client = _client()
+    client = store.client()
     stamp = int(time.time() * 1000)
     batch = [Metric(k, float(v), stamp, 0) for k, v in metrics.items()]
     for start in range(0, len(batch), 1000):
@@ -255,19 +224,34 @@ def log_evaluation(run_id: str, metrics: Mapping[str, float], artifacts: tuple[P
             client.log_artifact(run_id, str(path), artifact_path)
 
 
-def reference_run(experiment: str, group: str, parent_run_id: str, name: str, params: Mapping[str, Any],
+def reference_run(experiment: str, group: str, name: str, params: Mapping[str, Any],
                   tags: Mapping[str, str]) -> str:
-    """The group's run for a reference model: reused if present, else created under the parent."""
-    all_tags = {**environment_tags(), **tags, GROUP: group, ROLE: "reference", MODEL: name,
-                "mlflow.parentRunId": parent_run_id}
-    with store_lock():
-        return find_or_create_run(experiment_id(experiment), all_tags, name, (GROUP, MODEL, ROLE), params)
+    """The group's run for a reference model: reused if present, else created."""
+    all_tags = {**environment_tags(), **tags, GROUP: group, ROLE: "reference", MODEL: name}
+    with store.store_lock():
+        return find_or_create_run(store.experiment_id(experiment), all_tags, name, (GROUP, MODEL, ROLE), params)
+
+
+def log_text(run_id: str, text: str, name: str) -> None:
+    """Store a text file as an artifact of a run."""
+    store.client().log_text(run_id, text, name)
+
+
+def describe(run_id: str, note: str) -> None:
+    """Set a run's description (the UI's "Description", markdown)."""
+    store.client().set_tag(run_id, NOTE, note)
+
+
+def describe_experiment(exp_id: str, latest: str) -> None:
+    """The experiment's description: the latest execution's verdict and link first (visible while the
+    description is collapsed), then what the experiment holds."""
+    store.client().set_experiment_tag(exp_id, NOTE, f"{latest}\n\n{store.EXPERIMENT_NOTE}")
 
 
 def search(experiment: str, filter_string: str, order_by: list[str] | None = None,
            max_results: int = 10_000) -> list[Any]:
     """Runs of an experiment matching a filter (empty when the experiment does not exist)."""
-    client = _client()
+    client = store.client()
     found = client.get_experiment_by_name(experiment)
     if found is None:
         return []
@@ -275,7 +259,7 @@ def search(experiment: str, filter_string: str, order_by: list[str] | None = Non
                               max_results=max_results)
 
 
-def metric_history(run_id: str, key: str) -> list[float]:
-    """Every logged value of one metric, in step order."""
-    history = _client().get_metric_history(run_id, key)
-    return [m.value for m in sorted(history, key=lambda m: m.step)]
+def metric_steps(run_id: str, key: str) -> list[tuple[int, float]]:
+    """Every logged (step, value) of one metric, in step order."""
+    history = store.client().get_metric_history(run_id, key)
+    return [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)]

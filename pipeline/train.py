@@ -22,7 +22,7 @@ from pipeline.cli import stage_main
 from pipeline.config import Params, TrainParams, flatten
 from pipeline.data import Split, load_split
 from pipeline.errors import StageError
-from pipeline.layout import Layout, PrepareSummary, model_name
+from pipeline.layout import VARIANT_COLORS, Layout, PrepareSummary, model_name
 from pipeline.metrics import epoch_metrics
 from pipeline.model import VARIANTS, MLPConfig, build, checkpoint
 from pipeline.outputs import staged, write_json
@@ -133,14 +133,15 @@ def run(params: Params, variant: str, seed: int, layout: Layout = Layout(), trac
                      "variant": variant, "seed": seed, "device": str(device),
                      **{f"data.rows_{s}": n for s, n in summary.rows.items()},
                      **{f"data.prevalence_{s}": p for s, p in summary.prevalence.items()}}
-    tags = {"pipeline.role": "model", "pipeline.variant": variant, "pipeline.seed": str(seed),
-            tracking.MODEL: name, "data.sha256": summary.source_sha256, "device": _device_name(device)}
+    tags = {tracking.ROLE: "model", "pipeline.variant": variant, "pipeline.seed": str(seed), tracking.MODEL: name,
+            tracking.COLOR: VARIANT_COLORS[variant], "data.sha256": summary.source_sha256,
+            "device": _device_name(device)}
     paths = (layout.checkpoint(name), layout.history(name), layout.run_file(name))
     reporter = EpochReporter(f"{variant} s{seed}", train.epochs)
     try:
         with _tracked(track, params, name, group, mlflow_params, tags) as tracker:
             def on_epoch_end(epoch: int, record: dict[str, float]) -> None:
-                tracker.log_epoch(epoch, record)
+                tracker.log_epoch(epoch, {key: record[key] for key in tracking.EPOCH_KEYS})
                 reporter(epoch, record)
 
             model = build(config, seed)

@@ -87,7 +87,7 @@ def _untracked_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def trained(_untracked_models: Path, tmp_path: Path) -> Layout:
     """A private copy of the session's prepared data and untracked models (safe to modify)."""
-    for name in ("data", "metrics", "models", "plots"):
+    for name in ("data", "models"):
         shutil.copytree(_untracked_models / name, tmp_path / name)
     return Layout(tmp_path)
 

@@ -1,22 +1,30 @@
-"""`dvc repro` for real, in a copy of the repository with shrunk params."""
+"""`dvc repro` for real, in a copy of the repository with shrunk params: outputs, DVC metrics and
+plots, the MLflow runs as the UI shows them, `compare`, and the real ULB sample."""
 
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
-
-import pytest
 
 import mlflow
 import pandas as pd
+import pytest
 import torch
 import yaml
 from sklearn.metrics import average_precision_score
 
+from pipeline import tracking
 from tests.conftest import sample_csv_path, small_raw_params
-from tests.e2e import copy_repository, dvc
+from tests.e2e import copy_repository, dvc, env_for, run
 
-MODELS = ["batchnorm-s0", "batchnorm-s1", "baseline-s0", "baseline-s1"]
+SEEDS = [0, 1, 2]
+MODELS = [f"{v}-s{s}" for v in ("batchnorm", "baseline") for s in SEEDS]
+REFERENCES = ["logistic_regression", "hist_gradient_boosting"]
 
 pytestmark = pytest.mark.slow
 
@@ -25,14 +33,24 @@ pytestmark = pytest.mark.slow
 def repro(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One shared `dvc repro` of the whole pipeline in a fresh copy."""
     raw = small_raw_params()
-    raw["train"]["seeds"] = [0, 1]
+    raw["train"]["seeds"] = SEEDS
     repo = copy_repository(tmp_path_factory.mktemp("repo"), raw)
     dvc(repo, "repro")
     return repo
 
 
+def _client(repo: Path) -> mlflow.MlflowClient:
+    return mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+
+
+def _runs(repo: Path, role: str) -> list:
+    client = _client(repo)
+    experiment = client.get_experiment_by_name("batchnorm-vs-baseline")
+    return client.search_runs([experiment.experiment_id], filter_string=f"tags.`pipeline.role` = '{role}'")
+
+
 def test_prepare_outputs_and_lock(repro: Path) -> None:
-    summary = json.loads((repro / "metrics" / "prepare.json").read_text())
+    summary = json.loads((repro / "data" / "prepared" / "summary.json").read_text())
     assert summary["rows"] == {"train": 2400, "val": 800, "test": 800}
     for name in ("train", "val", "test"):
         assert (repro / "data" / "prepared" / f"{name}.parquet").is_file()
@@ -42,26 +60,27 @@ def test_prepare_outputs_and_lock(repro: Path) -> None:
     assert "up to date" in status.stdout.lower() or status.stdout.strip() == ""
 
 
-def test_dvc_metrics_show_lists_prepare_summary(repro: Path) -> None:
-    shown = dvc(repro, "metrics", "show", "--json").stdout
-    assert "metrics/prepare.json" in shown
+def test_the_only_dvc_metrics_are_the_headline(repro: Path) -> None:
+    shown = json.loads(dvc(repro, "metrics", "show", "--json").stdout)
+    (workspace,) = shown.values()
+    assert list(workspace["data"]) == ["metrics/summary.json"]
+    headline = workspace["data"]["metrics/summary.json"]["data"]
+    assert set(headline["test_ap"]) == {"batchnorm", "baseline"}
+    assert set(headline["reference_test_ap"]) == set(REFERENCES) and headline["seeds"] == 3
 
 
-def _client(repo: Path) -> mlflow.MlflowClient:
-    return mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
-
-
-def test_one_complete_mlflow_run_per_model(repro: Path) -> None:
+def test_one_complete_mlflow_run_per_model_with_clean_per_epoch_keys(repro: Path) -> None:
+    """Per-epoch keys hold steps 1..N and nothing else, after evaluate has logged into the same runs."""
     client = _client(repro)
-    experiment = client.get_experiment_by_name("batchnorm-vs-baseline")
-    runs = client.search_runs([experiment.experiment_id], filter_string="tags.`pipeline.role` = 'model'")
+    runs = _runs(repro, "model")
     assert sorted(r.info.run_name for r in runs) == sorted(MODELS)
-    groups = {r.data.tags["pipeline.group"] for r in runs}
-    assert len(groups) == 1
+    assert len({r.data.tags["pipeline.group"] for r in runs}) == 1
     for run in runs:
-        assert run.info.status == "FINISHED"
-        epochs = [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")]
-        assert sorted(epochs) == [1, 2, 3]
+        assert run.info.status == "FINISHED" and "mlflow.parentRunId" not in run.data.tags
+        epochs = int(run.data.metrics["epochs_run"])
+        for key in tracking.EPOCH_KEYS:
+            assert [m.step for m in client.get_metric_history(run.info.run_id, key)] == list(range(1, epochs + 1))
+        assert set(run.data.metrics) == {*tracking.EPOCH_KEYS, *tracking.EVALUATION_KEYS, *tracking.SUMMARY_KEYS}
         info = json.loads((repro / "models" / f"{run.info.run_name}.run.json").read_text())
         assert info["run_id"] == run.info.run_id
     assert (repro / "mlartifacts").is_dir()  # artifacts live beside the store, in the repository
@@ -71,67 +90,112 @@ def test_history_plots_render(repro: Path) -> None:
     shown = json.loads(dvc(repro, "plots", "show", "--json").stdout)
     assert not shown.get("errors")
     for name in MODELS:
-        (plot,) = [v for k, v in shown["data"].items() if k.endswith(f"plots/history/{name}.csv")]
+        (plot,) = [v for k, v in shown["data"].items() if k.endswith(f"models/history/{name}.csv")]
         fields = {row["field"] for row in plot[0]["content"]["data"]["values"]}
         assert fields == {"train_loss", "val_loss"}
-
-
-def test_adding_a_seed_only_adds_its_models(repro: Path) -> None:
-    params_file = repro / "params.yaml"
-    before = params_file.read_text()
-    raw = yaml.safe_load(before)
-    raw["train"]["seeds"] = [0, 1, 2]
-    params_file.write_text(yaml.safe_dump(raw, sort_keys=False))
-    try:
-        changed = json.loads(dvc(repro, "status", "--json").stdout)
-    finally:
-        params_file.write_text(before)
-    trains = sorted(name for name in changed if name.startswith("train@"))
-    assert trains == ["train@baseline-2", "train@batchnorm-2"]  # existing models are not retrained
-
-
-def test_dvc_metrics_show_lists_every_model(repro: Path) -> None:
-    shown = json.loads(dvc(repro, "metrics", "show", "--json").stdout)
-    (workspace,) = shown.values()
-    files = workspace["data"]
-    names = MODELS + ["logistic_regression", "hist_gradient_boosting"]
-    for name in names:
-        (key,) = [k for k in files if k.endswith(f"metrics/evaluate/{name}.json")]
-        assert {"test_precision", "test_recall", "test_ap", "threshold"} <= set(files[key]["data"])
-    (combined,) = [k for k in files if k.endswith("metrics/evaluate.json")]
-    assert set(files[combined]["data"]["models"]) == set(names)
 
 
 def test_overlay_plots_have_every_model(repro: Path) -> None:
     shown = json.loads(dvc(repro, "plots", "show", "--json").stdout)
     (pr,) = [v for k, v in shown["data"].items() if "Precision-recall" in k]
     models = {row["model"] for row in pr[0]["content"]["data"]["values"]}
-    assert models == set(MODELS) | {"logistic_regression", "hist_gradient_boosting"}
+    assert models == set(MODELS) | set(REFERENCES)
     assert pr[0]["content"]["encoding"]["color"]["field"] == "model"
 
 
-def test_report_written_and_logged(repro: Path) -> None:
+def test_adding_a_seed_only_adds_its_models(repro: Path) -> None:
+    params_file = repro / "params.yaml"
+    before = params_file.read_text()
+    raw = yaml.safe_load(before)
+    raw["train"]["seeds"] = [*SEEDS, 3]
+    params_file.write_text(yaml.safe_dump(raw, sort_keys=False))
+    try:
+        changed = json.loads(dvc(repro, "status", "--json").stdout)
+    finally:
+        params_file.write_text(before)
+    trains = sorted(name for name in changed if name.startswith("train@"))
+    assert trains == ["train@baseline-3", "train@batchnorm-3"]  # existing models are not retrained
+
+
+def test_report_verdict_and_comparison_view_in_mlflow(repro: Path) -> None:
     md = (repro / "reports" / "report.md").read_text()
-    assert "## 6. Verdict" in md and "## 8. Provenance" in md
-    assert "models/batchnorm-s0.pt" in md  # DVC hashes from dvc.lock
+    assert "## 6. Verdict" in md and "## 8. Provenance" in md and "models/batchnorm-s0.pt" in md
     html = (repro / "reports" / "report.html").read_text()
     assert html.startswith("<!DOCTYPE html>") and "data:image/png;base64," in html
     client = _client(repro)
-    info = json.loads((repro / "models" / "batchnorm-s0.run.json").read_text())
-    assert "report/report.html" in {a.path for a in client.list_artifacts(info["parent_run_id"], "report")}
+    (pipeline_run,) = _runs(repro, "pipeline")
+    group = pipeline_run.data.tags["pipeline.group"]
+    assert pipeline_run.info.run_name == f"pipeline-{group}"
+    assert "report/report.html" in {a.path for a in client.list_artifacts(pipeline_run.info.run_id, "report")}
+    note = pipeline_run.data.tags["mlflow.note.content"]
+    assert "| BatchNorm lowers training loss sooner |" in note and f"viewStateShareKey=batchnorm-vs-baseline-{group}" in note
+    experiment = client.get_experiment(pipeline_run.info.experiment_id)
+    assert experiment.tags["mlflow.note.content"].startswith(f"**Latest execution** `{group}`")
+    view = json.loads(experiment.tags[f"mlflow.sharedViewState.batchnorm-vs-baseline-{group}"])
+    assert view["name"] == f"BatchNorm vs baseline {group}" and view["state"].startswith("deflate;")
 
 
 def test_training_and_evaluation_agree_on_the_kept_model(repro: Path) -> None:
     """The best epoch's val_ap in the history equals the AP evaluate recomputes from the checkpoint."""
     for name in MODELS:
-        history = pd.read_csv(repro / "plots" / "history" / f"{name}.csv")
+        history = pd.read_csv(repro / "models" / "history" / f"{name}.csv")
         best = history.loc[history["val_ap"].idxmax()]
         checkpoint = torch.load(repro / "models" / f"{name}.pt", weights_only=True)
         assert checkpoint["best_epoch"] == int(best["epoch"]), name
-        scores = pd.read_parquet(repro / "scores" / f"{name}.parquet")
+        scores = pd.read_parquet(repro / "evaluation" / "scores" / f"{name}.parquet")
         val = scores[scores["split"] == "val"]
         recomputed = average_precision_score(val["y_true"], val["score"])
         assert recomputed == pytest.approx(best["val_ap"], abs=1e-6), name
+        saved = json.loads((repro / "evaluation" / "metrics" / f"{name}.json").read_text())
+        assert saved["val_ap"] == pytest.approx(recomputed), name
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_readme_ui_steps_show_what_they_say(repro: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's three UI steps, in headless Chromium against `mlflow ui` on this run's store."""
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing and CI is set (.ci/run installs it)")
+        pytest.skip("chromium not installed")
+    port = _free_port()
+    mlflow_cli = str(Path(sys.executable).with_name("mlflow"))
+    server = subprocess.Popen([mlflow_cli, "ui", "--backend-store-uri", f"sqlite:///{repro / 'mlflow.db'}",
+                               "--host", "127.0.0.1", "--port", str(port)], cwd=repro, env=env_for(repro),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
+            assert time.time() < deadline and server.poll() is None, "mlflow ui did not start"
+            time.sleep(0.5)
+        from docs.screenshots import take
+
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{repro / 'mlflow.db'}")
+        paths = take(f"http://127.0.0.1:{port}", "batchnorm-vs-baseline", str(chromium), tmp_path)
+        assert [p.name for p in paths] == ["1-runs-table.png", "2-comparison.png", "3-verdict.png"]
+        assert all(p.stat().st_size > 20_000 for p in paths)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_compare_counts_each_model_once(repro: Path) -> None:
+    """A re-run replaces a model's run; it never adds a seed."""
+    dvc(repro, "repro", "-f", "train@batchnorm-0")
+    out = run(repro, sys.executable, "-m", "pipeline.compare").stdout
+    header = out.splitlines()[1]
+    assert "batchnorm (n=3)" in header and "baseline (n=3)" in header, out
+    assert "1 older run(s) of the same models ignored" in out
+    test_ap = next(line for line in out.splitlines() if line.startswith("test_ap"))
+    assert "(n=2)" in test_ap  # the re-trained model has no test metrics until evaluate re-runs
+    dvc(repro, "repro")
+    out = run(repro, sys.executable, "-m", "pipeline.compare").stdout
+    assert "batchnorm (n=3)" in out.splitlines()[1] and "(n=2)" not in out
 
 
 def test_real_ulb_sample_end_to_end(tmp_path: Path) -> None:
@@ -142,9 +206,9 @@ def test_real_ulb_sample_end_to_end(tmp_path: Path) -> None:
     raw["prepare"]["split"]["min_positives"] = 10
     repo = copy_repository(tmp_path, raw)
     dvc(repo, "repro")
-    summary = json.loads((repo / "metrics" / "prepare.json").read_text())
+    summary = json.loads((repo / "data" / "prepared" / "summary.json").read_text())
     assert sum(summary["positives"].values()) == 96 and summary["n_features"] == 30
-    metrics = json.loads((repo / "metrics" / "evaluate.json").read_text())
-    assert set(metrics["models"]) == {"batchnorm-s0", "baseline-s0", "logistic_regression", "hist_gradient_boosting"}
+    overview = json.loads((repo / "evaluation" / "overview.json").read_text())
+    assert set(overview["models"]) == {"batchnorm-s0", "baseline-s0", *REFERENCES}
     md = (repo / "reports" / "report.md").read_text()
     assert str(sample) in md and "cannot judge seed-to-seed noise" in md

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score, roc_auc_score
 
-from pipeline import evaluate, train
+from pipeline import evaluate, tracking, train
 from pipeline.config import Params, parse
 from pipeline.errors import StageError
 from pipeline.layout import Layout
@@ -28,15 +28,15 @@ def test_every_model_and_reference_is_evaluated_and_tracked(params: Params, prep
     names = ["batchnorm-s0", "baseline-s0", "logistic_regression", "hist_gradient_boosting"]
     assert sorted(results) == sorted(names)
     for name in names:
-        saved = json.loads((trained.model_metrics / f"{name}.json").read_text())
+        saved = json.loads(trained.model_metrics(name).read_text())
         for key in ("test_precision", "test_recall", "test_f1", "test_ap", "test_roc_auc", "threshold",
                     "test_prevalence", "test_mcc", "test_brier", "test_balanced_accuracy", "test_majority_accuracy",
                     "test_tp", "test_precision_at_50", "test_ap_ci_low", "test_ap_ci_high", "train_ap",
                     "test_accuracy_trap"):
             assert key in saved, (name, key)
-        assert sorted(p.name for p in (trained.evaluation_figures / name).iterdir()) == sorted(
+        assert sorted(p.name for p in trained.figures(name).iterdir()) == sorted(
             f"{f}.png" for f in ("pr_curve", "roc_curve", "confusion_matrix", "calibration", "score_histogram"))
-    combined = json.loads(trained.evaluation.read_text())
+    combined = json.loads(trained.overview.read_text())
     assert set(combined["models"]) == set(names) and set(combined["variants"]) == {"batchnorm", "baseline"}
     curves = pd.read_csv(trained.curves / "precision_recall.csv")
     assert set(curves["model"]) == set(names)
@@ -45,8 +45,12 @@ def test_every_model_and_reference_is_evaluated_and_tracked(params: Params, prep
     run_id = json.loads(trained.run_file("batchnorm-s0").read_text())["run_id"]
     run = client.get_run(run_id)
     assert run.data.metrics["test_ap"] == pytest.approx(results["batchnorm-s0"]["test_ap"])
+    assert set(run.data.metrics) == {*tracking.EVALUATION_KEYS, *tracking.EPOCH_KEYS, *tracking.SUMMARY_KEYS}
+    for key in tracking.EPOCH_KEYS:  # evaluation never writes into a per-epoch key
+        assert [m.step for m in client.get_metric_history(run_id, key)] == [1, 2, 3], key
     logged = {a.path for a in client.list_artifacts(run_id, "evaluation")}
     assert {"evaluation/pr_curve.png", "evaluation/batchnorm-s0.json"} <= logged
+    assert "mlflow.parentRunId" not in run.data.tags  # not nested: visible in the runs table
     refs = mlflow.search_runs(search_all_experiments=True, filter_string="tags.`pipeline.role` = 'reference'")
     assert sorted(refs["tags.mlflow.runName"]) == sorted(["logistic_regression", "hist_gradient_boosting"])
     assert set(refs["tags.pipeline.group"]) == {run.data.tags["pipeline.group"]}
@@ -59,7 +63,7 @@ def test_every_model_and_reference_is_evaluated_and_tracked(params: Params, prep
 def test_saved_scores_reproduce_metrics_with_sklearn(params: Params, trained: Layout) -> None:
     results = _evaluate(params, trained, track=False)
     for name, metrics in results.items():
-        scores = pd.read_parquet(trained.scores / f"{name}.parquet")
+        scores = pd.read_parquet(trained.scores(name))
         val, test = scores[scores["split"] == "val"], scores[scores["split"] == "test"]
         threshold = choose_threshold(val["y_true"].to_numpy(), val["score"].to_numpy(),
                                      params.evaluate.threshold.strategy, params.evaluate.threshold.target)
@@ -90,7 +94,7 @@ def test_missing_model_is_a_clear_error_and_leaves_nothing(params: Params, train
     trained.checkpoint("baseline-s0").unlink()
     with pytest.raises(StageError, match=r"baseline-s0\.pt: model file not found; re-run training"):
         _evaluate(params, trained)
-    assert not trained.model_metrics.exists() and not trained.evaluation.exists() and not trained.scores.exists()
+    assert not trained.evaluation.exists() and not trained.curves.exists()
 
 
 def test_corrupt_or_mismatched_model_is_a_clear_error(params: Params, trained: Layout) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
@@ -20,12 +21,15 @@ EXPERIMENT = "batchnorm-vs-baseline"
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     raw = small_raw_params()
     raw["evaluate"]["references"] = ["logistic_regression"]
     repo = copy_repository(tmp_path_factory.mktemp("exp-repo"), raw)
     dvc(repo, "repro")
-    return repo
+    yield repo
+    # Queue workers are daemons that outlive their queue. Stop them only now: a stop request is
+    # also obeyed by workers started later in the same repository.
+    dvc(repo, "queue", "stop", "--kill", check=False)
 
 
 def client(repo: Path) -> mlflow.MlflowClient:
@@ -91,22 +95,33 @@ def test_queue_with_two_workers_loses_nothing(repo: Path) -> None:
 
 
 def test_mlflow_run_lands_in_the_pipeline_grouping(repo: Path) -> None:
-    """A model trained through `mlflow run` and the same model trained by DVC share one group and
-    parent; the launcher run that `mlflow run` creates is tagged, nested there, and holds nothing."""
+    """A model trained through `mlflow run` and the same model trained by DVC share one group; the
+    launcher runs that `mlflow run` creates are filed in that group, described, and hold no metrics.
+    The `main` entry point (`dvc repro`, then compare) files its launcher even when nothing re-ran,
+    and leaves the comparison in it."""
     mlflow_cli = str(Path(sys.executable).with_name("mlflow"))
     env = {**env_for(repo), "MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlflow.db'}"}
     run(repo, mlflow_cli, "run", ".", "-e", "train", "-P", "variant=batchnorm", "-P", "seed=0", "--env-manager",
         "local", "--experiment-name", EXPERIMENT, env=env)
     dvc(repo, "repro", "-f", "train@batchnorm-0")
-    newest = sorted(model_runs(repo, " and attributes.run_name = 'batchnorm-s0'"),
-                    key=lambda r: r.info.start_time)[-2:]
-    via_mlflow, via_dvc = newest
-    assert via_mlflow.data.tags["pipeline.group"] == via_dvc.data.tags["pipeline.group"]
-    assert via_mlflow.data.tags["mlflow.parentRunId"] == via_dvc.data.tags["mlflow.parentRunId"]
-    (launcher,) = client(repo).search_runs([via_mlflow.info.experiment_id], "tags.`pipeline.role` = 'launcher'")
-    assert launcher.data.tags["pipeline.group"] == via_mlflow.data.tags["pipeline.group"]
-    assert launcher.data.tags["mlflow.parentRunId"] == via_mlflow.data.tags["mlflow.parentRunId"]
-    assert not launcher.data.metrics and launcher.info.run_id != via_mlflow.info.run_id
+    via_mlflow, via_dvc = sorted(model_runs(repo, " and attributes.run_name = 'batchnorm-s0'"),
+                                 key=lambda r: r.info.start_time)[-2:]
+    group = via_mlflow.data.tags["pipeline.group"]
+    assert via_dvc.data.tags["pipeline.group"] == group
+    assert "mlflow.parentRunId" not in via_mlflow.data.tags | via_dvc.data.tags
+    run(repo, mlflow_cli, "run", ".", "-e", "main", "--env-manager", "local", "--experiment-name", EXPERIMENT,
+        env=env)
+    c = client(repo)
+    launchers = c.search_runs([via_mlflow.info.experiment_id], "tags.`pipeline.role` = 'launcher'",
+                              order_by=["attributes.start_time ASC"])
+    assert len(launchers) == 2  # no stray, untagged launcher
+    for launcher in launchers:
+        assert launcher.data.tags["pipeline.group"] == group and not launcher.data.metrics
+        assert group in launcher.data.tags["mlflow.note.content"]
+    comparison = c.download_artifacts(launchers[-1].info.run_id, "comparison.txt")
+    assert "batchnorm (n=1)" in Path(comparison).read_text()
+    untagged = c.search_runs([via_mlflow.info.experiment_id], "attributes.status = 'FINISHED'")
+    assert all(r.data.tags.get("pipeline.role") for r in untagged)
 
 
 def test_tiny_study_runs_end_to_end_and_shows_failures(repo: Path) -> None:

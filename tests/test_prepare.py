@@ -22,7 +22,8 @@ def _run(raw_params: dict, tmp_path: Path) -> dict:
 def test_synthetic_outputs(raw_params: dict, tmp_path: Path) -> None:
     summary = _run(raw_params, tmp_path)
     out = Layout(tmp_path).prepared
-    assert sorted(p.name for p in out.iterdir()) == ["scaler.json", "test.parquet", "train.parquet", "val.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == ["scaler.json", "summary.json", "test.parquet", "train.parquet",
+                                                     "val.parquet"]
     assert json.loads(Layout(tmp_path).prepare_summary.read_text()) == summary
     assert PrepareSummary.read(Layout(tmp_path)).params == parse(raw_params).prepare.model_dump()
     assert summary["rows"] == {"train": 2400, "val": 800, "test": 800}

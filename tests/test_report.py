@@ -58,9 +58,12 @@ def test_report_has_every_section_and_is_reproducible(two_seed_params: Params, t
     assert strip_volatile(html) == strip_volatile((second / "report.html").read_text())
     assert md != (second / "report.md").read_text()  # run ids and timings really are in those blocks
 
-    parent = json.loads(Layout(tmp_path / "a").run_file("batchnorm-s0").read_text())["parent_run_id"]
-    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(parent, "report")}
+    info = json.loads(Layout(tmp_path / "a").run_file("batchnorm-s0").read_text())
+    client = mlflow.MlflowClient()
+    artifacts = {a.path for a in client.list_artifacts(info["pipeline_run_id"], "report")}
     assert {"report/report.md", "report/report.html"} <= artifacts
+    note = client.get_run(info["pipeline_run_id"]).data.tags["mlflow.note.content"]
+    assert "| BatchNorm lowers training loss sooner |" in note and info["group"] in note
 
 
 def test_single_seed_verdict_says_it_cannot_judge_noise(raw_params: dict, tmp_path: Path) -> None:
@@ -93,7 +96,7 @@ def test_paired_verdict(diffs: list[float], status: str) -> None:
 def test_missing_inputs_are_a_clear_error(missing: str, params: Params, trained: Layout) -> None:
     evaluate.run(params, trained, track=False)
     target = {"prepare_summary": trained.prepare_summary, "history": trained.history("baseline-s0"),
-              "model_metrics": trained.model_metrics / "batchnorm-s0.json"}[missing]
+              "model_metrics": trained.model_metrics("batchnorm-s0")}[missing]
     target.unlink()
     with pytest.raises(StageError, match=f"{target.name} not found; run the .* stage first"):
         report.run(params, trained, track=False)
@@ -109,3 +112,21 @@ def test_provenance_lists_only_deterministic_hashes(tmp_path: Path) -> None:
     (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
     assert provenance.lock_hashes(tmp_path / "dvc.lock") == [("data/prepared", "a.dir"), ("models/batchnorm-s0.pt", "c")]
     assert provenance.lock_hashes(tmp_path / "absent.lock") == []
+
+
+def test_headline_puts_the_answer_first(raw_params: dict, tmp_path: Path) -> None:
+    """metrics/summary.json: both variants' test AP, then the verdicts, then the rest; small and flat."""
+    raw_params["train"]["seeds"] = [0, 1]
+    raw_params["evaluate"]["references"] = ["logistic_regression"]
+    params = parse(raw_params)
+    pipeline_once(params, tmp_path, track=False)
+    summary = json.loads(Layout(tmp_path).summary.read_text())
+    assert list(summary) == ["test_ap", "verdict", "test_recall", "test_precision", "test_f1", "reference_test_ap",
+                             "threshold", "seeds"]
+    assert list(summary["test_ap"]) == ["batchnorm", "baseline"]
+    assert set(summary["verdict"]) == {"loss", "accuracy", "minority", "speed"}
+    assert set(summary["verdict"].values()) <= {SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE}
+    metrics = {n: json.loads(Layout(tmp_path).model_metrics(n).read_text()) for n in ("batchnorm-s0", "batchnorm-s1")}
+    assert summary["test_ap"]["batchnorm"] == pytest.approx(
+        (metrics["batchnorm-s0"]["test_ap"] + metrics["batchnorm-s1"]["test_ap"]) / 2, abs=1e-4)
+    assert summary["threshold"] == "max_f1" and summary["seeds"] == 2

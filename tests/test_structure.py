@@ -86,9 +86,8 @@ def test_layout_paths_are_the_outputs_dvc_yaml_declares() -> None:
             for entry in stage.get(section, []):
                 declared.add(next(iter(entry)) if isinstance(entry, dict) else entry)
     name = model_name("${item.variant}", "${item.seed}")
-    produced = {layout.prepared, layout.prepare_summary, layout.checkpoint(name), layout.run_file(name),
-                layout.history(name), layout.scores, layout.model_metrics, layout.evaluation,
-                layout.evaluation_figures, layout.curves, layout.reports}
+    produced = {layout.prepared, layout.checkpoint(name), layout.run_file(name), layout.history(name),
+                layout.evaluation, layout.curves, layout.reports, layout.summary}
     assert {p.as_posix() for p in produced} == declared
 
 

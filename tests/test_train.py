@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from pipeline import train
+from pipeline import tracking, train
 from pipeline.config import Params, parse
 from pipeline.errors import StageError
 from pipeline.layout import Layout
@@ -25,9 +25,8 @@ def _train(params: Params, layout: Layout, variant: str = "batchnorm", seed: int
 def _copy_prepared(layout: Layout, root: Path) -> Layout:
     """A second layout sharing the prepared data (for runs that must not overwrite each other)."""
     other = Layout(root)
-    for path in (layout.prepared, layout.prepare_summary):
-        (other.root / path.relative_to(layout.root)).parent.mkdir(parents=True, exist_ok=True)
-        (other.root / path.relative_to(layout.root)).symlink_to(path)
+    other.prepared.parent.mkdir(parents=True)
+    other.prepared.symlink_to(layout.prepared)
     return other
 
 
@@ -45,19 +44,21 @@ def test_outputs_and_mlflow_run(variant: str, params: Params, prepared: Layout) 
     client = mlflow.MlflowClient()
     run = client.get_run(info["run_id"])
     assert run.info.status == "FINISHED" and run.info.run_name == f"{variant}-s0"
-    for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_precision", "val_recall",
-                "val_ap", "epoch_seconds", "samples_per_second", "lr"):
+    for key in tracking.EPOCH_KEYS:
         steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
-        assert sorted(steps) == [1, 2, 3], key
+        assert steps == [1, 2, 3], key
+    assert set(run.data.metrics) == {*tracking.EPOCH_KEYS, *tracking.SUMMARY_KEYS}
     assert run.data.params["train.lr"] == "0.01" and run.data.params["variant"] == variant
     assert run.data.params["data.rows_train"] == "2400"
     tags = run.data.tags
     for key in ("git.commit", "git.dirty", "data.sha256", "device", "torch_version", "mlflow_version",
-                "pipeline.group", "mlflow.parentRunId"):
+                "pipeline.group"):
         assert tags.get(key), key
-    assert tags["mlflow.parentRunId"] == info["parent_run_id"]
-    parent = client.get_run(info["parent_run_id"])
-    assert parent.data.tags["pipeline.role"] == "parent"
+    assert "mlflow.parentRunId" not in tags  # not nested: visible in the runs table
+    assert tags["mlflow.runColor"] == {"batchnorm": "#1f77b4", "baseline": "#ff7f0e"}[variant]
+    pipeline_run = client.get_run(info["pipeline_run_id"])
+    assert pipeline_run.data.tags["pipeline.role"] == "pipeline"
+    assert pipeline_run.info.run_name == f"pipeline-{info['group']}" and len(info["group"]) == 12
     assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["train"]
     model_uri = f"runs:/{run.info.run_id}/model"
     logged = mlflow.pytorch.load_model(model_uri)
@@ -69,7 +70,7 @@ def test_outputs_and_mlflow_run(variant: str, params: Params, prepared: Layout) 
 def test_models_of_one_configuration_share_a_parent(params: Params, prepared: Layout) -> None:
     a = json.loads(_train(params, prepared, "batchnorm").run_file.read_text())
     b = json.loads(_train(params, prepared, "baseline").run_file.read_text())
-    assert a["parent_run_id"] == b["parent_run_id"] and a["group"] == b["group"]
+    assert a["pipeline_run_id"] == b["pipeline_run_id"] and a["group"] == b["group"]
     other = parse({**params.model_dump(), "train": {**params.train.model_dump(), "lr": 0.02}})
     c = json.loads(_train(other, prepared, "baseline").run_file.read_text())
     assert c["group"] != a["group"]

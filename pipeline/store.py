@@ -1,0 +1,83 @@
+"""The MLflow store: where it is, how to reach it, its experiment, and links into its UI.
+
+``MLFLOW_TRACKING_URI`` when set, else ``sqlite:///<repository root>/mlflow.db``, where the root is
+``DVC_ROOT`` when DVC runs the stage (so that ``dvc exp run`` copies log into the same store), else
+the enclosing git repository. Artifacts of a local store go to ``mlartifacts/`` beside it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pipeline import provenance
+
+EXPERIMENT_NOTE = (
+    "BatchNorm versus baseline on imbalanced data. Every pipeline execution (one `pipeline.group`) "
+    "holds one run per model (`batchnorm-s0`, ...; BatchNorm in blue, baseline in orange), one run per "
+    "reference model (grey) and one run `pipeline-<group>` whose description gives the verdict and a "
+    "link to the comparison, and whose artifacts hold the report.")
+
+
+def tracking_uri() -> str:
+    """Where runs go (see module docstring)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{provenance.repo_root() / 'mlflow.db'}"
+
+
+@contextmanager
+def store_lock() -> Iterator[None]:
+    """Serialise run/experiment creation between parallel workers (e.g. `dvc queue start -j 2`)
+    on a local SQLite store, so that none of them meets "database is locked"."""
+    store = _sqlite_store()
+    if store is None:
+        yield
+        return
+    import fcntl
+
+    lock_path = store.with_suffix(".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _sqlite_store() -> Path | None:
+    """The SQLite database file of the tracking store (absolute), or None for other stores."""
+    uri = tracking_uri()
+    return Path(uri.removeprefix("sqlite:///")).resolve() if uri.startswith("sqlite:///") else None
+
+
+def client() -> Any:
+    """An MLflow client of this store."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    return mlflow.MlflowClient()
+
+
+def experiment_id(name: str) -> str:
+    """Get or create the experiment (described, with artifacts beside a local store)."""
+    from mlflow.exceptions import MlflowException
+
+    found = client().get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    store = _sqlite_store()
+    location = (store.parent / "mlartifacts").as_uri() if store else None
+    try:
+        return client().create_experiment(name, artifact_location=location,
+                                           tags={"mlflow.note.content": EXPERIMENT_NOTE})
+    except MlflowException:  # created meanwhile by a parallel worker
+        return client().get_experiment_by_name(name).experiment_id
+
+
+def ui_base() -> str:
+    """Where the MLflow UI of this store is: the server itself, or a local `mlflow ui`."""
+    uri = tracking_uri()
+    return uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
