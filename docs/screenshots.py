@@ -1,0 +1,94 @@
+"""Take the README's MLflow UI screenshots from a real run, in headless Chromium.
+
+Run from the repository root after `dvc repro`, with `mlflow ui` serving the store:
+
+    mlflow ui --backend-store-uri sqlite:///mlflow.db --port 5000 &
+    python docs/screenshots.py [--ui http://127.0.0.1:5000] [--chromium /usr/bin/chromium]
+
+It reads the comparison link from the newest pipeline run, so the pictures show exactly the pages
+the README's steps describe; each step's page is also checked (texts that must be on screen).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from playwright.sync_api import Page, sync_playwright
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline import tracking  # noqa: E402
+
+OUT = Path(__file__).resolve().parent
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run"]
+
+
+def newest_pipeline_run(experiment: str) -> Any:
+    """The pipeline run of the latest execution (its description holds the comparison link)."""
+    runs = tracking.search(experiment, f"tags.`{tracking.ROLE}` = 'pipeline'", order_by=["attributes.start_time DESC"],
+                           max_results=1)
+    if not runs:
+        raise SystemExit(f"no pipeline run in experiment '{experiment}': run `dvc repro` first")
+    return runs[0]
+
+
+def open_page(page: Page, url: str, must_show: list[str], expand: str | None = None) -> None:
+    """Load a UI page, close the assistant side panel, click ``expand`` if given, then wait until
+    every text in must_show is visible."""
+    page.goto(url)
+    page.get_by_text(must_show[0], exact=False).first.wait_for(state="visible", timeout=30_000)
+    close = page.get_by_role("button", name="Close")
+    if close.count():
+        close.first.click()
+    if expand is not None:
+        page.get_by_text(expand, exact=True).first.click()
+    for text in must_show:
+        page.get_by_text(text, exact=False).first.wait_for(state="visible", timeout=30_000)
+    page.wait_for_timeout(1500)  # charts finish drawing
+
+
+def take(ui: str, experiment: str, chromium: str, out: Path = OUT) -> list[Path]:
+    """The three screenshots of the README's steps; returns their paths."""
+    run = newest_pipeline_run(experiment)
+    group, exp_id = run.data.tags[tracking.GROUP], run.info.experiment_id
+    from pipeline import ui as links
+
+    comparison = links.comparison_url(exp_id, group).replace(links.store.ui_base(), ui.rstrip("/"))
+    shots = [
+        ("1-runs-table.png", f"{ui.rstrip('/')}/#/experiments/{exp_id}/runs",
+         ["Training runs", "batchnorm-s0", "baseline-s0", f"pipeline-{group}", "Compare its runs"], None),
+        ("2-comparison.png", comparison, ["Learning curves per epoch", "train_loss", "val_loss"], None),
+        ("3-verdict.png", f"{ui.rstrip('/')}/#/experiments/{exp_id}/runs/{run.info.run_id}",
+         [f"pipeline-{group}", "Does BatchNorm help?", "Compare the runs:"], "Show more"),
+    ]
+    paths = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        for name, url, must_show, expand in shots:
+            open_page(page, url, must_show, expand)
+            page.screenshot(path=out / name)
+            paths.append(out / name)
+        browser.close()
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ui", default="http://127.0.0.1:5000", help="where `mlflow ui` serves")
+    parser.add_argument("--experiment", default="batchnorm-vs-baseline")
+    parser.add_argument("--chromium", default="/usr/bin/chromium")
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args(argv)
+    for path in take(args.ui, args.experiment, args.chromium, args.out):
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
