@@ -1,4 +1,5 @@
-"""Comparisons behind the report: the evidence, loss tables, epochs to target, paired verdicts."""
+"""The evidence behind the report, and the claims it supports: each normalised variant (BatchNorm,
+LayerNorm) against the baseline, both at their tuned learning rates, paired by seed."""
 
 from __future__ import annotations
 
@@ -8,27 +9,37 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from sklearn.metrics import accuracy_score
 
 from pipeline.config import Params
 from pipeline.layout import PrepareSummary, RunInfo, model_name
+from pipeline.stats import FirstToTarget, PairedTest, combine, first_to_target, paired_test
 
-SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE = "supported", "not supported", "inconclusive"
-VARIANT_LABELS = {"batchnorm": "with BatchNorm", "baseline": "without BatchNorm"}
+NAMES = {"batchnorm": "BatchNorm", "layernorm": "LayerNorm", "baseline": "the baseline"}
+VARIANT_LABELS = {"batchnorm": "with BatchNorm", "baseline": "without normalisation", "layernorm": "with LayerNorm"}
+SHORT_CLAIMS = {"loss": "training loss falls sooner", "accuracy": "higher validation accuracy",
+                "minority": "higher fraud precision and recall", "speed": "reaches the target loss first"}
 
 
 @dataclass
 class Evidence:
-    """Everything the report is built from: the outputs of prepare, train and evaluate."""
+    """Everything the report is built from: the outputs of prepare, tune/select, train and evaluate."""
 
     params: Params
     summary: PrepareSummary
-    histories: dict[str, dict[int, pd.DataFrame]]  # variant -> seed -> history
-    metrics: dict[str, dict[str, float]]  # model or reference -> evaluate metrics
-    scores: dict[str, pd.DataFrame]  # model or reference -> split, y_true, score
-    runs: dict[str, RunInfo | None]
+    histories: dict[str, dict[int, pd.DataFrame]]  # variant -> seed -> history of a compared model
+    metrics: dict[str, dict[str, Any]]  # compared or reference model -> evaluation metrics
+    scores: dict[str, pd.DataFrame]  # compared or reference model -> split, y_true, score
+    runs: dict[str, RunInfo]  # compared model -> run file
+    selection: dict[str, Any]  # tuning/selection.json
+    tuning: dict[str, dict[str, Any]]  # tuning model -> validation and test AP
     scaled_means: dict[str, float]  # split -> largest |column mean| after scaling
+    logged: dict[str, Any]  # evaluation/runs.json: compared models' runs and model URIs, reference runs
+
+    def best_on_validation(self) -> str:
+        """The compared model with the best validation AP (never test): the champion."""
+        names = [model_name(v, s) for v in self.params.train.variants for s in self.params.train.seeds]
+        return max(names, key=lambda n: (self.metrics[n]["val_ap"], n))
 
     def split_scores(self, name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
         """(labels, scores) that evaluate saved for one model on one split."""
@@ -40,14 +51,18 @@ class Evidence:
         y, p = self.split_scores(name, "val")
         return float(accuracy_score(y, p >= self.metrics[name]["threshold"]))
 
-    def paired_seeds(self) -> list[int]:
-        """The seeds on which both variants were trained (empty unless both are)."""
-        both = {"batchnorm", "baseline"} <= set(self.histories)
-        return list(self.params.train.seeds) if both else []
+    def chosen_lr(self, variant: str) -> float:
+        """The learning rate select chose for a variant."""
+        return float(self.selection["chosen"][variant])
+
+    def compared(self) -> list[str]:
+        """The normalised variants, each compared with the baseline (none without a baseline)."""
+        variants = list(self.params.train.variants)
+        return [v for v in variants if v != "baseline"] if "baseline" in variants else []
 
 
 def label(variant: str) -> str:
-    """How a variant is named in prose and table headers."""
+    """How a variant is named in table headers."""
     return VARIANT_LABELS.get(variant, variant)
 
 
@@ -56,14 +71,18 @@ def table_epochs(max_epoch: int, every: int = 5) -> list[int]:
     return [e for e in sorted({1, *range(every, max_epoch + 1, every)}) if e <= max_epoch]
 
 
-def mean_sd(values: list[float], digits: int = 4, fmt: str = "f") -> str:
-    """`mean ± sd` over seeds (sample standard deviation; the mean alone for one value, – for none)."""
+def mean_sd(values: list[float], digits: int = 4, fmt: str = "f", noisy: bool = False) -> str:
+    """`mean ± sd` over seeds (the mean alone for one value, – for none); with ``noisy``, a spread
+    larger than the mean is marked so."""
     finite = [float(v) for v in values if math.isfinite(v)]
     if not finite:
         return "–"
-    text = f"{np.mean(finite):.{digits}{fmt}}"
+    text = f"{np.mean(finite):,.{digits}{fmt}}"
     if len(finite) > 1:
-        text += f" ± {np.std(finite, ddof=1):.{digits}{fmt}}"
+        sd = float(np.std(finite, ddof=1))
+        text += f" ± {sd:,.{digits}{fmt}}"
+        if noisy and sd > abs(float(np.mean(finite))):
+            text += " (noisy)"
     return text
 
 
@@ -78,129 +97,105 @@ def at_epoch(histories: dict[int, pd.DataFrame], key: str, epoch: int) -> list[f
 
 
 @dataclass(frozen=True)
-class ToTarget:
-    """When a run first reached a validation-loss target."""
+class Reach:
+    """When a run first reached a validation-loss target; censored runs never did."""
 
-    epoch: int | None  # None: never reached
+    epoch: int | None  # None: not reached within the run
+    epochs_run: int
     seconds: float | None
 
+    def text(self) -> str:
+        """`7`, or `not reached (25 epochs)`: never a number for a censored run."""
+        return str(self.epoch) if self.epoch is not None else f"not reached ({self.epochs_run} epochs)"
 
-def epochs_to_target(history: pd.DataFrame, target: float) -> ToTarget:
+
+def reach(history: pd.DataFrame, target: float) -> Reach:
     """First epoch (and cumulative seconds) at which val_loss <= target."""
     reached = history.index[history["val_loss"] <= target + 1e-12]
     if len(reached) == 0:
-        return ToTarget(None, None)
+        return Reach(None, len(history), None)
     row = history.index.get_loc(reached[0])
-    return ToTarget(int(history["epoch"].iloc[row]), float(history["epoch_seconds"].iloc[: row + 1].sum()))
+    return Reach(int(history["epoch"].iloc[row]), len(history), float(history["epoch_seconds"].iloc[: row + 1].sum()))
+
+
+def first(ours: Reach, theirs: Reach) -> int | None:
+    """1 if ours reached the target first, -1 if theirs did, 0 on the same epoch, None when a run
+    stopped before the other one got there (censored: who would have been first is unknown)."""
+    if ours.epoch is not None and theirs.epoch is not None:
+        return int(np.sign(theirs.epoch - ours.epoch))
+    if ours.epoch is None and theirs.epoch is None:
+        return None
+    if ours.epoch is None:
+        return -1 if ours.epochs_run >= theirs.epoch else None
+    return 1 if theirs.epochs_run >= ours.epoch else None
+
+
+def targets(ev: Evidence, variant: str) -> dict[int, tuple[float, Reach, Reach]]:
+    """Per seed: the baseline's best validation loss, and when each model first reached it."""
+    out = {}
+    for seed in ev.params.train.seeds:
+        base, ours = ev.histories["baseline"][seed], ev.histories[variant][seed]
+        target = float(base["val_loss"].min())
+        out[seed] = (target, reach(ours, target), reach(base, target))
+    return out
 
 
 @dataclass(frozen=True)
-class Verdict:
-    """A claim checked by paired differences across seeds (positive favours BatchNorm)."""
+class Measure:
+    """One measured difference behind a claim."""
 
-    claim: str
-    measure: str
-    differences: list[float]
-    mean: float
-    low: float
-    high: float
-    status: str
-
-    def numbers(self, digits: int = 4) -> str:
-        """Mean paired difference with its 95% interval and the per-seed values."""
-        per_seed = ", ".join(f"{d:+.{digits}f}" for d in self.differences)
-        if len(self.differences) < 2:
-            return f"{self.mean:+.{digits}f} (one seed: {per_seed})"
-        return f"{self.mean:+.{digits}f} [95% CI {self.low:+.{digits}f}, {self.high:+.{digits}f}] (seeds: {per_seed})"
-
-
-def paired_verdict(claim: str, measure: str, differences: list[float], level: float = 0.95) -> Verdict:
-    """`supported` when the t-interval of the mean paired difference lies above 0, `not supported`
-    when it lies below 0, `inconclusive` when it straddles 0 or when there is a single seed."""
-    diffs = [float(d) for d in differences if math.isfinite(d)]
-    if not diffs:
-        return Verdict(claim, measure, [], float("nan"), float("nan"), float("nan"), INCONCLUSIVE)
-    mean = float(np.mean(diffs))
-    if len(diffs) < 2:
-        return Verdict(claim, measure, diffs, mean, float("nan"), float("nan"), INCONCLUSIVE)
-    half = float(stats.t.ppf(0.5 + level / 2, len(diffs) - 1) * np.std(diffs, ddof=1) / math.sqrt(len(diffs)))
-    low, high = mean - half, mean + half
-    status = SUPPORTED if low > 0 else NOT_SUPPORTED if high < 0 else INCONCLUSIVE
-    return Verdict(claim, measure, diffs, mean, low, high, status)
-
-
-SHORT_CLAIMS = {"loss": "training loss falls sooner", "accuracy": "higher validation accuracy",
-                "minority": "higher fraud precision and recall", "speed": "reaches the target loss faster"}
+    text: str
+    test: PairedTest | FirstToTarget
 
 
 @dataclass(frozen=True)
 class Claim:
-    """One of the report's claims: a short key (metrics/summary.json), its text, its measurements."""
+    """A claim about one normalised variant against the baseline."""
 
-    key: str
+    key: str  # loss | accuracy | minority | speed (metrics/summary.json)
+    variant: str
     text: str
-    parts: list[Verdict]
+    measures: list[Measure]
     status: str
 
 
-def combine(parts: list[Verdict]) -> str:
-    """All parts supported: supported; any part contradicted: not supported; else inconclusive."""
-    statuses = {p.status for p in parts}
-    if statuses == {SUPPORTED}:
-        return SUPPORTED
-    return NOT_SUPPORTED if NOT_SUPPORTED in statuses else INCONCLUSIVE
-
-
-def targets(ev: Evidence) -> dict[int, tuple[float, ToTarget, ToTarget]]:
-    """Per seed: the baseline's best val_loss, and when each variant first reached it."""
-    out = {}
-    for seed in ev.paired_seeds():
-        base, bn = ev.histories["baseline"][seed], ev.histories["batchnorm"][seed]
-        target = float(base["val_loss"].min())
-        out[seed] = (target, epochs_to_target(bn, target), epochs_to_target(base, target))
-    return out
-
-
-def verdicts(ev: Evidence) -> list[Claim]:
-    """Each claim with its paired measurements and combined status."""
-    seeds = ev.paired_seeds()
-    if not seeds:
-        return []
-    early = min(ev.params.report.early_epoch, *(len(h) for v in ev.histories.values() for h in v.values()))
-    bn = {s: model_name("batchnorm", s) for s in seeds}
+def claims(ev: Evidence, variant: str) -> list[Claim]:
+    """The four claims for one normalised variant, paired by seed with the baseline."""
+    p, seeds, name = ev.params, ev.params.train.seeds, NAMES[variant]
+    level, power = p.report.confidence, p.report.power
+    ours = {s: model_name(variant, s) for s in seeds}
     base = {s: model_name("baseline", s) for s in seeds}
+    early = min(p.report.early_epoch, *(len(h) for v in (variant, "baseline") for h in ev.histories[v].values()))
 
-    def test_gain(key: str) -> list[float]:
-        return [ev.metrics[bn[s]][key] - ev.metrics[base[s]][key] for s in seeds]
+    def test_gain(key: str) -> PairedTest:
+        return paired_test([ev.metrics[ours[s]][key] - ev.metrics[base[s]][key] for s in seeds], level, power)
 
-    loss = paired_verdict("BatchNorm lowers training loss sooner", f"baseline minus BatchNorm train loss at epoch {early}",
-                          [value_at(ev.histories["baseline"][s], "train_loss", early)
-                           - value_at(ev.histories["batchnorm"][s], "train_loss", early) for s in seeds])
-    acc = paired_verdict("BatchNorm raises validation accuracy",
-                         "BatchNorm minus baseline validation accuracy at the chosen threshold",
-                         [ev.val_accuracy(bn[s]) - ev.val_accuracy(base[s]) for s in seeds])
-    prec = paired_verdict("BatchNorm raises minority-class precision", "BatchNorm minus baseline test precision",
-                          test_gain("test_precision"))
-    rec = paired_verdict("BatchNorm raises minority-class recall", "BatchNorm minus baseline test recall",
-                         test_gain("test_recall"))
-    reached = targets(ev)
-    penalty = {s: (t.epoch if t.epoch is not None else len(ev.histories["batchnorm"][s]) + 1)
-               for s, (_, t, _) in reached.items()}
-    faster = paired_verdict("BatchNorm reaches the target loss faster",
-                            "baseline minus BatchNorm epochs to reach the baseline's best validation loss",
-                            [float(reached[s][2].epoch - penalty[s]) for s in seeds])
-    return [Claim("loss", loss.claim, [loss], loss.status), Claim("accuracy", acc.claim, [acc], acc.status),
-            Claim("minority", "BatchNorm raises minority-class precision and recall", [prec, rec],
-                  combine([prec, rec])),
-            Claim("speed", faster.claim, [faster], faster.status)]
-
-
-def variant_mean(ev: Evidence, variant: str, key: str) -> float:
-    """Mean of one evaluation metric over a variant's seeds."""
-    return float(np.mean([ev.metrics[model_name(variant, s)][key] for s in ev.params.train.seeds]))
+    loss = paired_test([value_at(ev.histories["baseline"][s], "train_loss", early)
+                        - value_at(ev.histories[variant][s], "train_loss", early) for s in seeds], level, power)
+    accuracy = paired_test([ev.val_accuracy(ours[s]) - ev.val_accuracy(base[s]) for s in seeds], level, power)
+    precision, recall = test_gain("test_precision"), test_gain("test_recall")
+    speed = first_to_target([first(mine, theirs) for _, mine, theirs in targets(ev, variant).values()], level)
+    return [
+        Claim("loss", variant, f"{name} lowers training loss sooner",
+              [Measure(f"baseline minus {name} training loss at epoch {early}", loss)], loss.status),
+        Claim("accuracy", variant, f"{name} raises validation accuracy",
+              [Measure(f"{name} minus baseline validation accuracy at the chosen threshold", accuracy)],
+              accuracy.status),
+        Claim("minority", variant, f"{name} raises fraud precision and recall",
+              [Measure(f"{name} minus baseline test precision", precision),
+               Measure(f"{name} minus baseline test recall", recall)], combine([precision.status, recall.status])),
+        Claim("speed", variant, f"{name} reaches the target loss first",
+              [Measure(f"seeds where {name} reached the baseline's best validation loss first", speed)],
+              speed.status),
+    ]
 
 
-def headline(ev: Evidence, claims: list[Claim]) -> dict[str, Any]:
+def variant_values(ev: Evidence, variant: str, key: str) -> list[float]:
+    """One evaluation metric of a variant's compared models, seed by seed."""
+    return [float(ev.metrics[model_name(variant, s)][key]) for s in ev.params.train.seeds]
+
+
+def headline(ev: Evidence, found: dict[str, list[Claim]]) -> dict[str, Any]:
     """metrics/summary.json, answer first: test AP per variant, the verdicts, then the rest.
 
     `dvc exp show` keeps this key order and fits the table to the terminal, so what comes first is
@@ -209,29 +204,25 @@ def headline(ev: Evidence, claims: list[Claim]) -> dict[str, Any]:
     variants = list(ev.histories)
 
     def per_variant(key: str) -> dict[str, float]:
-        return {v: round(variant_mean(ev, v, key), 4) for v in variants}
+        return {v: round(float(np.mean(variant_values(ev, v, key))), 4) for v in variants}
 
     out: dict[str, Any] = {"test_ap": per_variant("test_ap")}
-    if claims:
-        out["verdict"] = {c.key: c.status for c in claims}
+    for variant, variant_claims in found.items():
+        key = "verdict" if variant == "batchnorm" else f"verdict_{variant}"
+        out[key] = {c.key: c.status for c in variant_claims}
     out.update({key: per_variant(key) for key in ("test_recall", "test_precision", "test_f1")})
-    references = ev.params.evaluate.references
+    out["lr"] = {v: ev.chosen_lr(v) for v in variants}
+    references = ev.params.evaluate.references.names()
     if references:
-        out["reference_test_ap"] = {r: round(ev.metrics[r]["test_ap"], 4) for r in references}
+        out["reference_test_ap"] = {r: round(float(ev.metrics[r]["test_ap"]), 4) for r in references}
     out["threshold"] = ev.params.evaluate.threshold.strategy
     out["seeds"] = len(ev.params.train.seeds)
     return out
 
 
-def seconds_to_target(reached: dict[int, tuple[float, ToTarget, ToTarget]], variant: str) -> list[float]:
-    """Seconds each seed's run of a variant needed to reach its target (seeds that reached it)."""
-    picked = [(bn if variant == "batchnorm" else base).seconds for _, bn, base in reached.values()]
-    return [x for x in picked if x is not None]
-
-
-def describe_runs(runs: dict[str, RunInfo | None]) -> dict[str, Any]:
-    """Devices, groups and pipeline runs of the trained models."""
-    infos = [r for r in runs.values() if r is not None]
+def describe_runs(runs: dict[str, RunInfo]) -> dict[str, Any]:
+    """Devices, groups and pipeline runs of the compared models."""
+    infos = list(runs.values())
     return {"devices": sorted({r.device for r in infos}) or ["unknown"],
             "groups": sorted({r.group for r in infos if r.run_id}),
             "pipelines": sorted({r.pipeline_run_id for r in infos if r.pipeline_run_id})}

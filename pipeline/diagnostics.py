@@ -39,6 +39,7 @@ def training_findings(ev: Evidence) -> list[str]:
         drops = [d for d in (loss_drop(h) for h in runs.values()) if np.isfinite(d)]
         rises = [val_loss_rise(h) for h in runs.values()]
         plateaued = [seed for seed, h in runs.items() if len(h) < p.train.epochs]
+        capped = [seed for seed, h in runs.items() if int(h.loc[h["val_ap"].idxmax(), "epoch"]) == p.train.epochs]
         if np.mean(noisy) > 0.4:
             found.append(f"Validation loss {name} is noisy (rises in {np.mean(noisy):.0%} of epochs): lower `train.lr` "
                          "or raise `train.batch_size`.")
@@ -46,8 +47,12 @@ def training_findings(ev: Evidence) -> list[str]:
             found.append(f"Training loss {name} is stuck in some seed (falls by only {min(drops):.1%} after "
                          "epoch 2): raise `train.lr`, or check the feature scaling.")
         if plateaued:
-            found.append(f"Early stopping ended {name} for seed(s) {plateaued}: validation AP stopped improving for "
-                         f"{p.train.patience} epochs (a plateau; raise `train.patience` or `train.lr` if it came early).")
+            found.append(f"Early stopping ended the runs {name} for seed(s) {plateaued} after {p.train.patience} epochs "
+                         "without a better validation AP; the kept weights are each run's best epoch.")
+        if capped:
+            found.append(f"Still improving at the last epoch {name} for seed(s) {capped}: the best validation AP came "
+                         f"at epoch {p.train.epochs}, the cap. More epochs could change the comparison: raise "
+                         "`train.epochs`.")
         gaps = [ev.metrics[model_name(variant, s)]["train_ap"] - ev.metrics[model_name(variant, s)]["test_ap"]
                 for s in runs]
         verdict = "a sign of overfitting: add weight decay or dropout, or stop earlier" if np.mean(gaps) > 0.1 \
@@ -58,15 +63,49 @@ def training_findings(ev: Evidence) -> list[str]:
 
 
 def batch_finding(ev: Evidence) -> list[str]:
-    """BatchNorm with batches too small for stable statistics."""
+    """BatchNorm's real batches: the smallest it saw, and how many steps an epoch took."""
     p = ev.params
-    if "batchnorm" not in ev.histories:
+    runs = [r for r in ev.runs.values() if r.variant == "batchnorm"]
+    if not runs:
         return []
-    if p.train.batch_size < p.report.small_batch:
-        return [f"BatchNorm with batch size {p.train.batch_size} (< {p.report.small_batch}): batch statistics "
-                "are noisy and its running estimates unreliable; raise `train.batch_size`."]
-    return [f"Batch size {p.train.batch_size} is large enough for stable BatchNorm statistics "
-            f"(warning below {p.report.small_batch})."]
+    sizes = [size for r in runs for size in r.batch_sizes]
+    smallest, steps = min(sizes), min(len(r.batch_sizes) for r in runs)
+    found = []
+    if smallest < p.report.small_batch:
+        found.append(f"BatchNorm trained on batches of only {smallest:,} rows (< {p.report.small_batch}): batch "
+                     "statistics are noisy and its running estimates unreliable; raise `train.batch_size`.")
+    else:
+        found.append(f"BatchNorm's smallest batch held {smallest:,} rows, enough for stable statistics (warning "
+                     f"below {p.report.small_batch}); no batch is smaller than `train.min_batch` = "
+                     f"{p.train.min_batch}, a shorter last batch joins the one before it.")
+    if max(sizes) > p.train.batch_size:
+        found.append(f"The last {max(sizes) - p.train.batch_size:,} training rows joined the batch before them "
+                     f"(a batch of {max(sizes):,} rows): alone they would have been below `train.min_batch`.")
+    if steps < 10:
+        found.append(f"Only {steps} optimisation step(s) per epoch: with few steps BatchNorm's running statistics "
+                     "lag the weights; use a smaller `train.batch_size` or more data.")
+    return found
+
+
+def suspect_finding(ev: Evidence) -> list[str]:
+    """Models ranking clearly worse than the logistic regression yardstick (test ROC-AUC)."""
+    if "logistic_regression" not in ev.metrics:
+        return []
+    floor, margin = ev.metrics["logistic_regression"]["test_roc_auc"], ev.params.report.suspect_margin
+    suspect = [f"{n} ({m['test_roc_auc']:.3f})" for n, m in ev.metrics.items() if m["test_roc_auc"] < floor - margin]
+    if not suspect:
+        return [f"No model ranks clearly worse than the logistic regression (test ROC-AUC {floor:.3f}; a model more "
+                f"than {margin:g} below it would be flagged as suspect)."]
+    return [f"Suspect: test ROC-AUC more than {margin:g} below the logistic regression's {floor:.3f}: "
+            f"{', '.join(suspect)}. A model that ranks worse than a linear yardstick is undertrained, overfitted "
+            "or misconfigured; check it before trusting its comparisons."]
+
+
+def grid_finding(ev: Evidence) -> list[str]:
+    """A learning rate chosen at the edge of the grid may be beyond it."""
+    edges = ev.selection.get("at_grid_edge", {})
+    return [f"{label(v).capitalize()}: the chosen learning rate {lr:g} is at the edge of `train.lr`; the best "
+            "may lie beyond it: extend the grid." for v, lr in edges.items()]
 
 
 def eval_mode_finding(ev: Evidence) -> list[str]:
@@ -105,5 +144,5 @@ def leakage_finding(ev: Evidence) -> list[str]:
 
 def diagnostics(ev: Evidence) -> list[str]:
     """Every finding, in the report's order."""
-    return [*training_findings(ev), *batch_finding(ev), *eval_mode_finding(ev), *accuracy_trap_finding(ev),
-            *leakage_finding(ev)]
+    return [*training_findings(ev), *batch_finding(ev), *grid_finding(ev), *eval_mode_finding(ev),
+            *suspect_finding(ev), *accuracy_trap_finding(ev), *leakage_finding(ev)]

@@ -1,4 +1,5 @@
-"""The report stage: every section, honest verdicts, reproducible apart from marked volatile blocks."""
+"""The report stage: the answer first, every section, honest verdicts under censoring and the batch
+rule, reproducible apart from marked volatile blocks."""
 
 from __future__ import annotations
 
@@ -6,49 +7,43 @@ import json
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 import yaml
 
-from pipeline import evaluate, prepare, provenance, report, train
-from pipeline.analysis import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, paired_verdict
+from pipeline import evaluate, prepare, provenance, report
 from pipeline.config import Params, parse
 from pipeline.document import VOLATILE_START, strip_volatile
 from pipeline.errors import StageError
 from pipeline.layout import Layout
+from pipeline.stats import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
+from tests.conftest import run_pipeline, train_all
 
-
-def pipeline_once(params: Params, root: Path, track: bool = True) -> Path:
-    """prepare -> train (every variant and seed) -> evaluate -> report, all under root."""
-    layout = Layout(root)
-    prepare.run(params.prepare, layout)
-    for variant in params.train.variants:
-        for seed in params.train.seeds:
-            train.run(params, variant, seed, layout, track=track)
-    evaluate.run(params, layout, track=track)
-    return report.run(params, layout, track=track)
+HEADINGS = ("## 1. Summary", "## 2. Setup", "## 3. Tuning", "## 4. Training curves", "## 5. Validation accuracy",
+            "## 6. Minority-class precision", "## 7. Speed", "## 8. Verdicts in detail", "## 9. Diagnostics",
+            "## 10. Provenance")
 
 
 @pytest.fixture
 def two_seed_params(raw_params: dict) -> Params:
     raw_params["train"]["seeds"] = [0, 1]
-    raw_params["evaluate"]["references"] = ["logistic_regression"]
+    raw_params["evaluate"]["references"] = {"logistic_regression": {"C": [1.0]}}
     return parse(raw_params)
 
 
 @pytest.mark.slow
 def test_report_has_every_section_and_is_reproducible(two_seed_params: Params, tmp_path: Path) -> None:
-    first = pipeline_once(two_seed_params, tmp_path / "a")
-    second = pipeline_once(two_seed_params, tmp_path / "b")
+    first = run_pipeline(two_seed_params, Layout(tmp_path / "a"))
+    second = run_pipeline(two_seed_params, Layout(tmp_path / "b"))
     md = (first / "report.md").read_text()
-    for heading in ("## 1. Setup", "## 2. Training curves", "## 3. Validation accuracy",
-                    "## 4. Minority-class precision", "## 5. Speed", "## 6. Verdict", "## 7. Diagnostics",
-                    "## 8. Provenance"):
-        assert heading in md
+    headings = [line for line in md.splitlines() if line.startswith("## ")]
+    assert len(headings) == len(HEADINGS) and all(h.startswith(p) for h, p in zip(headings, HEADINGS)), headings
+    assert md.index("## 1. Summary") < md.index("## 2. Setup")  # the answer comes first
     for claim in ("BatchNorm lowers training loss sooner", "BatchNorm raises validation accuracy",
-                  "BatchNorm raises minority-class precision and recall", "BatchNorm reaches the target loss faster"):
+                  "BatchNorm raises fraud precision and recall", "BatchNorm reaches the target loss first"):
         assert claim in md
-    assert "| Epoch | train loss with BatchNorm | train loss without BatchNorm |" in md
-    assert "logistic_regression" in md and "Majority-class accuracy" in md
+    assert "| Epoch | train loss with BatchNorm | train loss without normalisation |" in md
+    assert "logistic_regression" in md and "Majority class" in md and "**0." in md  # chosen grid cell
     assert (first / "figures" / "loss_curves.png").is_file()
     html = (first / "report.html").read_text()
     assert "data:image/png;base64," in html and "<table>" in html and "src=\"figures" not in html
@@ -66,41 +61,94 @@ def test_report_has_every_section_and_is_reproducible(two_seed_params: Params, t
     assert "| BatchNorm lowers training loss sooner |" in note and info["group"] in note
 
 
-def test_single_seed_verdict_says_it_cannot_judge_noise(raw_params: dict, tmp_path: Path) -> None:
-    raw_params["evaluate"]["references"] = []
-    md = (pipeline_once(parse(raw_params), tmp_path, track=False) / "report.md").read_text()
+def test_single_seed_verdict_says_it_cannot_judge_noise(params: Params, evaluated: Layout) -> None:
+    md = (report.run(params, evaluated, track=False) / "report.md").read_text()
     assert "cannot judge seed-to-seed noise" in md
-    assert "**supported**" not in md and "**not supported**" not in md
+    assert f": {SUPPORTED}.**" not in md and f": {NOT_SUPPORTED}.**" not in md
+
+
+def test_headline_puts_the_answer_first(raw_params: dict, tmp_path: Path) -> None:
+    """metrics/summary.json: both variants' test AP, then the verdicts, then the rest; small and flat."""
+    raw_params["train"]["seeds"] = [0, 1]
+    raw_params["evaluate"]["references"] = {"logistic_regression": {"C": [1.0]}}
+    run_pipeline(parse(raw_params), Layout(tmp_path), track=False)
+    summary = json.loads(Layout(tmp_path).summary.read_text())
+    assert list(summary) == ["test_ap", "verdict", "test_recall", "test_precision", "test_f1", "lr",
+                             "reference_test_ap", "threshold", "seeds"]
+    assert list(summary["test_ap"]) == ["batchnorm", "baseline"]
+    assert set(summary["verdict"]) == {"loss", "accuracy", "minority", "speed"}
+    assert set(summary["verdict"].values()) <= {SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE}
+    assert summary["lr"] == {"batchnorm": 0.01, "baseline": 0.01}
+    metrics = {n: json.loads(Layout(tmp_path).model_metrics(n).read_text()) for n in ("batchnorm-s0", "batchnorm-s1")}
+    assert summary["test_ap"]["batchnorm"] == pytest.approx(
+        (metrics["batchnorm-s0"]["test_ap"] + metrics["batchnorm-s1"]["test_ap"]) / 2, abs=1e-4)
+    assert summary["threshold"] == "max_f1" and summary["seeds"] == 2
+
+
+def test_layernorm_is_compared_with_the_baseline_too(raw_params: dict, tmp_path: Path) -> None:
+    raw_params["train"]["variants"] = ["batchnorm", "baseline", "layernorm"]
+    raw_params["evaluate"]["references"] = {}
+    md = (run_pipeline(parse(raw_params), Layout(tmp_path), track=False) / "report.md").read_text()
+    assert "Does LayerNorm make this MLP" in md and "LayerNorm raises fraud precision and recall" in md
+    summary = json.loads(Layout(tmp_path).summary.read_text())
+    assert set(summary["test_ap"]) == {"batchnorm", "baseline", "layernorm"} and "verdict_layernorm" in summary
+
+
+def _evaluated(params: Params, layout: Layout) -> Layout:
+    prepare.run(params.prepare, layout)
+    train_all(params, layout, track=False)
+    evaluate.run(params, layout, track=False)
+    return layout
+
+
+def test_censored_runs_are_never_given_a_number(raw_params: dict, tmp_path: Path) -> None:
+    """Force BatchNorm to never reach the baseline's best validation loss: the report says `not reached`,
+    counts who got there first, and imputes no epoch count."""
+    raw_params["train"]["seeds"] = [0, 1]
+    raw_params["evaluate"]["references"] = {}
+    params = parse(raw_params)
+    layout = _evaluated(params, Layout(tmp_path))
+    for seed in (0, 1):
+        path = layout.history(f"batchnorm-s{seed}")
+        history = pd.read_csv(path)
+        history["val_loss"] = pd.read_csv(layout.history(f"baseline-s{seed}"))["val_loss"].min() + 1.0
+        history.to_csv(path, index=False)
+    md = (report.run(params, layout, track=False) / "report.md").read_text()
+    speed = md[md.index("## 7. Speed"):md.index("## 8.")]
+    assert speed.count("not reached (3 epochs)") == 2 and speed.count("| baseline |") == 2
+    assert "reached the baseline's best validation loss first: 0 of 2 (the baseline first in 2" in md
+
+
+def test_batches_below_the_minimum_are_merged_and_reported(raw_params: dict, tmp_path: Path) -> None:
+    """2,400 training rows at batch 1,190 leave a 20-row tail (< train.min_batch 32): it joins the batch
+    before it, and the report names the real batch sizes."""
+    raw_params["train"].update(batch_size=1190, min_batch=32)
+    raw_params["evaluate"]["references"] = {}
+    params = parse(raw_params)
+    layout = _evaluated(params, Layout(tmp_path))
+    info = json.loads(layout.run_file("batchnorm-s0").read_text())
+    assert info["batch_sizes"] == [1190, 1210]
+    md = (report.run(params, layout, track=False) / "report.md").read_text()
+    assert "BatchNorm's smallest batch held 1,190 rows" in md
+    assert "The last 20 training rows joined the batch before them (a batch of 1,210 rows)" in md
+    assert "Only 2 optimisation step(s) per epoch" in md
 
 
 def test_small_batch_warning(raw_params: dict, tmp_path: Path) -> None:
     raw_params["train"].update(batch_size=16, epochs=2)
-    raw_params["evaluate"]["references"] = []
-    md = (pipeline_once(parse(raw_params), tmp_path, track=False) / "report.md").read_text()
-    assert "BatchNorm with batch size 16 (< 32)" in md
+    raw_params["evaluate"]["references"] = {}
+    md = (run_pipeline(parse(raw_params), Layout(tmp_path), track=False) / "report.md").read_text()
+    assert "BatchNorm trained on batches of only 16 rows (< 32)" in md
 
 
-@pytest.mark.parametrize(
-    ("diffs", "status"),
-    [([0.3, 0.25, 0.35], SUPPORTED), ([-0.3, -0.25, -0.35], NOT_SUPPORTED), ([0.3, -0.2, 0.1], INCONCLUSIVE),
-     ([0.5], INCONCLUSIVE)],
-)
-def test_paired_verdict(diffs: list[float], status: str) -> None:
-    verdict = paired_verdict("claim", "measure", diffs)
-    assert verdict.status == status
-    if len(diffs) > 1:
-        assert verdict.low <= verdict.mean <= verdict.high
-
-
-@pytest.mark.parametrize("missing", ["prepare_summary", "history", "model_metrics"])
-def test_missing_inputs_are_a_clear_error(missing: str, params: Params, trained: Layout) -> None:
-    evaluate.run(params, trained, track=False)
-    target = {"prepare_summary": trained.prepare_summary, "history": trained.history("baseline-s0"),
-              "model_metrics": trained.model_metrics("batchnorm-s0")}[missing]
+@pytest.mark.parametrize("missing", ["prepare_summary", "history", "model_metrics", "selection"])
+def test_missing_inputs_are_a_clear_error(missing: str, params: Params, evaluated: Layout) -> None:
+    target = {"prepare_summary": evaluated.prepare_summary, "history": evaluated.history("baseline-s0"),
+              "model_metrics": evaluated.model_metrics("batchnorm-s0"), "selection": evaluated.selection}[missing]
     target.unlink()
     with pytest.raises(StageError, match=f"{target.name} not found; run the .* stage first"):
-        report.run(params, trained, track=False)
-    assert not trained.reports.exists()
+        report.run(params, evaluated, track=False)
+    assert not evaluated.reports.exists()
 
 
 def test_provenance_lists_only_deterministic_hashes(tmp_path: Path) -> None:
@@ -108,25 +156,7 @@ def test_provenance_lists_only_deterministic_hashes(tmp_path: Path) -> None:
         "prepare": {"outs": [{"path": "data/prepared", "md5": "a.dir"}, {"path": "metrics/prepare.json", "md5": "b"}]},
         "train@batchnorm-0": {"outs": [{"path": "models/batchnorm-s0.pt", "md5": "c"},
                                        {"path": "models/batchnorm-s0.run.json", "md5": "d"},
-                                       {"path": "plots/history/batchnorm-s0.csv", "md5": "e"}]}}}
+                                       {"path": "models/history/batchnorm-s0.csv", "md5": "e"}]}}}
     (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
     assert provenance.lock_hashes(tmp_path / "dvc.lock") == [("data/prepared", "a.dir"), ("models/batchnorm-s0.pt", "c")]
     assert provenance.lock_hashes(tmp_path / "absent.lock") == []
-
-
-def test_headline_puts_the_answer_first(raw_params: dict, tmp_path: Path) -> None:
-    """metrics/summary.json: both variants' test AP, then the verdicts, then the rest; small and flat."""
-    raw_params["train"]["seeds"] = [0, 1]
-    raw_params["evaluate"]["references"] = ["logistic_regression"]
-    params = parse(raw_params)
-    pipeline_once(params, tmp_path, track=False)
-    summary = json.loads(Layout(tmp_path).summary.read_text())
-    assert list(summary) == ["test_ap", "verdict", "test_recall", "test_precision", "test_f1", "reference_test_ap",
-                             "threshold", "seeds"]
-    assert list(summary["test_ap"]) == ["batchnorm", "baseline"]
-    assert set(summary["verdict"]) == {"loss", "accuracy", "minority", "speed"}
-    assert set(summary["verdict"].values()) <= {SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE}
-    metrics = {n: json.loads(Layout(tmp_path).model_metrics(n).read_text()) for n in ("batchnorm-s0", "batchnorm-s1")}
-    assert summary["test_ap"]["batchnorm"] == pytest.approx(
-        (metrics["batchnorm-s0"]["test_ap"] + metrics["batchnorm-s1"]["test_ap"]) / 2, abs=1e-4)
-    assert summary["threshold"] == "max_f1" and summary["seeds"] == 2
