@@ -1,10 +1,13 @@
-"""DVC stage `evaluate`: imbalanced-class metrics of every model, threshold chosen on validation."""
+"""DVC stage `evaluate`: imbalanced-class metrics of every compared and reference model.
+
+Thresholds are chosen on validation only. The compared models (each variant at its chosen learning
+rate, every seed) and the tuned reference models get every metric, bootstrap intervals, figures and
+curves; every tuning model gets its validation and test AP (the report's shared-setting table).
+"""
 
 from __future__ import annotations
 
 import logging
-import pickle
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,13 +16,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline import figures, tracking
+from pipeline import figures, packaging, serving, tracking
 from pipeline.cli import stage_main
 from pipeline.config import EvaluateParams, Params
-from pipeline.data import Split, load_split
 from pipeline.errors import StageError
-from pipeline.layout import REFERENCE_COLOR, SPLITS, Layout, PrepareSummary, RunInfo, model_name
-from pipeline.metrics import accuracy_trap, bootstrap_ci, choose_threshold, classification_metrics
+from pipeline.layout import REFERENCE_COLOR, SPLITS, Layout, PrepareSummary, RunInfo, Split, load_checkpoint, \
+    load_split, model_name
+from pipeline.metrics import accuracy_trap, bootstrap_ci, choose_threshold, classification_metrics, pr_roc_points
 from pipeline.model import from_checkpoint
 from pipeline.outputs import staged, write_json
 from pipeline.references import describe, fit_reference
@@ -39,33 +42,18 @@ class Scored:
     kind: str  # "mlp" or "reference"
     probabilities: dict[str, np.ndarray]
     run: RunInfo | None = None  # trained models: where their MLflow run is
-    params: dict[str, str] | None = None  # reference models: the estimator's settings
+    model: Any = None  # the network (mlp) or the fitted estimator (reference)
+    details: dict[str, Any] | None = None  # reference models: settings, grid
 
 
-def load_checkpoint(path: Path, summary: PrepareSummary) -> dict[str, Any]:
-    """Read a checkpoint and check it was trained on these prepared data."""
-    fix = "re-run training (dvc repro)"
-    if not path.is_file():
-        raise StageError(f"{path}: model file not found; {fix}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
-        raise StageError(f"{path}: not a readable checkpoint ({str(exc).splitlines()[0]}); {fix}") from None
-    if not isinstance(payload, dict) or not {"model", "config", "features"} <= set(payload):
-        raise StageError(f"{path}: not a checkpoint written by the train stage; {fix}")
-    if payload["features"] != summary.features or payload.get("data_sha256") != summary.source_sha256:
-        raise StageError(f"{path}: trained on other data than data/prepared (features or data hash differ); {fix}")
-    return payload
-
-
-def score_mlp(payload: dict[str, Any], splits: dict[str, Split]) -> dict[str, np.ndarray]:
-    """Fraud probabilities of a rebuilt checkpoint on every split (eval mode)."""
+def score_mlp(payload: dict[str, Any], splits: dict[str, Split]) -> tuple[torch.nn.Module, dict[str, np.ndarray]]:
+    """The rebuilt network (eval mode) and its fraud probabilities on the given splits."""
     try:
         model = from_checkpoint(payload)
     except (RuntimeError, KeyError, TypeError, ValueError) as exc:
         raise StageError(f"checkpoint does not match its model config ({exc})") from None
-    return {s: torch.sigmoid(predict_logits(model, torch.from_numpy(split.x))).numpy().astype(np.float64)
-            for s, split in splits.items()}
+    return model, {s: torch.sigmoid(predict_logits(model, torch.from_numpy(split.x))).numpy().astype(np.float64)
+                   for s, split in splits.items()}
 
 
 def evaluate_model(scored: Scored, splits: dict[str, Split], params: EvaluateParams) -> dict[str, float]:
@@ -85,23 +73,30 @@ def evaluate_model(scored: Scored, splits: dict[str, Split], params: EvaluatePar
     return out
 
 
-def _curve_rows(name: str, y: np.ndarray, p: np.ndarray, points: int = 200) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from sklearn.metrics import precision_recall_curve, roc_curve
+def tuning_scores(params: Params, layout: Layout, summary: PrepareSummary,
+                  splits: dict[str, Split]) -> dict[str, dict[str, Any]]:
+    """Validation and test AP and ROC-AUC of every tuning model (no threshold, no bootstrap)."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
 
-    precision, recall, _ = precision_recall_curve(y, p)
-    fpr, tpr, _ = roc_curve(y, p)
-
-    def thin(frame: pd.DataFrame) -> pd.DataFrame:
-        keep = np.unique(np.linspace(0, len(frame) - 1, min(points, len(frame))).round().astype(int))
-        return frame.iloc[keep]
-
-    pr = thin(pd.DataFrame({"model": name, "recall": recall, "precision": precision}))
-    roc = thin(pd.DataFrame({"model": name, "fpr": fpr, "tpr": tpr}))
-    return pr, roc
+    out = {}
+    for variant in params.train.variants:
+        for lr in params.train.lr:
+            for seed in params.train.tune_seeds:
+                name = model_name(variant, seed, lr)
+                diverged = RunInfo.read(layout, name, tuning=True).diverged_at
+                if diverged is not None:
+                    out[name] = {"variant": variant, "lr": lr, "seed": seed, "diverged_at": diverged}
+                    continue
+                _, p = score_mlp(load_checkpoint(layout.checkpoint(name, tuning=True), summary),
+                                 {s: splits[s] for s in ("val", "test")})
+                out[name] = {"variant": variant, "lr": lr, "seed": seed,
+                             **{f"{s}_ap": float(average_precision_score(splits[s].y, p[s])) for s in p},
+                             **{f"{s}_roc_auc": float(roc_auc_score(splits[s].y, p[s])) for s in p}}
+    return out
 
 
 def run(params: Params, layout: Layout = Layout(), track: bool = True) -> dict[str, dict[str, float]]:
-    """Evaluate every trained model and every reference model; write metrics, scores and plots."""
+    """Evaluate every compared, tuning and reference model; write metrics, scores, figures and curves."""
     summary = PrepareSummary.read(layout)
     splits = {s: load_split(layout.prepared, s, summary.label) for s in SPLITS}
     for name in ("val", "test"):
@@ -112,12 +107,15 @@ def run(params: Params, layout: Layout = Layout(), track: bool = True) -> dict[s
     for variant in params.train.variants:
         for seed in params.train.seeds:
             name = model_name(variant, seed)
-            payload = load_checkpoint(layout.checkpoint(name), summary)
-            scored.append(Scored(name, "mlp", score_mlp(payload, splits), run=RunInfo.read(layout, name)))
-    for name in params.evaluate.references:
-        model = fit_reference(name, splits["train"].x, splits["train"].y, params.evaluate.bootstrap.seed)
-        probabilities = {s: model.predict_proba(split.x)[:, 1].astype(np.float64) for s, split in splits.items()}
-        scored.append(Scored(name, "reference", probabilities, params=describe(model)))
+            model, probabilities = score_mlp(load_checkpoint(layout.checkpoint(name), summary), splits)
+            scored.append(Scored(name, "mlp", probabilities, run=RunInfo.read(layout, name), model=model))
+    tuning = tuning_scores(params, layout, summary, splits)
+    train_xy, val_xy = (splits["train"].x, splits["train"].y), (splits["val"].x, splits["val"].y)
+    for name in params.evaluate.references.names():
+        tuned = fit_reference(name, params.evaluate.references, train_xy, val_xy, params.evaluate.bootstrap.seed)
+        probabilities = {s: tuned.model.predict_proba(split.x)[:, 1].astype(np.float64) for s, split in splits.items()}
+        scored.append(Scored(name, "reference", probabilities, model=tuned.model,
+                             details={"chosen": tuned.chosen, "grid": tuned.grid, "params": describe(tuned)}))
 
     results: dict[str, dict[str, float]] = {}
     with staged(layout.evaluation, layout.curves) as (tmp_evaluation, tmp_curves):
@@ -131,22 +129,26 @@ def run(params: Params, layout: Layout = Layout(), track: bool = True) -> dict[s
         for item in scored:
             metrics = evaluate_model(item, splits, params.evaluate)
             results[item.name] = metrics
-            write_json(at(layout.model_metrics(item.name)), metrics)
+            extra = {k: v for k, v in (item.details or {}).items() if k in ("chosen", "grid")}
+            write_json(at(layout.model_metrics(item.name)), {**metrics, **extra})
             pd.DataFrame({"split": np.repeat(["val", "test"], [splits["val"].y.size, splits["test"].y.size]),
                           "y_true": np.concatenate([splits["val"].y, splits["test"].y]),
                           "score": np.concatenate([item.probabilities["val"], item.probabilities["test"]])}
                          ).to_parquet(at(layout.scores(item.name)), index=False)
             figures.model_figures(item.name, splits["test"].y, item.probabilities["test"], metrics["threshold"],
                                   at(layout.figures(item.name)))
-            pr, roc = _curve_rows(item.name, splits["test"].y, item.probabilities["test"])
-            pr_rows.append(pr)
-            roc_rows.append(roc)
+            pr, roc = pr_roc_points(item.name, splits["test"].y, item.probabilities["test"])
+            pr_rows.append(pd.DataFrame(pr))
+            roc_rows.append(pd.DataFrame(roc))
             _log_line(item.name, metrics)
         pd.concat(pr_rows).to_csv(tmp_curves / "precision_recall.csv", index=False)
         pd.concat(roc_rows).to_csv(tmp_curves / "roc.csv", index=False)
+        write_json(at(layout.tuning_scores), tuning)
         write_json(at(layout.overview), overview(results, params))
         if track:
-            _track(params, scored, results, {n: (at(layout.figures(n)), at(layout.model_metrics(n))) for n in results})
+            runs = _track(params, layout, summary, scored, results,
+                          {n: (at(layout.figures(n)), at(layout.model_metrics(n))) for n in results})
+            write_json(at(layout.reference_runs), runs)
     return results
 
 
@@ -169,9 +171,10 @@ def _log_line(name: str, m: dict[str, float]) -> None:
              m["test_ap"], m["test_ap_ci_low"], m["test_ap_ci_high"], m["test_roc_auc"], trap)
 
 
-def _track(params: Params, scored: list[Scored], results: dict[str, dict[str, float]],
-           artifacts: dict[str, tuple[Path, Path]]) -> None:
-    """Evaluation into each model's training run; reference models into runs of their own in the same group.
+def _track(params: Params, layout: Layout, summary: PrepareSummary, scored: list[Scored],
+           results: dict[str, dict[str, float]], artifacts: dict[str, tuple[Path, Path]]) -> dict[str, Any]:
+    """Evaluation, and the servable model, into each compared model's run; reference models get runs
+    of their own. Returns where they went: {"models": {name: {run_id, model_uri}}, "references": ...}.
 
     Only tracking.EVALUATION_KEYS become MLflow metrics (distinct from the per-epoch keys); every
     number is in the run's evaluation JSON artifact.
@@ -179,16 +182,27 @@ def _track(params: Params, scored: list[Scored], results: dict[str, dict[str, fl
     trained = [item.run for item in scored if item.run is not None and item.run.run_id]
     if trained:
         tracking.adopt_launcher(trained[0].group)
+    example = pd.read_parquet(layout.raw_test).head(5)[summary.features]
+    out: dict[str, Any] = {"models": {}, "references": {}}
     for item in scored:
-        if item.kind == "mlp":
-            run_id = item.run.run_id if item.run is not None else None
-        elif trained:  # references join the group of the trained models
-            run_id = tracking.reference_run(params.mlflow.experiment, trained[0].group, item.name, item.params or {},
+        run_id = None
+        if item.kind == "mlp" and item.run is not None and item.run.run_id:
+            run_id = item.run.run_id
+            settings = serving.settings(results[item.name]["threshold"], summary.params["nonfinite"],
+                                        summary.source_sha256, model=item.name, variant=item.run.variant,
+                                        seed=item.run.seed, lr=item.run.lr, label=summary.label,
+                                        group=item.run.group)
+            uri = packaging.log_fraud_model(run_id, layout.checkpoint(item.name), layout.scaler, settings, example)
+            out["models"][item.name] = {"run_id": run_id, "model_uri": uri}
+        elif item.kind == "reference" and trained:  # references join the group of the trained models
+            run_id = tracking.reference_run(params.mlflow.experiment, trained[0].group, item.name,
+                                            (item.details or {}).get("params", {}),
                                             {"pipeline.variant": "reference", tracking.COLOR: REFERENCE_COLOR})
-        else:
-            run_id = None
+            out["references"][item.name] = run_id
         if run_id:
-            tracking.log_evaluation(run_id, {k: results[item.name][k] for k in tracking.EVALUATION_KEYS}, artifacts[item.name])
+            tracking.log_evaluation(run_id, {k: results[item.name][k] for k in tracking.EVALUATION_KEYS},
+                                    artifacts[item.name])
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+
 import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score, roc_auc_score
 
-from pipeline import evaluate, tracking, train
+from pipeline import evaluate, tracking
 from pipeline.config import Params, parse
 from pipeline.errors import StageError
 from pipeline.layout import Layout
 from pipeline.metrics import choose_threshold
+from tests.conftest import train_all
 
 
 def _evaluate(params: Params, layout: Layout, **kwargs: object) -> dict:
@@ -21,8 +23,7 @@ def _evaluate(params: Params, layout: Layout, **kwargs: object) -> dict:
 
 
 def test_every_model_and_reference_is_evaluated_and_tracked(params: Params, prepared: Layout) -> None:
-    for variant in params.train.variants:  # tracked training: evaluation goes into these runs
-        train.run(params, variant, 0, prepared)
+    train_all(params, prepared)  # tracked training: evaluation goes into these runs
     trained = prepared
     results = _evaluate(params, trained)
     names = ["batchnorm-s0", "baseline-s0", "logistic_regression", "hist_gradient_boosting"]
@@ -36,6 +37,11 @@ def test_every_model_and_reference_is_evaluated_and_tracked(params: Params, prep
             assert key in saved, (name, key)
         assert sorted(p.name for p in trained.figures(name).iterdir()) == sorted(
             f"{f}.png" for f in ("pr_curve", "roc_curve", "confusion_matrix", "calibration", "score_histogram"))
+    lr_grid = json.loads(trained.model_metrics("logistic_regression").read_text())
+    assert lr_grid["chosen"] == {"C": 1.0} and [g["C"] for g in lr_grid["grid"]] == [1.0]
+    tuning = json.loads(trained.tuning_scores.read_text())
+    assert set(tuning) == {"batchnorm-lr0.01-s100", "baseline-lr0.01-s100"}
+    assert {"val_ap", "test_ap", "val_roc_auc", "test_roc_auc"} <= set(tuning["batchnorm-lr0.01-s100"])
     combined = json.loads(trained.overview.read_text())
     assert set(combined["models"]) == set(names) and set(combined["variants"]) == {"batchnorm", "baseline"}
     curves = pd.read_csv(trained.curves / "precision_recall.csv")
@@ -51,6 +57,8 @@ def test_every_model_and_reference_is_evaluated_and_tracked(params: Params, prep
     logged = {a.path for a in client.list_artifacts(run_id, "evaluation")}
     assert {"evaluation/pr_curve.png", "evaluation/batchnorm-s0.json"} <= logged
     assert "mlflow.parentRunId" not in run.data.tags  # not nested: visible in the runs table
+    _assert_pyfunc_agrees(trained, json.loads(trained.reference_runs.read_text())["models"], run_id)
+    assert json.loads(trained.reference_runs.read_text())["references"].keys() == set(names[2:])
     refs = mlflow.search_runs(search_all_experiments=True, filter_string="tags.`pipeline.role` = 'reference'")
     assert sorted(refs["tags.mlflow.runName"]) == sorted(["logistic_regression", "hist_gradient_boosting"])
     assert set(refs["tags.pipeline.group"]) == {run.data.tags["pipeline.group"]}
@@ -60,10 +68,29 @@ def test_every_model_and_reference_is_evaluated_and_tracked(params: Params, prep
     assert len(again) == 2
 
 
-def test_saved_scores_reproduce_metrics_with_sklearn(params: Params, trained: Layout) -> None:
-    results = _evaluate(params, trained, track=False)
-    for name, metrics in results.items():
-        scores = pd.read_parquet(trained.scores(name))
+def _assert_pyfunc_agrees(layout: Layout, logged: dict, run_id: str) -> None:
+    """The logged pyfunc, given the test split's raw rows (label included, as a user might), returns
+    evaluate's saved test scores to 1e-6 and the same decisions at the saved threshold."""
+    assert set(logged) == {"batchnorm-s0", "baseline-s0"} and logged["batchnorm-s0"]["run_id"] == run_id
+    raw = pd.read_parquet(layout.raw_test)
+    for name, entry in logged.items():
+        model = mlflow.pyfunc.load_model(entry["model_uri"])
+        assert [c.name for c in model.metadata.get_input_schema().inputs] == [c for c in raw.columns if c != "Class"]
+        out = model.predict(raw)
+        scores = pd.read_parquet(layout.scores(name))
+        saved = scores.loc[scores["split"] == "test", "score"].to_numpy()
+        threshold = json.loads(layout.model_metrics(name).read_text())["threshold"]
+        assert list(out.columns) == ["fraud_probability", "fraud"] and len(out) == len(raw)
+        np.testing.assert_allclose(out["fraud_probability"].to_numpy(), saved, rtol=0, atol=1e-6)
+        np.testing.assert_array_equal(out["fraud"].to_numpy(), (saved >= threshold).astype(int))
+        assert model.metadata.run_id == entry["run_id"]
+
+
+def test_saved_scores_reproduce_metrics_with_sklearn(params: Params, evaluated: Layout) -> None:
+    names = ["batchnorm-s0", "baseline-s0", *params.evaluate.references.names()]
+    for name in names:
+        metrics = json.loads(evaluated.model_metrics(name).read_text())
+        scores = pd.read_parquet(evaluated.scores(name))
         val, test = scores[scores["split"] == "val"], scores[scores["split"] == "test"]
         threshold = choose_threshold(val["y_true"].to_numpy(), val["score"].to_numpy(),
                                      params.evaluate.threshold.strategy, params.evaluate.threshold.target)
@@ -77,8 +104,10 @@ def test_saved_scores_reproduce_metrics_with_sklearn(params: Params, trained: La
         assert metrics["test_ap_ci_low"] <= metrics["test_ap"] <= metrics["test_ap_ci_high"]
 
 
-def test_threshold_never_sees_test_labels(params: Params, trained: Layout) -> None:
+def test_threshold_never_sees_test_labels(raw_params: dict, trained: Layout) -> None:
     """Flip every test label: test metrics change, the threshold cannot."""
+    raw_params["evaluate"]["references"] = {"logistic_regression": {"C": [1.0]}}
+    params = parse(raw_params)
     before = _evaluate(params, trained, track=False)
     test_file = trained.prepared / "test.parquet"
     frame = pd.read_parquet(test_file)
@@ -121,6 +150,15 @@ def test_split_without_positives_is_a_clear_error(params: Params, trained: Layou
 
 
 def test_references_can_be_turned_off(raw_params: dict, trained: Layout) -> None:
-    raw_params["evaluate"]["references"] = []
+    raw_params["evaluate"]["references"] = {}
     results = _evaluate(parse(raw_params), trained, track=False)
     assert sorted(results) == ["baseline-s0", "batchnorm-s0"]
+
+
+def test_reference_grid_is_chosen_on_validation(raw_params: dict, trained: Layout) -> None:
+    raw_params["evaluate"]["references"] = {"logistic_regression": {"C": [0.0001, 1.0]}}
+    _evaluate(parse(raw_params), trained, track=False)
+    saved = json.loads(trained.model_metrics("logistic_regression").read_text())
+    best = max(saved["grid"], key=lambda g: g["val_ap"])
+    assert saved["chosen"] == {"C": best["C"]} and len(saved["grid"]) == 2
+    assert saved["val_ap"] == pytest.approx(best["val_ap"])  # the kept model is the chosen grid point

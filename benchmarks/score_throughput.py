@@ -1,0 +1,125 @@
+"""Scoring throughput: ``pipeline.score`` on raw rows against the bare network on pre-scaled tensors.
+
+Run: ``python benchmarks/score_throughput.py [--rows 1000000] [--repeats 7]``.
+One process, one model (the default MLP with BatchNorm, as evaluate would log it), one file of
+``--rows`` raw synthetic transactions. Every repeat times, interleaved in a rotating order:
+
+- ``bare``: the network alone, in eval mode, on the rows already scaled into one float32 tensor,
+  in blocks of its fastest size (measured first, among 8,192 to 1,000,000 rows);
+- ``score_parquet``: ``pipeline.score`` end to end on a Parquet file (read in chunks, check, log1p
+  and scaler, network, threshold, write the Parquet output);
+- ``score_csv``: the same on a CSV file (for information: parsing text dominates);
+- ``read_parquet``: only reading the Parquet file in ``pipeline.score``'s chunks, the floor under
+  any scorer of this file (for information).
+
+Each ratio is the median over repeats of the ratio within one repeat (paired: a shared machine's
+slow drifts cancel out), with its min and max. ``throughput_ratio`` = rows/s of ``pipeline.score``
+on Parquet / rows/s of the bare network; the target is >= 0.5. Writes
+``benchmarks/results/score_throughput.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline import score  # noqa: E402
+from pipeline.config import load_params  # noqa: E402
+from pipeline.data import Scaler, synthetic_transactions  # noqa: E402
+from pipeline.model import build  # noqa: E402
+from pipeline.serving import FraudScorer  # noqa: E402
+from pipeline.train import mlp_config  # noqa: E402
+
+OUT = Path(__file__).resolve().parent / "results" / "score_throughput.json"
+TARGET = 0.5
+
+
+@torch.inference_mode()
+def bare(network: torch.nn.Module, x: torch.Tensor, block: int) -> None:
+    """The network alone on pre-scaled rows."""
+    for part in torch.split(x, block):
+        torch.sigmoid(network(part))
+
+
+def fastest_block(network: torch.nn.Module, x: torch.Tensor) -> int:
+    """The block size at which the bare network is fastest here (best of 3 per size)."""
+    timings = {}
+    for block in (8_192, 32_768, 131_072, 1_000_000):
+        timings[block] = min(_seconds(lambda: bare(network, x, block)) for _ in range(3))
+    return min(timings, key=timings.get)
+
+
+def _seconds(fn) -> float:  # noqa: ANN001
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    """Median with its spread."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def main() -> int:
+    """Build the model and files, time the variants interleaved, print and save the ratios."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+
+    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
+    frame = synthetic_transactions(args.rows, 0.002, seed=0)
+    features = frame.drop(columns="Class")
+    scaler = Scaler.fit(features, params.prepare.log1p)
+    network = build(mlp_config(params.train, "batchnorm", features.shape[1]), seed=0).eval()
+    scorer = FraudScorer(network, scaler, threshold=0.5, nonfinite="error", settings={})
+    x = torch.from_numpy(scaler.apply(features.to_numpy(np.float64)))
+    block = fastest_block(network, x)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        parquet, csv = Path(tmp) / "rows.parquet", Path(tmp) / "rows.csv"
+        frame.to_parquet(parquet, index=False)
+        frame.to_csv(csv, index=False)
+        variants = {"bare": lambda: bare(network, x, block),
+                    "read_parquet": lambda: sum(len(c) for c in score.chunks(parquet, score.CHUNK_ROWS)),
+                    "score_parquet": lambda: score.score_file(scorer, parquet, Path(tmp) / "out.parquet"),
+                    "score_csv": lambda: score.score_file(scorer, csv, Path(tmp) / "out.parquet")}
+        for fn in variants.values():  # warm-up: first-touch allocations, lazy imports
+            fn()
+        seconds: dict[str, list[float]] = {name: [] for name in variants}
+        names = list(variants)
+        for repeat in range(args.repeats):
+            for name in names[repeat % len(names):] + names[:repeat % len(names)]:
+                seconds[name].append(_seconds(variants[name]))
+
+    ratios = {f"throughput_ratio{suffix}": summary([b / s for b, s in zip(seconds["bare"], seconds[name])])
+              for suffix, name in (("", "score_parquet"), ("_csv", "score_csv"))}
+    result = {
+        "device": f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "rows": args.rows, "repeats": args.repeats, "bare_block_rows": block,
+        "rows_per_second": {name: summary([args.rows / s for s in values]) for name, values in seconds.items()},
+        **ratios, "target": TARGET, "meets_target": ratios["throughput_ratio"]["median"] >= TARGET,
+    }
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(result, indent=2) + "\n")
+    for name, values in result["rows_per_second"].items():
+        print(f"{name:14s} {values['median'] / 1e6:6.2f} M rows/s  [{values['min'] / 1e6:.2f}, {values['max'] / 1e6:.2f}]")
+    for key, value in ratios.items():
+        print(f"{key:22s} {value['median']:.3f}  [{value['min']:.3f}, {value['max']:.3f}]")
+    print(f"target throughput_ratio >= {TARGET}: {'met' if result['meets_target'] else 'MISSED'}; wrote {OUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
