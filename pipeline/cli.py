@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.config import PARAMS_FILE, Params, load_params
-from pipeline.errors import UserError
+from pipeline import store
+from pipeline.errors import Interrupted, UserError
 
 
 def setup_logging() -> None:
@@ -25,14 +28,42 @@ def setup_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+RESUME = {"score": "run the same command again", "study": "run the same command again",
+          "compare": "run the same command again"}
+
+
+def on_signals() -> None:
+    """SIGINT and SIGTERM raise Interrupted, so that runs end KILLED and staged outputs are removed;
+    a second signal while that cleanup runs exits at once."""
+    def handler(number: int, frame: object) -> None:
+        name = signal.Signals(number).name
+        code = 128 + number
+        if getattr(handler, "fired", False):
+            os._exit(code)
+        handler.fired = True  # type: ignore[attr-defined]
+        raise Interrupted(name, code)
+
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, handler)
+
+
 def run_stage(stage: str, body: Callable[[], object]) -> int:
-    """Run a stage body; a user error becomes one line on stderr and exit code 2."""
+    """Run a stage body: a user error becomes one line on stderr and exit code 2; SIGINT/SIGTERM one
+    line and 130/143, after its MLflow runs were marked KILLED and its partial outputs removed."""
     setup_logging()
+    store.use_project_defaults()
+    on_signals()
     try:
         body()
     except UserError as exc:
         print(f"{stage}: error: {exc}", file=sys.stderr, flush=True)
         return 2
+    except (Interrupted, KeyboardInterrupt) as exc:
+        name, code = (exc.signal_name, exc.exit_code) if isinstance(exc, Interrupted) else ("SIGINT", 130)
+        resume = RESUME.get(stage, "`dvc repro` resumes from the first unfinished stage")
+        print(f"{stage}: interrupted by {name}; its MLflow runs are marked KILLED and no partial output was "
+              f"left; {resume}", file=sys.stderr, flush=True)
+        return code
     return 0
 
 

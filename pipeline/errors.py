@@ -17,3 +17,13 @@ class DataError(UserError, ValueError):
 
 class StageError(UserError, RuntimeError):
     """A problem found while a stage runs (a missing input, a bad model file, diverged training...)."""
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived. A BaseException, like KeyboardInterrupt, so that no ``except
+    Exception`` swallows it: cleanup runs in ``finally`` blocks, then the stage exits 130 or 143."""
+
+    def __init__(self, signal_name: str, exit_code: int) -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+        self.exit_code = exit_code

@@ -22,6 +22,46 @@ EXPERIMENT_NOTE = (
     "link to the comparison, and whose artifacts hold the report.")
 
 
+# MLflow's HTTP client settings unless the user set them. With 5 retries and a backoff factor of 2
+# the client waits 0, 4, 8, 16 and 32 s between attempts: a server outage of up to about a minute
+# (a restart) is ridden out, and a dead server fails after about 1.5 minutes instead of 4.
+ENV_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "2",
+                "MLFLOW_HTTP_REQUEST_TIMEOUT": "20", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+CHECK_SECONDS = 5  # the reachability check's own timeout, no retries
+_checked: set[str] = set()
+
+
+def use_project_defaults() -> None:
+    """Set ENV_DEFAULTS for every variable the user did not set."""
+    for key, value in ENV_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
+def check_reachable(uri: str) -> None:
+    """Fail at once, with the fix, when an HTTP tracking server does not answer (any HTTP answer,
+    even an error status, means it is there); a local store's folder must be writable."""
+    import urllib.error
+    import urllib.request
+
+    from pipeline.errors import StageError
+
+    local = f"or unset MLFLOW_TRACKING_URI to use the local store sqlite:///{provenance.repo_root() / 'mlflow.db'}"
+    if uri.startswith(("http://", "https://")):
+        try:
+            urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=CHECK_SECONDS).close()
+        except urllib.error.HTTPError:
+            pass
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise StageError(f"MLflow tracking server {uri} is unreachable ({reason}); start it (`make server` "
+                             f"for the team setup), fix MLFLOW_TRACKING_URI, {local}") from None
+    elif uri.startswith("sqlite:///"):
+        folder = Path(uri.removeprefix("sqlite:///")).resolve().parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise StageError(f"MLflow store {uri}: folder {folder} is missing or not writable; create it, "
+                             f"fix MLFLOW_TRACKING_URI, {local}")
+
+
 def tracking_uri() -> str:
     """Where runs go (see module docstring)."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{provenance.repo_root() / 'mlflow.db'}"
@@ -57,7 +97,11 @@ def client() -> Any:
     """An MLflow client of this store."""
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri())
+    uri = tracking_uri()
+    if uri not in _checked:
+        check_reachable(uri)
+        _checked.add(uri)
+    mlflow.set_tracking_uri(uri)
     return mlflow.MlflowClient()
 
 

@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from pipeline import provenance, store
+from pipeline.tracker import MlflowTracker
+from pipeline.errors import Interrupted
 
 log = logging.getLogger(__name__)
 
 ROLE, GROUP, MODEL = "pipeline.role", "pipeline.group", "pipeline.model"
+PROCESS = "pipeline.process"  # host:pid of the process that owns a model run while it runs
+SELECTED = "pipeline.selected"  # on tuning runs: "true" for the learning rate chosen for the variant
 NOTE, COLOR = "mlflow.note.content", "mlflow.runColor"  # the UI's description and run colour
 PIPELINE_COLOR = "#3b3b3b"
 
@@ -37,8 +42,9 @@ def environment_tags() -> dict[str, str]:
     import mlflow
     import torch
 
-    commit, dirty = provenance.git_state()
-    tags = {"mlflow.source.git.commit": commit, "git.commit": commit, "git.dirty": str(dirty).lower(),
+    state = provenance.git_state()
+    tags = {"mlflow.source.git.commit": state.commit, "git.commit": state.commit,
+            "git.dirty": str(state.dirty).lower(),
             "torch_version": torch.__version__, "mlflow_version": mlflow.__version__}
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
@@ -61,9 +67,13 @@ def find_or_create_run(exp_id: str, tags: Mapping[str, str], run_name: str, matc
     if found:
         return found[0].info.run_id
     run = client.create_run(exp_id, run_name=run_name, tags=dict(tags))
-    if params:
-        client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
-    client.set_terminated(run.info.run_id, "FINISHED")
+    status = "KILLED"
+    try:
+        if params:
+            client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+        status = "FINISHED"
+    finally:
+        client.set_terminated(run.info.run_id, status)
     return run.info.run_id
 
 
@@ -100,67 +110,6 @@ def adopt_launcher(group: str) -> bool:
     return True
 
 
-class Tracker(Protocol):
-    """What the train stage reports to; MLflow or nothing."""
-
-    run_id: str | None
-
-    def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
-        """Record one epoch's metrics at step=epoch."""
-
-    def flush(self) -> None:
-        """Make sure everything recorded so far is stored."""
-
-
-class NullTracker:
-    """Tracking off: every call does nothing."""
-
-    run_id: str | None = None
-
-    def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
-        """Do nothing."""
-
-    def flush(self) -> None:
-        """Do nothing."""
-
-
-class MlflowTracker:
-    """One MLflow run. Every epoch is recorded with step=epoch; records are sent asynchronously in
-    one batch at most every ``send_every`` seconds (the UI stays live, the loop never waits)."""
-
-    def __init__(self, run_id: str, send_every: float = 2.0) -> None:
-        self.run_id = run_id
-        self.send_every = send_every
-        self._client = store.client()
-        self._buffer: list[Any] = []
-        self._pending: list[Any] = []
-        self._last_send = time.monotonic()
-
-    def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
-        """Record one epoch's metrics; send the buffer when it is due."""
-        from mlflow.entities import Metric
-
-        stamp = int(time.time() * 1000)
-        self._buffer.extend(Metric(key, float(value), stamp, epoch) for key, value in metrics.items())
-        if time.monotonic() - self._last_send >= self.send_every:
-            self._send()
-
-    def _send(self) -> None:
-        for start in range(0, len(self._buffer), 1000):  # the tracking API takes 1000 metrics a call
-            chunk = self._buffer[start:start + 1000]
-            self._pending.append(self._client.log_batch(self.run_id, metrics=chunk, synchronous=False))
-        self._buffer = []
-        self._last_send = time.monotonic()
-
-    def flush(self) -> None:
-        """Send what is buffered and wait until everything is stored."""
-        if self._buffer:
-            self._send()
-        for operation in self._pending:
-            operation.wait()
-        self._pending.clear()
-
-
 @contextmanager
 def model_run(experiment: str, run_name: str, group: str, params: Mapping[str, Any],
               tags: Mapping[str, str]) -> Iterator[MlflowTracker]:
@@ -170,9 +119,11 @@ def model_run(experiment: str, run_name: str, group: str, params: Mapping[str, A
     base = environment_tags()
     with store.store_lock():
         exp_id = store.experiment_id(experiment)
+        end_orphaned_runs(exp_id)
         pipeline_run(exp_id, group, base)
         adopt_launcher(group)
-        created = store.client().create_run(exp_id, run_name=run_name, tags={**base, **tags, GROUP: group})
+        created = store.client().create_run(exp_id, run_name=run_name,
+                                            tags={**base, **tags, GROUP: group, PROCESS: _this_process()})
     # Explicit run_id: never resume the run that `mlflow run` announces in MLFLOW_RUN_ID.
     run = mlflow.start_run(run_id=created.info.run_id)
     tracker = MlflowTracker(run.info.run_id)
@@ -181,11 +132,41 @@ def model_run(experiment: str, run_name: str, group: str, params: Mapping[str, A
         mlflow.log_params({k: str(v) for k, v in params.items()})
         yield tracker
         status = "FINISHED"
+    except (Interrupted, KeyboardInterrupt):
+        status = "KILLED"
+        raise
     finally:
         try:
             tracker.flush()
         finally:
             mlflow.end_run(status=status)
+
+
+def _this_process() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def end_orphaned_runs(exp_id: str) -> list[str]:
+    """Mark KILLED the RUNNING runs whose process, on this host, no longer exists (it got SIGKILL or
+    ran out of memory, and could not end its run); return their ids."""
+    host = socket.gethostname()
+    client = store.client()
+    query = f"attributes.status = 'RUNNING' and tags.`{PROCESS}` LIKE '{host}:%'"
+    ended = []
+    for run in client.search_runs([exp_id], filter_string=query, max_results=1000):
+        pid = int(run.data.tags[PROCESS].rsplit(":", 1)[1])
+        try:
+            os.kill(pid, 0)
+            continue  # still alive (its own, or a parallel worker's)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue  # alive, another user's
+        client.set_tag(run.info.run_id, NOTE, f"Its process ({run.data.tags[PROCESS]}) died without ending "
+                                              "the run (killed with SIGKILL, or out of memory); marked KILLED.")
+        client.set_terminated(run.info.run_id, "KILLED")
+        ended.append(run.info.run_id)
+    return ended
 
 
 def run_info(run_id: str) -> dict[str, Any]:
@@ -198,6 +179,13 @@ def run_info(run_id: str) -> dict[str, Any]:
     return {"run_id": run_id, "experiment_id": run.info.experiment_id, "tracking_uri": store.tracking_uri(),
             "pipeline_run_id": found[0].info.run_id if found else None, "group": group,
             "run_name": run.info.run_name}
+
+
+def log_artifact(path: Path) -> None:
+    """Store a file as an artifact of the active run."""
+    import mlflow
+
+    mlflow.log_artifact(str(path))
 
 
 def log_summary(metrics: Mapping[str, float]) -> None:
@@ -230,6 +218,11 @@ def reference_run(experiment: str, group: str, name: str, params: Mapping[str, A
     all_tags = {**environment_tags(), **tags, GROUP: group, ROLE: "reference", MODEL: name}
     with store.store_lock():
         return find_or_create_run(store.experiment_id(experiment), all_tags, name, (GROUP, MODEL, ROLE), params)
+
+
+def set_tag(run_id: str, key: str, value: str) -> None:
+    """Set one tag of a run."""
+    store.client().set_tag(run_id, key, value)
 
 
 def log_text(run_id: str, text: str, name: str) -> None:

@@ -1,0 +1,71 @@
+"""Per-epoch metrics into a run: the Tracker protocol the training loop's callers use, a null one
+for untracked runs, and the batched, asynchronous MLflow one."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from pipeline import store
+
+
+class Tracker(Protocol):
+    """What the train stage reports to; MLflow or nothing."""
+
+    run_id: str | None
+
+    def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        """Record one epoch's metrics at step=epoch."""
+
+    def flush(self) -> None:
+        """Make sure everything recorded so far is stored."""
+
+
+class NullTracker:
+    """Tracking off: every call does nothing."""
+
+    run_id: str | None = None
+
+    def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        """Do nothing."""
+
+    def flush(self) -> None:
+        """Do nothing."""
+
+
+class MlflowTracker:
+    """One MLflow run. Every epoch is recorded with step=epoch; records are sent asynchronously in
+    one batch at most every ``send_every`` seconds (the UI stays live, the loop never waits)."""
+
+    def __init__(self, run_id: str, send_every: float = 2.0) -> None:
+        self.run_id = run_id
+        self.send_every = send_every
+        self._client = store.client()
+        self._buffer: list[Any] = []
+        self._pending: list[Any] = []
+        self._last_send = time.monotonic()
+
+    def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        """Record one epoch's metrics; send the buffer when it is due."""
+        from mlflow.entities import Metric
+
+        stamp = int(time.time() * 1000)
+        self._buffer.extend(Metric(key, float(value), stamp, epoch) for key, value in metrics.items())
+        if time.monotonic() - self._last_send >= self.send_every:
+            self._send()
+
+    def _send(self) -> None:
+        for start in range(0, len(self._buffer), 1000):  # the tracking API takes 1000 metrics a call
+            chunk = self._buffer[start:start + 1000]
+            self._pending.append(self._client.log_batch(self.run_id, metrics=chunk, synchronous=False))
+        self._buffer = []
+        self._last_send = time.monotonic()
+
+    def flush(self) -> None:
+        """Send what is buffered and wait until everything is stored."""
+        if self._buffer:
+            self._send()
+        for operation in self._pending:
+            operation.wait()
+        self._pending.clear()

@@ -1,0 +1,121 @@
+"""Failures a user meets: SIGINT/SIGTERM mid-training, a SIGKILLed run, a dead or silent tracking
+server. Each gives one line, the right exit code, a final MLflow status and nothing partial."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+
+from pipeline import store, tracking
+from pipeline.config import parse
+from pipeline.layout import Layout
+from tests.conftest import small_raw_params
+
+
+@pytest.fixture
+def slow_training(tmp_path: Path) -> Path:
+    """A folder with prepared data and params whose tuning takes a while (many small batches)."""
+    from pipeline import prepare
+
+    raw = small_raw_params()
+    raw["train"].update(epochs=400, batch_size=32, min_batch=16)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    prepare.run(parse(raw).prepare, Layout(tmp_path))
+    return tmp_path
+
+
+def _start_training(folder: Path) -> subprocess.Popen:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "pipeline.train", "--variant", "batchnorm", "--lr", "0.01"],
+                            cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_epochs(folder: Path, process: subprocess.Popen) -> str:
+    """Wait until the run has logged an epoch; return its id."""
+    client = mlflow.MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        assert process.poll() is None, process.communicate()
+        experiment = client.get_experiment_by_name("batchnorm-vs-baseline") if (folder / "mlflow.db").exists() else None
+        runs = client.search_runs([experiment.experiment_id], "tags.`pipeline.role` = 'tuning'") if experiment else []
+        if runs and client.get_metric_history(runs[0].info.run_id, "train_loss"):
+            return runs[0].info.run_id
+        time.sleep(0.5)
+    raise AssertionError("training never logged an epoch")
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_mid_training_ends_the_run_killed_and_leaves_nothing(slow_training: Path, sig: int,
+                                                                      code: int) -> None:
+    process = _start_training(slow_training)
+    run_id = _wait_for_epochs(slow_training, process)
+    process.send_signal(sig)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == code, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"train: interrupted by {signal.Signals(sig).name}; its MLflow runs are marked KILLED")
+    assert "dvc repro" in last and "Traceback" not in err
+    run = mlflow.MlflowClient(f"sqlite:///{slow_training / 'mlflow.db'}").get_run(run_id)
+    assert run.info.status == "KILLED" and run.info.end_time is not None
+    assert len(run.data.metrics) > 0  # the buffered epochs were flushed before the run ended
+    assert [p for p in (slow_training / "tuning").rglob("*") if p.is_file()] == []
+
+
+def test_a_sigkilled_run_is_marked_killed_by_the_next_run(tmp_path: Path) -> None:
+    """SIGKILL cannot be caught: the next model run in the experiment ends the orphan."""
+    client = store.client()
+    exp_id = store.experiment_id("orphans")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan = client.create_run(exp_id, tags={tracking.PROCESS: f"{socket.gethostname()}:{dead.pid}"}).info.run_id
+    alive = client.create_run(exp_id, tags={tracking.PROCESS: f"{socket.gethostname()}:{os.getpid()}"}).info.run_id
+    with tracking.model_run("orphans", "m", "g" * 12, {}, {}):
+        pass
+    assert client.get_run(orphan).info.status == "KILLED"
+    assert "died without ending the run" in client.get_run(orphan).data.tags[tracking.NOTE]
+    assert client.get_run(alive).info.status == "RUNNING"
+
+
+def test_a_dead_server_fails_at_once_with_the_fix(prepared: Layout, raw_params: dict) -> None:
+    (prepared.root / "params.yaml").write_text(yaml.safe_dump(raw_params, sort_keys=False))
+    env = {**os.environ, "MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "pipeline.train", "--variant", "batchnorm", "--lr", "0.01"],
+                            cwd=prepared.root, env=env, capture_output=True, text=True, timeout=60)
+    assert time.monotonic() - start < 10
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("train: error: MLflow tracking server http://127.0.0.1:9 is unreachable ([Errno 111] "
+                               "Connection refused); start it (`make server` for the team setup), fix "
+                               "MLFLOW_TRACKING_URI, or unset MLFLOW_TRACKING_URI to use the local store sqlite:///")
+    assert [p for p in prepared.root.joinpath("tuning").rglob("*") if p.is_file()] == []
+
+
+def test_a_silent_server_fails_within_ten_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that accepts connections but never answers (hung, or a firewall's black hole)."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        uri = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        start = time.monotonic()
+        with pytest.raises(Exception, match=f"MLflow tracking server {uri} is unreachable .*timed out"):
+            store.client()
+        assert time.monotonic() - start < 10
+
+
+def test_project_defaults_never_override_the_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT", raising=False)
+    store.use_project_defaults()
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "1"
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == store.ENV_DEFAULTS["MLFLOW_HTTP_REQUEST_TIMEOUT"]
