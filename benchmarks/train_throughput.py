@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline import packaging, tracking  # noqa: E402
 from pipeline.config import load_params  # noqa: E402
 from pipeline.data import Scaler, synthetic_transactions  # noqa: E402
-from pipeline.metrics import epoch_metrics  # noqa: E402
+from pipeline.ranking import epoch_metrics  # noqa: E402
 from pipeline.model import build  # noqa: E402
 from pipeline.train import fit_config, mlp_config  # noqa: E402
 from pipeline.training import FitConfig, batch_slices, fit, make_optimizer, resolve_device  # noqa: E402

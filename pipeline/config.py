@@ -20,6 +20,14 @@ class _Strict(BaseModel):
 
 PositiveInt = Annotated[int, Field(ge=1)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
+LearningRate = Annotated[float, Field(gt=0, le=10)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+
+
+def _no_repeats(value: list) -> list:
+    if len(set(value)) != len(value):
+        raise ValueError("must not repeat an entry")
+    return value
 
 
 class SyntheticParams(_Strict):
@@ -66,7 +74,7 @@ class PrepareParams(_Strict):
 
 
 class ModelParams(_Strict):
-    """MLP shape; identical for both variants."""
+    """MLP shape; identical for every variant."""
 
     hidden: list[PositiveInt] = Field(min_length=1)
     dropout: float = Field(ge=0, lt=1)
@@ -83,13 +91,15 @@ class OptimizerParams(_Strict):
 
 
 class TrainParams(_Strict):
-    """Parameters of the train stage."""
+    """Parameters of the tune and train stages."""
 
-    variants: list[Literal["batchnorm", "baseline"]] = Field(min_length=1)
+    variants: list[Literal["batchnorm", "baseline", "layernorm"]] = Field(min_length=1)
     seeds: list[NonNegativeInt] = Field(min_length=1)
+    lr: list[LearningRate] = Field(min_length=1)
+    tune_seeds: list[NonNegativeInt] = Field(min_length=1)
     epochs: int = Field(ge=1, le=10_000)
     batch_size: int = Field(ge=2)
-    lr: float = Field(gt=0, le=10)
+    min_batch: int = Field(ge=2)
     device: Literal["auto", "cpu", "cuda"]
     bf16: bool
     model: ModelParams
@@ -98,11 +108,18 @@ class TrainParams(_Strict):
     grad_clip: float = Field(ge=0)
     patience: int = Field(ge=0)
 
-    @field_validator("variants", "seeds")
+    @field_validator("variants", "seeds", "lr", "tune_seeds")
     @classmethod
     def _unique(cls, value: list) -> list:
-        if len(set(value)) != len(value):
-            raise ValueError("must not repeat an entry")
+        return _no_repeats(value)
+
+    @field_validator("tune_seeds")
+    @classmethod
+    def _own_seeds(cls, value: list[int], info: Any) -> list[int]:
+        shared = sorted(set(value) & set(info.data.get("seeds", [])))
+        if shared:
+            raise ValueError(f"must not share seeds with train.seeds ({shared}): tuning models are chosen on "
+                             "validation and kept apart from the models they choose for")
         return value
 
     @field_validator("pos_weight")
@@ -127,11 +144,35 @@ class BootstrapParams(_Strict):
     seed: int = Field(ge=0)
 
 
+class LogisticRegressionGrid(_Strict):
+    """Balanced logistic regression; the inverse regularisation strengths tried."""
+
+    C: list[PositiveFloat] = Field(min_length=1)
+
+
+class GradientBoostingGrid(_Strict):
+    """Balanced histogram gradient boosting, early-stopped on the validation split."""
+
+    learning_rate: list[PositiveFloat] = Field(min_length=1)
+    max_leaf_nodes: list[Annotated[int, Field(ge=2)]] = Field(min_length=1)
+
+
+class ReferenceParams(_Strict):
+    """Reference models and their validation grids; leave one out to turn it off."""
+
+    logistic_regression: LogisticRegressionGrid | None = None
+    hist_gradient_boosting: GradientBoostingGrid | None = None
+
+    def names(self) -> list[str]:
+        """The references turned on, in a fixed order."""
+        return [name for name in type(self).model_fields if getattr(self, name) is not None]
+
+
 class EvaluateParams(_Strict):
     """Parameters of the evaluate stage."""
 
     threshold: ThresholdParams
-    references: list[Literal["logistic_regression", "hist_gradient_boosting"]]
+    references: ReferenceParams
     bootstrap: BootstrapParams
     precision_at_k: list[PositiveInt]
     recall_target: float = Field(gt=0, le=1)
@@ -142,12 +183,16 @@ class ReportParams(_Strict):
 
     early_epoch: int = Field(ge=1)
     small_batch: int = Field(ge=2)
+    confidence: float = Field(gt=0.5, lt=1)
+    power: float = Field(gt=0.5, lt=1)
+    suspect_margin: float = Field(ge=0, lt=1)
 
 
 class MlflowParams(_Strict):
-    """Where runs are grouped in MLflow."""
+    """Where runs go in MLflow, and the registered model the best one becomes."""
 
     experiment: str = Field(min_length=1)
+    registered_model: str = Field(min_length=1)
 
 
 class Params(_Strict):
@@ -198,6 +243,8 @@ def _describe(error: dict[str, Any]) -> str:
         message = "must be " + bounds[kind].format(**ctx)
     elif kind == "literal_error":
         message = "must be one of " + str(ctx.get("expected", ""))
+    elif kind in ("model_type", "dict_type"):
+        message = "must be a mapping of names to settings (see params.yaml's comments)"
     return f"{key} {message[0].lower()}{message[1:]} (got {error.get('input')!r})"
 
 

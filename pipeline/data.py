@@ -12,8 +12,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow
-from sklearn.model_selection import train_test_split
-from sklearn.preprocessing import StandardScaler
 
 from pipeline.config import SplitParams
 from pipeline.errors import DataError
@@ -206,6 +204,8 @@ def split_indices(labels: np.ndarray, params: SplitParams, seed: int,
         cut1, cut2 = round(n * f_train), round(n * (f_train + f_val))
         parts = {"train": order[:cut1], "val": order[cut1:cut2], "test": order[cut2:]}
     else:
+        from sklearn.model_selection import train_test_split  # here: serving imports this module too
+
         total = int(labels.sum())
         if total < 3 * params.min_positives:
             raise DataError(f"only {total} positives in the data, fewer than 3 splits x "
@@ -243,26 +243,38 @@ class Scaler:
     @classmethod
     def fit(cls, train: pd.DataFrame, log1p: list[str]) -> Scaler:
         """Fit on training rows only: validation and test statistics never leak in."""
+        from sklearn.preprocessing import StandardScaler
+
         fitted = StandardScaler().fit(_log1p(train, log1p).to_numpy())
         return cls(list(map(str, train.columns)), list(log1p), fitted.mean_.tolist(), fitted.scale_.tolist())
+
+    def apply(self, values: np.ndarray) -> np.ndarray:
+        """Scale raw feature values, columns in ``features`` order: log1p where listed, then
+        standardise; float64 in, float32 out (what the network takes)."""
+        out = np.array(values, dtype=np.float64)  # a copy: the caller's rows stay raw
+        columns = [self.features.index(c) for c in self.log1p]
+        if columns:
+            out[:, columns] = np.log1p(out[:, columns])
+        out -= np.asarray(self.mean)
+        out /= np.asarray(self.scale)
+        return out.astype(np.float32)
 
     def transform(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Scale new rows exactly as the training rows were scaled."""
         missing = [c for c in self.features if c not in frame.columns]
         if missing:
             raise DataError(f"rows to scale lack feature columns: {', '.join(missing)}")
-        values = _log1p(frame[self.features], self.log1p).to_numpy(dtype=np.float64)
-        scaled = (values - np.asarray(self.mean)) / np.asarray(self.scale)
-        return pd.DataFrame(scaled.astype(np.float32), columns=self.features, index=frame.index)
+        return pd.DataFrame(self.apply(frame[self.features].to_numpy(dtype=np.float64)), columns=self.features,
+                            index=frame.index)
 
     def save(self, path: Path) -> None:
         """Write the scaler as JSON."""
         path.write_text(json.dumps(asdict(self), indent=2) + "\n")
 
     @classmethod
-    def load(cls, path: Path) -> Scaler:
+    def load(cls, path: str | Path) -> Scaler:
         """Read a scaler written by save()."""
-        return cls(**json.loads(path.read_text()))
+        return cls(**json.loads(Path(path).read_text()))
 
 
 def _log1p(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -270,24 +282,3 @@ def _log1p(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     for column in columns:
         out[column] = np.log1p(out[column])
     return out
-
-
-# ---------------------------------------------------------------- prepared splits
-
-
-@dataclass(frozen=True)
-class Split:
-    """One prepared split as arrays."""
-
-    x: np.ndarray  # float32, (rows, features)
-    y: np.ndarray  # int8, (rows,)
-
-
-def load_split(data_dir: Path, name: str, label: str) -> Split:
-    """Read one prepared split written by the prepare stage."""
-    path = data_dir / f"{name}.parquet"
-    if not path.is_file():
-        raise DataError(f"{path}: prepared split not found; run the prepare stage first (dvc repro prepare)")
-    frame = pd.read_parquet(path)
-    x = np.array(frame.drop(columns=[label]).to_numpy(dtype=np.float32), copy=True)  # writable, for torch
-    return Split(x, np.array(frame[label].to_numpy(dtype=np.int8), copy=True))

@@ -13,14 +13,17 @@ import pandas as pd  # noqa: E402
 from sklearn.calibration import CalibrationDisplay  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay  # noqa: E402
 
+from pipeline.layout import VARIANT_COLORS  # noqa: E402
+
 FIGURE_NAMES = ("pr_curve", "roc_curve", "confusion_matrix", "calibration", "score_histogram")
 
 
 def save(fig: plt.Figure, path: Path) -> Path:
     """Write a figure as PNG (tight layout, fixed metadata) and close it."""
     fig.tight_layout()
-    # Fixed metadata: the same data gives the same bytes (reproducible outputs and reports).
-    fig.savefig(path, dpi=90, metadata={"Software": None})
+    # Fixed metadata: the same data gives the same bytes (reproducible outputs and reports); a tight
+    # box keeps a legend placed beside the axes.
+    fig.savefig(path, dpi=90, metadata={"Software": None}, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -68,22 +71,26 @@ def model_figures(name: str, y: np.ndarray, p: np.ndarray, threshold: float, out
 
 
 def overlaid_pr(curves: dict[str, tuple[np.ndarray, np.ndarray]], prevalence: float, path: Path) -> Path:
-    """Precision-recall curves of several models on one chart (name -> (y, p))."""
-    fig, ax = plt.subplots(figsize=(6.5, 5))
+    """Precision-recall curves of several models on one chart (name -> (y, p)); the legend sits
+    beside the axes, where it cannot cover a curve."""
+    fig, ax = plt.subplots(figsize=(8.5, 5))
     for name, (y, p) in curves.items():
-        style = "-" if "batchnorm" in name else ("--" if "baseline" in name else ":")
-        PrecisionRecallDisplay.from_predictions(y, p, name=name, ax=ax,
-                                                curve_kwargs={"drawstyle": "steps-post", "linestyle": style})
+        variant = name.split("-")[0]
+        style = {"batchnorm": "-", "baseline": "--", "layernorm": "-."}.get(variant, ":")
+        PrecisionRecallDisplay.from_predictions(y, p, name=name, ax=ax, curve_kwargs={
+            "drawstyle": "steps-post", "linestyle": style, "color": VARIANT_COLORS.get(variant),
+            "linewidth": 1.2 if variant in VARIANT_COLORS else 1.8})
     ax.axhline(prevalence, color="grey", linestyle="--", linewidth=1, label=f"prevalence {prevalence:.4f}")
     ax.set_title("Precision-recall on the test split")
-    ax.legend(loc="upper right", fontsize=7)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7, borderaxespad=0)
     return save(fig, path)
 
 
 def loss_curves(histories: dict[str, dict[int, pd.DataFrame]], labels: dict[str, str], path: Path) -> Path:
     """Mean training (solid) and validation (dashed) loss per variant, with the seed range shaded."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for colour, (variant, runs) in zip(("tab:blue", "tab:orange", "tab:green"), histories.items()):
+    for variant, runs in histories.items():
+        colour = VARIANT_COLORS.get(variant, "black")
         for key, style in (("train_loss", "-"), ("val_loss", "--")):
             frame = pd.concat(runs.values()).groupby("epoch")[key]
             mean, low, high = frame.mean(), frame.min(), frame.max()

@@ -1,8 +1,6 @@
-"""Imbalanced-class metrics, on top of sklearn.metrics."""
+"""Imbalanced-class metrics, on top of sklearn.metrics (and ``ranking`` for the vectorised bootstrap)."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import numpy as np
 from sklearn.metrics import (
@@ -15,24 +13,10 @@ from sklearn.metrics import (
     precision_recall_curve,
     precision_recall_fscore_support,
     roc_auc_score,
+    roc_curve,
 )
 
-
-def epoch_metrics(y_true: Any, logits: Any) -> dict[str, float]:
-    """Validation metrics tracked every epoch: accuracy, precision and recall at p=0.5, and AP.
-
-    Takes arrays or CPU tensors. One confusion matrix gives the three thresholded metrics (a third
-    of the cost of calling accuracy_score, precision_score and recall_score separately, every epoch).
-    """
-    y_true, logits = np.asarray(y_true).astype(np.int8), np.asarray(logits)
-    y_pred = (logits > 0).astype(np.int8)  # sigmoid(logit) > 0.5
-    (tn, fp), (fn, tp) = confusion_matrix(y_true, y_pred, labels=[0, 1])
-    return {
-        "val_accuracy": float((tp + tn) / y_true.size),
-        "val_precision": float(tp / (tp + fp)) if tp + fp else 0.0,
-        "val_recall": float(tp / (tp + fn)) if tp + fn else 0.0,
-        "val_ap": float(average_precision_score(y_true, logits)),
-    }
+from pipeline.ranking import tie_groups, weighted_ap
 
 
 # ---------------------------------------------------------------- thresholds (validation only)
@@ -98,28 +82,46 @@ def accuracy_trap(metrics: dict[str, float], recall_target: float) -> bool:
 
 
 def bootstrap_ci(y: np.ndarray, p: np.ndarray, threshold: float, resamples: int, seed: int,
-                 level: float = 0.95) -> dict[str, tuple[float, float]]:
+                 level: float = 0.95, chunk: int = 25) -> dict[str, tuple[float, float]]:
     """Stratified bootstrap percentile intervals for AP, precision, recall and F1.
 
     Positives and negatives are resampled separately (with replacement), so every resample keeps
-    the split's prevalence; a resample is a vector of row counts passed to sklearn as weights.
+    the split's prevalence. A resample is a vector of row counts, i.e. sample weights; all resamples
+    of a chunk are scored at once (``weighted_ap`` is sklearn's average precision with those weights,
+    a test checks they agree), which is what makes hundreds of resamples cheap on large splits.
     """
     rng = np.random.default_rng(seed)
-    y = y.astype(np.int8)
-    pred = (p >= threshold).astype(np.int8)
-    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
-    draws: dict[str, list[float]] = {"ap": [], "precision": [], "recall": [], "f1": []}
-    for _ in range(resamples):
-        weight = np.zeros(y.size)
-        np.add.at(weight, rng.choice(pos, pos.size), 1)
-        np.add.at(weight, rng.choice(neg, neg.size), 1)
-        keep = weight > 0
-        yk, pk, wk = y[keep], p[keep], weight[keep]
-        draws["ap"].append(average_precision_score(yk, pk, sample_weight=wk))
-        prec, rec, f1, _ = precision_recall_fscore_support(yk, pred[keep], sample_weight=wk, average="binary",
-                                                           zero_division=0)
-        draws["precision"].append(prec)
-        draws["recall"].append(rec)
-        draws["f1"].append(f1)
+    y = y.astype(bool)
+    pred = p >= threshold
+    pos, neg = np.flatnonzero(y), np.flatnonzero(~y)
+    order, starts = tie_groups(p)
+    draws: dict[str, list[np.ndarray]] = {"ap": [], "precision": [], "recall": [], "f1": []}
+    for first in range(0, resamples, chunk):
+        count = min(chunk, resamples - first)
+        picks = np.concatenate([rng.choice(pos, (count, pos.size)), rng.choice(neg, (count, neg.size))], axis=1)
+        rows = np.repeat(np.arange(count), picks.shape[1])
+        weights = np.bincount(rows * y.size + picks.ravel(), minlength=count * y.size).reshape(count, y.size)
+        draws["ap"].append(weighted_ap(y, weights, order, starts))
+        tp, fp, fn = weights @ (y & pred), weights @ (~y & pred), weights @ (y & ~pred)
+        precision = np.divide(tp, tp + fp, out=np.zeros(count), where=(tp + fp) > 0)
+        recall = np.divide(tp, tp + fn, out=np.zeros(count), where=(tp + fn) > 0)
+        draws["precision"].append(precision)
+        draws["recall"].append(recall)
+        draws["f1"].append(np.divide(2 * precision * recall, precision + recall, out=np.zeros(count),
+                                     where=(precision + recall) > 0))
     tail = (1 - level) / 2 * 100
-    return {k: (float(np.percentile(v, tail)), float(np.percentile(v, 100 - tail))) for k, v in draws.items()}
+    return {k: (float(np.percentile(np.concatenate(v), tail)), float(np.percentile(np.concatenate(v), 100 - tail)))
+            for k, v in draws.items()}
+
+
+def pr_roc_points(name: str, y: np.ndarray, p: np.ndarray, points: int = 200) -> tuple[dict, dict]:
+    """Thinned precision-recall and ROC points of one model (for DVC's overlay plots)."""
+    precision, recall, _ = precision_recall_curve(y, p)
+    fpr, tpr, _ = roc_curve(y, p)
+
+    def thin(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        size = len(next(iter(columns.values())))
+        keep = np.unique(np.linspace(0, size - 1, min(points, size)).round().astype(int))
+        return {"model": np.repeat(name, keep.size), **{k: v[keep] for k, v in columns.items()}}
+
+    return thin({"recall": recall, "precision": precision}), thin({"fpr": fpr, "tpr": tpr})

@@ -1,4 +1,4 @@
-"""The MLP compared with and without BatchNorm: one class, one flag."""
+"""The MLP compared with and without BatchNorm (or LayerNorm): one class, one field."""
 
 from __future__ import annotations
 
@@ -9,7 +9,13 @@ import torch
 from torch import nn
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
-VARIANTS = ("batchnorm", "baseline")
+NORMS: dict[str, type[nn.Module]] = {"batchnorm": nn.BatchNorm1d, "layernorm": nn.LayerNorm}
+VARIANTS = ("batchnorm", "baseline", "layernorm")
+
+
+def norm_of(variant: str) -> str:
+    """The normalisation a variant adds: its own name, or none for the baseline."""
+    return "none" if variant == "baseline" else variant
 
 
 @dataclass(frozen=True)
@@ -20,8 +26,8 @@ class MLPConfig:
     hidden: tuple[int, ...]
     dropout: float
     activation: str
-    batchnorm: bool
-    batchnorm_placement: Literal["before", "after"]
+    norm: Literal["batchnorm", "layernorm", "none"]
+    norm_placement: Literal["before", "after"]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python form for checkpoints and tracking."""
@@ -36,15 +42,15 @@ class MLPConfig:
 
 
 class Block(nn.Module):
-    """Linear, optional BatchNorm (before or after the activation), activation, dropout."""
+    """Linear, optional normalisation (before or after the activation), activation, dropout."""
 
     def __init__(self, n_in: int, n_out: int, config: MLPConfig) -> None:
         super().__init__()
         self.linear = nn.Linear(n_in, n_out)
-        self.norm: nn.Module = nn.BatchNorm1d(n_out) if config.batchnorm else nn.Identity()
+        self.norm: nn.Module = NORMS[config.norm](n_out) if config.norm in NORMS else nn.Identity()
         self.act = ACTIVATIONS[config.activation]()
         self.dropout = nn.Dropout(config.dropout)
-        self.norm_first = config.batchnorm_placement == "before"
+        self.norm_first = config.norm_placement == "before"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.linear(x)
@@ -55,15 +61,17 @@ class Block(nn.Module):
 class MLP(nn.Module):
     """A binary classifier returning one logit per row.
 
-    Both variants name their shared layers alike (``blocks.0.linear.weight``, ..., ``head.weight``),
+    Every variant names its shared layers alike (``blocks.0.linear.weight``, ..., ``head.weight``),
     and ``init_weights(seed)`` draws those layers identically, so the only difference between
-    ``batchnorm`` and ``baseline`` is the ``blocks.N.norm`` layers.
+    ``batchnorm``, ``layernorm`` and ``baseline`` is the ``blocks.N.norm`` layers.
     """
 
     def __init__(self, config: MLPConfig) -> None:
         super().__init__()
         if config.activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {config.activation!r}")
+        if config.norm not in (*NORMS, "none"):
+            raise ValueError(f"unknown normalisation {config.norm!r}")
         self.config = config
         sizes = (config.n_features, *config.hidden)
         self.blocks = nn.ModuleList(Block(a, b, config) for a, b in zip(sizes, sizes[1:]))

@@ -56,6 +56,9 @@ def run(params: PrepareParams, layout: Layout = Layout()) -> dict[str, Any]:
             summary["rows"][name] = int(rows.size)
             summary["positives"][name] = int(labels[rows].sum())
             summary["prevalence"][name] = round(float(np.mean(labels[rows])), 6)
+        raw_test = features.iloc[parts["test"]].reset_index(drop=True)  # as they came: what a scorer is given
+        raw_test[params.label] = labels[parts["test"]]
+        raw_test.to_parquet(tmp_dir / layout.raw_test.name, index=False)
         scaler.save(tmp_dir / "scaler.json")
         write_json(tmp_dir / layout.prepare_summary.name, summary)
     log.info("prepared %s: %s rows, %s positives (train/val/test)", params.source,

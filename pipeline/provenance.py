@@ -11,12 +11,14 @@ import json
 import os
 import subprocess
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from pipeline.config import flatten, read_yaml
+from pipeline.layout import PATHS
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -35,14 +37,31 @@ def repo_root() -> Path:
         return Path.cwd().resolve()
 
 
-def git_state(cwd: Path | None = None) -> tuple[str, bool]:
-    """(commit, dirty) of the working tree, or ("unknown", False) outside git."""
+@dataclass(frozen=True)
+class GitState:
+    """The commit, and what differs from it: code or params (a real difference from the commit)
+    apart from the records the pipeline itself writes (dvc.lock, the headline metrics)."""
+
+    commit: str
+    changed_code: list[str]
+    changed_outputs: list[str]
+
+    @property
+    def dirty(self) -> bool:
+        """Code or params differ from the commit."""
+        return bool(self.changed_code)
+
+
+def git_state(cwd: Path | None = None) -> GitState:
+    """The working tree against HEAD (tracked files only); "unknown" outside git."""
     try:
         commit = _git("rev-parse", "HEAD", cwd=cwd).strip()
         status = _git("status", "--porcelain", "--untracked-files=no", cwd=cwd)
-        return commit, bool(status.strip())
     except (OSError, subprocess.CalledProcessError):
-        return "unknown", False
+        return GitState("unknown", [], [])
+    changed = sorted(line[3:].strip() for line in status.splitlines() if line.strip())
+    records = {PATHS["lock"], PATHS["summary"]}
+    return GitState(commit, [f for f in changed if f not in records], [f for f in changed if f in records])
 
 
 def imported_modules(module: str, package_dir: Path = PACKAGE_DIR) -> set[str]:

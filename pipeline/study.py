@@ -38,18 +38,24 @@ log = logging.getLogger("pipeline.study")
 
 @dataclass(frozen=True)
 class Study:
-    """One swept param and its default values."""
+    """One swept param, its default values, and how a value is written as a `-S` override."""
 
     param: str
     values: tuple[float, ...]
     question: str
+    template: str = "{}"
+
+    def override(self, value: str) -> str:
+        """``param=value`` for `dvc exp run -S` (the learning rate is a grid: a one-value list)."""
+        return f"{self.param}={self.template.format(value)}"
 
 
 STUDIES = {
     "batch_size": Study("train.batch_size", (8, 32, 256, 2048),
                         "BatchNorm estimates its statistics from each batch: do small batches hurt it?"),
     "lr": Study("train.lr", (1e-4, 1e-3, 1e-2, 1e-1),
-                "BatchNorm is said to tolerate high learning rates: does the baseline degrade or diverge first?"),
+                "BatchNorm is said to tolerate high learning rates: does the baseline degrade or diverge first? "
+                "(Each value is a one-value grid: both variants train at exactly that rate.)", "[{}]"),
 }
 OUT_DIR = Path("reports/studies")
 
@@ -65,7 +71,7 @@ def launch(study_id: str, study: Study, values: list[str], overrides: list[str],
     names = []
     for index, value in enumerate(values):
         name = f"{study_id}-v{index}"
-        sets = [arg for item in [f"{study.param}={value}", *overrides] for arg in ("-S", item)]
+        sets = [arg for item in [study.override(value), *overrides] for arg in ("-S", item)]
         # --keep-going: a diverged model fails its own stage only; the other models still train.
         queued = _dvc("exp", "run", "--queue", "--keep-going", "--name", name, *sets)
         if queued.returncode != 0:
@@ -79,26 +85,31 @@ def launch(study_id: str, study: Study, values: list[str], overrides: list[str],
 
 
 def collect(experiment: str, study_id: str, param: str) -> pd.DataFrame:
-    """One row per MLflow model run of the study's experiments, FAILED runs included."""
-    query = f"tags.`dvc.exp_name` LIKE '{study_id}-%' and tags.`{tracking.ROLE}` = 'model'"
+    """One row per MLflow run of a trained model (compared or tuning) of the study's experiments,
+    FAILED runs included (a learning rate that diverges fails while tuning)."""
+    query = f"tags.`dvc.exp_name` LIKE '{study_id}-%'"
     rows = []
     for run in tracking.search(experiment, query):
         m, tags = run.data.metrics, run.data.tags
+        if tags.get(tracking.ROLE) not in ("model", "tuning"):
+            continue
         history = [v for _, v in tracking.metric_steps(run.info.run_id, "epoch_seconds")]
-        rows.append({"exp_name": tags["dvc.exp_name"], "variant": tags.get("pipeline.variant"),
+        rows.append({"exp_name": tags["dvc.exp_name"], "role": tags[tracking.ROLE],
+                     "variant": tags.get("pipeline.variant"),
                      "seed": int(tags.get("pipeline.seed", -1)), "value": float(run.data.params[param]),
                      "status": run.info.status, "test_ap": m.get("test_ap", np.nan),
                      "final_train_loss": m.get("train_loss", np.nan),
                      "seconds_per_epoch": float(np.median(history)) if history else np.nan})
-    return pd.DataFrame(rows, columns=["exp_name", "variant", "seed", "value", "status", "test_ap",
+    return pd.DataFrame(rows, columns=["exp_name", "role", "variant", "seed", "value", "status", "test_ap",
                                        "final_train_loss", "seconds_per_epoch"])
 
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean, standard deviation, min and max over seeds for each (variant, value)."""
+    """Mean, standard deviation, min and max over seeds for each (variant, value): numbers from the
+    compared models, FAILED counts from every run (tuning included)."""
     out = []
     for (value, variant), group in runs.groupby(["value", "variant"], sort=True):
-        ok = group[group["status"] == "FINISHED"]
+        ok = group[(group["status"] == "FINISHED") & (group["role"] == "model")]
         row = {"variant": variant, "value": value, "runs": len(group), "failed": int((group["status"] == "FAILED").sum())}
         for key in ("test_ap", "final_train_loss", "seconds_per_epoch"):
             values = ok[key].dropna()
@@ -122,11 +133,12 @@ def write_report(study_id: str, study: Study, runs: pd.DataFrame, out_dir: Path,
             summary = summarise(runs)
             rows = []
             for (value, variant), group in runs.groupby(["value", "variant"], sort=True):
-                ok, failed = group[group["status"] == "FINISHED"], int((group["status"] == "FAILED").sum())
+                ok = group[(group["status"] == "FINISHED") & (group["role"] == "model")]
+                failed = int((group["status"] == "FAILED").sum())
                 rows.append([f"{value:g}", variant, mean_sd(ok["test_ap"].tolist(), 3, "g"),
                              mean_sd(ok["final_train_loss"].tolist(), 4, "g"),
                              mean_sd(ok["seconds_per_epoch"].tolist(), 3, "g"),
-                             f"{len(group) - failed} finished, {failed} FAILED" if failed else f"{len(group)} finished"])
+                             f"{len(ok)} compared, {failed} FAILED" if failed else f"{len(ok)} compared"])
             doc.table([study.param, "Variant", "Test AP (mean ± sd)", "Final train loss", "Seconds per epoch", "Runs"],
                       rows)
             doc.figure(figures.sweep(summary, study.param, tmp / "study.png"),
@@ -134,8 +146,9 @@ def write_report(study_id: str, study: Study, runs: pd.DataFrame, out_dir: Path,
             failed = runs[runs["status"] == "FAILED"]
             if not failed.empty:
                 doc.paragraph("FAILED runs (training diverged or stopped with an error): " + ", ".join(
-                    f"{r.variant} seed {r.seed} at {study.param}={r.value:g}" for r in failed.itertuples()) + ".")
-            unevaluated = runs[(runs["status"] == "FINISHED") & runs["test_ap"].isna()]
+                    f"{r.variant} seed {r.seed} at {study.param}={r.value:g}" + (" (tuning)" if r.role == "tuning" else "")
+                    for r in failed.itertuples()) + ".")
+            unevaluated = runs[(runs["status"] == "FINISHED") & (runs["role"] == "model") & runs["test_ap"].isna()]
             if not unevaluated.empty:
                 doc.paragraph(f"{len(unevaluated)} finished run(s) have no test metrics: another model of the same "
                               "experiment failed, so its evaluate stage did not run.")

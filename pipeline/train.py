@@ -1,16 +1,21 @@
-"""DVC stage `train`: train one (variant, seed) model, track it in MLflow, write checkpoint and history."""
+"""DVC stages `tune` and `train`: train models, track them in MLflow, write checkpoints and histories.
+
+``python -m pipeline.train --variant V --lr LR`` trains the tuning models of one grid point (stage
+``tune``): every tuning seed at that learning rate, into tuning/models/V-lrLR/ (one process, one
+output). ``python -m pipeline.train --variant V --seed S`` trains one compared model (stage
+``train``) at the learning rate the select stage chose for its variant, into models/.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +25,13 @@ import torch
 from pipeline import packaging, provenance, tracking
 from pipeline.cli import stage_main
 from pipeline.config import Params, TrainParams, flatten
-from pipeline.data import Split, load_split
 from pipeline.errors import StageError
-from pipeline.layout import VARIANT_COLORS, Layout, PrepareSummary, model_name
-from pipeline.metrics import epoch_metrics
-from pipeline.model import VARIANTS, MLPConfig, build, checkpoint
+from pipeline.layout import VARIANT_COLORS, Layout, PrepareSummary, Split, load_split, model_name, read_chosen
+from pipeline.ranking import epoch_metrics
+from pipeline.tracker import NullTracker, Tracker
+from pipeline.model import VARIANTS, MLPConfig, build, checkpoint, norm_of
 from pipeline.outputs import staged, write_json
-from pipeline.training import DivergedError, FitConfig, FitResult, fit, resolve_device
+from pipeline.training import BatchError, DivergedError, FitConfig, FitResult, fit, resolve_device
 
 log = logging.getLogger("pipeline.train")
 
@@ -36,28 +41,28 @@ class TrainResult:
     """Where one trained model went."""
 
     name: str
-    checkpoint: Path
+    checkpoint: Path | None  # None: a tuning model that diverged
     history: Path
     run_file: Path
-    fit: FitResult
+    fit: FitResult | None
 
 
 def training_config(train: TrainParams) -> dict[str, Any]:
-    """The train params that shape one model (everything except the variant and seed lists)."""
-    return train.model_dump(exclude={"variants", "seeds"})
+    """The train params shared by every model of an execution (not the grid, variant or seed lists)."""
+    return train.model_dump(exclude={"variants", "seeds", "lr", "tune_seeds"})
 
 
 def mlp_config(train: TrainParams, variant: str, n_features: int) -> MLPConfig:
-    """The network of one variant: the two variants differ in the BatchNorm flag only."""
+    """The network of one variant: variants differ in their normalisation layers only."""
     model = train.model
     return MLPConfig(n_features=n_features, hidden=tuple(model.hidden), dropout=model.dropout,
-                     activation=model.activation, batchnorm=variant == "batchnorm",
-                     batchnorm_placement=model.batchnorm_placement)
+                     activation=model.activation, norm=norm_of(variant),
+                     norm_placement=model.batchnorm_placement)
 
 
-def fit_config(train: TrainParams, seed: int, pos_weight: float | None) -> FitConfig:
+def fit_config(train: TrainParams, seed: int, lr: float, pos_weight: float | None) -> FitConfig:
     """The training loop's settings, straight from the train params."""
-    return FitConfig(epochs=train.epochs, batch_size=train.batch_size, lr=train.lr, seed=seed,
+    return FitConfig(epochs=train.epochs, batch_size=train.batch_size, min_batch=train.min_batch, lr=lr, seed=seed,
                      optimizer=train.optimizer.name, weight_decay=train.optimizer.weight_decay,
                      momentum=train.optimizer.momentum, pos_weight=pos_weight, grad_clip=train.grad_clip,
                      patience=train.patience, bf16=train.bf16)
@@ -102,20 +107,41 @@ class EpochReporter:
 
 @contextmanager
 def _tracked(track: bool, params: Params, name: str, group: str, mlflow_params: dict[str, Any],
-             tags: dict[str, str]) -> Iterator[tracking.Tracker]:
+             tags: dict[str, str]) -> Iterator[Tracker]:
     if not track:
-        yield tracking.NullTracker()
+        yield NullTracker()
         return
     with tracking.model_run(params.mlflow.experiment, name, group, mlflow_params, tags) as tracker:
         yield tracker
 
 
-def run(params: Params, variant: str, seed: int, layout: Layout = Layout(), track: bool = True) -> TrainResult:
-    """Train one model and write its checkpoint, history CSV and MLflow run file."""
+def tune(params: Params, variant: str, lr: float, layout: Layout = Layout(), track: bool = True) -> list[TrainResult]:
+    """Train every tuning seed of one grid point; its folder appears only when all of them succeeded."""
+    final = layout.grid_point(variant, lr)
+    with staged(final) as (folder,):
+        folder.mkdir()
+        results = [run(params, variant, seed, layout, track, lr, folder) for seed in params.train.tune_seeds]
+    def moved(path: Path | None) -> Path | None:
+        return None if path is None else final / path.relative_to(folder)
+
+    return [replace(r, checkpoint=moved(r.checkpoint), history=moved(r.history), run_file=moved(r.run_file))
+            for r in results]
+
+
+def run(params: Params, variant: str, seed: int, layout: Layout = Layout(), track: bool = True,
+        lr: float | None = None, folder: Path | None = None) -> TrainResult:
+    """Train one model and write its checkpoint, history CSV and run file.
+
+    With ``lr`` it is a tuning model (stage tune), written to ``folder`` (default: its grid point's
+    folder); without, a compared model at the learning rate chosen for its variant (stage train).
+    """
     if variant not in VARIANTS:
         raise StageError(f"unknown variant {variant!r}; use one of {', '.join(VARIANTS)}")
+    tuning = lr is not None
     summary = PrepareSummary.read(layout)
     label, train = summary.label, params.train
+    if lr is None:
+        lr = float(read_chosen(layout, variant)["lr"])
     train_split, val_split = load_split(layout.prepared, "train", label), load_split(layout.prepared, "val", label)
     try:
         device = resolve_device(train.device)
@@ -125,22 +151,31 @@ def run(params: Params, variant: str, seed: int, layout: Layout = Layout(), trac
         log.warning("train.bf16 is ignored on %s (bf16 autocast is CUDA only)", device.type)
     positives = int(train_split.y.sum())
     config = mlp_config(train, variant, train_split.x.shape[1])
-    fit_cfg = fit_config(train, seed, pos_weight(train, train_split.y.size - positives, positives))
-    name = model_name(variant, seed)
+    fit_cfg = fit_config(train, seed, lr, pos_weight(train, train_split.y.size - positives, positives))
+    name = model_name(variant, seed, lr if tuning else None)
     shape = training_config(train)
     group = provenance.group_key({"data": summary.source_sha256, "prepare": summary.params, "train": shape})
-    mlflow_params = {**flatten({"prepare": summary.params, "train": shape}),
+    mlflow_params = {**flatten({"prepare": summary.params, "train": shape}), "train.lr": lr,
                      "variant": variant, "seed": seed, "device": str(device),
                      **{f"data.rows_{s}": n for s, n in summary.rows.items()},
                      **{f"data.prevalence_{s}": p for s, p in summary.prevalence.items()}}
-    tags = {tracking.ROLE: "model", "pipeline.variant": variant, "pipeline.seed": str(seed), tracking.MODEL: name,
-            tracking.COLOR: VARIANT_COLORS[variant], "data.sha256": summary.source_sha256,
-            "device": _device_name(device)}
-    paths = (layout.checkpoint(name), layout.history(name), layout.run_file(name))
-    reporter = EpochReporter(f"{variant} s{seed}", train.epochs)
+    tags = {tracking.ROLE: "tuning" if tuning else "model", "pipeline.variant": variant, "pipeline.seed": str(seed),
+            "pipeline.lr": str(lr), tracking.MODEL: name, tracking.COLOR: VARIANT_COLORS[variant],
+            "data.sha256": summary.source_sha256, "device": _device_name(device)}
+    paths = (layout.checkpoint(name, tuning), layout.history(name, tuning), layout.run_file(name, tuning))
+    if folder is not None:
+        paths = tuple(folder / path.relative_to(layout.folder(name, tuning)) for path in paths)
+    reporter = EpochReporter(name, train.epochs)
+    records: list[dict[str, float]] = []
+    run_ids: list[str | None] = []
+    info: dict[str, Any] = {"model": name, "variant": variant, "seed": seed, "lr": lr, "device": str(device),
+                            "group": group}
     try:
         with _tracked(track, params, name, group, mlflow_params, tags) as tracker:
+            run_ids.append(tracker.run_id)
+
             def on_epoch_end(epoch: int, record: dict[str, float]) -> None:
+                records.append({"epoch": epoch, **record})
                 tracker.log_epoch(epoch, {key: record[key] for key in tracking.EPOCH_KEYS})
                 reporter(epoch, record)
 
@@ -150,20 +185,33 @@ def run(params: Params, variant: str, seed: int, layout: Layout = Layout(), trac
             reporter.close()
             model = model.cpu().eval()
             with staged(*paths) as (tmp_ckpt, tmp_history, tmp_run):
-                torch.save(checkpoint(model, variant=variant, seed=seed, best_epoch=result.best_epoch,
+                torch.save(checkpoint(model, variant=variant, seed=seed, lr=lr, best_epoch=result.best_epoch,
                                       params=shape, label=label, features=summary.features,
                                       data_sha256=summary.source_sha256), tmp_ckpt)
                 pd.DataFrame(result.history).to_csv(tmp_history, index=False)
-                info: dict[str, Any] = {"model": name, "variant": variant, "seed": seed, "device": str(device),
-                                        "best_epoch": result.best_epoch, "group": group}
+                info.update(best_epoch=result.best_epoch, epochs_run=len(result.history),
+                            batch_sizes=result.batch_sizes)
                 if tracker.run_id is not None:
-                    _log_outputs(tracker, model, val_split.x[:5], tmp_history, layout, label, summary, result)
+                    _log_outputs(tracker, tmp_history, layout, summary, result)
                     info.update(tracking.run_info(tracker.run_id))
                 write_json(tmp_run, info)
     except DivergedError as exc:
         reporter.close()
+        if not tuning:
+            raise StageError(f"{name}: {exc}") from None
+        # A grid point that diverges is a result, not a failure: its run is FAILED, select skips it.
+        log.warning("train[%s] %s; select will not choose lr %g", name, exc, lr)
+        with staged(paths[1], paths[2]) as (tmp_history, tmp_run):
+            pd.DataFrame(records).to_csv(tmp_history, index=False)
+            info.update(diverged_at=exc.epoch, epochs_run=len(records), best_epoch=0, batch_sizes=[])
+            if run_ids and run_ids[0]:
+                tracking.set_tag(run_ids[0], "pipeline.diverged_at", str(exc.epoch))
+                info.update(tracking.run_info(run_ids[0]))
+            write_json(tmp_run, info)
+        return TrainResult(name, None, *paths[1:], fit=None)
+    except BatchError as exc:
         raise StageError(f"{name}: {exc}") from None
-    log.info("train[%s] best epoch %d (val_ap %.3f)%s", name, result.best_epoch, result.best_val_ap,
+    log.info("train[%s] lr %g, best epoch %d (val_ap %.3f)%s", name, lr, result.best_epoch, result.best_val_ap,
              ", stopped early" if result.stopped_early else "")
     return TrainResult(name, *paths, fit=result)
 
@@ -176,26 +224,31 @@ def _device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
-def _log_outputs(tracker: tracking.Tracker, model: torch.nn.Module, example: Any, history: Path, layout: Layout,
-                 label: str, summary: PrepareSummary, result: FitResult) -> None:
+def _log_outputs(tracker: Tracker, history: Path, layout: Layout, summary: PrepareSummary,
+                 result: FitResult) -> None:
     tracker.flush()
     with tempfile.TemporaryDirectory() as tmp:
         named = Path(tmp) / "history.csv"
         shutil.copy(history, named)
-        packaging.log_torch_model(model, example, extra_files=[named])
-    train_path = layout.prepared / "train.parquet"
-    packaging.log_training_data(pd.read_parquet(train_path), train_path, label, summary.source_sha256)
+        tracking.log_artifact(named)
+    packaging.log_training_data(layout.prepared / "train.parquet", summary.features, summary.label,
+                                summary.source_sha256)
     tracking.log_summary({"best_epoch": result.best_epoch, "best_val_ap": result.best_val_ap,
                           "epochs_run": len(result.history)})
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: ``python -m pipeline.train --variant batchnorm --seed 0``."""
+    """Command line: ``--variant V --seed S`` (a compared model) or ``--variant V --lr LR`` (a grid point)."""
     def arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--variant", required=True, choices=VARIANTS)
-        parser.add_argument("--seed", required=True, type=int)
+        which = parser.add_mutually_exclusive_group(required=True)
+        which.add_argument("--seed", type=int, help="train this compared model (stage train)")
+        which.add_argument("--lr", type=float, help="train every tuning seed at this learning rate (stage tune)")
 
-    return stage_main("train", __doc__, argv, lambda params, args: run(params, args.variant, args.seed), arguments)
+    def body(params: Params, args: argparse.Namespace) -> object:
+        return tune(params, args.variant, args.lr) if args.lr is not None else run(params, args.variant, args.seed)
+
+    return stage_main("train", __doc__, argv, body, arguments)
 
 
 if __name__ == "__main__":

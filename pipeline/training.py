@@ -32,6 +32,7 @@ class FitConfig:
 
     epochs: int
     batch_size: int
+    min_batch: int  # no batch is smaller (BatchNorm statistics of a few rows are noise)
     lr: float
     seed: int
     optimizer: Literal["adam", "adamw", "sgd"]
@@ -51,6 +52,7 @@ class FitResult:
     best_epoch: int = 0
     best_val_ap: float = float("-inf")
     stopped_early: bool = False
+    batch_sizes: list[int] = field(default_factory=list)  # the rows of each batch of an epoch
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -73,10 +75,21 @@ def make_optimizer(model: nn.Module, cfg: FitConfig) -> torch.optim.Optimizer:
     return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
-def batch_slices(n: int, batch_size: int) -> list[slice]:
-    """Batch boundaries, dropping a last batch of one row (BatchNorm cannot train on it)."""
-    return [slice(start, min(start + batch_size, n)) for start in range(0, n, batch_size)
-            if min(start + batch_size, n) - start > 1]
+class BatchError(ValueError):
+    """The training split cannot be cut into batches of the minimum size."""
+
+
+def batch_slices(n: int, batch_size: int, min_batch: int) -> list[slice]:
+    """Batches of ``batch_size`` rows covering all ``n`` rows; a last batch shorter than
+    ``min(min_batch, batch_size)`` joins the one before it, so no batch is ever that small."""
+    smallest = min(min_batch, batch_size)
+    if n < smallest:
+        raise BatchError(f"the training split has {n} rows, fewer than the smallest batch allowed ({smallest}); "
+                         "use more data or lower train.min_batch")
+    starts = list(range(0, n, batch_size))
+    if len(starts) > 1 and n - starts[-1] < smallest:
+        starts.pop()
+    return [slice(start, end) for start, end in zip(starts, [*starts[1:], n])]
 
 
 @torch.inference_mode()
@@ -107,9 +120,9 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[t
     optimizer = make_optimizer(model, cfg)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16 and device.type == "cuda")
-    slices = batch_slices(x_train.shape[0], cfg.batch_size)
-    n_seen = sum(s.stop - s.start for s in slices)
-    result = FitResult()
+    slices = batch_slices(x_train.shape[0], cfg.batch_size, cfg.min_batch)
+    n_seen = x_train.shape[0]
+    result = FitResult(batch_sizes=[s.stop - s.start for s in slices])
     best_state = copy.deepcopy(model.state_dict())
 
     for epoch in range(1, cfg.epochs + 1):

@@ -42,9 +42,11 @@ def _chart(key: str, kind: str, section: str) -> dict[str, Any]:
 
 
 def view_state(group: str) -> dict[str, Any]:
-    """The runs page as the comparison needs it."""
+    """The runs page as the comparison needs it: the execution's compared models, references and
+    pipeline run (its tuning runs stay in the group, out of this view)."""
     return {
-        "searchFilter": f"tags.`{tracking.GROUP}` = '{group}'", "orderByKey": "tags.`mlflow.runName`",
+        "searchFilter": f"tags.`{tracking.GROUP}` = '{group}' and tags.`{tracking.ROLE}` != 'tuning'",
+        "orderByKey": "tags.`mlflow.runName`",
         "orderByAsc": True,  # models by name (legends list them first), references, the pipeline run "startTime": "ALL", "lifecycleFilter": "Active", "datasetsFilter": [],
         "modelVersionFilter": "All Runs", "columnOrder": [], "columnWidths": {}, "runsHiddenMode": "SHOW_ALL",
         "selectedColumns": [f"metrics.`{k}`" for k in ("test_ap", "test_recall", "test_precision")]

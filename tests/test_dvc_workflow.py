@@ -33,9 +33,9 @@ def readme_commands() -> list[str]:
 def workflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, subprocess.CompletedProcess[str]]]]:
     """A copy with committed results (dvc.lock and metrics/summary.json), then the README block."""
     raw = small_raw_params()
-    raw["train"].update(epochs=6, lr=0.003)  # both variants still improve after epoch 3: `-S train.epochs=3`
+    raw["train"].update(epochs=6, lr=[0.003])  # both variants still improve after epoch 3: `-S train.epochs=3`
     # then changes both, as it does on the default data
-    raw["evaluate"]["references"] = ["logistic_regression"]
+    raw["evaluate"]["references"] = {"logistic_regression": {"C": [1.0]}}
     repo = copy_repository(tmp_path_factory.mktemp("dvc-workflow"), raw)
     dvc(repo, "repro")
     git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid"]

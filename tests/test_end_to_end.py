@@ -9,6 +9,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -119,7 +121,8 @@ def test_adding_a_seed_only_adds_its_models(repro: Path) -> None:
 
 def test_report_verdict_and_comparison_view_in_mlflow(repro: Path) -> None:
     md = (repro / "reports" / "report.md").read_text()
-    assert "## 6. Verdict" in md and "## 8. Provenance" in md and "models/batchnorm-s0.pt" in md
+    assert md.index("## 1. Summary") < md.index("## 3. Tuning") < md.index("## 8. Verdicts in detail")
+    assert "## 10. Provenance" in md and "models/batchnorm-s0.pt" in md
     html = (repro / "reports" / "report.html").read_text()
     assert html.startswith("<!DOCTYPE html>") and "data:image/png;base64," in html
     client = _client(repro)
@@ -156,23 +159,23 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _wait_for(port: int, server: subprocess.Popen, what: str, seconds: int = 90) -> None:
+    deadline = time.time() + seconds
+    while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
+        assert time.time() < deadline and server.poll() is None, f"{what} did not start"
+        time.sleep(0.5)
+
+
 def test_readme_ui_steps_show_what_they_say(repro: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The README's three UI steps, in headless Chromium against `mlflow ui` on this run's store."""
-    chromium = Path("/usr/bin/chromium")
-    if not chromium.exists():
-        if os.environ.get("CI"):
-            pytest.fail("chromium is missing and CI is set (.ci/run installs it)")
-        pytest.skip("chromium not installed")
+    chromium = _chromium()
     port = _free_port()
     mlflow_cli = str(Path(sys.executable).with_name("mlflow"))
     server = subprocess.Popen([mlflow_cli, "ui", "--backend-store-uri", f"sqlite:///{repro / 'mlflow.db'}",
                                "--host", "127.0.0.1", "--port", str(port)], cwd=repro, env=env_for(repro),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 60
-        while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
-            assert time.time() < deadline and server.poll() is None, "mlflow ui did not start"
-            time.sleep(0.5)
+        _wait_for(port, server, "mlflow ui")
         from docs.screenshots import take
 
         monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{repro / 'mlflow.db'}")
@@ -182,6 +185,33 @@ def test_readme_ui_steps_show_what_they_say(repro: Path, tmp_path: Path, monkeyp
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def _chromium() -> Path:
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing and CI is set (.ci/run installs it)")
+        pytest.skip("chromium not installed")
+    return chromium
+
+
+def test_report_fits_a_1024px_page(repro: Path) -> None:
+    """No table, figure or paragraph of the HTML report is wider than a 1024-pixel window."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(_chromium()), args=["--no-sandbox", "--disable-gpu",
+                                                                            "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": 1024, "height": 800})
+        page.goto((repro / "reports" / "report.html").resolve().as_uri())
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1024
+        too_wide = page.evaluate("[...document.querySelectorAll('table, img, p, li')]"
+                                 ".filter(e => e.getBoundingClientRect().right > 1024 || e.scrollWidth > e.clientWidth + 1)"
+                                 ".map(e => e.tagName + ': ' + e.textContent.slice(0, 60))")
+        first_heading = page.evaluate("document.querySelector('h2').textContent")
+        browser.close()
+    assert too_wide == [] and first_heading == "1. Summary"
 
 
 def test_compare_counts_each_model_once(repro: Path) -> None:
@@ -196,6 +226,81 @@ def test_compare_counts_each_model_once(repro: Path) -> None:
     dvc(repro, "repro")
     out = run(repro, sys.executable, "-m", "pipeline.compare").stdout
     assert "batchnorm (n=3)" in out.splitlines()[1] and "(n=2)" not in out
+
+
+def test_adding_a_grid_value_trains_only_its_tuning_models(repro: Path) -> None:
+    """A new learning rate trains its grid points; select re-runs; the compared models do not retrain
+    while the choice stays (1e-5 for 3 epochs cannot win)."""
+    params_file = repro / "params.yaml"
+    raw = yaml.safe_load(params_file.read_text())
+    raw["train"]["lr"] = [*raw["train"]["lr"], 0.00001]
+    params_file.write_text(yaml.safe_dump(raw, sort_keys=False))
+    ran = [line.split("'")[1] for line in dvc(repro, "repro").stdout.splitlines() if line.startswith("Running stage")]
+    assert sorted(s for s in ran if s.startswith(("tune", "train"))) == ["tune@baseline-1e-05", "tune@batchnorm-1e-05"]
+    assert "select" in ran
+
+
+def test_champion_is_the_best_on_validation_and_tagged(repro: Path) -> None:
+    client = _client(repro)
+    champion = client.get_model_version_by_alias("bn-fraud", "champion")
+    val_ap = {n: json.loads((repro / "evaluation" / "metrics" / f"{n}.json").read_text())["val_ap"] for n in MODELS}
+    best = max(MODELS, key=lambda n: (val_ap[n], n))
+    logged = json.loads((repro / "evaluation" / "runs.json").read_text())["models"]
+    assert champion.source == logged[best]["model_uri"] and champion.run_id == logged[best]["run_id"]
+    tags = champion.tags
+    assert f"{tags['pipeline.variant']}-s{tags['pipeline.seed']}" == best
+    assert tags["pipeline.group"] == client.get_run(champion.run_id).data.tags["pipeline.group"]
+    assert tags["verdict"].startswith("loss ") and len(tags["data.sha256"]) == 64
+
+
+def _ulb_rows(tmp_path: Path, n: int = 40) -> Path:
+    """The first rows of the real ULB sample as they come: unnamed index column, integer Time, Class."""
+    rows = tmp_path / "ulb_rows.csv"
+    rows.write_text("".join(sample_csv_path().read_text().splitlines(keepends=True)[:n + 1]))
+    return rows
+
+
+def test_three_ways_to_score_give_the_same_numbers(repro: Path, tmp_path: Path) -> None:
+    """README's `mlflow models predict`, `pipeline.score` and `mlflow models serve` on raw ULB rows."""
+    rows = _ulb_rows(tmp_path)
+    mlflow_cli = str(Path(sys.executable).with_name("mlflow"))
+    run(repro, mlflow_cli, "models", "predict", "-m", "models:/bn-fraud@champion", "-i", str(rows), "-t", "csv",
+        "--env-manager", "local", "-o", str(tmp_path / "predicted.json"))
+    predicted = pd.DataFrame(json.loads((tmp_path / "predicted.json").read_text())["predictions"])
+    run(repro, sys.executable, "-m", "pipeline.score", "--model", "models:/bn-fraud@champion", "--input", str(rows),
+        "--output", str(tmp_path / "scored.parquet"))
+    scored = pd.read_parquet(tmp_path / "scored.parquet")
+    assert len(predicted) == len(scored) == 40 and set(predicted["fraud"]) <= {0, 1}
+    assert predicted["fraud_probability"].between(0, 1).all()
+    pd.testing.assert_series_equal(predicted["fraud_probability"], scored["fraud_probability"], rtol=0, atol=1e-7)
+    assert predicted["fraud"].tolist() == scored["fraud"].tolist()
+
+    port = _free_port()
+    server = subprocess.Popen([mlflow_cli, "models", "serve", "-m", "models:/bn-fraud@champion", "--env-manager",
+                               "local", "-h", "127.0.0.1", "-p", str(port)], cwd=repro, env=env_for(repro),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(port, server, "mlflow models serve")
+        frame = pd.read_csv(rows)
+        body = json.dumps({"dataframe_split": json.loads(frame.to_json(orient="split", index=False))}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
+                                         headers={"Content-Type": "application/json"})
+        served = pd.DataFrame(json.loads(urllib.request.urlopen(request, timeout=60).read())["predictions"])
+        pd.testing.assert_frame_equal(served[["fraud_probability", "fraud"]], predicted[["fraud_probability", "fraud"]],
+                                      check_dtype=False, rtol=0, atol=1e-7)
+        frame["V3"] = frame["V3"].astype(object)
+        frame.loc[1, "V3"] = "abc"
+        for split, expected in ((json.loads(frame.to_json(orient="split", index=False)), "non-numeric values in feature "
+                                 "columns V3"), ({"columns": ["V1"], "data": [[0.5]]}, "missing inputs ['Time'")):
+            bad = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=json.dumps(
+                {"dataframe_split": split}).encode(), headers={"Content-Type": "application/json"})
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(bad, timeout=60)
+            message = json.loads(refused.value.read())["message"]
+            assert refused.value.code == 400 and expected in message, message
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def test_real_ulb_sample_end_to_end(tmp_path: Path) -> None:

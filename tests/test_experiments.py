@@ -23,7 +23,7 @@ EXPERIMENT = "batchnorm-vs-baseline"
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     raw = small_raw_params()
-    raw["evaluate"]["references"] = ["logistic_regression"]
+    raw["evaluate"]["references"] = {"logistic_regression": {"C": [1.0]}}
     repo = copy_repository(tmp_path_factory.mktemp("exp-repo"), raw)
     dvc(repo, "repro")
     yield repo
@@ -132,5 +132,5 @@ def test_tiny_study_runs_end_to_end_and_shows_failures(repo: Path) -> None:
     md = (study_dir / "study.md").read_text()
     assert "| train.lr | Variant |" in md and (study_dir / "study.png").is_file()
     assert "0.01 | batchnorm" in md and "0.01 | baseline" in md
-    assert "baseline seed 0 at train.lr=10" in md  # diverged: a FAILED run in the study, not a crash
+    assert "baseline seed 100 at train.lr=10 (tuning)" in md  # diverged: a FAILED run in the study, not a crash
     assert (study_dir / "study.html").read_text().count("data:image/png;base64,") == 1

@@ -71,3 +71,4 @@ def test_accuracy_trap_flags_high_accuracy_with_low_recall() -> None:
     assert accuracy_trap(m, recall_target=0.5)
     p[-2:] = 0.9
     assert not accuracy_trap(classification_metrics(y, p, 0.5, []), recall_target=0.5)
+

@@ -1,19 +1,20 @@
 import pytest
 import torch
 
-from pipeline.model import MLPConfig, build, checkpoint, from_checkpoint
+from pipeline.model import MLPConfig, build, checkpoint, from_checkpoint, norm_of
 
 
-def config(batchnorm: bool, placement: str = "before", dropout: float = 0.1) -> MLPConfig:
-    return MLPConfig(n_features=6, hidden=(16, 8), dropout=dropout, activation="relu", batchnorm=batchnorm,
-                     batchnorm_placement=placement)
+def config(batchnorm: bool, placement: str = "before", dropout: float = 0.1, norm: str | None = None) -> MLPConfig:
+    return MLPConfig(n_features=6, hidden=(16, 8), dropout=dropout, activation="relu",
+                     norm=norm or ("batchnorm" if batchnorm else "none"), norm_placement=placement)
 
 
-@pytest.mark.parametrize("variant", ["batchnorm", "baseline"])
-def test_batchnorm_layers_exist_exactly_when_asked(variant: str) -> None:
-    model = build(config(variant == "batchnorm"), seed=0)
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)]
-    assert len(norms) == (2 if variant == "batchnorm" else 0)
+@pytest.mark.parametrize("variant", ["batchnorm", "baseline", "layernorm"])
+def test_normalisation_layers_exist_exactly_when_asked(variant: str) -> None:
+    model = build(config(False, norm=norm_of(variant)), seed=0)
+    batch = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    layer = [m for m in model.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert (len(batch), len(layer)) == {"batchnorm": (2, 0), "layernorm": (0, 2), "baseline": (0, 0)}[variant]
 
 
 def test_placement_before_or_after_activation() -> None:

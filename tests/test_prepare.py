@@ -22,8 +22,12 @@ def _run(raw_params: dict, tmp_path: Path) -> dict:
 def test_synthetic_outputs(raw_params: dict, tmp_path: Path) -> None:
     summary = _run(raw_params, tmp_path)
     out = Layout(tmp_path).prepared
-    assert sorted(p.name for p in out.iterdir()) == ["scaler.json", "summary.json", "test.parquet", "train.parquet",
-                                                     "val.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == ["scaler.json", "summary.json", "test.parquet", "test_raw.parquet",
+                                                     "train.parquet", "val.parquet"]
+    raw_test, test = pd.read_parquet(out / "test_raw.parquet"), pd.read_parquet(out / "test.parquet")
+    assert list(raw_test.columns) == list(test.columns) and len(raw_test) == len(test)
+    scaled = Scaler.load(str(out / "scaler.json")).transform(raw_test.drop(columns="Class"))  # a str path works
+    np.testing.assert_array_equal(scaled.to_numpy(), test.drop(columns="Class").to_numpy())
     assert json.loads(Layout(tmp_path).prepare_summary.read_text()) == summary
     assert PrepareSummary.read(Layout(tmp_path)).params == parse(raw_params).prepare.model_dump()
     assert summary["rows"] == {"train": 2400, "val": 800, "test": 800}

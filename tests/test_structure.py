@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import itertools
 import re
 from pathlib import Path
 from typing import Any
@@ -76,19 +77,41 @@ def test_no_module_is_over_300_lines() -> None:
     assert long == {}
 
 
+def _items(stage: dict[str, Any], raw: dict[str, Any]) -> list[dict[str, str]]:
+    """Every matrix item of a stage (one empty item for a plain stage), from raw params."""
+    matrix = stage.get("matrix") or {}
+    values = []
+    for key, spec in matrix.items():
+        section, name = spec.strip("${}").split(".")
+        values.append([(key, str(v)) for v in raw[section][name]])
+    return [dict(combo) for combo in itertools.product(*values)]
+
+
+def _fill(text: str, item: dict[str, str]) -> str:
+    for key, value in item.items():
+        text = text.replace(f"${{item.{key}}}", value)
+    return text
+
+
 def test_layout_paths_are_the_outputs_dvc_yaml_declares() -> None:
     from pipeline.layout import Layout, model_name
 
     layout = Layout(Path("."))
     declared: set[str] = set()
+    raw = {"train": {"variants": ["batchnorm"], "seeds": [0], "lr": [0.003], "tune_seeds": [100]}}
     for stage in DVC_YAML["stages"].values():
-        for section in ("outs", "metrics", "plots"):
-            for entry in stage.get(section, []):
-                declared.add(next(iter(entry)) if isinstance(entry, dict) else entry)
-    name = model_name("${item.variant}", "${item.seed}")
-    produced = {layout.prepared, layout.checkpoint(name), layout.run_file(name), layout.history(name),
-                layout.evaluation, layout.curves, layout.reports, layout.summary}
+        for item in _items(stage, raw):
+            for section in ("outs", "metrics", "plots"):
+                for entry in stage.get(section, []):
+                    declared.add(_fill(next(iter(entry)) if isinstance(entry, dict) else entry, item))
+    compared, tuning = model_name("batchnorm", 0), model_name("batchnorm", 100, 0.003)
+    produced = {layout.prepared, layout.checkpoint(compared), layout.run_file(compared), layout.history(compared),
+                layout.grid_point("batchnorm", 0.003), layout.chosen, layout.selection, layout.evaluation,
+                layout.curves, layout.reports, layout.summary}
+    assert layout.checkpoint(tuning, True).parent == layout.grid_point("batchnorm", 0.003)
     assert {p.as_posix() for p in produced} == declared
+    train_deps = [_fill(d, {"variant": "batchnorm"}) for d in DVC_YAML["stages"]["train"]["deps"]]
+    assert layout.chosen_setting("batchnorm").as_posix() in train_deps
 
 
 # ---------------------------------------------------------------- params each stage reads
@@ -127,24 +150,19 @@ def recording(model: BaseModel, read: set[str], prefix: str = "") -> BaseModel:
 
 def test_each_stage_reads_exactly_the_params_it_declares(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     raw = small_raw_params()
-    raw["evaluate"]["references"] = ["logistic_regression"]
+    raw["evaluate"]["references"] = {"logistic_regression": {"C": [1.0]}}
     params = parse(raw)
     monkeypatch.chdir(tmp_path)
     for stage, module_name in stage_modules(DVC_YAML).items():
         read: set[str] = set()
         module = importlib.import_module(f"pipeline.{module_name}")
         monkeypatch.setattr("pipeline.cli.load_params", lambda path, read=read: recording(params, read))
-        item = {"variant": params.train.variants[0], "seed": params.train.seeds[0]}
-        argv = DVC_YAML["stages"][stage]["cmd"].replace("${item.variant}", item["variant"]) \
-            .replace("${item.seed}", str(item["seed"])).split()[3:]
-        assert module.main(argv) == 0, stage
+        for item in _items(DVC_YAML["stages"][stage], raw):  # every item: later stages need them all
+            assert module.main(_fill(DVC_YAML["stages"][stage]["cmd"], item).split()[3:]) == 0, (stage, item)
         declared = DVC_YAML["stages"][stage]["params"]
         undeclared = sorted(r for r in read if not any(r == d or r.startswith(d + ".") for d in declared))
         unread = sorted(d for d in declared if not any(r == d or r.startswith(d + ".") for r in read))
         assert (undeclared, unread) == ([], []), stage
-        if module_name == "train":  # evaluate needs every model
-            for variant in params.train.variants[1:]:
-                assert module.main(["--variant", variant, "--seed", str(item["seed"])]) == 0
 
 
 def test_recording_sees_reads_and_dumps() -> None:

@@ -1,4 +1,4 @@
-"""The train stage: outputs, MLflow contents, determinism, failure handling."""
+"""The train stage (and tune, its tuning role): outputs, MLflow contents, determinism, failure handling."""
 
 from __future__ import annotations
 
@@ -14,33 +14,45 @@ from pipeline import tracking, train
 from pipeline.config import Params, parse
 from pipeline.errors import StageError
 from pipeline.layout import Layout
-from pipeline.model import from_checkpoint
+from pipeline.model import from_checkpoint, norm_of
+from pipeline.outputs import write_json
 
 
-def _train(params: Params, layout: Layout, variant: str = "batchnorm", seed: int = 0,
-           track: bool = True) -> train.TrainResult:
-    return train.run(params, variant, seed, layout, track=track)
+@pytest.fixture
+def chosen(prepared: Layout, params: Params) -> Layout:
+    """Prepared data plus each variant's chosen learning rate, as the select stage writes it."""
+    for variant in params.train.variants:
+        write_json(prepared.chosen_setting(variant), {"lr": params.train.lr[0]})
+    return prepared
+
+
+def _train(params: Params, layout: Layout, variant: str = "batchnorm", seed: int = 0, track: bool = True,
+           lr: float | None = None) -> train.TrainResult:
+    return train.run(params, variant, seed, layout, track=track, lr=lr)
 
 
 def _copy_prepared(layout: Layout, root: Path) -> Layout:
-    """A second layout sharing the prepared data (for runs that must not overwrite each other)."""
+    """A second layout sharing the prepared data and choices (runs that must not overwrite each other)."""
     other = Layout(root)
-    other.prepared.parent.mkdir(parents=True)
-    other.prepared.symlink_to(layout.prepared)
+    for path in (layout.prepared, layout.chosen):
+        target = other.root / path.relative_to(layout.root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(path)
     return other
 
 
 @pytest.mark.parametrize("variant", ["batchnorm", "baseline"])
-def test_outputs_and_mlflow_run(variant: str, params: Params, prepared: Layout) -> None:
-    result = _train(params, prepared, variant)
+def test_outputs_and_mlflow_run(variant: str, params: Params, chosen: Layout) -> None:
+    result = _train(params, chosen, variant)
     history = pd.read_csv(result.history)
     assert history["epoch"].tolist() == [1, 2, 3]
     payload = torch.load(result.checkpoint, weights_only=True)
-    assert payload["variant"] == variant and payload["config"]["batchnorm"] == (variant == "batchnorm")
+    assert payload["variant"] == variant and payload["config"]["norm"] == norm_of(variant)
     model = from_checkpoint(payload)
     assert any(isinstance(m, torch.nn.BatchNorm1d) for m in model.modules()) == (variant == "batchnorm")
 
     info = json.loads(result.run_file.read_text())
+    assert info["lr"] == 0.01 and info["batch_sizes"] == [128] * 18 + [96] and info["epochs_run"] == 3
     client = mlflow.MlflowClient()
     run = client.get_run(info["run_id"])
     assert run.info.status == "FINISHED" and run.info.run_name == f"{variant}-s0"
@@ -54,31 +66,56 @@ def test_outputs_and_mlflow_run(variant: str, params: Params, prepared: Layout) 
     for key in ("git.commit", "git.dirty", "data.sha256", "device", "torch_version", "mlflow_version",
                 "pipeline.group"):
         assert tags.get(key), key
+    assert tags["pipeline.role"] == "model" and tags["pipeline.lr"] == "0.01"
     assert "mlflow.parentRunId" not in tags  # not nested: visible in the runs table
     assert tags["mlflow.runColor"] == {"batchnorm": "#1f77b4", "baseline": "#ff7f0e"}[variant]
     pipeline_run = client.get_run(info["pipeline_run_id"])
     assert pipeline_run.data.tags["pipeline.role"] == "pipeline"
     assert pipeline_run.info.run_name == f"pipeline-{info['group']}" and len(info["group"]) == 12
-    assert [d.dataset.name for d in run.inputs.dataset_inputs] == ["train"]
-    model_uri = f"runs:/{run.info.run_id}/model"
-    logged = mlflow.pytorch.load_model(model_uri)
-    x = torch.randn(4, payload["config"]["n_features"])
-    torch.testing.assert_close(logged(x), model(x))
-    assert mlflow.models.get_model_info(model_uri).signature is not None
+    (dataset,) = run.inputs.dataset_inputs
+    assert dataset.dataset.name == "train" and "V14" in dataset.dataset.schema
 
 
-def test_models_of_one_configuration_share_a_parent(params: Params, prepared: Layout) -> None:
-    a = json.loads(_train(params, prepared, "batchnorm").run_file.read_text())
-    b = json.loads(_train(params, prepared, "baseline").run_file.read_text())
-    assert a["pipeline_run_id"] == b["pipeline_run_id"] and a["group"] == b["group"]
-    other = parse({**params.model_dump(), "train": {**params.train.model_dump(), "lr": 0.02}})
-    c = json.loads(_train(other, prepared, "baseline").run_file.read_text())
+def test_a_grid_point_trains_every_tuning_seed_into_its_own_folder(raw_params: dict, prepared: Layout) -> None:
+    raw_params["train"]["tune_seeds"] = [100, 101]
+    results = train.tune(parse(raw_params), "baseline", 0.003, prepared)
+    folder = prepared.tuning / "baseline-lr0.003"
+    assert [r.checkpoint for r in results] == [folder / "baseline-lr0.003-s100.pt", folder / "baseline-lr0.003-s101.pt"]
+    assert results[0].history == folder / "history" / "baseline-lr0.003-s100.csv"
+    assert all(r.checkpoint.is_file() and r.run_file.is_file() for r in results) and not prepared.models.exists()
+    run = mlflow.MlflowClient().get_run(json.loads(results[0].run_file.read_text())["run_id"])
+    assert run.data.tags["pipeline.role"] == "tuning" and run.data.params["train.lr"] == "0.003"
+    assert run.info.run_name == "baseline-lr0.003-s100"
+
+
+def test_a_diverged_grid_point_is_a_result_not_a_failure(raw_params: dict, prepared: Layout) -> None:
+    """Too high a learning rate in the grid: the tuning run is FAILED and says where it diverged; the
+    stage succeeds (select will skip that point)."""
+    (result,) = train.tune(_diverging(raw_params), "baseline", 10.0, prepared)
+    info = json.loads(result.run_file.read_text())
+    assert result.checkpoint is None and info["diverged_at"] >= 1 and result.history.is_file()
+    run = mlflow.MlflowClient().get_run(info["run_id"])
+    assert run.info.status == "FAILED" and run.data.tags["pipeline.diverged_at"] == str(info["diverged_at"])
+
+
+def test_a_compared_model_needs_the_select_stage(params: Params, prepared: Layout) -> None:
+    with pytest.raises(StageError, match=r"tuning/chosen/batchnorm\.json not found; run the select stage first"):
+        _train(params, prepared)
+
+
+def test_models_of_one_configuration_share_a_group(params: Params, chosen: Layout) -> None:
+    a = json.loads(_train(params, chosen, "batchnorm").run_file.read_text())
+    b = json.loads(_train(params, chosen, "baseline").run_file.read_text())
+    tuning = json.loads(train.tune(params, "baseline", 0.003, chosen)[0].run_file.read_text())
+    assert a["pipeline_run_id"] == b["pipeline_run_id"] and a["group"] == b["group"] == tuning["group"]
+    other = parse({**params.model_dump(), "train": {**params.train.model_dump(), "epochs": 2}})
+    c = json.loads(_train(other, chosen, "baseline").run_file.read_text())
     assert c["group"] != a["group"]
 
 
-def test_same_params_same_history_and_checkpoint(params: Params, prepared: Layout, tmp_path: Path) -> None:
-    first = _train(params, prepared, track=False)
-    second = _train(params, _copy_prepared(prepared, tmp_path / "b"), track=False)
+def test_same_params_same_history_and_checkpoint(params: Params, chosen: Layout, tmp_path: Path) -> None:
+    first = _train(params, chosen, track=False)
+    second = _train(params, _copy_prepared(chosen, tmp_path / "b"), track=False)
     timing = ["epoch_seconds", "samples_per_second"]
     pd.testing.assert_frame_equal(pd.read_csv(first.history).drop(columns=timing),
                                   pd.read_csv(second.history).drop(columns=timing), check_exact=True)
@@ -87,25 +124,29 @@ def test_same_params_same_history_and_checkpoint(params: Params, prepared: Layou
     assert all(torch.equal(w1[k], w2[k]) for k in w1)
 
 
-def test_divergence_fails_run_and_leaves_no_outputs(raw_params: dict, prepared: Layout) -> None:
-    raw_params["train"].update(lr=10.0, grad_clip=0.0)
+def _diverging(raw_params: dict) -> Params:
+    raw_params["train"].update(lr=[10.0], grad_clip=0.0)
     raw_params["train"]["optimizer"].update(name="sgd", momentum=0.9)
     raw_params["train"]["model"]["hidden"] = [256, 256]
-    params = parse(raw_params)
+    return parse(raw_params)
+
+
+def test_divergence_fails_run_and_leaves_no_outputs(raw_params: dict, prepared: Layout) -> None:
+    params = _diverging(raw_params)
+    write_json(prepared.chosen_setting("baseline"), {"lr": 10.0})
     with pytest.raises(StageError, match=r"diverged at epoch \d+ .*lower train\.lr"):
         _train(params, prepared, "baseline")
-    for folder in (prepared.models, prepared.histories):
-        assert not folder.exists() or not any(folder.rglob("*"))
+    assert not prepared.models.exists() or not any(prepared.models.rglob("*.*"))
     runs = mlflow.search_runs(search_all_experiments=True, filter_string="tags.`pipeline.role` = 'model'")
     assert runs["status"].tolist() == ["FAILED"]
 
 
-def test_cuda_requested_without_gpu_is_a_clear_error(raw_params: dict, prepared: Layout) -> None:
+def test_cuda_requested_without_gpu_is_a_clear_error(raw_params: dict, chosen: Layout) -> None:
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
     raw_params["train"]["device"] = "cuda"
     with pytest.raises(StageError, match="no CUDA device is available"):
-        _train(parse(raw_params), prepared)
+        _train(parse(raw_params), chosen)
 
 
 def test_missing_prepare_outputs_are_a_clear_error(params: Params, layout: Layout) -> None:
@@ -120,22 +161,21 @@ def test_command_line_divergence_is_one_line_and_exit_2(raw_params: dict, tmp_pa
 
     from pipeline import prepare
 
-    raw_params["train"].update(lr=10.0, grad_clip=0.0)
-    raw_params["train"]["optimizer"]["name"] = "sgd"
-    raw_params["train"]["model"]["hidden"] = [256, 256]
+    params = _diverging(raw_params)
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params))
-    prepare.run(parse(raw_params).prepare)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params.model_dump()))
+    prepare.run(params.prepare)
+    write_json(Layout().chosen_setting("baseline"), {"lr": 10.0})
     assert train.main(["--variant", "baseline", "--seed", "0"]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("train: error")]
     assert len(err) == 1 and "lower train.lr" in err[0]
-    assert not (tmp_path / "models").exists() and not (tmp_path / "plots").exists()
+    assert not (tmp_path / "models").exists() or not [p for p in (tmp_path / "models").rglob("*") if p.is_file()]
 
 
-def test_relative_sqlite_uri_keeps_artifacts_beside_the_store(params: Params, prepared: Layout,
+def test_relative_sqlite_uri_keeps_artifacts_beside_the_store(params: Params, chosen: Layout,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(prepared.root)
+    monkeypatch.chdir(chosen.root)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///relative.db")  # as `mlflow run` may pass it
-    info = json.loads(_train(params, prepared).run_file.read_text())
-    run = mlflow.MlflowClient(tracking_uri=f"sqlite:///{prepared.root / 'relative.db'}").get_run(info["run_id"])
-    assert run.info.artifact_uri.startswith((prepared.root / "mlartifacts").as_uri())
+    info = json.loads(_train(params, chosen).run_file.read_text())
+    run = mlflow.MlflowClient(tracking_uri=f"sqlite:///{chosen.root / 'relative.db'}").get_run(info["run_id"])
+    assert run.info.artifact_uri.startswith((chosen.root / "mlartifacts").as_uri())

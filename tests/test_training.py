@@ -4,9 +4,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from pipeline.metrics import epoch_metrics
+from pipeline.ranking import epoch_metrics
 from pipeline.model import MLPConfig, build
-from pipeline.training import DivergedError, FitConfig, batch_slices, fit, resolve_device
+from pipeline.training import BatchError, DivergedError, FitConfig, batch_slices, fit, resolve_device
 
 
 def toy(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -17,12 +17,12 @@ def toy(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def mlp(batchnorm: bool, dropout: float = 0.0) -> MLPConfig:
-    return MLPConfig(n_features=5, hidden=(16,), dropout=dropout, activation="relu", batchnorm=batchnorm,
-                     batchnorm_placement="before")
+    return MLPConfig(n_features=5, hidden=(16,), dropout=dropout, activation="relu",
+                     norm="batchnorm" if batchnorm else "none", norm_placement="before")
 
 
-BASE = FitConfig(epochs=3, batch_size=64, lr=1e-2, seed=0, optimizer="adam", weight_decay=0.0, momentum=0.9,
-                 pos_weight=None, grad_clip=0.0, patience=0, bf16=False)
+BASE = FitConfig(epochs=3, batch_size=64, min_batch=2, lr=1e-2, seed=0, optimizer="adam", weight_decay=0.0,
+                 momentum=0.9, pos_weight=None, grad_clip=0.0, patience=0, bf16=False)
 CPU = torch.device("cpu")
 
 
@@ -30,20 +30,36 @@ def run_fit(model: torch.nn.Module, n_train: int = 600, **changes: object) -> li
     return fit(model, toy(n_train, 0), toy(300, 1), replace(BASE, **changes), CPU, epoch_metrics).history
 
 
-@pytest.mark.parametrize("n", [1, 2, 9, 10, 64, 65, 129, 1000])
-@pytest.mark.parametrize("batch_size", [2, 4, 64])
-def test_batches_cover_every_row_once_and_never_hold_a_single_row(n: int, batch_size: int) -> None:
-    slices = batch_slices(n, batch_size)
+@pytest.mark.parametrize("n", [2, 9, 10, 64, 65, 129, 1000, 1032])
+@pytest.mark.parametrize(("batch_size", "min_batch"), [(2, 2), (4, 2), (64, 32), (1024, 32), (8, 32)])
+def test_batches_cover_every_row_once_and_none_is_below_the_minimum(n: int, batch_size: int, min_batch: int) -> None:
+    if n < min(min_batch, batch_size):
+        with pytest.raises(BatchError):
+            batch_slices(n, batch_size, min_batch)
+        return
+    slices = batch_slices(n, batch_size, min_batch)
     rows = [i for s in slices for i in range(s.start, s.stop)]
-    assert rows == list(range(len(rows)))  # in order, no gaps, no repeats
-    assert all(1 < s.stop - s.start <= batch_size for s in slices)
-    assert len(rows) == n - (n % batch_size == 1)  # only a last single row may be left out
+    assert rows == list(range(n))  # every row once, in order
+    smallest = min(min_batch, batch_size)
+    assert all(s.stop - s.start >= smallest for s in slices)
+    assert all(s.stop - s.start <= batch_size + smallest - 1 for s in slices)  # a merged tail stays short
+
+
+def test_the_issue_case_1032_rows_at_1024_is_one_batch_not_a_batch_of_8() -> None:
+    assert [(s.start, s.stop) for s in batch_slices(1032, 1024, 32)] == [(0, 1032)]
+    assert [(s.start, s.stop) for s in batch_slices(1100, 1024, 32)] == [(0, 1024), (1024, 1100)]
+
+
+def test_a_split_smaller_than_the_minimum_batch_is_an_error() -> None:
+    with pytest.raises(BatchError, match="fewer than the smallest batch allowed .*train.min_batch"):
+        batch_slices(20, 1024, 32)
 
 
 def test_batchnorm_trains_when_a_single_row_would_be_left_over() -> None:
-    """601 rows at batch 64 leave one row: BatchNorm raises on a batch of one, so it must not get one."""
-    history = run_fit(build(mlp(True), seed=0), n_train=601)
-    assert len(history) == 3 and all(math.isfinite(h["train_loss"]) for h in history)
+    """641 rows at batch 64 leave one row: BatchNorm raises on a batch of one, so it joins the batch before."""
+    result = fit(build(mlp(True), seed=0), toy(641, 0), toy(300, 1), BASE, CPU, epoch_metrics)
+    assert len(result.history) == 3 and all(math.isfinite(h["train_loss"]) for h in result.history)
+    assert result.batch_sizes == [64] * 9 + [65]
 
 
 @pytest.mark.parametrize("variant", ["batchnorm", "baseline"])
