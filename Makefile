@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -q -c requirements.lock
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: repro test install
+.PHONY: repro test install server server-stop
 repro: $(VENV)/.installed-run
 	$(BIN)/dvc repro
 
@@ -16,12 +16,23 @@ test: $(VENV)/.installed-test
 
 install: $(VENV)/.installed-run
 
+# The team's MLflow server (PostgreSQL + proxied artifacts, see README "Team setup"); state in .team-server/
+server: $(VENV)/.installed-server
+	$(BIN)/python -m pipeline.server start $(SERVER_ARGS)
+
+server-stop:
+	$(BIN)/python -m pipeline.server stop $(SERVER_ARGS)
+
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed-run: requirements.lock pyproject.toml | $(BIN)/python
 	$(PIP) setuptools
 	$(PIP) --no-build-isolation -e .
+	@touch $@
+
+$(VENV)/.installed-server: $(VENV)/.installed-run
+	$(PIP) --no-build-isolation -e '.[server]'
 	@touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed-run

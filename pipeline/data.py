@@ -1,17 +1,15 @@
-"""Data sources (synthetic or CSV/Parquet), validation, splits, scaling, and split I/O."""
+"""The synthetic source, validation, splits, scaling, and split I/O."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow
 
 from pipeline.config import SplitParams
 from pipeline.errors import DataError
@@ -19,7 +17,6 @@ from pipeline.errors import DataError
 log = logging.getLogger(__name__)
 
 SECONDS_PER_DAY = 86_400
-_UNNAMED = re.compile(r"^(Unnamed: \d+|__index_level_\d+__|)$")
 
 
 # ---------------------------------------------------------------- synthetic source
@@ -92,36 +89,6 @@ def file_sha256(path: Path) -> str:
 
 
 # ---------------------------------------------------------------- file source
-
-
-def read_table(path: Path) -> pd.DataFrame:
-    """Read a CSV or Parquet file, dropping unnamed index columns."""
-    fix = "set prepare.source to an existing .csv or .parquet file, or to 'synthetic'"
-    suffix = path.suffix.lower()
-    if suffix not in {".csv", ".parquet"}:
-        raise DataError(f"{path}: unsupported file type '{suffix}'; {fix}")
-    if not path.is_file():
-        raise DataError(f"{path}: file not found; {fix}")
-    if path.stat().st_size == 0:
-        raise DataError(f"{path}: file is empty; {fix}")
-    kind = "CSV" if suffix == ".csv" else "Parquet"
-    try:
-        if suffix == ".csv":
-            with path.open("rb") as handle:
-                if b"\0" in handle.read(8192):
-                    raise DataError(f"{path}: not a text CSV file (binary content); {fix}")
-            frame = pd.read_csv(path, low_memory=False)
-        else:
-            frame = pd.read_parquet(path)
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path}: file is empty; {fix}") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, pyarrow.ArrowException, OSError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"{path}: cannot be read as {kind} (corrupt file?): {reason}") from None
-    frame = frame.drop(columns=[c for c in frame.columns if _UNNAMED.match(str(c))])
-    if frame.empty:
-        raise DataError(f"{path}: has a header but no data rows; {fix}")
-    return frame
 
 
 # ---------------------------------------------------------------- validation

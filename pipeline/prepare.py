@@ -10,10 +10,11 @@ import numpy as np
 
 from pipeline.cli import stage_main
 from pipeline.config import PrepareParams
-from pipeline.data import Scaler, clean, file_sha256, frame_sha256, read_table, split_indices, \
+from pipeline.data import Scaler, clean, file_sha256, frame_sha256, split_indices, \
     synthetic_transactions
 from pipeline.layout import SPLITS, Layout
 from pipeline.outputs import staged, write_json
+from pipeline.tables import read_table
 
 log = logging.getLogger("pipeline.prepare")
 

@@ -27,6 +27,7 @@ from pipeline import store
 from pipeline.cli import run_stage
 from pipeline.errors import DataError
 from pipeline.serving import FraudScorer, ScoringError
+from pipeline.tables import KIND_NAMES, check_header, table_kind
 
 log = logging.getLogger("pipeline.score")
 CHUNK_ROWS = 200_000
@@ -49,25 +50,36 @@ def load_scorer(uri: str) -> FraudScorer:
     return scorer
 
 
-def check_input(path: Path) -> None:
-    """Fail before loading the model when the input is missing or empty."""
+def check_input(path: Path) -> str:
+    """Fail before loading the model when the input is missing, empty, of an unknown type or has a
+    header pandas would mangle; return its kind ('csv' or 'parquet')."""
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: file is empty; nothing to score")
+    kind = table_kind(path)
+    if kind is None:
+        raise DataError(f"{path}: unknown file type; give a .csv (or .csv.gz, .csv.zip, ...) or .parquet file")
+    try:
+        check_header(path, kind)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, pa.ArrowException, UnicodeDecodeError, OSError,
+            EOFError) as exc:
+        raise DataError(f"{path}: cannot be read as {KIND_NAMES[kind]} (corrupt or truncated file?): "
+                        f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    return kind
 
 
 def chunks(path: Path, rows: int) -> Iterator[pd.DataFrame]:
     """The input file, ``rows`` rows at a time (CSV, compressed CSV or Parquet)."""
-    check_input(path)
+    kind = check_input(path)
     try:
-        if path.suffix.lower() == ".parquet":
+        if kind == "parquet":
             for batch in pq.ParquetFile(path).iter_batches(batch_size=rows):
                 yield batch.to_pandas()
         else:
             yield from pd.read_csv(path, chunksize=rows, low_memory=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, pa.ArrowException, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot be read as {'Parquet' if path.suffix.lower() == '.parquet' else 'CSV'} "
+        raise DataError(f"{path}: cannot be read as {KIND_NAMES[kind]} "
                         f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
 
 

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -56,3 +57,14 @@ def run(repo: Path, *command: str, check: bool = True, env: dict[str, str] | Non
 def dvc(repo: Path, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     """Run the dvc that sits beside this interpreter."""
     return run(repo, str(Path(sys.executable).parent / "dvc"), *args, **kwargs)
+
+
+def start_queue(repo: Path, jobs: int, env: dict[str, str] | None = None) -> None:
+    """`dvc queue start -j N`. Its workers are daemons that inherit the caller's stdout and stderr
+    and may outlive the queue: give them files, never a pipe that someone waits to close."""
+    with tempfile.TemporaryFile("w+") as out:
+        code = subprocess.run([str(Path(sys.executable).parent / "dvc"), "queue", "start", "-j", str(jobs)],
+                              cwd=repo, env=env or env_for(repo), stdout=out, stderr=subprocess.STDOUT,
+                              stdin=subprocess.DEVNULL, timeout=120).returncode
+        out.seek(0)
+        assert code == 0, out.read()[-3000:]

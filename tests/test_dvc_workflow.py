@@ -121,3 +121,27 @@ def test_queued_grid_ran_with_two_workers(workflow: tuple) -> None:
                     batch_sizes.add(params["train"]["batch_size"])
     assert {256, 2048} <= batch_sizes
     assert dvc(repo, "queue", "status").stdout.count("Success") == 2
+
+
+def test_push_then_a_fresh_clone_pulls_and_has_nothing_to_rerun(workflow: tuple, tmp_path: Path) -> None:
+    """README "Sharing results": `dvc push` to the default remote (its path set per machine with
+    `dvc remote modify --local`); a fresh clone's `dvc pull` then makes `dvc repro` a no-op, and the
+    report is the same outside its volatile blocks."""
+    from pipeline.document import strip_volatile
+
+    repo, _ = workflow
+    remote = tmp_path / "remote"
+    run(repo, "git", "checkout", "-q", "HEAD", "--", ".")  # back from the experiments to the commit
+    dvc(repo, "checkout", "--force")
+    dvc(repo, "remote", "modify", "--local", "local", "url", str(remote))
+    assert "pushed" in dvc(repo, "push").stdout
+    clone = tmp_path / "clone"
+    run(tmp_path, "git", "clone", "-q", str(repo), str(clone))
+    dvc(clone, "remote", "modify", "--local", "local", "url", str(remote))
+    dvc(clone, "pull")
+    status = dvc(clone, "status").stdout
+    assert "up to date" in status, status
+    repro = dvc(clone, "repro").stdout
+    assert "Running stage" not in repro and "up to date" in repro, repro
+    original, pulled = ((r / "reports" / "report.md").read_text() for r in (repo, clone))
+    assert strip_volatile(pulled) == strip_volatile(original)

@@ -119,3 +119,73 @@ def test_project_defaults_never_override_the_user(monkeypatch: pytest.MonkeyPatc
     store.use_project_defaults()
     assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "1"
     assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == store.ENV_DEFAULTS["MLFLOW_HTTP_REQUEST_TIMEOUT"]
+
+
+def _dvc_repo(tmp_path: Path) -> tuple[Path, mlflow.MlflowClient]:
+    from tests.e2e import copy_repository
+
+    raw = small_raw_params()
+    raw["train"].update(epochs=200, batch_size=32, min_batch=16, patience=0)
+    raw["evaluate"]["references"] = {"logistic_regression": {"C": [1.0]}}
+    repo = copy_repository(tmp_path / "repo", raw)
+    return repo, mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+
+
+def _wait_for_a_training_run(client: mlflow.MlflowClient, process: subprocess.Popen | None = None) -> str:
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        assert process is None or process.poll() is None, "the pipeline ended before training"
+        experiment = client.get_experiment_by_name("batchnorm-vs-baseline")
+        runs = client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'") if experiment else []
+        running = [r for r in runs if client.get_metric_history(r.info.run_id, "train_loss")]
+        if running:
+            return running[0].info.run_id
+        time.sleep(0.5)
+    raise AssertionError("no run started training")
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_dvc_repro_then_dvc_repro_completes(tmp_path: Path) -> None:
+    """Ctrl-C in a terminal signals the whole foreground process group: dvc and the stage."""
+    from tests.e2e import dvc, env_for
+
+    repo, client = _dvc_repo(tmp_path)
+    process = subprocess.Popen([str(Path(sys.executable).with_name("dvc")), "repro"], cwd=repo, env=env_for(repo),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    run_id = _wait_for_a_training_run(client, process)
+    os.killpg(process.pid, signal.SIGINT)
+    out, _ = process.communicate(timeout=120)
+    assert process.returncode != 0
+    assert "interrupted by SIGINT; its MLflow runs are marked KILLED" in out and "Traceback" not in out, out[-3000:]
+    assert client.get_run(run_id).info.status == "KILLED"
+    raw = yaml.safe_load((repo / "params.yaml").read_text())
+    raw["train"]["epochs"] = 3  # the user resumes, in less time
+    (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    dvc(repo, "repro")
+    experiment = client.get_experiment_by_name("batchnorm-vs-baseline")
+    statuses = {r.info.status for r in client.search_runs([experiment.experiment_id])}
+    assert "RUNNING" not in statuses and "FINISHED" in statuses
+    assert (repo / "reports" / "report.md").is_file()
+
+
+@pytest.mark.slow
+def test_dvc_queue_kill_marks_the_run_killed(tmp_path: Path) -> None:
+    from tests.e2e import dvc
+
+    repo, client = _dvc_repo(tmp_path)
+    try:
+        dvc(repo, "exp", "run", "--queue", "--name", "long")
+        dvc(repo, "queue", "start")
+        run_id = _wait_for_a_training_run(client)
+        dvc(repo, "queue", "kill", "long")
+        deadline = time.time() + 120
+        while client.get_run(run_id).info.status == "RUNNING":
+            assert time.time() < deadline, "the killed worker's run stayed RUNNING"
+            time.sleep(0.5)
+        assert client.get_run(run_id).info.status == "KILLED"
+        while "Running" in (status := dvc(repo, "queue", "status").stdout):
+            assert time.time() < deadline, status
+            time.sleep(1)
+        assert "Failed" in status, status
+    finally:
+        dvc(repo, "queue", "stop", "--kill", check=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -88,6 +89,13 @@ BAD_INPUTS = {
     "binary csv": (lambda t: (t / "bad.csv").write_bytes(b"\x00\x01\x02garbage") and t / "bad.csv",
                    "not a text CSV"),
     "unsupported extension": (lambda t: _csv(t, "a,b\n1,2\n", "data.txt"), "unsupported file type '.txt'"),
+    "duplicated column": (lambda t: _csv(t, "Time,V1,V1,Class\n" + "0,1,2,0\n" * N),
+                          "column name\\(s\\) V1 appear more than once; rename or drop"),
+    "semicolon-delimited": (lambda t: _csv(t, "Time;V1;Class\n" + "0;1,5;0\n" * N),
+                            "looks semicolon-delimited .*sep=';'"),
+    "tab-delimited": (lambda t: _csv(t, "Time\tV1\tClass\n" + "0\t1\t0\n" * N), "looks tab-delimited"),
+    "truncated gzip": (lambda t: (t / "bad.csv.gz").write_bytes(gzip.compress(b"Time,V1,Class\n" * 500)[:40])
+                       and t / "bad.csv.gz", "cannot be read as CSV \\(corrupt or truncated file\\?\\).*re-export"),
     "missing label": (lambda t: _frame_csv(t, V1=list(range(N))), "label column 'Class' not found"),
     "three classes": (lambda t: _frame_csv(t, V1=list(range(N)), Class=[0, 1, 2] * (N // 3)),
                       "must be binary 0/1, found 3 distinct values"),
@@ -112,7 +120,7 @@ def test_bad_input_fails_cleanly(case: str, raw_params: dict, tmp_path: Path) ->
     raw_params["prepare"]["source"] = str(source)
     raw_params["prepare"]["log1p"] = []
     if case == "unsupported extension":  # params validation refuses it first; the reader too
-        from pipeline.data import read_table
+        from pipeline.tables import read_table
 
         with pytest.raises(DataError, match=message):
             read_table(source)
@@ -121,6 +129,21 @@ def test_bad_input_fails_cleanly(case: str, raw_params: dict, tmp_path: Path) ->
         _run(raw_params, tmp_path)
     assert not Layout(tmp_path).prepared.exists() and not Layout(tmp_path).prepare_summary.exists()
     assert [p for p in tmp_path.rglob("*") if p.is_file() and p != source] == []  # no temporary leftovers
+
+
+@pytest.mark.parametrize("suffix", [".csv.gz", ".csv.zip", ".csv.bz2", ".csv.xz"])
+def test_compressed_csv_reads_like_the_plain_one(suffix: str, raw_params: dict, tmp_path: Path,
+                                                 sample_csv: Path) -> None:
+    packed = tmp_path / f"creditcard{suffix}"
+    pd.read_csv(sample_csv).to_csv(packed, index=False)  # pandas compresses by suffix
+    raw_params["prepare"]["source"] = str(packed)
+    summary = _run(raw_params, tmp_path / "packed")
+    raw_params["prepare"]["source"] = str(sample_csv)
+    plain = _run(raw_params, tmp_path / "plain")
+    assert summary["rows"] == plain["rows"] and summary["positives"] == plain["positives"]
+    for split in ("train", "test"):
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "packed" / "data" / "prepared" / f"{split}.parquet"),
+                                      pd.read_parquet(tmp_path / "plain" / "data" / "prepared" / f"{split}.parquet"))
 
 
 def test_nan_drop_policy_counts_rows(raw_params: dict, tmp_path: Path) -> None:
