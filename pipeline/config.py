@@ -10,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from pipeline.errors import ConfigError
+from pipeline.tables import table_kind
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -68,8 +69,9 @@ class PrepareParams(_Strict):
     @field_validator("source")
     @classmethod
     def _known_source(cls, value: str) -> str:
-        if value != "synthetic" and Path(value).suffix.lower() not in {".csv", ".parquet"}:
-            raise ValueError("must be 'synthetic' or a path ending in .csv or .parquet")
+        if value != "synthetic" and table_kind(value) is None:
+            raise ValueError("must be 'synthetic' or a path ending in .csv, .csv.gz (or another compression "
+                             "pandas reads: .zip, .bz2, .xz, .zst) or .parquet")
         return value
 
 
@@ -90,6 +92,12 @@ class OptimizerParams(_Strict):
     momentum: float = Field(ge=0, lt=1)
 
 
+class DistributedParams(_Strict):
+    """Training processes on this machine (torchrun --standalone when above 1)."""
+
+    nproc: int = Field(ge=1, le=1024)
+
+
 class TrainParams(_Strict):
     """Parameters of the tune and train stages."""
 
@@ -107,6 +115,8 @@ class TrainParams(_Strict):
     pos_weight: float | Literal["none", "balanced"]
     grad_clip: float = Field(ge=0)
     patience: int = Field(ge=0)
+    batchnorm_sync: bool
+    distributed: DistributedParams
 
     @field_validator("variants", "seeds", "lr", "tune_seeds")
     @classmethod

@@ -69,8 +69,16 @@ def batch_finding(ev: Evidence) -> list[str]:
     if not runs:
         return []
     sizes = [size for r in runs for size in r.batch_sizes]
-    smallest, steps = min(sizes), min(len(r.batch_sizes) for r in runs)
+    seen = [size for r in runs for size in (r.norm_batch_sizes or r.batch_sizes)]  # per process when not synced
+    smallest, steps = min(seen), min(len(r.batch_sizes) for r in runs)
     found = []
+    per_rank = [r for r in runs if r.ranks > 1 and not r.batchnorm_sync]
+    if per_rank:
+        ranks = max(r.ranks for r in per_rank)
+        found.append(f"BatchNorm statistics were per process: {ranks} training processes "
+                     f"(`train.distributed.nproc`) each normalised over only its share of every batch, as few as "
+                     f"{smallest:,} rows of {min(sizes):,} (`train.batchnorm_sync: false`), the small-batch pitfall "
+                     "in disguise; set `train.batchnorm_sync: true` to use the global batch's statistics.")
     if smallest < p.report.small_batch:
         found.append(f"BatchNorm trained on batches of only {smallest:,} rows (< {p.report.small_batch}): batch "
                      "statistics are noisy and its running estimates unreliable; raise `train.batch_size`.")

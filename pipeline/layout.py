@@ -46,6 +46,7 @@ PATHS = {
     "reports": "reports",  # the report: Markdown, HTML, figures
     "summary": "metrics/summary.json",  # the headline: the only DVC metrics file, tracked by git
     "lock": "dvc.lock",  # DVC's record of what ran
+    "snapshots": ".snapshots",  # epoch snapshots of models training under torchrun (not a DVC output)
 }
 
 
@@ -57,6 +58,7 @@ class Layout:
     prepared: Path = field(init=False, repr=False)
     models: Path = field(init=False, repr=False)
     histories: Path = field(init=False, repr=False)
+    snapshots: Path = field(init=False, repr=False)
     tuning: Path = field(init=False, repr=False)
     chosen: Path = field(init=False, repr=False)
     selection: Path = field(init=False, repr=False)
@@ -190,6 +192,9 @@ class RunInfo:
     tracking_uri: str | None = None
     pipeline_run_id: str | None = None  # the group's pipeline run (report, verdict)
     run_name: str | None = None
+    ranks: int = 1  # training processes
+    batchnorm_sync: bool = True  # with ranks > 1: BatchNorm statistics over the global batch
+    norm_batch_sizes: list[int] | None = None  # rows per batch BatchNorm's statistics saw (None: batch_sizes)
 
     @classmethod
     def read(cls, layout: Layout, name: str, tuning: bool = False) -> RunInfo:

@@ -1,13 +1,17 @@
-"""Per-epoch metrics into a run: the Tracker protocol the training loop's callers use, a null one
-for untracked runs, and the batched, asynchronous MLflow one."""
+"""Per-epoch reporting: the Tracker protocol the training loop's callers use, a null one for
+untracked runs, the batched, asynchronous MLflow one, and the terminal's progress (EpochReporter)."""
 
 from __future__ import annotations
 
+import logging
+import sys
 import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
 from pipeline import store
+
+log = logging.getLogger("pipeline.train")
 
 
 class Tracker(Protocol):
@@ -69,3 +73,31 @@ class MlflowTracker:
         for operation in self._pending:
             operation.wait()
         self._pending.clear()
+
+
+class EpochReporter:
+    """A progress bar on a terminal; one line per epoch otherwise."""
+
+    def __init__(self, label: str, epochs: int) -> None:
+        self.label, self.epochs = label, epochs
+        self.bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=epochs, desc=f"train[{label}]", file=sys.stderr, leave=True)
+
+    def __call__(self, epoch: int, record: dict[str, float]) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{record['train_loss']:.4f}", val_loss=f"{record['val_loss']:.4f}",
+                                 val_ap=f"{record['val_ap']:.3f}")
+            if epoch == self.epochs:
+                self.bar.close()
+            return
+        log.info("train[%s] epoch %d/%d  loss %.4f  val_loss %.4f  val_ap %.3f  %.2fs", self.label, epoch,
+                 self.epochs, record["train_loss"], record["val_loss"], record["val_ap"], record["epoch_seconds"])
+
+    def close(self) -> None:
+        """Close the bar early (early stopping, failure)."""
+        if self.bar is not None:
+            self.bar.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -22,13 +23,15 @@ from typing import Any
 import pandas as pd
 import torch
 
-from pipeline import packaging, provenance, tracking
+from pipeline import distributed, packaging, provenance, tracking
 from pipeline.cli import stage_main
-from pipeline.config import Params, TrainParams, flatten
+from pipeline.config import PARAMS_FILE, Params, TrainParams, flatten, load_params
+from pipeline.distributed import World
 from pipeline.errors import StageError
 from pipeline.layout import VARIANT_COLORS, Layout, PrepareSummary, Split, load_split, model_name, read_chosen
 from pipeline.ranking import epoch_metrics
-from pipeline.tracker import NullTracker, Tracker
+from pipeline.snapshots import SnapshotFile, under_torchrun
+from pipeline.tracker import EpochReporter, NullTracker, Tracker
 from pipeline.model import VARIANTS, MLPConfig, build, checkpoint, norm_of
 from pipeline.outputs import staged, write_json
 from pipeline.training import BatchError, DivergedError, FitConfig, FitResult, fit, resolve_device
@@ -77,47 +80,21 @@ def pos_weight(train: TrainParams, negatives: int, positives: int) -> float | No
     return float(train.pos_weight)
 
 
-class EpochReporter:
-    """A progress bar on a terminal; one line per epoch otherwise."""
-
-    def __init__(self, label: str, epochs: int) -> None:
-        self.label, self.epochs = label, epochs
-        self.bar = None
-        if sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=epochs, desc=f"train[{label}]", file=sys.stderr, leave=True)
-
-    def __call__(self, epoch: int, record: dict[str, float]) -> None:
-        if self.bar is not None:
-            self.bar.update(1)
-            self.bar.set_postfix(loss=f"{record['train_loss']:.4f}", val_loss=f"{record['val_loss']:.4f}",
-                                 val_ap=f"{record['val_ap']:.3f}")
-            if epoch == self.epochs:
-                self.bar.close()
-            return
-        log.info("train[%s] epoch %d/%d  loss %.4f  val_loss %.4f  val_ap %.3f  %.2fs", self.label, epoch,
-                 self.epochs, record["train_loss"], record["val_loss"], record["val_ap"], record["epoch_seconds"])
-
-    def close(self) -> None:
-        """Close the bar early (early stopping, failure)."""
-        if self.bar is not None:
-            self.bar.close()
-
-
 @contextmanager
 def _tracked(track: bool, params: Params, name: str, group: str, mlflow_params: dict[str, Any],
-             tags: dict[str, str]) -> Iterator[Tracker]:
+             tags: dict[str, str], resume_run_id: str | None) -> Iterator[Tracker]:
     if not track:
         yield NullTracker()
         return
-    with tracking.model_run(params.mlflow.experiment, name, group, mlflow_params, tags) as tracker:
+    with tracking.model_run(params.mlflow.experiment, name, group, mlflow_params, tags, resume_run_id) as tracker:
         yield tracker
 
 
 def tune(params: Params, variant: str, lr: float, layout: Layout = Layout(), track: bool = True) -> list[TrainResult]:
     """Train every tuning seed of one grid point; its folder appears only when all of them succeeded."""
     final = layout.grid_point(variant, lr)
+    if not World.from_env().is_main:  # the other ranks train alongside rank 0 and write nothing
+        return [run(params, variant, seed, layout, track, lr, final) for seed in params.train.tune_seeds]
     with staged(final) as (folder,):
         folder.mkdir()
         results = [run(params, variant, seed, layout, track, lr, folder) for seed in params.train.tune_seeds]
@@ -142,11 +119,13 @@ def run(params: Params, variant: str, seed: int, layout: Layout = Layout(), trac
     label, train = summary.label, params.train
     if lr is None:
         lr = float(read_chosen(layout, variant)["lr"])
+    world = World.from_env()
     train_split, val_split = load_split(layout.prepared, "train", label), load_split(layout.prepared, "val", label)
     try:
-        device = resolve_device(train.device)
+        device = resolve_device(train.device, world.local_rank)
     except RuntimeError as exc:
         raise StageError(str(exc)) from None
+    distributed.start(world, device)
     if train.bf16 and device.type != "cuda":
         log.warning("train.bf16 is ignored on %s (bf16 autocast is CUDA only)", device.type)
     positives = int(train_split.y.sum())
@@ -168,10 +147,16 @@ def run(params: Params, variant: str, seed: int, layout: Layout = Layout(), trac
     reporter = EpochReporter(name, train.epochs)
     records: list[dict[str, float]] = []
     run_ids: list[str | None] = []
+    synced = train.batchnorm_sync or world.size == 1
+    snapshot = SnapshotFile(layout.snapshots / f"{name}.pt", group) if under_torchrun() else None
+    resume = snapshot.load() if snapshot else None
+    if snapshot and resume is None and world.is_main:
+        snapshot.clear()
     info: dict[str, Any] = {"model": name, "variant": variant, "seed": seed, "lr": lr, "device": str(device),
-                            "group": group}
+                            "group": group, "ranks": world.size, "batchnorm_sync": synced}
     try:
-        with _tracked(track, params, name, group, mlflow_params, tags) as tracker:
+        with _tracked(track and world.is_main, params, name, group, mlflow_params, tags,
+                      resume.get("run_id") if resume else None) as tracker:
             run_ids.append(tracker.run_id)
 
             def on_epoch_end(epoch: int, record: dict[str, float]) -> None:
@@ -180,9 +165,18 @@ def run(params: Params, variant: str, seed: int, layout: Layout = Layout(), trac
                 reporter(epoch, record)
 
             model = build(config, seed)
-            result = fit(model, _tensors(train_split), _tensors(val_split), fit_cfg, device, epoch_metrics,
-                         on_epoch_end)
+            if world.size > 1 and train.batchnorm_sync and config.norm == "batchnorm":
+                model = distributed.sync_batchnorm(model, device)
+            def on_snapshot(state: dict[str, Any]) -> None:
+                tracker.flush()  # the logged epochs are those of the snapshot, even after a crash
+                snapshot.save({**state, "run_id": tracker.run_id})
+
+            result = fit(model, _shard(train_split, world), _shard(val_split, world), fit_cfg, device,
+                         epoch_metrics, on_epoch_end if world.is_main else None, world, synced, resume,
+                         on_snapshot if snapshot and world.is_main else None)
             reporter.close()
+            if not world.is_main:
+                return TrainResult(name, None, *paths[1:], fit=result)
             model = model.cpu().eval()
             with staged(*paths) as (tmp_ckpt, tmp_history, tmp_run):
                 torch.save(checkpoint(model, variant=variant, seed=seed, lr=lr, best_epoch=result.best_epoch,
@@ -190,13 +184,17 @@ def run(params: Params, variant: str, seed: int, layout: Layout = Layout(), trac
                                       data_sha256=summary.source_sha256), tmp_ckpt)
                 pd.DataFrame(result.history).to_csv(tmp_history, index=False)
                 info.update(best_epoch=result.best_epoch, epochs_run=len(result.history),
-                            batch_sizes=result.batch_sizes)
+                            batch_sizes=result.batch_sizes, norm_batch_sizes=result.norm_batch_sizes)
                 if tracker.run_id is not None:
                     _log_outputs(tracker, tmp_history, layout, summary, result)
                     info.update(tracking.run_info(tracker.run_id))
                 write_json(tmp_run, info)
+        if snapshot:
+            snapshot.clear()
     except DivergedError as exc:
         reporter.close()
+        if not world.is_main:
+            return TrainResult(name, None, *paths[1:], fit=None)
         if not tuning:
             raise StageError(f"{name}: {exc}") from None
         # A grid point that diverges is a result, not a failure: its run is FAILED, select skips it.
@@ -216,8 +214,10 @@ def run(params: Params, variant: str, seed: int, layout: Layout = Layout(), trac
     return TrainResult(name, *paths, fit=result)
 
 
-def _tensors(split: Split) -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.from_numpy(split.x), torch.from_numpy(split.y)
+def _shard(split: Split, world: World) -> tuple[torch.Tensor, torch.Tensor]:
+    """This rank's contiguous shard of a split (all of it in one process)."""
+    start, stop = world.bounds(split.y.size)
+    return torch.from_numpy(split.x[start:stop]), torch.from_numpy(split.y[start:stop])
 
 
 def _device_name(device: torch.device) -> str:
@@ -246,9 +246,39 @@ def main(argv: list[str] | None = None) -> int:
         which.add_argument("--lr", type=float, help="train every tuning seed at this learning rate (stage tune)")
 
     def body(params: Params, args: argparse.Namespace) -> object:
-        return tune(params, args.variant, args.lr) if args.lr is not None else run(params, args.variant, args.seed)
+        world = World.from_env()
+        if not world.is_main:
+            logging.getLogger("pipeline").setLevel(logging.WARNING)  # one process speaks
+        try:
+            return tune(params, args.variant, args.lr) if args.lr is not None else run(params, args.variant, args.seed)
+        finally:
+            distributed.stop(world)
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    launch = torchrun_command(argv)
+    if launch is not None:  # this process becomes torchrun, which starts the ranks
+        os.execve(launch[0][0], launch[0], launch[1])
     return stage_main("train", __doc__, argv, body, arguments)
+
+
+def torchrun_command(argv: list[str]) -> tuple[list[str], dict[str, str]] | None:
+    """`torchrun --standalone --nproc_per_node N -m pipeline.train ARGS` and its environment (the
+    CPU cores shared out between ranks unless OMP_NUM_THREADS is set) when train.distributed.nproc
+    is above 1 and this is not already one of torchrun's workers; None otherwise (also when the
+    params cannot be read: the stage itself then says why)."""
+    if "LOCAL_RANK" in os.environ:
+        return None
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--params", type=Path, default=PARAMS_FILE)
+    try:
+        nproc = load_params(parser.parse_known_args(argv)[0].params).train.distributed.nproc
+    except Exception:  # noqa: BLE001 - reported by stage_main with its fix
+        return None
+    if nproc == 1:
+        return None
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+               "-m", "pipeline.train", *argv]
+    return command, {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // nproc)), **os.environ}
 
 
 if __name__ == "__main__":

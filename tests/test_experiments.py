@@ -75,6 +75,18 @@ def test_exp_run_adds_tagged_runs_and_keeps_earlier_ones(repo: Path) -> None:
     assert "short" in json.dumps(shown) and "test_ap" in json.dumps(shown)
 
 
+def test_exp_run_over_two_processes_leaves_one_run_per_model(repo: Path) -> None:
+    """torchrun starts 2 ranks per model; rank 0 alone talks to MLflow."""
+    dvc(repo, "exp", "run", "-S", "train.distributed.nproc=2", "--name", "two-procs")
+    for role, names in (("model", MODELS), ("tuning", ["batchnorm-lr0.01-s100", "baseline-lr0.01-s100"])):
+        c = client(repo)
+        exp = c.get_experiment_by_name(EXPERIMENT)
+        runs = c.search_runs([exp.experiment_id], f"tags.`pipeline.role` = '{role}' and "
+                             "tags.`dvc.exp_name` = 'two-procs'")
+        assert sorted(r.info.run_name for r in runs) == sorted(names), role
+        assert all(r.info.status == "FINISHED" and r.data.params["train.distributed.nproc"] == "2" for r in runs)
+
+
 def test_queue_with_two_workers_loses_nothing(repo: Path) -> None:
     for lr in ("0.02", "0.005"):
         dvc(repo, "exp", "run", "--queue", "-S", f"train.lr={lr}", "--name", f"lr-{lr.replace('.', 'p')}")

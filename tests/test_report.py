@@ -141,6 +141,20 @@ def test_small_batch_warning(raw_params: dict, tmp_path: Path) -> None:
     assert "BatchNorm trained on batches of only 16 rows (< 32)" in md
 
 
+def test_per_process_batchnorm_statistics_are_named(params: Params, evaluated: Layout) -> None:
+    """Models trained over 2 processes without synced BatchNorm (as train writes their run files)."""
+    for seed in params.train.seeds:
+        path = evaluated.run_file(f"batchnorm-s{seed}")
+        info = json.loads(path.read_text())
+        info.update(ranks=2, batchnorm_sync=False, norm_batch_sizes=[size // 2 for size in info["batch_sizes"]])
+        path.write_text(json.dumps(info))
+    md = (report.run(params, evaluated, track=False) / "report.md").read_text()
+    assert "BatchNorm statistics were per process: 2 training processes" in md
+    info = json.loads(evaluated.run_file("batchnorm-s0").read_text())
+    smallest = min(info["batch_sizes"])
+    assert f"as few as {smallest // 2} rows of {smallest}" in md and "set `train.batchnorm_sync: true`" in md
+
+
 @pytest.mark.parametrize("missing", ["prepare_summary", "history", "model_metrics", "selection"])
 def test_missing_inputs_are_a_clear_error(missing: str, params: Params, evaluated: Layout) -> None:
     target = {"prepare_summary": evaluated.prepare_summary, "history": evaluated.history("baseline-s0"),

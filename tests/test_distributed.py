@@ -1,0 +1,143 @@
+"""Training over 2 CPU processes (torchrun, gloo) against one process: the loop's sharding, the
+all-reduced BatchNorm, and the train stage's relaunch through torchrun with one MLflow run per model."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+import torch
+import yaml
+
+from pipeline import prepare
+from pipeline.config import parse
+from pipeline.distributed import World
+from pipeline.layout import Layout
+from tests.conftest import REPO, small_raw_params
+from tests.distributed_fit import train
+
+
+def _torchrun(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           *args], cwd=cwd, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return done
+
+
+def _largest_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    assert a.keys() == b.keys()
+    return max(float((a[k].double() - b[k].double()).abs().max()) for k in a)
+
+
+@pytest.fixture(scope="module")
+def two_rank_weights(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, bool], dict[str, torch.Tensor]]:
+    """2-rank weights after 2 epochs (global batch 64, SGD) per (variant, batchnorm_sync)."""
+    folder = tmp_path_factory.mktemp("ranks")
+    out = {}
+    for variant, sync in (("baseline", True), ("batchnorm", True), ("batchnorm", False)):
+        path = folder / f"{variant}-{int(sync)}.pt"
+        _torchrun("-m", "tests.distributed_fit", variant, str(int(sync)), str(path))
+        out[variant, sync] = torch.load(path)
+    return out
+
+
+@pytest.mark.parametrize("variant", ["baseline", "batchnorm"])
+def test_two_ranks_train_what_one_process_trains(two_rank_weights: dict, variant: str) -> None:
+    """Same global batches, the loss scaled to the global mean, BatchNorm over the global batch:
+    the weights match single-process training to 1e-5. (SGD here: with Adam, the bias of a Linear
+    layer right before BatchNorm has a zero gradient in exact arithmetic, and Adam turns its
+    rounding noise into full-size steps, which differ with the reduction order.)"""
+    single = train(variant, False, World()).state_dict()
+    assert _largest_difference(two_rank_weights[variant, True], single) < 1e-5
+
+
+def test_per_rank_batchnorm_statistics_train_another_model(two_rank_weights: dict) -> None:
+    single = train("batchnorm", False, World()).state_dict()
+    assert _largest_difference(two_rank_weights["batchnorm", False], single) > 1e-3
+
+
+def test_all_reduce_batchnorm_is_plain_batchnorm_in_one_process() -> None:
+    from pipeline.distributed import AllReduceBatchNorm
+
+    x = torch.randn(64, 5) * 3 + 1
+    plain, synced = torch.nn.BatchNorm1d(5), AllReduceBatchNorm(5)
+    torch.testing.assert_close(synced(x), plain(x))
+    torch.testing.assert_close(synced.running_var, plain.running_var)
+
+
+@pytest.fixture(scope="module")
+def prepared_two_ways(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
+    """Two folders with the same prepared data, params nproc 1 and 2."""
+    folders = {}
+    for nproc in (1, 2):
+        raw = small_raw_params()
+        raw["train"]["distributed"] = {"nproc": nproc}
+        folder = tmp_path_factory.mktemp(f"nproc{nproc}")
+        (folder / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+        prepare.run(parse(raw).prepare, Layout(folder))
+        env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}"}
+        for variant in ("baseline", "batchnorm"):
+            done = subprocess.run([sys.executable, "-m", "pipeline.train", "--variant", variant, "--lr", "0.01"],
+                                  cwd=folder, env=env, capture_output=True, text=True, timeout=300)
+            assert done.returncode == 0, done.stderr[-4000:]
+        folders[nproc] = folder
+    return folders
+
+
+def test_the_train_stage_relaunches_itself_through_torchrun(prepared_two_ways: dict[int, Path]) -> None:
+    """nproc 2: one MLflow run per model (rank 0 alone tracks and writes), the baseline's weights
+    equal to one process's to 1e-5, the run file says how BatchNorm saw its batches."""
+    one, two = prepared_two_ways[1], prepared_two_ways[2]
+    client = mlflow.MlflowClient(f"sqlite:///{two / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("batchnorm-vs-baseline")
+    runs = client.search_runs([experiment.experiment_id], "tags.`pipeline.role` = 'tuning'")
+    assert sorted(r.info.run_name for r in runs) == ["baseline-lr0.01-s100", "batchnorm-lr0.01-s100"]
+    assert all(r.info.status == "FINISHED" and r.data.params["train.distributed.nproc"] == "2" for r in runs)
+    layout_one, layout_two = Layout(one), Layout(two)
+    name = "baseline-lr0.01-s100"
+    weights = [torch.load(layout.checkpoint(name, tuning=True), weights_only=False)["model"]
+               for layout in (layout_one, layout_two)]
+    assert _largest_difference(*weights) < 1e-5
+    info = json.loads(layout_two.run_file("batchnorm-lr0.01-s100", tuning=True).read_text())
+    assert info["ranks"] == 2 and info["batchnorm_sync"] is True
+    assert info["norm_batch_sizes"] == info["batch_sizes"]
+
+
+def test_torchrun_restart_resumes_from_the_last_epoch_in_the_same_run(tmp_path: Path) -> None:
+    """A worker dies (SIGKILL) mid-training; `torchrun --max-restarts 1` starts the ranks again,
+    and the model goes on from its last epoch snapshot in the same MLflow run."""
+    import signal
+    import time
+
+    raw = small_raw_params()
+    raw["train"].update(epochs=40, batch_size=32, min_batch=16, patience=0, distributed={"nproc": 2})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    prepare.run(parse(raw).prepare, Layout(tmp_path))
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "OMP_NUM_THREADS": "1"}
+    agent = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                              "--max-restarts", "1", "-m", "pipeline.train", "--variant", "baseline", "--lr", "0.01"],
+                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    name = "baseline-lr0.01-s100"
+    snapshot = Layout(tmp_path).snapshots / f"{name}.pt"
+    deadline = time.time() + 180
+    while not (snapshot.is_file() and torch.load(snapshot, weights_only=False)["epoch"] >= 3):
+        assert time.time() < deadline and agent.poll() is None, "no snapshot came"
+        time.sleep(0.2)
+    workers = [int(p) for p in Path(f"/proc/{agent.pid}/task/{agent.pid}/children").read_text().split()]
+    assert len(workers) == 2
+    os.kill(workers[-1], signal.SIGKILL)
+    out, _ = agent.communicate(timeout=300)
+    assert agent.returncode == 0, out[-4000:]
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("batchnorm-vs-baseline")
+    (run,) = client.search_runs([experiment.experiment_id], "tags.`pipeline.role` = 'tuning'")
+    assert run.info.status == "FINISHED"  # one run: the restarted ranks went on in the crashed one
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")]
+    assert sorted(set(steps)) == list(range(1, 41)) and len(steps) <= 41  # resumed: at most one epoch twice
+    assert Layout(tmp_path).checkpoint(name, tuning=True).is_file() and not snapshot.exists()
