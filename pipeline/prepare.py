@@ -34,7 +34,7 @@ def run(params: PrepareParams, layout: Layout = Layout()) -> dict[str, Any]:
     if params.split.time_column in features.columns:
         times = features[params.split.time_column].to_numpy()
     parts = split_indices(labels, params.split, params.seed, times)
-    scaler = Scaler.fit(features.iloc[parts["train"]], params.log1p)
+    scaler = Scaler.fit(features, params.log1p, rows=parts["train"])
 
     summary: dict[str, Any] = {
         "source": params.source,
@@ -51,7 +51,7 @@ def run(params: PrepareParams, layout: Layout = Layout()) -> dict[str, Any]:
         tmp_dir.mkdir()
         for name in SPLITS:
             rows = parts[name]
-            split = scaler.transform(features.iloc[rows]).reset_index(drop=True)
+            split = scaler.transform(features, rows)
             split[params.label] = labels[rows]
             split.to_parquet(tmp_dir / f"{name}.parquet", index=False)
             summary["rows"][name] = int(rows.size)
