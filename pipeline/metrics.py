@@ -81,6 +81,9 @@ def accuracy_trap(metrics: dict[str, float], recall_target: float) -> bool:
     return metrics["accuracy"] >= metrics["majority_accuracy"] and metrics["recall"] < recall_target
 
 
+CHUNK_CELLS = 12_000_000  # resamples x rows scored at once in bootstrap_ci
+
+
 def bootstrap_ci(y: np.ndarray, p: np.ndarray, threshold: float, resamples: int, seed: int,
                  level: float = 0.95, chunk: int = 25) -> dict[str, tuple[float, float]]:
     """Stratified bootstrap percentile intervals for AP, precision, recall and F1.
@@ -96,11 +99,12 @@ def bootstrap_ci(y: np.ndarray, p: np.ndarray, threshold: float, resamples: int,
     pos, neg = np.flatnonzero(y), np.flatnonzero(~y)
     order, starts = tie_groups(p)
     draws: dict[str, list[np.ndarray]] = {"ap": [], "precision": [], "recall": [], "f1": []}
+    chunk = max(1, min(chunk, CHUNK_CELLS // max(1, y.size)))  # a chunk's arrays stay ~100 MB on any split
     for first in range(0, resamples, chunk):
         count = min(chunk, resamples - first)
         picks = np.concatenate([rng.choice(pos, (count, pos.size)), rng.choice(neg, (count, neg.size))], axis=1)
-        rows = np.repeat(np.arange(count), picks.shape[1])
-        weights = np.bincount(rows * y.size + picks.ravel(), minlength=count * y.size).reshape(count, y.size)
+        picks += (np.arange(count) * y.size)[:, None]  # resample i counts rows in its own block
+        weights = np.bincount(picks.ravel(), minlength=count * y.size).reshape(count, y.size)
         draws["ap"].append(weighted_ap(y, weights, order, starts))
         tp, fp, fn = weights @ (y & pred), weights @ (~y & pred), weights @ (y & ~pred)
         precision = np.divide(tp, tp + fp, out=np.zeros(count), where=(tp + fp) > 0)
