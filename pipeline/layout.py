@@ -46,7 +46,6 @@ PATHS = {
     "reports": "reports",  # the report: Markdown, HTML, figures
     "summary": "metrics/summary.json",  # the headline: the only DVC metrics file, tracked by git
     "lock": "dvc.lock",  # DVC's record of what ran
-    "snapshots": ".snapshots",  # epoch snapshots of models training under torchrun (not a DVC output)
 }
 
 
@@ -58,7 +57,6 @@ class Layout:
     prepared: Path = field(init=False, repr=False)
     models: Path = field(init=False, repr=False)
     histories: Path = field(init=False, repr=False)
-    snapshots: Path = field(init=False, repr=False)
     tuning: Path = field(init=False, repr=False)
     chosen: Path = field(init=False, repr=False)
     selection: Path = field(init=False, repr=False)

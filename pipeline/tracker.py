@@ -78,10 +78,10 @@ class MlflowTracker:
 class EpochReporter:
     """A progress bar on a terminal; one line per epoch otherwise."""
 
-    def __init__(self, label: str, epochs: int) -> None:
+    def __init__(self, label: str, epochs: int, show: bool = True) -> None:
         self.label, self.epochs = label, epochs
         self.bar = None
-        if sys.stderr.isatty():
+        if show and sys.stderr.isatty():
             from tqdm import tqdm
 
             self.bar = tqdm(total=epochs, desc=f"train[{label}]", file=sys.stderr, leave=True)

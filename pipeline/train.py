@@ -30,7 +30,6 @@ from pipeline.distributed import World
 from pipeline.errors import StageError
 from pipeline.layout import VARIANT_COLORS, Layout, PrepareSummary, Split, load_split, model_name, read_chosen
 from pipeline.ranking import epoch_metrics
-from pipeline.snapshots import SnapshotFile, under_torchrun
 from pipeline.tracker import EpochReporter, NullTracker, Tracker
 from pipeline.model import VARIANTS, MLPConfig, build, checkpoint, norm_of
 from pipeline.outputs import staged, write_json
@@ -82,11 +81,11 @@ def pos_weight(train: TrainParams, negatives: int, positives: int) -> float | No
 
 @contextmanager
 def _tracked(track: bool, params: Params, name: str, group: str, mlflow_params: dict[str, Any],
-             tags: dict[str, str], resume_run_id: str | None) -> Iterator[Tracker]:
+             tags: dict[str, str]) -> Iterator[Tracker]:
     if not track:
         yield NullTracker()
         return
-    with tracking.model_run(params.mlflow.experiment, name, group, mlflow_params, tags, resume_run_id) as tracker:
+    with tracking.model_run(params.mlflow.experiment, name, group, mlflow_params, tags) as tracker:
         yield tracker
 
 
@@ -144,19 +143,14 @@ def run(params: Params, variant: str, seed: int, layout: Layout = Layout(), trac
     paths = (layout.checkpoint(name, tuning), layout.history(name, tuning), layout.run_file(name, tuning))
     if folder is not None:
         paths = tuple(folder / path.relative_to(layout.folder(name, tuning)) for path in paths)
-    reporter = EpochReporter(name, train.epochs)
+    reporter = EpochReporter(name, train.epochs, show=world.is_main)
     records: list[dict[str, float]] = []
     run_ids: list[str | None] = []
     synced = train.batchnorm_sync or world.size == 1
-    snapshot = SnapshotFile(layout.snapshots / f"{name}.pt", group) if under_torchrun() else None
-    resume = snapshot.load() if snapshot else None
-    if snapshot and resume is None and world.is_main:
-        snapshot.clear()
     info: dict[str, Any] = {"model": name, "variant": variant, "seed": seed, "lr": lr, "device": str(device),
                             "group": group, "ranks": world.size, "batchnorm_sync": synced}
     try:
-        with _tracked(track and world.is_main, params, name, group, mlflow_params, tags,
-                      resume.get("run_id") if resume else None) as tracker:
+        with _tracked(track and world.is_main, params, name, group, mlflow_params, tags) as tracker:
             run_ids.append(tracker.run_id)
 
             def on_epoch_end(epoch: int, record: dict[str, float]) -> None:
@@ -167,13 +161,9 @@ def run(params: Params, variant: str, seed: int, layout: Layout = Layout(), trac
             model = build(config, seed)
             if world.size > 1 and train.batchnorm_sync and config.norm == "batchnorm":
                 model = distributed.sync_batchnorm(model, device)
-            def on_snapshot(state: dict[str, Any]) -> None:
-                tracker.flush()  # the logged epochs are those of the snapshot, even after a crash
-                snapshot.save({**state, "run_id": tracker.run_id})
 
             result = fit(model, _shard(train_split, world), _shard(val_split, world), fit_cfg, device,
-                         epoch_metrics, on_epoch_end if world.is_main else None, world, synced, resume,
-                         on_snapshot if snapshot and world.is_main else None)
+                         epoch_metrics, on_epoch_end if world.is_main else None, world, synced)
             reporter.close()
             if not world.is_main:
                 return TrainResult(name, None, *paths[1:], fit=result)
@@ -189,8 +179,6 @@ def run(params: Params, variant: str, seed: int, layout: Layout = Layout(), trac
                     _log_outputs(tracker, tmp_history, layout, summary, result)
                     info.update(tracking.run_info(tracker.run_id))
                 write_json(tmp_run, info)
-        if snapshot:
-            snapshot.clear()
     except DivergedError as exc:
         reporter.close()
         if not world.is_main:

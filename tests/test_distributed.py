@@ -21,6 +21,8 @@ from pipeline.layout import Layout
 from tests.conftest import REPO, small_raw_params
 from tests.distributed_fit import train
 
+pytestmark = pytest.mark.slow  # torchrun processes: tens of seconds
+
 
 def _torchrun(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
@@ -108,36 +110,3 @@ def test_the_train_stage_relaunches_itself_through_torchrun(prepared_two_ways: d
     assert info["ranks"] == 2 and info["batchnorm_sync"] is True
     assert info["norm_batch_sizes"] == info["batch_sizes"]
 
-
-def test_torchrun_restart_resumes_from_the_last_epoch_in_the_same_run(tmp_path: Path) -> None:
-    """A worker dies (SIGKILL) mid-training; `torchrun --max-restarts 1` starts the ranks again,
-    and the model goes on from its last epoch snapshot in the same MLflow run."""
-    import signal
-    import time
-
-    raw = small_raw_params()
-    raw["train"].update(epochs=40, batch_size=32, min_batch=16, patience=0, distributed={"nproc": 2})
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    prepare.run(parse(raw).prepare, Layout(tmp_path))
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "OMP_NUM_THREADS": "1"}
-    agent = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                              "--max-restarts", "1", "-m", "pipeline.train", "--variant", "baseline", "--lr", "0.01"],
-                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    name = "baseline-lr0.01-s100"
-    snapshot = Layout(tmp_path).snapshots / f"{name}.pt"
-    deadline = time.time() + 180
-    while not (snapshot.is_file() and torch.load(snapshot, weights_only=False)["epoch"] >= 3):
-        assert time.time() < deadline and agent.poll() is None, "no snapshot came"
-        time.sleep(0.2)
-    workers = [int(p) for p in Path(f"/proc/{agent.pid}/task/{agent.pid}/children").read_text().split()]
-    assert len(workers) == 2
-    os.kill(workers[-1], signal.SIGKILL)
-    out, _ = agent.communicate(timeout=300)
-    assert agent.returncode == 0, out[-4000:]
-    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("batchnorm-vs-baseline")
-    (run,) = client.search_runs([experiment.experiment_id], "tags.`pipeline.role` = 'tuning'")
-    assert run.info.status == "FINISHED"  # one run: the restarted ranks went on in the crashed one
-    steps = [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")]
-    assert sorted(set(steps)) == list(range(1, 41)) and len(steps) <= 41  # resumed: at most one epoch twice
-    assert Layout(tmp_path).checkpoint(name, tuning=True).is_file() and not snapshot.exists()

@@ -22,6 +22,7 @@ def _evaluate(params: Params, layout: Layout, **kwargs: object) -> dict:
     return evaluate.run(params, layout, **kwargs)
 
 
+@pytest.mark.slow  # runs the pipeline or training processes: over the fast suite's budget
 def test_every_model_and_reference_is_evaluated_and_tracked(params: Params, prepared: Layout) -> None:
     train_all(params, prepared)  # tracked training: evaluation goes into these runs
     trained = prepared

@@ -13,7 +13,7 @@ import mlflow
 import pytest
 
 from tests.conftest import small_raw_params
-from tests.e2e import copy_repository, dvc, env_for, run
+from tests.e2e import copy_repository, dvc, env_for, run, start_queue
 
 pytestmark = pytest.mark.slow
 MODELS = ["batchnorm-s0", "baseline-s0"]
@@ -88,9 +88,9 @@ def test_exp_run_over_two_processes_leaves_one_run_per_model(repo: Path) -> None
 
 
 def test_queue_with_two_workers_loses_nothing(repo: Path) -> None:
-    for lr in ("0.02", "0.005"):
-        dvc(repo, "exp", "run", "--queue", "-S", f"train.lr={lr}", "--name", f"lr-{lr.replace('.', 'p')}")
-    dvc(repo, "queue", "start", "-j", "2")
+    for lr in ("0.02", "0.005"):  # train.lr is the tuning grid: a list
+        dvc(repo, "exp", "run", "--queue", "-S", f"train.lr=[{lr}]", "--name", f"lr-{lr.replace('.', 'p')}")
+    start_queue(repo, 2)
     deadline = time.time() + 600
     while time.time() < deadline:
         status = dvc(repo, "queue", "status").stdout

@@ -53,6 +53,7 @@ def _wait_for_epochs(folder: Path, process: subprocess.Popen) -> str:
     raise AssertionError("training never logged an epoch")
 
 
+@pytest.mark.slow  # runs the pipeline or training processes: over the fast suite's budget
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_mid_training_ends_the_run_killed_and_leaves_nothing(slow_training: Path, sig: int,
                                                                       code: int) -> None:
@@ -121,11 +122,11 @@ def test_project_defaults_never_override_the_user(monkeypatch: pytest.MonkeyPatc
     assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == store.ENV_DEFAULTS["MLFLOW_HTTP_REQUEST_TIMEOUT"]
 
 
-def _dvc_repo(tmp_path: Path) -> tuple[Path, mlflow.MlflowClient]:
+def _dvc_repo(tmp_path: Path, epochs: int = 200) -> tuple[Path, mlflow.MlflowClient]:
     from tests.e2e import copy_repository
 
     raw = small_raw_params()
-    raw["train"].update(epochs=200, batch_size=32, min_batch=16, patience=0)
+    raw["train"].update(epochs=epochs, batch_size=32, min_batch=16, patience=0)
     raw["evaluate"]["references"] = {"logistic_regression": {"C": [1.0]}}
     repo = copy_repository(tmp_path / "repo", raw)
     return repo, mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
@@ -170,12 +171,12 @@ def test_ctrl_c_on_dvc_repro_then_dvc_repro_completes(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_dvc_queue_kill_marks_the_run_killed(tmp_path: Path) -> None:
-    from tests.e2e import dvc
+    from tests.e2e import dvc, start_queue
 
-    repo, client = _dvc_repo(tmp_path)
+    repo, client = _dvc_repo(tmp_path, epochs=3000)  # a minute or more per model: the kill lands mid-training
     try:
         dvc(repo, "exp", "run", "--queue", "--name", "long")
-        dvc(repo, "queue", "start")
+        start_queue(repo, 1)
         run_id = _wait_for_a_training_run(client)
         dvc(repo, "queue", "kill", "long")
         deadline = time.time() + 120

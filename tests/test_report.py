@@ -67,6 +67,7 @@ def test_single_seed_verdict_says_it_cannot_judge_noise(params: Params, evaluate
     assert f": {SUPPORTED}.**" not in md and f": {NOT_SUPPORTED}.**" not in md
 
 
+@pytest.mark.slow  # runs the pipeline or training processes: over the fast suite's budget
 def test_headline_puts_the_answer_first(raw_params: dict, tmp_path: Path) -> None:
     """metrics/summary.json: both variants' test AP, then the verdicts, then the rest; small and flat."""
     raw_params["train"]["seeds"] = [0, 1]
@@ -85,6 +86,7 @@ def test_headline_puts_the_answer_first(raw_params: dict, tmp_path: Path) -> Non
     assert summary["threshold"] == "max_f1" and summary["seeds"] == 2
 
 
+@pytest.mark.slow  # runs the pipeline or training processes: over the fast suite's budget
 def test_layernorm_is_compared_with_the_baseline_too(raw_params: dict, tmp_path: Path) -> None:
     raw_params["train"]["variants"] = ["batchnorm", "baseline", "layernorm"]
     raw_params["evaluate"]["references"] = {}
@@ -101,6 +103,7 @@ def _evaluated(params: Params, layout: Layout) -> Layout:
     return layout
 
 
+@pytest.mark.slow  # runs the pipeline or training processes: over the fast suite's budget
 def test_censored_runs_are_never_given_a_number(raw_params: dict, tmp_path: Path) -> None:
     """Force BatchNorm to never reach the baseline's best validation loss: the report says `not reached`,
     counts who got there first, and imputes no epoch count."""
@@ -134,6 +137,7 @@ def test_batches_below_the_minimum_are_merged_and_reported(raw_params: dict, tmp
     assert "Only 2 optimisation step(s) per epoch" in md
 
 
+@pytest.mark.slow  # runs the pipeline or training processes: over the fast suite's budget
 def test_small_batch_warning(raw_params: dict, tmp_path: Path) -> None:
     raw_params["train"].update(batch_size=16, epochs=2)
     raw_params["evaluate"]["references"] = {}

@@ -12,6 +12,7 @@ from pipeline.errors import StageError
 from pipeline.layout import Layout
 
 
+@pytest.mark.slow  # runs the pipeline or training processes: over the fast suite's budget
 def test_the_choice_is_the_best_mean_validation_ap_and_skips_diverged_points(raw_params: dict,
                                                                           layout: Layout) -> None:
     raw_params["train"].update(lr=[0.01, 0.003, 10.0], tune_seeds=[100, 101])

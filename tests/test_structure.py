@@ -148,6 +148,7 @@ def recording(model: BaseModel, read: set[str], prefix: str = "") -> BaseModel:
     return recorder.model_construct(**values)
 
 
+@pytest.mark.slow  # runs the pipeline or training processes: over the fast suite's budget
 def test_each_stage_reads_exactly_the_params_it_declares(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     raw = small_raw_params()
     raw["evaluate"]["references"] = {"logistic_regression": {"C": [1.0]}}
