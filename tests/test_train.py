@@ -103,6 +103,7 @@ def test_a_compared_model_needs_the_select_stage(params: Params, prepared: Layou
         _train(params, prepared)
 
 
+@pytest.mark.slow  # trains several models: over the fast suite's budget
 def test_models_of_one_configuration_share_a_group(params: Params, chosen: Layout) -> None:
     a = json.loads(_train(params, chosen, "batchnorm").run_file.read_text())
     b = json.loads(_train(params, chosen, "baseline").run_file.read_text())
