@@ -179,7 +179,7 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[t
             val_logits = world.gather_rows(predict_logits(model, x_val))
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        val_loss = float(criterion(val_logits, y_val)) / (1 if world.size == 1 else y_val.shape[0])
+        val_loss = float(nn.functional.binary_cross_entropy_with_logits(val_logits, y_val, pos_weight=pos_weight))
         record = {"train_loss": train_loss, "train_accuracy": n_correct / n_seen, "val_loss": val_loss,
                   **score(y_val.cpu(), val_logits.cpu())}
         seconds = time.perf_counter() - start
