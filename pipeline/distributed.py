@@ -5,12 +5,16 @@ processes. Torch only, like the training loop.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.constants import default_pg_timeout
+
+log = logging.getLogger("pipeline.distributed")
 
 
 @dataclass(frozen=True)
@@ -57,11 +61,54 @@ class World:
         dist.all_gather(parts, padded)
         return torch.cat([part[:int(c.item())] for part, c in zip(parts, counts)])
 
+    def gather_objects(self, obj: object) -> list[object]:
+        """Every rank's (picklable) object, in rank order, on every rank."""
+        if self.size == 1:
+            return [obj]
+        out: list[object] = [None] * self.size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def broadcast(self, obj: object) -> object:
+        """Rank 0's (picklable) object, on every rank."""
+        if self.size == 1:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
 
 def start(world: World, device: torch.device) -> None:
     """Join the process group (NCCL on CUDA, gloo on CPU); a single process joins nothing."""
     if world.size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        store = _attempt_store(world)
+        if store is None:
+            dist.init_process_group(backend=backend)
+        else:
+            dist.init_process_group(backend=backend, store=store, rank=world.rank, world_size=world.size)
+
+
+def _attempt_store(world: World) -> dist.Store | None:
+    """The store of this attempt's rendezvous, when torchrun may restart its workers.
+
+    torchrun keeps one TCPStore for every restart of its workers, so the keys of a crashed attempt
+    (its ranks' addresses) are still there when the restarted ranks meet, and a rank may dial a dead
+    peer (pytorch/pytorch#135712). On one node the restart count is the same for every worker: each
+    attempt gets its own keys. Over several nodes the counts can differ; there the fix is
+    ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1`` for torchrun, which this warns about. None: the default.
+    """
+    if (os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True"
+            or int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0")) == 0):
+        return None
+    if int(os.environ.get("LOCAL_WORLD_SIZE", world.size)) != world.size:
+        if world.is_main:
+            log.warning("torchrun --max-restarts over several nodes: export TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 "
+                        "before torchrun on every node, or restarted ranks may fail to meet (pytorch#135712)")
+        return None
+    shared = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world.size,
+                           is_master=False, timeout=default_pg_timeout)
+    return dist.PrefixStore(f"pipeline/attempt{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", shared)
 
 
 def stop(world: World) -> None:
