@@ -93,9 +93,10 @@ class OptimizerParams(_Strict):
 
 
 class DistributedParams(_Strict):
-    """Training processes on this machine (torchrun --standalone when above 1)."""
+    """Training processes on this machine (torchrun --standalone when above 1), restarts after a crash."""
 
     nproc: int = Field(ge=1, le=1024)
+    max_restarts: int = Field(ge=0, le=100)
 
 
 class TrainParams(_Strict):

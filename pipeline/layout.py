@@ -46,6 +46,7 @@ PATHS = {
     "reports": "reports",  # the report: Markdown, HTML, figures
     "summary": "metrics/summary.json",  # the headline: the only DVC metrics file, tracked by git
     "lock": "dvc.lock",  # DVC's record of what ran
+    "snapshots": ".snapshots",  # epoch snapshots of models training under torchrun (not a DVC output)
 }
 
 
@@ -57,6 +58,7 @@ class Layout:
     prepared: Path = field(init=False, repr=False)
     models: Path = field(init=False, repr=False)
     histories: Path = field(init=False, repr=False)
+    snapshots: Path = field(init=False, repr=False)
     tuning: Path = field(init=False, repr=False)
     chosen: Path = field(init=False, repr=False)
     selection: Path = field(init=False, repr=False)
@@ -100,6 +102,10 @@ class Layout:
     def run_file(self, name: str, tuning: bool = False) -> Path:
         """A model's run file (MLflow ids, best epoch, batch sizes)."""
         return self.folder(name, tuning) / f"{name}.run.json"
+
+    def snapshot(self, name: str) -> Path:
+        """A model's latest epoch snapshot while it trains under torchrun."""
+        return self.snapshots / f"{name}.pt"
 
     def history(self, name: str, tuning: bool = False) -> Path:
         """One model's per-epoch history."""

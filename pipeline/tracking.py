@@ -112,24 +112,30 @@ def adopt_launcher(group: str) -> bool:
 
 @contextmanager
 def model_run(experiment: str, run_name: str, group: str, params: Mapping[str, Any],
-              tags: Mapping[str, str]) -> Iterator[MlflowTracker]:
-    """A model run in the group (its pipeline run created if needed); FAILED if the block raises."""
+              tags: Mapping[str, str], resume_run_id: str | None = None) -> Iterator[MlflowTracker]:
+    """A model run in the group (its pipeline run created if needed); FAILED if the block raises.
+    With ``resume_run_id``, that run (of a crashed process, restarted by torchrun) goes on instead."""
     import mlflow
 
     base = environment_tags()
     with store.store_lock():
         exp_id = store.experiment_id(experiment)
-        end_orphaned_runs(exp_id)
+        end_orphaned_runs(exp_id, keep=resume_run_id)
         pipeline_run(exp_id, group, base)
         adopt_launcher(group)
-        run_id = store.client().create_run(exp_id, run_name=run_name, tags={
-            **base, **tags, GROUP: group, PROCESS: _this_process()}).info.run_id
+        if resume_run_id is None:
+            run_id = store.client().create_run(exp_id, run_name=run_name, tags={
+                **base, **tags, GROUP: group, PROCESS: _this_process()}).info.run_id
+        else:
+            run_id = resume_run_id
+            store.client().set_tag(run_id, PROCESS, _this_process())
     # Explicit run_id: never resume the run that `mlflow run` announces in MLFLOW_RUN_ID.
     run = mlflow.start_run(run_id=run_id)
     tracker = MlflowTracker(run.info.run_id)
     status = "FAILED"
     try:
-        mlflow.log_params({k: str(v) for k, v in params.items()})
+        if resume_run_id is None:
+            mlflow.log_params({k: str(v) for k, v in params.items()})
         yield tracker
         status = "FINISHED"
     except (Interrupted, KeyboardInterrupt):
@@ -146,14 +152,17 @@ def _this_process() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def end_orphaned_runs(exp_id: str) -> list[str]:
+def end_orphaned_runs(exp_id: str, keep: str | None = None) -> list[str]:
     """Mark KILLED the RUNNING runs whose process, on this host, no longer exists (it got SIGKILL or
-    ran out of memory, and could not end its run); return their ids."""
+    ran out of memory, and could not end its run), except ``keep`` (about to be resumed); return
+    their ids."""
     host = socket.gethostname()
     client = store.client()
     query = f"attributes.status = 'RUNNING' and tags.`{PROCESS}` LIKE '{host}:%'"
     ended = []
     for run in client.search_runs([exp_id], filter_string=query, max_results=1000):
+        if run.info.run_id == keep:
+            continue
         pid = int(run.data.tags[PROCESS].rsplit(":", 1)[1])
         try:
             os.kill(pid, 0)

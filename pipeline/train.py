@@ -30,6 +30,7 @@ from pipeline.distributed import World
 from pipeline.errors import StageError
 from pipeline.layout import VARIANT_COLORS, Layout, PrepareSummary, Split, load_split, model_name, read_chosen
 from pipeline.ranking import epoch_metrics
+from pipeline.snapshots import SnapshotFile, restartable
 from pipeline.tracker import EpochReporter, NullTracker, Tracker
 from pipeline.model import VARIANTS, MLPConfig, build, checkpoint, norm_of
 from pipeline.outputs import staged, write_json
@@ -81,11 +82,11 @@ def pos_weight(train: TrainParams, negatives: int, positives: int) -> float | No
 
 @contextmanager
 def _tracked(track: bool, params: Params, name: str, group: str, mlflow_params: dict[str, Any],
-             tags: dict[str, str]) -> Iterator[Tracker]:
+             tags: dict[str, str], resume_run_id: str | None) -> Iterator[Tracker]:
     if not track:
         yield NullTracker()
         return
-    with tracking.model_run(params.mlflow.experiment, name, group, mlflow_params, tags) as tracker:
+    with tracking.model_run(params.mlflow.experiment, name, group, mlflow_params, tags, resume_run_id) as tracker:
         yield tracker
 
 
@@ -97,6 +98,8 @@ def tune(params: Params, variant: str, lr: float, layout: Layout = Layout(), tra
     with staged(final) as (folder,):
         folder.mkdir()
         results = [run(params, variant, seed, layout, track, lr, folder) for seed in params.train.tune_seeds]
+    for seed in params.train.tune_seeds:  # kept until here: a restart does not train finished seeds again
+        layout.snapshot(model_name(variant, seed, lr)).unlink(missing_ok=True)
     def moved(path: Path | None) -> Path | None:
         return None if path is None else final / path.relative_to(folder)
 
@@ -144,14 +147,21 @@ def run(params: Params, variant: str, seed: int, layout: Layout = Layout(), trac
     if folder is not None:
         paths = tuple(folder / path.relative_to(layout.folder(name, tuning)) for path in paths)
     reporter = EpochReporter(name, train.epochs, show=world.is_main)
-    records: list[dict[str, float]] = []
-    run_ids: list[str | None] = []
     synced = train.batchnorm_sync or world.size == 1
+    snapshot = SnapshotFile(layout.snapshot(name), group) if restartable() else None
+    resume = world.broadcast(snapshot.load() if snapshot and world.is_main else None)  # the same on every rank
+    if snapshot and resume is None and world.is_main:
+        snapshot.clear()
+    records: list[dict[str, float]] = [dict(row) for row in resume["history"]] if resume else []
+    run_ids: list[str | None] = []
     info: dict[str, Any] = {"model": name, "variant": variant, "seed": seed, "lr": lr, "device": str(device),
                             "group": group, "ranks": world.size, "batchnorm_sync": synced}
     try:
-        with _tracked(track and world.is_main, params, name, group, mlflow_params, tags) as tracker:
+        with _tracked(track and world.is_main, params, name, group, mlflow_params, tags,
+                      resume.get("run_id") if resume else None) as tracker:
             run_ids.append(tracker.run_id)
+            if resume is not None and tracker.run_id is not None:
+                tracking.set_tag(tracker.run_id, "pipeline.resumed_after_epoch", str(resume["epoch"]))
 
             def on_epoch_end(epoch: int, record: dict[str, float]) -> None:
                 records.append({"epoch": epoch, **record})
@@ -162,8 +172,14 @@ def run(params: Params, variant: str, seed: int, layout: Layout = Layout(), trac
             if world.size > 1 and train.batchnorm_sync and config.norm == "batchnorm":
                 model = distributed.sync_batchnorm(model, device)
 
+            def on_snapshot(state: dict[str, Any]) -> None:
+                if snapshot and world.is_main:
+                    tracker.flush()  # the logged epochs are those of the snapshot, even after a crash
+                    snapshot.save({**state, "run_id": tracker.run_id})
+
             result = fit(model, _shard(train_split, world), _shard(val_split, world), fit_cfg, device,
-                         epoch_metrics, on_epoch_end if world.is_main else None, world, synced)
+                         epoch_metrics, on_epoch_end if world.is_main else None, world, synced, resume,
+                         on_snapshot if snapshot else None)
             reporter.close()
             if not world.is_main:
                 return TrainResult(name, None, *paths[1:], fit=result)
@@ -179,6 +195,8 @@ def run(params: Params, variant: str, seed: int, layout: Layout = Layout(), trac
                     _log_outputs(tracker, tmp_history, layout, summary, result)
                     info.update(tracking.run_info(tracker.run_id))
                 write_json(tmp_run, info)
+        if snapshot and world.is_main and not tuning:  # tune() clears its seeds' snapshots when all are done
+            snapshot.clear()
     except DivergedError as exc:
         reporter.close()
         if not world.is_main:
@@ -259,14 +277,14 @@ def torchrun_command(argv: list[str]) -> tuple[list[str], dict[str, str]] | None
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--params", type=Path, default=PARAMS_FILE)
     try:
-        nproc = load_params(parser.parse_known_args(argv)[0].params).train.distributed.nproc
+        launch = load_params(parser.parse_known_args(argv)[0].params).train.distributed
     except Exception:  # noqa: BLE001 - reported by stage_main with its fix
         return None
-    if nproc == 1:
+    if launch.nproc == 1:
         return None
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
-               "-m", "pipeline.train", *argv]
-    return command, {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // nproc)), **os.environ}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(launch.nproc),
+               "--max-restarts", str(launch.max_restarts), "-m", "pipeline.train", *argv]
+    return command, {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // launch.nproc)), **os.environ}
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -16,6 +16,8 @@ from torch.nn.parallel import DistributedDataParallel
 from pipeline.distributed import World
 
 EpochCallback = Callable[[int, dict[str, float]], None]
+# Everything needed to go on after an epoch: weights, optimizer, shuffling generator, history, best.
+Snapshot = dict[str, Any]
 # Validation metrics of one epoch from (labels, logits) on the CPU; the caller chooses them.
 Scorer = Callable[[torch.Tensor, torch.Tensor], dict[str, float]]
 
@@ -111,10 +113,22 @@ def predict_logits(model: nn.Module, x: torch.Tensor, chunk: int = 65_536) -> to
     return out
 
 
+def _rng_state(device: torch.device) -> list[torch.Tensor]:
+    """The global random state that dropout draws from (not the permutation generator)."""
+    return [torch.get_rng_state(), *([torch.cuda.get_rng_state(device)] if device.type == "cuda" else [])]
+
+
+def _set_rng_state(state: list[torch.Tensor], device: torch.device) -> None:
+    torch.set_rng_state(state[0])
+    if device.type == "cuda" and len(state) > 1:
+        torch.cuda.set_rng_state(state[1], device)
+
+
 def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
         cfg: FitConfig, device: torch.device, score: Scorer,
         on_epoch_end: EpochCallback | None = None, world: World = World(),
-        norm_synced: bool = True) -> FitResult:
+        norm_synced: bool = True, resume: Snapshot | None = None,
+        on_snapshot: Callable[[Snapshot], None] | None = None) -> FitResult:
     """Train with mini-batches of a device-side permutation; keep the weights of the best val_ap epoch.
 
     ``score(labels, logits)`` turns each epoch's validation logits into metrics; it must return
@@ -126,6 +140,10 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[t
     shard, the loss is scaled so that DistributedDataParallel's average is the global batch mean,
     and validation scores are gathered from all ranks. ``norm_synced`` says whether BatchNorm
     layers see the global batch (see distributed.sync_batchnorm) or only this rank's rows.
+
+    ``on_snapshot``, given on every rank or none, receives the state after every epoch (``done``
+    once training is over; every rank's random state); ``resume`` (such a state, the same on every
+    rank) goes on from it.
     """
     torch.manual_seed(cfg.seed)
     model.to(device)
@@ -136,6 +154,8 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[t
     first, last = world.bounds(n_seen)
     if last - first != x_train.shape[0]:
         raise ValueError(f"rank {world.rank} holds {x_train.shape[0]} training rows, not its shard {first}:{last}")
+    if resume is not None:
+        model.load_state_dict(resume["model"])
     ids = [device.index] if device.type == "cuda" else None
     net = model if world.size == 1 else DistributedDataParallel(model, device_ids=ids)
     pos_weight = None if cfg.pos_weight is None else torch.tensor(cfg.pos_weight, device=device)
@@ -147,8 +167,18 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[t
     sizes = [s.stop - s.start for s in slices]
     result = FitResult(batch_sizes=sizes, norm_batch_sizes=sizes if norm_synced else [s // world.size for s in sizes])
     best_state = copy.deepcopy(model.state_dict())
+    first_epoch = 1
+    if resume is not None:  # a finished model's snapshot (``done``) runs no epoch
+        optimizer.load_state_dict(resume["optimizer"])
+        generator.set_state(resume["generator"])
+        result.history, best_state = list(resume["history"]), resume["best_state"]
+        result.best_epoch, result.best_val_ap = resume["best_epoch"], resume["best_val_ap"]
+        result.stopped_early = resume["stopped_early"]
+        if len(resume["rng"]) == world.size:  # dropout goes on with the same masks
+            _set_rng_state(resume["rng"][world.rank], device)
+        first_epoch = cfg.epochs + 1 if resume["done"] else resume["epoch"] + 1
 
-    for epoch in range(1, cfg.epochs + 1):
+    for epoch in range(first_epoch, cfg.epochs + 1):
         start = time.perf_counter()
         model.train()
         order = torch.randperm(n_seen, device=device, generator=generator)
@@ -191,8 +221,14 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[t
             best_state = copy.deepcopy(model.state_dict())
         if on_epoch_end is not None:
             on_epoch_end(epoch, record)
-        if cfg.patience and epoch - result.best_epoch >= cfg.patience:
-            result.stopped_early = epoch < cfg.epochs
+        stop = bool(cfg.patience) and epoch - result.best_epoch >= cfg.patience
+        result.stopped_early = stop and epoch < cfg.epochs
+        if on_snapshot is not None:  # called on every rank: each one's random state is in it
+            on_snapshot({"epoch": epoch, "rng": world.gather_objects(_rng_state(device)), "done": stop or epoch == cfg.epochs, "stopped_early": result.stopped_early,
+                         "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "generator": generator.get_state(), "history": result.history, "best_state": best_state,
+                         "best_epoch": result.best_epoch, "best_val_ap": result.best_val_ap})
+        if stop:
             break
     model.load_state_dict(best_state)
     return result

@@ -79,7 +79,7 @@ def prepared_two_ways(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Pat
     folders = {}
     for nproc in (1, 2):
         raw = small_raw_params()
-        raw["train"]["distributed"] = {"nproc": nproc}
+        raw["train"]["distributed"]["nproc"] = nproc
         folder = tmp_path_factory.mktemp(f"nproc{nproc}")
         (folder / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
         prepare.run(parse(raw).prepare, Layout(folder))
@@ -110,3 +110,85 @@ def test_the_train_stage_relaunches_itself_through_torchrun(prepared_two_ways: d
     assert info["ranks"] == 2 and info["batchnorm_sync"] is True
     assert info["norm_batch_sizes"] == info["batch_sizes"]
 
+
+
+RESTART_MODEL, RESTART_SEEDS, RESTART_EPOCHS = "batchnorm", (100, 101), 15
+
+
+def _restartable_tune(folder: Path, kill_rank: int | None) -> str:
+    """The tune stage with train.distributed nproc 2, max_restarts 1 (2 tuning seeds, dropout on); with
+    ``kill_rank``, that worker gets SIGKILL once the second seed has a snapshot of epoch 3 or later.
+    Returns torchrun's output. Output goes to a file and torchrun to its own session, so that a
+    hang fails the test after a timeout instead of blocking the suite."""
+    import signal
+    import time
+
+    raw = small_raw_params()
+    raw["train"].update(epochs=RESTART_EPOCHS, batch_size=32, min_batch=16, patience=0, tune_seeds=list(RESTART_SEEDS),
+                        distributed={"nproc": 2, "max_restarts": 1})
+    raw["train"]["model"]["dropout"] = 0.1  # the random state must be resumed too, per rank
+    (folder / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    prepare.run(parse(raw).prepare, Layout(folder))
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}", "OMP_NUM_THREADS": "1"}
+    log = folder / "torchrun.log"
+    snapshot = Layout(folder).snapshot(f"{RESTART_MODEL}-lr0.01-s{RESTART_SEEDS[1]}")
+    with log.open("w") as out:
+        # The stage becomes `torchrun --standalone --nproc_per_node 2 --max-restarts 1` (same pid).
+        agent = subprocess.Popen([sys.executable, "-m", "pipeline.train", "--variant", RESTART_MODEL, "--lr", "0.01"],
+                                 cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while kill_rank is not None:
+            if snapshot.is_file() and torch.load(snapshot, weights_only=False)["epoch"] >= 3:
+                workers = Path(f"/proc/{agent.pid}/task/{agent.pid}/children").read_text().split()
+                environs = {pid: Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") for pid in workers}
+                (victim,) = [pid for pid, env in environs.items() if f"RANK={kill_rank}".encode() in env]
+                os.kill(int(victim), signal.SIGKILL)
+                break
+            assert time.time() < deadline and agent.poll() is None, f"no snapshot came:\n{log.read_text()[-3000:]}"
+            time.sleep(0.1)
+        agent.wait(timeout=max(1.0, deadline - time.time()))
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"torchrun did not finish in 240 s:\n{log.read_text()[-3000:]}")
+    finally:
+        if agent.poll() is None:
+            os.killpg(agent.pid, signal.SIGKILL)
+            agent.wait()
+    output = log.read_text()
+    assert agent.returncode == 0, output[-4000:]
+    return output
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_tune(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    _restartable_tune(folder, kill_rank=None)
+    return folder
+
+
+@pytest.mark.parametrize("kill_rank", [0, 1])
+def test_torchrun_restart_resumes_from_the_last_epoch_in_the_same_run(
+        tmp_path: Path, uninterrupted_tune: Path, kill_rank: int) -> None:
+    """A worker dies (SIGKILL) while the second tuning seed trains; torchrun (max_restarts 1)
+    starts both ranks again: the first seed is not trained again, the second goes on from its last
+    epoch snapshot in the same MLflow run, and the weights are those of a run that never crashed."""
+    _restartable_tune(tmp_path, kill_rank)
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("batchnorm-vs-baseline")
+    runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id],
+                                                            "tags.`pipeline.role` = 'tuning'")}
+    first, second = (f"{RESTART_MODEL}-lr0.01-s{seed}" for seed in RESTART_SEEDS)
+    assert sorted(runs) == [first, second]  # one run per model: none started again
+    assert all(run.info.status == "FINISHED" for run in runs.values())
+    steps = {name: [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")]
+             for name, run in runs.items()}
+    every_epoch = list(range(1, RESTART_EPOCHS + 1))
+    assert steps[first] == every_epoch  # finished before the crash: not trained again
+    assert sorted(set(steps[second])) == every_epoch and len(steps[second]) <= RESTART_EPOCHS + 1  # one twice at most
+    assert int(runs[second].data.tags["pipeline.resumed_after_epoch"]) >= 3
+    layout, reference = Layout(tmp_path), Layout(uninterrupted_tune)
+    for name in (first, second):
+        resumed = torch.load(layout.checkpoint(name, tuning=True), weights_only=False)["model"]
+        expected = torch.load(reference.checkpoint(name, tuning=True), weights_only=False)["model"]
+        assert _largest_difference(resumed, expected) == 0.0, name
+    assert not any(layout.snapshots.iterdir())  # removed once the stage wrote its outputs

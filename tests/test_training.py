@@ -1,3 +1,4 @@
+import copy
 import math
 from dataclasses import replace
 
@@ -143,3 +144,43 @@ def test_fit_on_cuda_with_bf16() -> None:
     result = fit(model, toy(600, 0), toy(300, 1), replace(BASE, epochs=2, bf16=True), torch.device("cuda"),
                  epoch_metrics)
     assert len(result.history) == 2 and math.isfinite(result.history[-1]["val_loss"])
+
+
+def _without_timings(history: list[dict]) -> list[dict]:
+    return [{k: v for k, v in h.items() if k not in {"epoch_seconds", "samples_per_second"}} for h in history]
+
+
+def test_resuming_from_an_epoch_snapshot_trains_what_an_uninterrupted_fit_trains() -> None:
+    """Weights, optimizer, shuffling generator and dropout's random state go on from the snapshot:
+    the same history and the same weights, bit for bit."""
+    cfg = replace(BASE, epochs=6, batch_size=32)
+    snapshots: dict[int, dict] = {}
+
+    def keep(state: dict) -> None:
+        snapshots[state["epoch"]] = copy.deepcopy(state)
+
+    whole = build(mlp(True, dropout=0.3), seed=2)
+    expected = fit(whole, toy(400, 0), toy(200, 1), cfg, CPU, epoch_metrics, on_snapshot=keep)
+    assert [s["done"] for s in snapshots.values()] == [False] * 5 + [True]
+    resumed_model = build(mlp(True, dropout=0.3), seed=2)
+    torch.manual_seed(123)  # a restarted process: the random state is not where it was
+    resumed = fit(resumed_model, toy(400, 0), toy(200, 1), cfg, CPU, epoch_metrics, resume=snapshots[3])
+    assert _without_timings(resumed.history) == _without_timings(expected.history)
+    assert resumed.best_epoch == expected.best_epoch
+    final, reference = resumed_model.state_dict(), whole.state_dict()
+    assert all(torch.equal(final[k], reference[k]) for k in final)
+
+
+def test_a_finished_snapshot_trains_no_epoch() -> None:
+    """After early stopping, a restart must not train on: the snapshot says it is done."""
+    cfg = replace(BASE, epochs=40, batch_size=32, lr=0.05, patience=2)
+    states: list[dict] = []
+    model = build(mlp(True), seed=0)
+    first = fit(model, toy(400, 0), toy(200, 1), cfg, CPU, epoch_metrics, on_snapshot=lambda s: states.append(s))
+    assert first.stopped_early and states[-1]["done"] and not states[-2]["done"]
+    epochs: list[int] = []
+    again = build(mlp(True), seed=0)
+    result = fit(again, toy(400, 0), toy(200, 1), cfg, CPU, epoch_metrics,
+                 on_epoch_end=lambda epoch, _: epochs.append(epoch), resume=states[-1])
+    assert epochs == [] and result.stopped_early and result.best_epoch == first.best_epoch
+    assert all(torch.equal(again.state_dict()[k], model.state_dict()[k]) for k in model.state_dict())
