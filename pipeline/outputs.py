@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -16,13 +17,17 @@ from typing import Any
 def staged(*targets: Path) -> Iterator[list[Path]]:
     """Yield temporary paths for ``targets``; move them into place only if the block succeeds.
 
-    A failure leaves the previous outputs untouched and removes every temporary path.
+    A failure leaves the previous outputs untouched and removes every temporary path. Temporary
+    paths are named after the process; those of a process that died without cleaning up (SIGKILL,
+    out of memory) are removed by the next one.
     """
     temps: list[Path] = []
     try:
         for target in targets:
             target.parent.mkdir(parents=True, exist_ok=True)
-            temps.append(Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent)) / target.name)
+            _remove_abandoned(target)
+            prefix = f".{target.name}.{os.getpid()}."
+            temps.append(Path(tempfile.mkdtemp(prefix=prefix, dir=target.parent)) / target.name)
         yield temps
         for temp, target in zip(temps, targets):
             if target.is_dir() and not target.is_symlink():
@@ -33,6 +38,20 @@ def staged(*targets: Path) -> Iterator[list[Path]]:
     finally:
         for temp in temps:
             shutil.rmtree(temp.parent, ignore_errors=True)
+
+
+def _remove_abandoned(target: Path) -> None:
+    """Remove the temporary folders for ``target`` (``.NAME.PID.random``) whose process is gone."""
+    for folder in target.parent.glob(f".{glob.escape(target.name)}.*"):
+        pid, _, rest = folder.name[len(target.name) + 2:].partition(".")
+        if not (pid.isdigit() and rest and "." not in rest and folder.is_dir()):
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except PermissionError:
+            pass  # alive, another user's
 
 
 def write_json(path: Path, payload: Any) -> None:

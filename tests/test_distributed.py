@@ -192,3 +192,4 @@ def test_torchrun_restart_resumes_from_the_last_epoch_in_the_same_run(
         expected = torch.load(reference.checkpoint(name, tuning=True), weights_only=False)["model"]
         assert _largest_difference(resumed, expected) == 0.0, name
     assert not any(layout.snapshots.iterdir())  # removed once the stage wrote its outputs
+    assert [p.name for p in (tmp_path / "tuning" / "models").iterdir()] == [f"{RESTART_MODEL}-lr0.01"]  # no temp left
