@@ -24,12 +24,17 @@ class World:
     rank: int = 0
     size: int = 1
     local_rank: int = 0
+    max_restarts: int = 0  # how often torchrun may restart the processes after one died
+    attempt: int = 0  # how often it has restarted them so far
 
     @classmethod
     def from_env(cls) -> World:
-        """What torchrun tells each worker (RANK, WORLD_SIZE, LOCAL_RANK); one process without it."""
+        """What torchrun tells each worker (RANK, WORLD_SIZE, LOCAL_RANK, TORCHELASTIC_MAX_RESTARTS,
+        TORCHELASTIC_RESTART_COUNT); one process without it."""
         return cls(rank=int(os.environ.get("RANK", 0)), size=int(os.environ.get("WORLD_SIZE", 1)),
-                   local_rank=int(os.environ.get("LOCAL_RANK", 0)))
+                   local_rank=int(os.environ.get("LOCAL_RANK", 0)),
+                   max_restarts=int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", 0)),
+                   attempt=int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0)))
 
     @property
     def is_main(self) -> bool:
@@ -98,8 +103,7 @@ def _attempt_store(world: World) -> dist.Store | None:
     attempt gets its own keys. Over several nodes the counts can differ; there the fix is
     ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1`` for torchrun, which this warns about. None: the default.
     """
-    if (os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True"
-            or int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0")) == 0):
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True" or world.max_restarts == 0:
         return None
     if int(os.environ.get("LOCAL_WORLD_SIZE", world.size)) != world.size:
         if world.is_main:
@@ -108,7 +112,7 @@ def _attempt_store(world: World) -> dist.Store | None:
         return None
     shared = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world.size,
                            is_master=False, timeout=default_pg_timeout)
-    return dist.PrefixStore(f"pipeline/attempt{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", shared)
+    return dist.PrefixStore(f"pipeline/attempt{world.attempt}", shared)
 
 
 def stop(world: World) -> None:

@@ -1,6 +1,6 @@
 """Epoch snapshots for crash-safe restarts under ``torchrun --max-restarts``.
 
-When torchrun restarts its workers after one of them died (TORCHELASTIC_RESTART_COUNT > 0), the
+When torchrun restarts its workers after one of them died (``World.attempt`` > 0), the
 model that was training goes on from its last finished epoch, in the same MLflow run, instead of
 starting again; a model that had finished is not trained again. Snapshots live in ``.snapshots/``
 beside the outputs (not a DVC output) and are removed when the stage has written its outputs; only
@@ -17,16 +17,6 @@ from typing import Any
 import torch
 
 
-def restartable() -> bool:
-    """Whether this process is one of torchrun's workers and torchrun may restart it (--max-restarts)."""
-    return "LOCAL_RANK" in os.environ and int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0")) > 0
-
-
-def restarted() -> bool:
-    """Whether torchrun restarted this worker after a failure."""
-    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
-
-
 @dataclass(frozen=True)
 class SnapshotFile:
     """One model's snapshot, tied to its execution group so that another configuration never resumes it."""
@@ -35,8 +25,8 @@ class SnapshotFile:
     group: str
 
     def load(self) -> dict[str, Any] | None:
-        """The snapshot to resume from: only after a restart, and only this group's."""
-        if not (restarted() and self.path.is_file()):
+        """The snapshot to resume from (only this group's), if there is one."""
+        if not self.path.is_file():
             return None
         state = torch.load(self.path, map_location="cpu", weights_only=False)
         return state if state.get("group") == self.group else None

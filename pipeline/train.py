@@ -30,7 +30,7 @@ from pipeline.distributed import World
 from pipeline.errors import StageError
 from pipeline.layout import VARIANT_COLORS, Layout, PrepareSummary, Split, load_split, model_name, read_chosen
 from pipeline.ranking import epoch_metrics
-from pipeline.snapshots import SnapshotFile, restartable
+from pipeline.snapshots import SnapshotFile
 from pipeline.tracker import EpochReporter, NullTracker, Tracker
 from pipeline.model import VARIANTS, MLPConfig, build, checkpoint, norm_of
 from pipeline.outputs import staged, write_json
@@ -148,8 +148,10 @@ def run(params: Params, variant: str, seed: int, layout: Layout = Layout(), trac
         paths = tuple(folder / path.relative_to(layout.folder(name, tuning)) for path in paths)
     reporter = EpochReporter(name, train.epochs, show=world.is_main)
     synced = train.batchnorm_sync or world.size == 1
-    snapshot = SnapshotFile(layout.snapshot(name), group) if restartable() else None
-    resume = world.broadcast(snapshot.load() if snapshot and world.is_main else None)  # the same on every rank
+    snapshot = SnapshotFile(layout.snapshot(name), group) if world.max_restarts else None
+    resume = None  # after a restart: process 0's snapshot, the same on every rank
+    if snapshot is not None and world.attempt > 0:
+        resume = world.broadcast(snapshot.load() if world.is_main else None)
     if snapshot and resume is None and world.is_main:
         snapshot.clear()
     records: list[dict[str, float]] = [dict(row) for row in resume["history"]] if resume else []
