@@ -35,11 +35,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline import score  # noqa: E402
-from pipeline.config import load_params  # noqa: E402
-from pipeline.data import Scaler, synthetic_transactions  # noqa: E402
-from pipeline.model import build  # noqa: E402
-from pipeline.serving import FraudScorer  # noqa: E402
-from pipeline.train import mlp_config  # noqa: E402
+from pipeline.project.loading import load_params  # noqa: E402
+from pipeline.data.scaler import Scaler  # noqa: E402
+from pipeline.data.synthetic import synthetic_transactions  # noqa: E402
+from pipeline.modeling.model import build  # noqa: E402
+from pipeline.serving.scorer import FraudScorer  # noqa: E402
+from pipeline.modeling.recipe import mlp_config  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "score_throughput.json"
 TARGET = 0.5

@@ -37,13 +37,15 @@ from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline import tracking  # noqa: E402
-from pipeline.config import load_params  # noqa: E402
-from pipeline.data import Scaler, synthetic_transactions  # noqa: E402
-from pipeline.ranking import epoch_metrics  # noqa: E402
-from pipeline.model import build  # noqa: E402
-from pipeline.train import fit_config, mlp_config  # noqa: E402
-from pipeline.training import FitConfig, batch_slices, fit, make_optimizer, resolve_device  # noqa: E402
+from pipeline.tracking import runs  # noqa: E402
+from pipeline.project.loading import load_params  # noqa: E402
+from pipeline.data.scaler import Scaler  # noqa: E402
+from pipeline.data.synthetic import synthetic_transactions  # noqa: E402
+from pipeline.evaluation.ranking import epoch_metrics  # noqa: E402
+from pipeline.modeling.model import build  # noqa: E402
+from pipeline.modeling.recipe import fit_config, mlp_config  # noqa: E402
+from pipeline.modeling.fit import FitConfig, FitData, FitEnv, FitHooks, batch_slices, fit, make_optimizer, \
+    resolve_device  # noqa: E402
 
 BATCH = 2048
 OUT = Path(__file__).resolve().parent / "results" / "train_throughput.json"
@@ -140,26 +142,27 @@ def main(argv: list[str] | None = None) -> int:
     config = mlp_config(params, "batchnorm", train[0].shape[1])
     cfg = replace(fit_config(params, seed=0, lr=1e-3, pos_weight=None), epochs=args.epochs, batch_size=BATCH,
                   patience=0, bf16=args.bf16)
+    data, env = FitData(train, val), FitEnv(device)
     run_creation: list[float] = []
 
     def tracked() -> None:
         start = time.perf_counter()
-        with tracking.model_run("throughput-benchmark", "bench", "benchmark", {"rows": args.rows}, {}) as tracker:
+        with runs.model_run("throughput-benchmark", "bench", "benchmark", {"rows": args.rows}, {}) as tracker:
             run_creation.append(time.perf_counter() - start)
-            seconds = timed(lambda: fit(build(config, 0), train, val, cfg, device, epoch_metrics,
-                                        on_epoch_end=tracker.log_epoch) or tracker.flush(), cfg.epochs)
+            seconds = timed(lambda: fit(build(config, 0), data, cfg, env, FitHooks(epoch_metrics, tracker.log_epoch))
+                            or tracker.flush(), cfg.epochs)
         times["project_tracked"].append(seconds)
 
     loops: dict[str, Callable[[], None]] = {
         "project": lambda: times["project"].append(
-            timed(lambda: fit(build(config, 0), train, val, cfg, device, epoch_metrics), cfg.epochs)),
+            timed(lambda: fit(build(config, 0), data, cfg, env, FitHooks(epoch_metrics)), cfg.epochs)),
         "project_tracked": tracked,
         "bare": lambda: times["bare"].append(timed(lambda: bare_loop(build(config, 0), train, cfg, device), cfg.epochs)),
         "dataloader": lambda: times["dataloader"].append(
             timed(lambda: naive_dataloader(build(config, 0), train, cfg, device), cfg.epochs)),
     }
     times: dict[str, list[float]] = {name: [] for name in loops}
-    fit(build(config, 0), train, val, replace(cfg, epochs=1), device, epoch_metrics)  # warm-up
+    fit(build(config, 0), data, replace(cfg, epochs=1), env, FitHooks(epoch_metrics))  # warm-up
     names = list(loops)
     for repeat in range(args.repeats):
         for name in names[repeat % len(names):] + names[:repeat % len(names)]:

@@ -20,7 +20,7 @@ from playwright.sync_api import Page, sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline import tracking  # noqa: E402
+from pipeline.tracking import runs, tags  # noqa: E402
 
 OUT = Path(__file__).resolve().parent
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -29,11 +29,11 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-network
 
 def newest_pipeline_run(experiment: str) -> Any:
     """The pipeline run of the latest execution (its description holds the comparison link)."""
-    runs = tracking.search(experiment, f"tags.`{tracking.ROLE}` = 'pipeline'", order_by=["attributes.start_time DESC"],
-                           max_results=1)
-    if not runs:
+    found = runs.search(experiment, f"tags.`{tags.ROLE}` = 'pipeline'", order_by=["attributes.start_time DESC"],
+                        max_results=1)
+    if not found:
         raise SystemExit(f"no pipeline run in experiment '{experiment}': run `dvc repro` first")
-    return runs[0]
+    return found[0]
 
 
 def open_page(page: Page, url: str, must_show: list[str], expand: str | None = None) -> None:
@@ -54,8 +54,8 @@ def open_page(page: Page, url: str, must_show: list[str], expand: str | None = N
 def take(ui: str, experiment: str, chromium: str, out: Path = OUT) -> list[Path]:
     """The three screenshots of the README's steps; returns their paths."""
     run = newest_pipeline_run(experiment)
-    group, exp_id = run.data.tags[tracking.GROUP], run.info.experiment_id
-    from pipeline import ui as links
+    group, exp_id = run.data.tags[tags.GROUP], run.info.experiment_id
+    from pipeline.tracking import ui as links
 
     comparison = links.comparison_url(exp_id, group).replace(links.store.ui_base(), ui.rstrip("/"))
     shots = [

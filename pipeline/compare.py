@@ -16,32 +16,33 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline import store, tracking
-from pipeline.analysis import mean_sd
-from pipeline.cli import run_stage
-from pipeline.config import load_params
-from pipeline.errors import StageError
+from pipeline.project.loading import load_params
+from pipeline.project.variants import ordered
+from pipeline.reporting.document import mean_sd
+from pipeline.runtime.cli import run_stage
+from pipeline.runtime.errors import StageError
+from pipeline.tracking import runs, store
+from pipeline.tracking.tags import GROUP, MODEL, ROLE, VARIANT
 
 ROWS = ("test_ap", "test_precision", "test_recall", "test_f1", "test_roc_auc", "test_accuracy", "threshold",
         "best_val_ap", "best_epoch", "train_loss at best epoch", "val_loss at best epoch", "seconds per epoch")
-VARIANT_ORDER = ("batchnorm", "baseline")
 
 
 def latest_group(experiment: str) -> str:
     """The group of the most recently started model run."""
-    runs = tracking.search(experiment, f"tags.`{tracking.ROLE}` = 'model'", order_by=["attributes.start_time DESC"],
+    latest = runs.search(experiment, f"tags.`{ROLE}` = 'model'", order_by=["attributes.start_time DESC"],
                            max_results=1)
-    if not runs:
+    if not latest:
         raise StageError(f"no model runs in MLflow experiment '{experiment}' at {store.tracking_uri()}; "
                          "run the pipeline first (dvc repro)")
-    return runs[0].data.tags[tracking.GROUP]
+    return latest[0].data.tags[GROUP]
 
 
-def newest_finished(runs: Iterable[Any]) -> tuple[list[Any], list[Any], int]:
+def newest_finished(found: Iterable[Any]) -> tuple[list[Any], list[Any], int]:
     """Per model name: the newest FINISHED run. Returns (kept, failed models' newest runs, ignored count)."""
     by_model: dict[str, list[Any]] = {}
-    for run in runs:
-        by_model.setdefault(run.data.tags.get(tracking.MODEL, run.info.run_name), []).append(run)
+    for run in found:
+        by_model.setdefault(run.data.tags.get(MODEL, run.info.run_name), []).append(run)
     kept, failed, ignored = [], [], 0
     for versions in by_model.values():
         versions.sort(key=lambda r: r.info.start_time, reverse=True)
@@ -57,13 +58,13 @@ def newest_finished(runs: Iterable[Any]) -> tuple[list[Any], list[Any], int]:
 
 def _cells(run: Any) -> dict[str, float]:
     metrics = dict(run.data.metrics)
-    if run.data.tags.get(tracking.ROLE) == "model" and "best_epoch" in metrics:
+    if run.data.tags.get(ROLE) == "model" and "best_epoch" in metrics:
         epoch = int(metrics["best_epoch"])
         for key in ("train_loss", "val_loss"):
-            values = dict(tracking.metric_steps(run.info.run_id, key))
+            values = dict(runs.metric_steps(run.info.run_id, key))
             if epoch in values:
                 metrics[f"{key} at best epoch"] = values[epoch]
-        seconds = [v for _, v in tracking.metric_steps(run.info.run_id, "epoch_seconds")]
+        seconds = [v for _, v in runs.metric_steps(run.info.run_id, "epoch_seconds")]
         if seconds:
             metrics["seconds per epoch"] = float(pd.Series(seconds).median())
     return metrics
@@ -76,17 +77,17 @@ def _cell(values: list[float], n: int) -> str:
 
 def comparison(experiment: str, group: str) -> tuple[pd.DataFrame, list[str]]:
     """Key metrics (rows) by variant or reference model (columns), and notes on what was left out."""
-    query = f"tags.`{tracking.GROUP}` = '{group}'"
-    runs = [r for r in tracking.search(experiment, query) if r.data.tags.get(tracking.ROLE) in {"model", "reference"}]
-    if not runs:
+    query = f"tags.`{GROUP}` = '{group}'"
+    found = [r for r in runs.search(experiment, query) if r.data.tags.get(ROLE) in {"model", "reference"}]
+    if not found:
         raise StageError(f"no runs in group '{group}' of experiment '{experiment}'")
-    kept, failed, ignored = newest_finished(runs)
+    kept, failed, ignored = newest_finished(found)
     columns: dict[str, list[dict[str, float]]] = {}
     for run in kept:
         tags = run.data.tags
-        column = tags.get("pipeline.variant") if tags.get(tracking.ROLE) == "model" else tags[tracking.MODEL]
+        column = tags.get(VARIANT) if tags.get(ROLE) == "model" else tags[MODEL]
         columns.setdefault(column, []).append(_cells(run))
-    order = [c for c in VARIANT_ORDER if c in columns] + sorted(c for c in columns if c not in VARIANT_ORDER)
+    order = ordered(list(columns))
     table = {f"{c} (n={len(columns[c])})": {key: _cell([m[key] for m in columns[c] if key in m], len(columns[c]))
                                             for key in ROWS} for c in order}
     notes = []
@@ -108,8 +109,8 @@ def run(experiment: str, group: str | None = None) -> str:
     frame, notes = comparison(experiment, group)
     header = f"MLflow experiment '{experiment}', pipeline group {group} ({store.tracking_uri()})"
     text = "\n".join([header, frame.to_string(), *notes]) + "\n"
-    if tracking.adopt_launcher(group):
-        tracking.log_text(os.environ["MLFLOW_RUN_ID"], text, "comparison.txt")
+    if runs.adopt_launcher(group):
+        runs.log_text(os.environ["MLFLOW_RUN_ID"], text, "comparison.txt")
     return text
 
 

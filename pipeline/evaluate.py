@@ -16,17 +16,33 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline import figures, packaging, serving, tracking
-from pipeline.cli import stage_main
-from pipeline.config import EvaluateParams, Params
-from pipeline.errors import StageError
-from pipeline.layout import REFERENCE_COLOR, SPLITS, Layout, PrepareSummary, RunInfo, Split, load_checkpoint, \
-    load_split, model_name
-from pipeline.metrics import accuracy_trap, bootstrap_ci, choose_threshold, classification_metrics, pr_roc_points
-from pipeline.model import from_checkpoint
-from pipeline.outputs import staged, write_json
-from pipeline.references import describe, fit_reference
-from pipeline.training import predict_logits
+from pipeline.evaluation.metrics import (
+    accuracy_trap,
+    bootstrap_ci,
+    choose_threshold,
+    classification_metrics,
+    pr_roc_points,
+)
+from pipeline.evaluation.references import describe, fit_reference
+from pipeline.modeling.model import from_checkpoint, predict_logits
+from pipeline.project.config import EvaluateParams, Params
+from pipeline.project.layout import (
+    SPLITS,
+    Layout,
+    PrepareSummary,
+    RunInfo,
+    Split,
+    load_checkpoint,
+    load_split,
+    model_name,
+)
+from pipeline.project.variants import REFERENCE_COLOR
+from pipeline.reporting import figures
+from pipeline.runtime.cli import stage_main
+from pipeline.runtime.errors import StageError
+from pipeline.runtime.outputs import staged, write_json
+from pipeline.serving import packaging, scorer
+from pipeline.tracking import runs, tags
 
 log = logging.getLogger("pipeline.evaluate")
 
@@ -176,32 +192,32 @@ def _track(params: Params, layout: Layout, summary: PrepareSummary, scored: list
     """Evaluation, and the servable model, into each compared model's run; reference models get runs
     of their own. Returns where they went: {"models": {name: {run_id, model_uri}}, "references": ...}.
 
-    Only tracking.EVALUATION_KEYS become MLflow metrics (distinct from the per-epoch keys); every
+    Only tags.EVALUATION_KEYS become MLflow metrics (distinct from the per-epoch keys); every
     number is in the run's evaluation JSON artifact.
     """
     trained = [item.run for item in scored if item.run is not None and item.run.run_id]
     if trained:
-        tracking.adopt_launcher(trained[0].group)
+        runs.adopt_launcher(trained[0].group)
     example = pd.read_parquet(layout.raw_test).head(5)[summary.features]
     out: dict[str, Any] = {"models": {}, "references": {}}
     for item in scored:
         run_id = None
         if item.kind == "mlp" and item.run is not None and item.run.run_id:
             run_id = item.run.run_id
-            settings = serving.settings(results[item.name]["threshold"], summary.params["nonfinite"],
+            settings = scorer.settings(results[item.name]["threshold"], summary.params["nonfinite"],
                                         summary.source_sha256, model=item.name, variant=item.run.variant,
                                         seed=item.run.seed, lr=item.run.lr, label=summary.label,
                                         group=item.run.group)
             uri = packaging.log_fraud_model(run_id, layout.checkpoint(item.name), layout.scaler, settings, example)
             out["models"][item.name] = {"run_id": run_id, "model_uri": uri}
         elif item.kind == "reference" and trained:  # references join the group of the trained models
-            run_id = tracking.reference_run(params.mlflow.experiment, trained[0].group, item.name,
-                                            (item.details or {}).get("params", {}),
-                                            {"pipeline.variant": "reference", tracking.COLOR: REFERENCE_COLOR})
+            run_id = runs.reference_run(params.mlflow.experiment, trained[0].group, item.name,
+                                        (item.details or {}).get("params", {}),
+                                        {tags.VARIANT: "reference", tags.COLOR: REFERENCE_COLOR})
             out["references"][item.name] = run_id
         if run_id:
-            tracking.log_evaluation(run_id, {k: results[item.name][k] for k in tracking.EVALUATION_KEYS},
-                                    artifacts[item.name])
+            runs.log_evaluation(run_id, {k: results[item.name][k] for k in tags.EVALUATION_KEYS},
+                                artifacts[item.name])
     return out
 
 

@@ -3,31 +3,25 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pipeline.cli import stage_main
-from pipeline.config import PrepareParams
-from pipeline.data import Scaler, clean, file_sha256, frame_sha256, split_indices, \
-    synthetic_transactions
-from pipeline.layout import SPLITS, Layout
-from pipeline.outputs import staged, write_json
-from pipeline.tables import read_table
+from pipeline.data.cleaning import clean
+from pipeline.data.scaler import Scaler
+from pipeline.data.sources import load_source
+from pipeline.data.splits import split_indices
+from pipeline.project.config import PrepareParams
+from pipeline.project.layout import SPLITS, Layout
+from pipeline.runtime.cli import stage_main
+from pipeline.runtime.outputs import staged, write_json
 
 log = logging.getLogger("pipeline.prepare")
 
 
 def run(params: PrepareParams, layout: Layout = Layout()) -> dict[str, Any]:
     """Build the train/val/test splits and the fitted scaler; return the summary."""
-    if params.source == "synthetic":
-        frame = synthetic_transactions(params.synthetic.rows, params.synthetic.fraud_rate, params.seed)
-        source_hash = frame_sha256(frame)
-    else:
-        path = Path(params.source)
-        frame = read_table(path)
-        source_hash = file_sha256(path)
+    frame, source_hash = load_source(params)
     cleaned = clean(frame, params.label, params.nonfinite, params.drop_columns, params.log1p)
     features, labels = cleaned.features, cleaned.labels
     times = None

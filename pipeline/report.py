@@ -11,32 +11,18 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
-
-from pipeline import analysis, conclusions, packaging, sections, tracking, ui
-from pipeline.analysis import Claim, Evidence, mean_sd
-from pipeline.cli import stage_main
-from pipeline.config import Params
-from pipeline.document import Document
-from pipeline.outputs import staged
-from pipeline.layout import SPLITS, Layout, PrepareSummary, RunInfo, load_split, model_name, read_history, \
-    read_model_metrics, read_scores, read_selection
+from pipeline.project.config import Params
+from pipeline.project.layout import Layout
+from pipeline.project.variants import PRIMARY, label
+from pipeline.reporting import claims, conclusions, sections
+from pipeline.reporting.claims import Claim
+from pipeline.reporting.document import Document, mean_sd
+from pipeline.reporting.evidence import Evidence, gather, variant_values
+from pipeline.runtime.cli import stage_main
+from pipeline.runtime.outputs import staged
+from pipeline.tracking import registry, runs, tags, ui
 
 log = logging.getLogger("pipeline.report")
-
-
-def gather(params: Params, layout: Layout) -> Evidence:
-    """Read the outputs of prepare, select, train and evaluate."""
-    summary = PrepareSummary.read(layout)
-    train = params.train
-    names = [model_name(v, s) for v in train.variants for s in train.seeds]
-    evaluated = names + params.evaluate.references.names()
-    histories = {v: {s: read_history(layout, model_name(v, s)) for s in train.seeds} for v in train.variants}
-    scaled = {s: float(np.abs(load_split(layout.prepared, s, summary.label).x.mean(axis=0)).max()) for s in SPLITS}
-    logged = json.loads(layout.reference_runs.read_text()) if layout.reference_runs.is_file() else {}
-    return Evidence(params, summary, histories, {n: read_model_metrics(layout, n) for n in evaluated},
-                    {n: read_scores(layout, n) for n in evaluated}, {n: RunInfo.read(layout, n) for n in names},
-                    read_selection(layout), json.loads(layout.tuning_scores.read_text()), scaled, logged)
 
 
 def build(ev: Evidence, found: dict[str, list[Claim]], layout: Layout, figure_dir: Path, generated: str) -> Document:
@@ -62,14 +48,13 @@ def mlflow_description(ev: Evidence, found: dict[str, list[Claim]], comparison_u
     lines = [f"**Does BatchNorm help?** {seeds} seed(s) per variant at each variant's tuned learning rate "
              f"({', '.join(f'{v} {ev.chosen_lr(v):g}' for v in ev.params.train.variants)}), data "
              f"`{ev.summary.source}`.", ""]
-    claims = [c for variant_claims in found.values() for c in variant_claims]
-    if claims:
+    every = [c for variant_claims in found.values() for c in variant_claims]
+    if every:
         lines += ["| Claim | Verdict | Difference, mean [95% CI] |", "|---|---|---|"]
         lines += [f"| {c.text} | **{c.status}** | " + "; ".join(conclusions.measure_text(m, seeds).split(": ", 1)[1]
-                                                           for m in c.measures) + " |" for c in claims]
+                                                           for m in c.measures) + " |" for c in every]
         lines.append("")
-    aps = ", ".join(f"{analysis.label(v)} {mean_sd(analysis.variant_values(ev, v, 'test_ap'), 3)}"
-                    for v in ev.histories)
+    aps = ", ".join(f"{label(v)} {mean_sd(variant_values(ev, v, 'test_ap'), 3)}" for v in ev.histories)
     lines += [f"Test average precision (mean ± sd over seeds): {aps}.", "",
               f"**Compare the runs:** [{comparison_url}]({comparison_url}) shows this execution's compared models, "
               "BatchNorm in blue, the baseline in orange, reference models in grey (tuning runs: role "
@@ -80,14 +65,14 @@ def mlflow_description(ev: Evidence, found: dict[str, list[Claim]], comparison_u
 def run(params: Params, layout: Layout = Layout(), track: bool = True) -> Path:
     """Write reports/ (Markdown, HTML, figures) and metrics/summary.json; publish both to MLflow."""
     ev = gather(params, layout)
-    found = {variant: analysis.claims(ev, variant) for variant in ev.compared()}
+    found = {variant: claims.claims(ev, variant) for variant in ev.compared()}
     with staged(layout.reports, layout.summary) as (tmp, tmp_summary):
         (tmp / "figures").mkdir(parents=True)
         generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         doc = build(ev, found, layout, tmp / "figures", generated)
         (tmp / "report.md").write_text(doc.markdown(tmp))
         (tmp / "report.html").write_text(doc.html())
-        tmp_summary.write_text(json.dumps(analysis.headline(ev, found), indent=2) + "\n")  # key order kept
+        tmp_summary.write_text(json.dumps(claims.headline(ev, found), indent=2) + "\n")  # key order kept
         if track:
             _publish(ev, found, tmp)
             _register(ev, found)
@@ -98,15 +83,15 @@ def run(params: Params, layout: Layout = Layout(), track: bool = True) -> Path:
 
 def _publish(ev: Evidence, found: dict[str, list[Claim]], report_dir: Path) -> None:
     """The report into each group's pipeline run, with the verdict as its description."""
-    runs = [r for r in ev.runs.values() if r.pipeline_run_id]
-    for pipeline_run in sorted({r.pipeline_run_id for r in runs}):
-        info = next(r for r in runs if r.pipeline_run_id == pipeline_run)
-        tracking.adopt_launcher(info.group)
-        tracking.log_evaluation(pipeline_run, {}, (report_dir,), "report")
+    tracked = [r for r in ev.runs.values() if r.pipeline_run_id]
+    for pipeline_run in sorted({r.pipeline_run_id for r in tracked}):
+        info = next(r for r in tracked if r.pipeline_run_id == pipeline_run)
+        runs.adopt_launcher(info.group)
+        runs.log_evaluation(pipeline_run, {}, (report_dir,), "report")
         url = ui.save_comparison_view(info.experiment_id, info.group)
-        tracking.describe(pipeline_run, mlflow_description(ev, found, url))
-        verdicts = " · ".join(f"{analysis.SHORT_CLAIMS[c.key]} **{c.status}**" for c in found.get("batchnorm", []))
-        tracking.describe_experiment(info.experiment_id, f"**Latest execution** `{info.group}`, "
+        runs.describe(pipeline_run, mlflow_description(ev, found, url))
+        verdicts = " · ".join(f"{claims.SHORT_CLAIMS[c.key]} **{c.status}**" for c in found.get(PRIMARY, []))
+        runs.describe_experiment(info.experiment_id, f"**Latest execution** `{info.group}`, "
                                      f"{len(ev.params.train.seeds)} seed(s), BatchNorm versus baseline, each at its "
                                      f"tuned learning rate: {verdicts or 'no verdict (no BatchNorm and baseline)'}. "
                                      f"[Compare its runs]({url}) (older executions: the Views menu).")
@@ -120,11 +105,10 @@ def _register(ev: Evidence, found: dict[str, list[Claim]]) -> None:
     if not logged:
         return
     info, name = ev.runs[best], ev.params.mlflow.registered_model
-    verdict = "; ".join(f"{c.key} {c.status}" for c in found.get("batchnorm", [])) or "none"
-    version = packaging.register_champion(name, logged["model_uri"], {
-        "pipeline.group": info.group, "pipeline.variant": info.variant, "pipeline.seed": str(info.seed),
-        "pipeline.lr": str(info.lr), "val_ap": f"{ev.metrics[best]['val_ap']:.4f}", "verdict": verdict,
-        "data.sha256": ev.summary.source_sha256})
+    verdict = "; ".join(f"{c.key} {c.status}" for c in found.get(PRIMARY, [])) or "none"
+    version = registry.register_champion(name, logged["model_uri"], {
+        tags.GROUP: info.group, tags.VARIANT: info.variant, tags.SEED: str(info.seed), tags.LR: str(info.lr),
+        "val_ap": f"{ev.metrics[best]['val_ap']:.4f}", "verdict": verdict, tags.DATA_SHA256: ev.summary.source_sha256})
     log.info("report: %s (best validation AP %.3f) is models:/%s@champion (version %s)", best,
              ev.metrics[best]["val_ap"], name, version)
 

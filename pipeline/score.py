@@ -23,11 +23,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import store
-from pipeline.cli import run_stage
-from pipeline.errors import DataError
-from pipeline.serving import FraudScorer, ScoringError
-from pipeline.tables import KIND_NAMES, check_header, table_kind
+from pipeline.data.tables import KIND_NAMES, check_header, table_kind
+from pipeline.runtime.cli import run_stage
+from pipeline.runtime.errors import DataError
+from pipeline.serving.scorer import FraudScorer, ScoringError
+from pipeline.tracking import store
 
 log = logging.getLogger("pipeline.score")
 CHUNK_ROWS = 200_000

@@ -14,12 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from pipeline import tracking
-from pipeline.cli import stage_main
-from pipeline.config import TrainParams
-from pipeline.errors import StageError
-from pipeline.layout import Layout, RunInfo, lr_text, model_name, read_history
-from pipeline.outputs import staged, write_json
+from pipeline.project.config import TrainParams
+from pipeline.project.layout import Layout, RunInfo, lr_text, model_name, read_history
+from pipeline.runtime.cli import stage_main
+from pipeline.runtime.errors import StageError
+from pipeline.runtime.outputs import staged, write_json
+from pipeline.tracking import runs
+from pipeline.tracking.tags import SELECTED
 
 log = logging.getLogger("pipeline.select")
 
@@ -85,7 +86,7 @@ def _tag_runs(train: TrainParams, layout: Layout, chosen: dict[str, float]) -> N
             for seed in train.tune_seeds:
                 info = RunInfo.read(layout, model_name(variant, seed, lr), tuning=True)
                 if info.run_id:
-                    tracking.set_tag(info.run_id, tracking.SELECTED, str(lr == chosen[variant]).lower())
+                    runs.set_tag(info.run_id, SELECTED, str(lr == chosen[variant]).lower())
 
 
 def main(argv: list[str] | None = None) -> int:

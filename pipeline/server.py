@@ -24,7 +24,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from pipeline.errors import StageError
+from pipeline.runtime.errors import StageError
+from pipeline.runtime.processes import alive
 
 DEFAULT_STATE_DIR = Path(".team-server")
 START_SECONDS = 90
@@ -101,16 +102,6 @@ def _healthy(uri: str) -> bool:
         return False
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def start(state: Path, port: int, pg_port: int, artifacts: str | None, host: str, workers: int) -> str:
     """Start what is down; return the tracking URI."""
     state.mkdir(parents=True, exist_ok=True)
@@ -118,7 +109,7 @@ def start(state: Path, port: int, pg_port: int, artifacts: str | None, host: str
     info = json.loads(info_path.read_text()) if info_path.exists() else {}
     uri = f"http://127.0.0.1:{port}"
     backend = start_postgres(state, pg_port)
-    if info.get("pid") and _alive(info["pid"]) and _healthy(uri):
+    if info.get("pid") and alive(info["pid"]) and _healthy(uri):
         return uri
     artifacts = artifacts or str((state / "artifacts").resolve())
     _run([sys.executable, "-m", "mlflow", "db", "upgrade", backend], "migrating the mlflow database")
@@ -146,10 +137,10 @@ def stop(state: Path) -> None:
     info_path = state / "server.json"
     if info_path.exists():
         pid = json.loads(info_path.read_text()).get("pid")
-        if pid and _alive(pid):
+        if pid and alive(pid):
             os.killpg(pid, signal.SIGTERM)
             for _ in range(40):
-                if not _alive(pid):
+                if not alive(pid):
                     break
                 time.sleep(0.25)
             else:

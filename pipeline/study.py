@@ -25,13 +25,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline import figures, tracking
-from pipeline.analysis import mean_sd
-from pipeline.cli import run_stage
-from pipeline.config import load_params
-from pipeline.document import Document
-from pipeline.errors import StageError
-from pipeline.outputs import staged
+from pipeline.project.loading import load_params
+from pipeline.reporting import figures
+from pipeline.reporting.document import Document, mean_sd
+from pipeline.runtime.cli import run_stage
+from pipeline.runtime.errors import StageError
+from pipeline.runtime.outputs import staged
+from pipeline.tracking import runs as tracked
+from pipeline.tracking.tags import DVC_EXP_NAME, ROLE, SEED, VARIANT
 
 log = logging.getLogger("pipeline.study")
 
@@ -87,16 +88,15 @@ def launch(study_id: str, study: Study, values: list[str], overrides: list[str],
 def collect(experiment: str, study_id: str, param: str) -> pd.DataFrame:
     """One row per MLflow run of a trained model (compared or tuning) of the study's experiments,
     FAILED runs included (a learning rate that diverges fails while tuning)."""
-    query = f"tags.`dvc.exp_name` LIKE '{study_id}-%'"
+    query = f"tags.`{DVC_EXP_NAME}` LIKE '{study_id}-%'"
     rows = []
-    for run in tracking.search(experiment, query):
+    for run in tracked.search(experiment, query):
         m, tags = run.data.metrics, run.data.tags
-        if tags.get(tracking.ROLE) not in ("model", "tuning"):
+        if tags.get(ROLE) not in ("model", "tuning"):
             continue
-        history = [v for _, v in tracking.metric_steps(run.info.run_id, "epoch_seconds")]
-        rows.append({"exp_name": tags["dvc.exp_name"], "role": tags[tracking.ROLE],
-                     "variant": tags.get("pipeline.variant"),
-                     "seed": int(tags.get("pipeline.seed", -1)), "value": float(run.data.params[param]),
+        history = [v for _, v in tracked.metric_steps(run.info.run_id, "epoch_seconds")]
+        rows.append({"exp_name": tags[DVC_EXP_NAME], "role": tags[ROLE], "variant": tags.get(VARIANT),
+                     "seed": int(tags.get(SEED, -1)), "value": float(run.data.params[param]),
                      "status": run.info.status, "test_ap": m.get("test_ap", np.nan),
                      "final_train_loss": m.get("train_loss", np.nan),
                      "seconds_per_epoch": float(np.median(history)) if history else np.nan})

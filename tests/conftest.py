@@ -1,65 +1,21 @@
-"""Shared fixtures: shrunk params, a tmp MLflow store, trained models to copy, the real ULB sample."""
+"""Shared fixtures: shrunk params, a tmp MLflow store, trained models to copy, the real ULB sample.
+
+Fixtures only: what tests call lives in tests/helpers/ (no test module imports this file)."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from pipeline.config import Params, parse
-from pipeline.layout import Layout
-
-REPO = Path(__file__).resolve().parents[1]
-SAMPLE_CSV = REPO.parent / "shared" / "data" / "creditcard_sample.csv"
-
-
-def small_raw_params() -> dict[str, Any]:
-    """params.yaml shrunk to a few thousand rows, tiny models, a one-value grid, one tuning seed."""
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    raw["prepare"]["synthetic"] = {"rows": 4000, "fraud_rate": 0.02}
-    raw["prepare"]["split"]["min_positives"] = 5
-    raw["train"].update(seeds=[0], lr=[0.01], tune_seeds=[100], epochs=3, batch_size=128, device="cpu", patience=0)
-    raw["train"]["model"]["hidden"] = [16, 8]
-    raw["evaluate"]["references"] = {"logistic_regression": {"C": [1.0]},
-                                     "hist_gradient_boosting": {"learning_rate": [0.3], "max_leaf_nodes": [15]}}
-    raw["evaluate"]["bootstrap"]["resamples"] = 20
-    return raw
-
-
-def train_all(params: Params, layout: Layout, track: bool = True) -> None:
-    """The stages tune, select and train, in-process (prepare must have run)."""
-    from pipeline import select, train
-
-    for variant in params.train.variants:
-        for lr in params.train.lr:
-            train.tune(params, variant, lr, layout, track=track)
-    select.run(params.train, layout, track=track)
-    for variant in params.train.variants:
-        for seed in params.train.seeds:
-            train.run(params, variant, seed, layout, track=track)
-
-
-def run_pipeline(params: Params, layout: Layout, track: bool = True) -> Path:
-    """Every stage in-process, as `dvc repro` would run them; returns the report folder."""
-    from pipeline import evaluate, prepare, report
-
-    prepare.run(params.prepare, layout)
-    train_all(params, layout, track)
-    evaluate.run(params, layout, track=track)
-    return report.run(params, layout, track=track)
-
-
-def sample_csv_path() -> Path:
-    """The 5,099-row ULB sample beside the repository; in CI its absence is a failure, not a skip."""
-    if not SAMPLE_CSV.is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"{SAMPLE_CSV} is missing and CI is set: the real-data tests must run in CI")
-        pytest.skip(f"{SAMPLE_CSV} not present")
-    return SAMPLE_CSV
+from pipeline import evaluate, prepare
+from pipeline.project.config import Params
+from pipeline.project.layout import Layout
+from pipeline.project.loading import parse
+from tests.helpers.params import sample_csv_path, small_raw_params
+from tests.helpers.stages import save_model, train_all
 
 
 @pytest.fixture
@@ -89,8 +45,6 @@ def layout(tmp_path: Path) -> Layout:
 @pytest.fixture
 def prepared(layout: Layout, params: Params) -> Layout:
     """Prepared small synthetic data (splits, scaler and summary) under the test's layout."""
-    from pipeline import prepare
-
     prepare.run(params.prepare, layout)
     return layout
 
@@ -98,8 +52,6 @@ def prepared(layout: Layout, params: Params) -> Layout:
 @pytest.fixture(scope="session")
 def _untracked_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Prepared data and every small model (tuning and compared), trained once per session without MLflow."""
-    from pipeline import prepare
-
     params = parse(small_raw_params())
     root = tmp_path_factory.mktemp("trained")
     prepare.run(params.prepare, Layout(root))
@@ -118,8 +70,6 @@ def trained(_untracked_models: Path, tmp_path: Path) -> Layout:
 @pytest.fixture(scope="session")
 def _evaluated_models(_untracked_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The session's untracked models, evaluated once."""
-    from pipeline import evaluate
-
     root = tmp_path_factory.mktemp("evaluated")
     for name in ("data", "models", "tuning"):
         shutil.copytree(_untracked_models / name, root / name)
@@ -139,23 +89,6 @@ def evaluated(_evaluated_models: Path, tmp_path: Path) -> Layout:
 def sample_csv() -> Path:
     """The 5,099-row ULB sample shared beside the repository."""
     return sample_csv_path()
-
-
-def save_model(layout: Layout, name: str, dest: Path, nonfinite: str = "error") -> Path:
-    """One evaluated model as a servable MLflow model folder (what evaluate logs, without a store)."""
-    import json
-
-    import pandas as pd
-
-    from pipeline import packaging, serving
-    from pipeline.layout import PrepareSummary
-
-    summary = PrepareSummary.read(layout)
-    threshold = json.loads(layout.model_metrics(name).read_text())["threshold"]
-    example = pd.read_parquet(layout.raw_test).head(5)[summary.features]
-    packaging.save_fraud_model(dest, layout.checkpoint(name), layout.scaler,
-                               serving.settings(threshold, nonfinite, summary.source_sha256, model=name), example)
-    return dest
 
 
 @pytest.fixture(scope="session")

@@ -10,12 +10,14 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score, roc_auc_score
 
-from pipeline import evaluate, tracking
-from pipeline.config import Params, parse
-from pipeline.errors import StageError
-from pipeline.layout import Layout
-from pipeline.metrics import choose_threshold
-from tests.conftest import train_all
+from pipeline import evaluate
+from pipeline.tracking import tags
+from pipeline.project.config import Params
+from pipeline.project.loading import parse
+from pipeline.runtime.errors import StageError
+from pipeline.project.layout import Layout
+from pipeline.evaluation.metrics import choose_threshold
+from tests.helpers.stages import train_all
 
 
 def _evaluate(params: Params, layout: Layout, **kwargs: object) -> dict:
@@ -52,8 +54,8 @@ def test_every_model_and_reference_is_evaluated_and_tracked(params: Params, prep
     run_id = json.loads(trained.run_file("batchnorm-s0").read_text())["run_id"]
     run = client.get_run(run_id)
     assert run.data.metrics["test_ap"] == pytest.approx(results["batchnorm-s0"]["test_ap"])
-    assert set(run.data.metrics) == {*tracking.EVALUATION_KEYS, *tracking.EPOCH_KEYS, *tracking.SUMMARY_KEYS}
-    for key in tracking.EPOCH_KEYS:  # evaluation never writes into a per-epoch key
+    assert set(run.data.metrics) == {*tags.EVALUATION_KEYS, *tags.EPOCH_KEYS, *tags.SUMMARY_KEYS}
+    for key in tags.EPOCH_KEYS:  # evaluation never writes into a per-epoch key
         assert [m.step for m in client.get_metric_history(run_id, key)] == [1, 2, 3], key
     logged = {a.path for a in client.list_artifacts(run_id, "evaluation")}
     assert {"evaluation/pr_curve.png", "evaluation/batchnorm-s0.json"} <= logged

@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 
 from pipeline import prepare
-from pipeline.config import parse
-from pipeline.data import DataError, Scaler
-from pipeline.layout import Layout, PrepareSummary
+from pipeline.project.loading import parse
+from pipeline.data.scaler import Scaler
+from pipeline.runtime.errors import DataError
+from pipeline.project.layout import Layout, PrepareSummary
 
 
 def _run(raw_params: dict, tmp_path: Path) -> dict:
@@ -120,7 +121,7 @@ def test_bad_input_fails_cleanly(case: str, raw_params: dict, tmp_path: Path) ->
     raw_params["prepare"]["source"] = str(source)
     raw_params["prepare"]["log1p"] = []
     if case == "unsupported extension":  # params validation refuses it first; the reader too
-        from pipeline.tables import read_table
+        from pipeline.data.tables import read_table
 
         with pytest.raises(DataError, match=message):
             read_table(source)

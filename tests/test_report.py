@@ -11,13 +11,15 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline import evaluate, prepare, provenance, report
-from pipeline.config import Params, parse
-from pipeline.document import VOLATILE_START, strip_volatile
-from pipeline.errors import StageError
-from pipeline.layout import Layout
-from pipeline.stats import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
-from tests.conftest import run_pipeline, train_all
+from pipeline import evaluate, prepare, report
+from pipeline.project import provenance
+from pipeline.project.config import Params
+from pipeline.project.loading import parse
+from pipeline.reporting.document import VOLATILE_START, strip_volatile
+from pipeline.runtime.errors import StageError
+from pipeline.project.layout import Layout
+from pipeline.evaluation.stats import INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED
+from tests.helpers.stages import run_pipeline, train_all
 
 HEADINGS = ("## 1. Summary", "## 2. Setup", "## 3. Tuning", "## 4. Training curves", "## 5. Validation accuracy",
             "## 6. Minority-class precision", "## 7. Speed", "## 8. Verdicts in detail", "## 9. Diagnostics",

@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from pipeline import score
-from pipeline.layout import Layout
-from tests.conftest import save_model
+from pipeline.project.layout import Layout
+from tests.helpers.stages import save_model
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from pipeline import prepare, select, train
-from pipeline.config import parse
-from pipeline.errors import StageError
-from pipeline.layout import Layout
+from pipeline.project.loading import parse
+from pipeline.runtime.errors import StageError
+from pipeline.project.layout import Layout
 
 
 @pytest.mark.slow  # runs the pipeline or training processes: over the fast suite's budget

@@ -10,12 +10,15 @@ import pandas as pd
 import pytest
 import torch
 
-from pipeline import tracking, train
-from pipeline.config import Params, parse
-from pipeline.errors import StageError
-from pipeline.layout import Layout
-from pipeline.model import from_checkpoint, norm_of
-from pipeline.outputs import write_json
+from pipeline import train
+from pipeline.tracking import tags
+from pipeline.project.config import Params
+from pipeline.project.loading import parse
+from pipeline.runtime.errors import StageError
+from pipeline.project.layout import Layout
+from pipeline.project.variants import variant as variant_entry
+from pipeline.modeling.model import from_checkpoint
+from pipeline.runtime.outputs import write_json
 
 
 @pytest.fixture
@@ -47,7 +50,7 @@ def test_outputs_and_mlflow_run(variant: str, params: Params, chosen: Layout) ->
     history = pd.read_csv(result.history)
     assert history["epoch"].tolist() == [1, 2, 3]
     payload = torch.load(result.checkpoint, weights_only=True)
-    assert payload["variant"] == variant and payload["config"]["norm"] == norm_of(variant)
+    assert payload["variant"] == variant and payload["config"]["norm"] == variant_entry(variant).norm
     model = from_checkpoint(payload)
     assert any(isinstance(m, torch.nn.BatchNorm1d) for m in model.modules()) == (variant == "batchnorm")
 
@@ -56,19 +59,19 @@ def test_outputs_and_mlflow_run(variant: str, params: Params, chosen: Layout) ->
     client = mlflow.MlflowClient()
     run = client.get_run(info["run_id"])
     assert run.info.status == "FINISHED" and run.info.run_name == f"{variant}-s0"
-    for key in tracking.EPOCH_KEYS:
+    for key in tags.EPOCH_KEYS:
         steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
         assert steps == [1, 2, 3], key
-    assert set(run.data.metrics) == {*tracking.EPOCH_KEYS, *tracking.SUMMARY_KEYS}
+    assert set(run.data.metrics) == {*tags.EPOCH_KEYS, *tags.SUMMARY_KEYS}
     assert run.data.params["train.lr"] == "0.01" and run.data.params["variant"] == variant
     assert run.data.params["data.rows_train"] == "2400"
-    tags = run.data.tags
+    run_tags = run.data.tags
     for key in ("git.commit", "git.dirty", "data.sha256", "device", "torch_version", "mlflow_version",
                 "pipeline.group"):
-        assert tags.get(key), key
-    assert tags["pipeline.role"] == "model" and tags["pipeline.lr"] == "0.01"
-    assert "mlflow.parentRunId" not in tags  # not nested: visible in the runs table
-    assert tags["mlflow.runColor"] == {"batchnorm": "#1f77b4", "baseline": "#ff7f0e"}[variant]
+        assert run_tags.get(key), key
+    assert run_tags["pipeline.role"] == "model" and run_tags["pipeline.lr"] == "0.01"
+    assert "mlflow.parentRunId" not in run_tags  # not nested: visible in the runs table
+    assert run_tags["mlflow.runColor"] == {"batchnorm": "#1f77b4", "baseline": "#ff7f0e"}[variant]
     pipeline_run = client.get_run(info["pipeline_run_id"])
     assert pipeline_run.data.tags["pipeline.role"] == "pipeline"
     assert pipeline_run.info.run_name == f"pipeline-{info['group']}" and len(info["group"]) == 12

@@ -1,0 +1,120 @@
+"""The MLP compared with and without BatchNorm (or LayerNorm): one class, one field; its checkpoints
+and its predictions. Torch only."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}
+# The torch layer of each normalisation a variant may add (project.variants names them).
+NORMS: dict[str, type[nn.Module]] = {"batchnorm": nn.BatchNorm1d, "layernorm": nn.LayerNorm}
+
+
+@dataclass(frozen=True)
+class MLPConfig:
+    """Everything needed to rebuild the network (stored in every checkpoint)."""
+
+    n_features: int
+    hidden: tuple[int, ...]
+    dropout: float
+    activation: str
+    norm: Literal["batchnorm", "layernorm", "none"]
+    norm_placement: Literal["before", "after"]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python form for checkpoints and tracking."""
+        out = asdict(self)
+        out["hidden"] = list(self.hidden)
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> MLPConfig:
+        """Inverse of to_dict()."""
+        return cls(**{**raw, "hidden": tuple(raw["hidden"])})
+
+
+class Block(nn.Module):
+    """Linear, optional normalisation (before or after the activation), activation, dropout."""
+
+    def __init__(self, n_in: int, n_out: int, config: MLPConfig) -> None:
+        super().__init__()
+        self.linear = nn.Linear(n_in, n_out)
+        self.norm: nn.Module = NORMS[config.norm](n_out) if config.norm in NORMS else nn.Identity()
+        self.act = ACTIVATIONS[config.activation]()
+        self.dropout = nn.Dropout(config.dropout)
+        self.norm_first = config.norm_placement == "before"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.linear(x)
+        x = self.act(self.norm(x)) if self.norm_first else self.norm(self.act(x))
+        return self.dropout(x)
+
+
+class MLP(nn.Module):
+    """A binary classifier returning one logit per row.
+
+    Every variant names its shared layers alike (``blocks.0.linear.weight``, ..., ``head.weight``),
+    and ``init_weights(seed)`` draws those layers identically, so the only difference between
+    ``batchnorm``, ``layernorm`` and ``baseline`` is the ``blocks.N.norm`` layers.
+    """
+
+    def __init__(self, config: MLPConfig) -> None:
+        super().__init__()
+        if config.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {config.activation!r}")
+        if config.norm not in (*NORMS, "none"):
+            raise ValueError(f"unknown normalisation {config.norm!r}")
+        self.config = config
+        sizes = (config.n_features, *config.hidden)
+        self.blocks = nn.ModuleList(Block(a, b, config) for a, b in zip(sizes, sizes[1:]))
+        self.head = nn.Linear(sizes[-1], 1)
+
+    def init_weights(self, seed: int) -> None:
+        """Draw every linear layer from one seeded generator, in a fixed order."""
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for linear in [block.linear for block in self.blocks] + [self.head]:
+                bound = 1 / linear.in_features ** 0.5
+                weight = torch.empty(linear.weight.shape).uniform_(-bound, bound, generator=generator)
+                bias = torch.empty(linear.bias.shape).uniform_(-bound, bound, generator=generator)
+                linear.weight.copy_(weight)
+                linear.bias.copy_(bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x).squeeze(-1)
+
+
+def build(config: MLPConfig, seed: int) -> MLP:
+    """A freshly initialised model."""
+    model = MLP(config)
+    model.init_weights(seed)
+    return model
+
+
+def checkpoint(model: MLP, **extra: Any) -> dict[str, Any]:
+    """A self-describing checkpoint: weights, model config and whatever else describes the run."""
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    return {"model": state, "config": model.config.to_dict(), **extra}
+
+
+def from_checkpoint(payload: dict[str, Any]) -> MLP:
+    """Rebuild a model from a checkpoint alone (in eval mode)."""
+    model = MLP(MLPConfig.from_dict(payload["config"]))
+    model.load_state_dict(payload["model"])
+    return model.eval()
+
+
+@torch.inference_mode()
+def predict_logits(model: nn.Module, x: torch.Tensor, chunk: int = 65_536) -> torch.Tensor:
+    """Logits for every row, in eval mode (running BatchNorm statistics, no dropout)."""
+    was_training = model.training
+    model.eval()
+    out = torch.cat([model(x[i:i + chunk]).float() for i in range(0, x.shape[0], chunk)])
+    model.train(was_training)
+    return out

@@ -1,0 +1,164 @@
+"""Where a result came from: repository, git state, code hash, changed params, DVC hashes.
+
+Nothing here talks to MLflow; tracking and the report both build on it.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.project.layout import PATHS
+from pipeline.project.loading import flatten, read_yaml
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # pipeline/
+
+
+def _git(*args: str, cwd: Path | None = None) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True).stdout
+
+
+def repo_root() -> Path:
+    """The original repository: DVC_ROOT under DVC, else the git top level, else the working dir."""
+    if os.environ.get("DVC_ROOT"):
+        return Path(os.environ["DVC_ROOT"]).resolve()
+    try:
+        return Path(_git("rev-parse", "--show-toplevel").strip()).resolve()
+    except (OSError, subprocess.CalledProcessError):
+        return Path.cwd().resolve()
+
+
+@dataclass(frozen=True)
+class GitState:
+    """The commit, and what differs from it: code or params (a real difference from the commit)
+    apart from the records the pipeline itself writes (dvc.lock, the headline metrics)."""
+
+    commit: str
+    changed_code: list[str]
+    changed_outputs: list[str]
+
+    @property
+    def dirty(self) -> bool:
+        """Code or params differ from the commit."""
+        return bool(self.changed_code)
+
+
+def git_state(cwd: Path | None = None) -> GitState:
+    """The working tree against HEAD (tracked files only); "unknown" outside git."""
+    try:
+        commit = _git("rev-parse", "HEAD", cwd=cwd).strip()
+        status = _git("status", "--porcelain", "--untracked-files=no", cwd=cwd)
+    except (OSError, subprocess.CalledProcessError):
+        return GitState("unknown", [], [])
+    changed = sorted(line[3:].strip() for line in status.splitlines() if line.strip())
+    records = {PATHS["lock"], PATHS["summary"]}
+    return GitState(commit, [f for f in changed if f not in records], [f for f in changed if f in records])
+
+
+def module_file(name: str, package_dir: Path = PACKAGE_DIR) -> str | None:
+    """The file of a module of the package, relative to the package folder (``project.config`` ->
+    ``project/config.py``, ``tracking`` -> ``tracking/__init__.py``, ``""`` -> ``__init__.py``), or
+    None when the name is no module of it (a class or function imported from one)."""
+    parts = name.split(".") if name else []
+    module = package_dir.joinpath(*parts).with_suffix(".py") if parts else None
+    if module is not None and module.is_file():
+        return module.relative_to(package_dir).as_posix()
+    init = package_dir.joinpath(*parts, "__init__.py")
+    return init.relative_to(package_dir).as_posix() if init.is_file() else None
+
+
+def direct_imports(path: str, package_dir: Path = PACKAGE_DIR) -> set[str]:
+    """The package's files that one file imports itself (imports inside functions too), with the
+    ``__init__.py`` of every package on the way, which Python runs first."""
+    package = package_dir.name
+    names: set[str] = set()
+    for node in ast.walk(ast.parse((package_dir / path).read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and (
+                node.module == package or node.module.startswith(package + ".")):
+            base = node.module[len(package) + 1:]
+            names.add(base)
+            names.update(f"{base}.{alias.name}".lstrip(".") for alias in node.names)
+        elif isinstance(node, ast.Import):
+            names.update(a.name[len(package) + 1:] for a in node.names if a.name.startswith(package + "."))
+    # The packages this file sits in are initialised before it runs: importing a sibling runs no __init__.
+    folders = Path(path).parents  # "serving/pyfunc.py": serving/, then the package folder itself
+    own = {(folder / "__init__.py").as_posix() for folder in folders}
+    files = set()
+    for name in names:
+        parts = name.split(".") if name else []
+        for depth in range(len(parts)):  # the packages an imported module sits in
+            found = module_file(".".join(parts[:depth]), package_dir)
+            if found is not None and found not in own:
+                files.add(found)
+        found = module_file(name, package_dir)  # the module itself (or a package named outright)
+        if found is not None:
+            files.add(found)
+    return files - {path}
+
+
+def imported_files(module: str, package_dir: Path = PACKAGE_DIR) -> set[str]:
+    """Every file of the package that ``module`` (``train``, ``reporting.claims``) runs when imported,
+    directly or through others, itself included, relative to the package folder: what DVC must list
+    as the stage's code deps. Read from the source with ``ast``."""
+    first = module_file(module, package_dir)
+    if first is None:
+        raise ValueError(f"{module} is not a module of {package_dir}")
+    parts = module.split(".")
+    seen: set[str] = set()
+    todo = [first, *(init for depth in range(len(parts)) if (init := module_file(".".join(parts[:depth]), package_dir)))]
+    while todo:
+        path = todo.pop()
+        if path not in seen:
+            seen.add(path)
+            todo.extend(direct_imports(path, package_dir))
+    return seen
+
+
+def code_sha256(module: str) -> str:
+    """Hash of the source of ``module`` and every package file it imports."""
+    digest = hashlib.sha256()
+    for path in sorted(imported_files(module)):
+        digest.update(path.encode() + b"\0" + (PACKAGE_DIR / path).read_bytes())
+    return digest.hexdigest()
+
+
+def group_key(config: Mapping[str, Any]) -> str:
+    """A short, stable id of one training configuration (data, params, training code, DVC experiment)."""
+    payload = {"config": config, "code": code_sha256("train"), "dvc_exp": os.environ.get("DVC_EXP_NAME", "")}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def changed_params(params_file: str = "params.yaml") -> dict[str, Any]:
+    """Params that differ from the committed params.yaml (what `dvc exp run -S` changed)."""
+    try:
+        before = flatten(read_yaml(_git("show", f"HEAD:{params_file}")))
+        after = flatten(read_yaml(Path(params_file).read_text()))
+    except (OSError, subprocess.CalledProcessError, yaml.YAMLError):
+        return {}
+    return {k: v for k, v in sorted(after.items()) if before.get(k) != v}
+
+
+def lock_hashes(lock: Path) -> list[tuple[str, str]]:
+    """(path, md5) of the prepared data and the model checkpoints recorded in dvc.lock.
+
+    Only deterministic outputs: run files (run ids) and histories (timings) differ between runs.
+    """
+    if not lock.is_file():
+        return []
+    stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+    rows = []
+    for _, entry in sorted(stages.items()):
+        for out in entry.get("outs", []):
+            path = str(out["path"])
+            if out.get("md5") and (path == "data/prepared" or path.endswith(".pt")):
+                rows.append((path, out["md5"]))
+    return rows

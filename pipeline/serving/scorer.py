@@ -1,0 +1,101 @@
+"""The fraud scorer: raw transactions in, the fraud probability and the 0/1 decision out.
+
+``FraudScorer`` does the work with numpy, pandas and torch: it checks the raw rows (the source's
+feature columns by name, any numeric dtype; other columns are ignored), applies the training
+split's log1p and scaler, runs the network in eval mode and the threshold chosen on validation.
+``serving.pyfunc.FraudModel`` wraps it as an MLflow pyfunc, so that `mlflow models predict`,
+`mlflow models serve` and ``pipeline.score`` all give the same numbers. Everything it needs travels
+inside the logged model: the network, the scaler, the threshold, the non-finite policy and the
+training data's hash.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pipeline.data.scaler import Scaler
+from pipeline.modeling.model import from_checkpoint
+from pipeline.runtime.errors import DataError
+
+OUTPUT_COLUMNS = ("fraud_probability", "fraud")
+BATCH_ROWS = 32_768  # rows per forward pass (see benchmarks/score_throughput.py)
+
+
+class ScoringError(DataError):
+    """Rows the model cannot score; the message names the problem and the fix."""
+
+
+@dataclass
+class FraudScorer:
+    """A trained network with everything needed to score raw rows."""
+
+    network: torch.nn.Module
+    scaler: Scaler
+    threshold: float
+    nonfinite: str  # "error" or "drop", as prepare.nonfinite was for training
+    settings: dict[str, Any]
+
+    @classmethod
+    def load(cls, artifacts: dict[str, str]) -> FraudScorer:
+        """Rebuild from the files a logged model carries (network, scaler, settings)."""
+        settings = json.loads(Path(artifacts["settings"]).read_text())
+        payload = torch.load(artifacts["network"], map_location="cpu", weights_only=True)
+        return cls(from_checkpoint(payload), Scaler.load(artifacts["scaler"]), float(settings["threshold"]),
+                   settings["nonfinite"], settings)
+
+    @property
+    def features(self) -> list[str]:
+        """The raw columns a row must have, by name."""
+        return self.scaler.features
+
+    def check(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """The feature values as float64, and which rows to score (all, or the finite ones when the
+        policy is `drop`); a problem raises ScoringError."""
+        missing = [c for c in self.features if c not in frame.columns]
+        if missing:
+            raise ScoringError(f"input lacks feature columns {', '.join(missing)}; the model needs "
+                               f"{', '.join(self.features)} (other columns are ignored)")
+        bad = [c for c in self.features if not pd.api.types.is_numeric_dtype(frame[c])
+               or pd.api.types.is_bool_dtype(frame[c])]
+        if bad:
+            raise ScoringError(f"non-numeric values in feature columns {', '.join(bad)}; every feature must be "
+                               "a number")
+        values = frame[self.features].to_numpy(dtype=np.float64)
+        finite = np.isfinite(values).all(axis=1)
+        if not finite.all() and self.nonfinite == "error":
+            columns = [c for c, ok in zip(self.features, np.isfinite(values).all(axis=0)) if not ok]
+            raise ScoringError(f"{int((~finite).sum()):,} rows hold NaN or infinite values (columns: "
+                               f"{', '.join(columns)}); clean them, or train with prepare.nonfinite: drop to skip "
+                               "such rows")
+        return values, finite
+
+    @torch.inference_mode()
+    def probabilities(self, values: np.ndarray) -> np.ndarray:
+        """Fraud probabilities of raw feature values (rows x features, float64), scaled and run
+        BATCH_ROWS at a time: small blocks stay in cache (about 2x faster than 200,000 at once)."""
+        out = np.empty(len(values), dtype=np.float64)
+        for start in range(0, len(values), BATCH_ROWS):
+            x = torch.from_numpy(self.scaler.apply(values[start:start + BATCH_ROWS]))
+            out[start:start + len(x)] = torch.sigmoid(self.network(x).float()).numpy()
+        return out
+
+    def score(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """`fraud_probability` and `fraud` (0/1 at the chosen threshold) per row, indexed like the input;
+        rows skipped under the `drop` policy are absent."""
+        values, finite = self.check(frame)
+        everything = bool(finite.all())
+        p = self.probabilities(values if everything else values[finite])
+        return pd.DataFrame({"fraud_probability": p, "fraud": (p >= self.threshold).astype(np.int64)},
+                            index=frame.index if everything else frame.index[finite])
+
+
+def settings(threshold: float, nonfinite: str, data_sha256: str, **model: Any) -> dict[str, Any]:
+    """What a logged model records besides its network and scaler."""
+    return {"threshold": float(threshold), "nonfinite": nonfinite, "data_sha256": data_sha256, **model}

@@ -1,0 +1,136 @@
+"""The MLflow store: where it is, how to reach it, its experiment, and links into its UI.
+
+``MLFLOW_TRACKING_URI`` when set, else ``sqlite:///<repository root>/mlflow.db``, where the root is
+``DVC_ROOT`` when DVC runs the stage (so that ``dvc exp run`` copies log into the same store), else
+the enclosing git repository. Artifacts of a local store go to ``mlartifacts/`` beside it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pipeline.project import provenance
+from pipeline.runtime.errors import StageError
+from pipeline.tracking.tags import BATCH_LIMIT, NOTE
+
+EXPERIMENT_NOTE = (
+    "BatchNorm versus baseline on imbalanced data. Every pipeline execution (one `pipeline.group`) "
+    "holds one run per model (`batchnorm-s0`, ...; BatchNorm in blue, baseline in orange), one run per "
+    "reference model (grey) and one run `pipeline-<group>` whose description gives the verdict and a "
+    "link to the comparison, and whose artifacts hold the report.")
+
+
+# MLflow's HTTP client settings unless the user set them. With 5 retries and a backoff factor of 2
+# the client waits 0, 4, 8, 16 and 32 s between attempts: a server outage of up to about a minute
+# (a restart) is ridden out, and a dead server fails after about 1.5 minutes instead of 4.
+ENV_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "2",
+                "MLFLOW_HTTP_REQUEST_TIMEOUT": "20", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+CHECK_SECONDS = 5  # the reachability check's own timeout, no retries
+_checked: set[str] = set()
+
+
+def use_project_defaults() -> None:
+    """Set ENV_DEFAULTS for every variable the user did not set."""
+    for key, value in ENV_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
+
+def check_reachable(uri: str) -> None:
+    """Fail at once, with the fix, when an HTTP tracking server does not answer (any HTTP answer,
+    even an error status, means it is there); a local store's folder must be writable."""
+    import urllib.error
+    import urllib.request
+
+    local = f"or unset MLFLOW_TRACKING_URI to use the local store sqlite:///{provenance.repo_root() / 'mlflow.db'}"
+    if uri.startswith(("http://", "https://")):
+        try:
+            urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=CHECK_SECONDS).close()
+        except urllib.error.HTTPError:
+            pass
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise StageError(f"MLflow tracking server {uri} is unreachable ({reason}); start it (`make server` "
+                             f"for the team setup), fix MLFLOW_TRACKING_URI, {local}") from None
+    elif uri.startswith("sqlite:///"):
+        folder = Path(uri.removeprefix("sqlite:///")).resolve().parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise StageError(f"MLflow store {uri}: folder {folder} is missing or not writable; create it, "
+                             f"fix MLFLOW_TRACKING_URI, {local}")
+
+
+def tracking_uri() -> str:
+    """Where runs go (see module docstring)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{provenance.repo_root() / 'mlflow.db'}"
+
+
+@contextmanager
+def store_lock() -> Iterator[None]:
+    """Serialise run/experiment creation between parallel workers (e.g. `dvc queue start -j 2`)
+    on a local SQLite store, so that none of them meets "database is locked"."""
+    store = _sqlite_store()
+    if store is None:
+        yield
+        return
+    import fcntl
+
+    lock_path = store.with_suffix(".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _sqlite_store() -> Path | None:
+    """The SQLite database file of the tracking store (absolute), or None for other stores."""
+    uri = tracking_uri()
+    return Path(uri.removeprefix("sqlite:///")).resolve() if uri.startswith("sqlite:///") else None
+
+
+def client() -> Any:
+    """An MLflow client of this store (the project's HTTP retry defaults set first)."""
+    import mlflow
+
+    use_project_defaults()
+    uri = tracking_uri()
+    if uri not in _checked:
+        check_reachable(uri)
+        _checked.add(uri)
+    mlflow.set_tracking_uri(uri)
+    return mlflow.MlflowClient()
+
+
+def experiment_id(name: str) -> str:
+    """Get or create the experiment (described, with artifacts beside a local store)."""
+    from mlflow.exceptions import MlflowException
+
+    found = client().get_experiment_by_name(name)
+    if found is not None:
+        return found.experiment_id
+    store = _sqlite_store()
+    location = (store.parent / "mlartifacts").as_uri() if store else None
+    try:
+        return client().create_experiment(name, artifact_location=location,
+                                           tags={NOTE: EXPERIMENT_NOTE})
+    except MlflowException:  # created meanwhile by a parallel worker
+        return client().get_experiment_by_name(name).experiment_id
+
+
+def ui_base() -> str:
+    """Where the MLflow UI of this store is: the server itself, or a local `mlflow ui`."""
+    uri = tracking_uri()
+    return uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+
+
+def log_metrics(run_id: str, metrics: list[Any], synchronous: bool = True) -> list[Any]:
+    """Log MLflow ``Metric`` records in as few calls as the API allows (BATCH_LIMIT each); return the
+    pending operations of asynchronous calls (to ``wait()`` on)."""
+    mlflow_client = client()
+    return [mlflow_client.log_batch(run_id, metrics=metrics[start:start + BATCH_LIMIT], synchronous=synchronous)
+            for start in range(0, len(metrics), BATCH_LIMIT)]

@@ -1,0 +1,91 @@
+"""Links into the MLflow UI, and a ready-made comparison view for each pipeline execution.
+
+The view is a "saved view" of the experiment's runs page (MLflow 3.17 keeps them as experiment tags
+``mlflow.sharedViewState.<key>``, and opens one with ``?viewStateShareKey=<key>``): this execution's
+runs, charts in sections (learning curves first, then the test split, then training), every run
+shown. The state's shape is the UI's own, for the pinned MLflow version; tests open it in Chromium.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import zlib
+from typing import Any
+from urllib.parse import urlencode
+
+from pipeline.tracking import store
+from pipeline.tracking.tags import (
+    EPOCH_KEYS,
+    EVALUATION_KEYS,
+    GROUP,
+    ROLE,
+    RUN_NAME,
+    SUMMARY_KEYS,
+    VARIANT,
+    VIEW_PREFIX,
+)
+
+SECTIONS = (
+    ("learning-curves", "Learning curves per epoch", "LINE", EPOCH_KEYS[:-1]),
+    ("test-split", "Test split, kept model", "BAR", EVALUATION_KEYS),
+    ("training", "Training", "BAR", SUMMARY_KEYS),
+    ("timing", "Seconds per epoch", "LINE", EPOCH_KEYS[-1:]),
+)
+
+
+def view_key(group: str) -> str:
+    """The saved view of one pipeline execution."""
+    return f"batchnorm-vs-baseline-{group}"
+
+
+def _chart(key: str, kind: str, section: str) -> dict[str, Any]:
+    chart = {"uuid": f"{section}-{key}", "type": kind, "runsCountToCompare": 100, "metricSectionId": section,
+             "deleted": False, "isGenerated": False, "displayName": key, "metricKey": key}
+    if kind == "LINE":
+        chart.update(lineSmoothness=0, xAxisScaleType="linear", scaleType="log" if key.endswith("loss") else "linear",
+                     range={}, xAxisKey="step", selectedXAxisMetricKey="", yAxisKey="metric", yAxisExpressions=[],
+                     ignoreOutliers=False, useGlobalXaxisKey=True, useGlobalLineSmoothing=True)
+    return chart
+
+
+def view_state(group: str) -> dict[str, Any]:
+    """The runs page as the comparison needs it: the execution's compared models, references and
+    pipeline run (its tuning runs stay in the group, out of this view)."""
+    return {
+        "searchFilter": f"tags.`{GROUP}` = '{group}' and tags.`{ROLE}` != 'tuning'",
+        "orderByKey": f"tags.`{RUN_NAME}`",
+        "orderByAsc": True,  # models by name (legends list them first), references, the pipeline run "startTime": "ALL", "lifecycleFilter": "Active", "datasetsFilter": [],
+        "modelVersionFilter": "All Runs", "columnOrder": [], "columnWidths": {}, "runsHiddenMode": "SHOW_ALL",
+        "selectedColumns": [f"metrics.`{k}`" for k in ("test_ap", "test_recall", "test_precision")]
+                           + [f"tags.`{VARIANT}`"],
+        "compareRunCharts": [_chart(key, kind, section) for section, _, kind, keys in SECTIONS for key in keys],
+        "compareRunSections": [{"uuid": section, "name": name, "display": True, "isReordered": True,
+                                "deleted": False, "isGenerated": False} for section, name, _, _ in SECTIONS],
+        "viewMaximized": False, "runListHidden": False, "isAccordionReordered": True,
+        "useGroupedValuesInCharts": True, "hideEmptyCharts": True, "groupBy": None, "groupsExpanded": {},
+        "globalLineChartConfig": {"xAxisKey": "step", "lineSmoothness": 0, "selectedXAxisMetricKey": ""},
+    }
+
+
+def save_comparison_view(exp_id: str, group: str) -> str:
+    """Store (or refresh) the execution's comparison view; return the link that opens it in chart mode."""
+    state = json.dumps(view_state(group), separators=(",", ":")).encode()
+    now = int(time.time() * 1000)
+    envelope = {"name": f"BatchNorm vs baseline {group}", "createdAt": now, "updatedAt": now,
+                "state": "deflate;" + base64.b64encode(zlib.compress(state)).decode()}
+    store.client().set_experiment_tag(exp_id, VIEW_PREFIX + view_key(group), json.dumps(envelope, separators=(",", ":")))
+    return comparison_url(exp_id, group)
+
+
+def comparison_url(exp_id: str, group: str) -> str:
+    """The link that opens an execution's comparison view, charts first."""
+    query = urlencode({"viewStateShareKey": view_key(group), "compareRunsMode": "CHART"})
+    return f"{store.ui_base()}/#/experiments/{exp_id}/runs?{query}"
+
+
+def runs_url(exp_id: str, group: str) -> str:
+    """The runs table of one execution (no saved view needed)."""
+    query = urlencode({"searchFilter": f"tags.`{GROUP}` = '{group}'"})
+    return f"{store.ui_base()}/#/experiments/{exp_id}/runs?{query}"

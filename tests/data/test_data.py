@@ -1,0 +1,99 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.project.config import SplitParams
+from pipeline.data.cleaning import clean
+from pipeline.data.scaler import Scaler
+from pipeline.data.splits import split_indices
+from pipeline.data.synthetic import synthetic_transactions
+from pipeline.runtime.errors import DataError
+
+SPLIT = SplitParams(method="stratified", fractions=[0.6, 0.2, 0.2], time_column="Time", min_positives=5)
+
+
+def test_synthetic_schema_rate_and_determinism() -> None:
+    a = synthetic_transactions(20_000, 0.002, seed=3)
+    assert list(a.columns) == ["Time", *[f"V{i}" for i in range(1, 29)], "Amount", "Class"]
+    assert int(a["Class"].sum()) == 40
+    assert a["Time"].is_monotonic_increasing
+    assert (a["Amount"] >= 0).all()
+    pd.testing.assert_frame_equal(a, synthetic_transactions(20_000, 0.002, seed=3))
+    assert not a.equals(synthetic_transactions(20_000, 0.002, seed=4))
+
+
+def test_synthetic_fraud_is_learnable_but_overlapping() -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import average_precision_score
+
+    frame = synthetic_transactions(60_000, 0.01, seed=0)
+    x, y = frame.drop(columns="Class").to_numpy(), frame["Class"].to_numpy()
+    x[:, -1] = np.log1p(x[:, -1])
+    x = (x - x.mean(0)) / x.std(0)
+    model = LogisticRegression(max_iter=500).fit(x[::2], y[::2])
+    ap = average_precision_score(y[1::2], model.predict_proba(x[1::2])[:, 1])
+    assert 0.2 < ap < 0.95
+
+
+@pytest.fixture
+def labels() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    y = np.zeros(5000, dtype=np.int8)
+    y[rng.choice(5000, 100, replace=False)] = 1
+    return y
+
+
+def test_stratified_splits_disjoint_complete_stratified_and_stable(labels: np.ndarray) -> None:
+    parts = split_indices(labels, SPLIT, seed=1)
+    together = np.concatenate(list(parts.values()))
+    assert np.unique(together).size == together.size == labels.size
+    assert [parts[s].size for s in ("train", "val", "test")] == [3000, 1000, 1000]
+    for rows in parts.values():
+        assert labels[rows].mean() == pytest.approx(labels.mean(), abs=0.002)
+    again = split_indices(labels, SPLIT, seed=1)
+    other = split_indices(labels, SPLIT, seed=2)
+    assert all(np.array_equal(parts[s], again[s]) for s in parts)
+    assert not np.array_equal(parts["test"], other["test"])
+
+
+def test_time_split_orders_train_before_val_before_test(labels: np.ndarray) -> None:
+    times = np.random.default_rng(1).permutation(labels.size).astype(float)
+    parts = split_indices(labels, SPLIT.model_copy(update={"method": "time"}), seed=0, times=times)
+    assert times[parts["train"]].max() < times[parts["val"]].min()
+    assert times[parts["val"]].max() < times[parts["test"]].min()
+
+
+def test_too_few_positives_names_the_split(labels: np.ndarray) -> None:
+    times = np.arange(labels.size, dtype=float)
+    late = labels.copy()
+    late[:] = 0
+    late[:40] = 1  # every positive is early: val and test get none
+    with pytest.raises(DataError, match="split 'val' holds 0 positives.*min_positives=5"):
+        split_indices(late, SPLIT.model_copy(update={"method": "time"}), seed=0, times=times)
+    with pytest.raises(DataError, match="only 10 positives"):
+        split_indices(late * (np.arange(late.size) < 10), SPLIT, seed=0)
+
+
+def test_scaler_uses_train_statistics_only() -> None:
+    rng = np.random.default_rng(0)
+    train = pd.DataFrame({"a": rng.normal(5, 2, 500), "Amount": rng.lognormal(2, 1, 500)})
+    test = pd.DataFrame({"a": rng.normal(50, 20, 500), "Amount": rng.lognormal(6, 1, 500)})
+    scaler = Scaler.fit(train, log1p=["Amount"])
+    assert scaler.mean == pytest.approx([train["a"].mean(), np.log1p(train["Amount"]).mean()])
+    scaled_train = scaler.transform(train)
+    assert scaled_train.mean().abs().max() < 1e-5
+    assert scaler.transform(test)["a"].mean() > 10  # test is not re-centred on its own statistics
+
+
+def test_scaler_round_trips(tmp_path) -> None:
+    frame = pd.DataFrame({"a": [1.0, 2.0, 4.0], "b": [0.0, 10.0, 100.0]})
+    scaler = Scaler.fit(frame, log1p=["b"])
+    scaler.save(tmp_path / "scaler.json")
+    pd.testing.assert_frame_equal(Scaler.load(tmp_path / "scaler.json").transform(frame), scaler.transform(frame))
+
+
+def test_clean_drop_policy_reports_count() -> None:
+    frame = pd.DataFrame({"a": [1.0, np.nan, 3.0, np.inf, 5.0], "Class": [0, 1, 0, 1, 1]})
+    cleaned = clean(frame, "Class", "drop", [], [])
+    assert cleaned.dropped_nonfinite == 2
+    assert cleaned.labels.tolist() == [0, 0, 1]

@@ -1,0 +1,192 @@
+"""Failures a user meets: SIGINT/SIGTERM mid-training, a SIGKILLed run, a dead or silent tracking
+server. Each gives one line, the right exit code, a final MLflow status and nothing partial."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+import yaml
+
+from pipeline.tracking import runs, store, tags
+from pipeline.project.loading import parse
+from pipeline.project.layout import Layout
+from tests.helpers.params import small_raw_params
+
+
+@pytest.fixture
+def slow_training(tmp_path: Path) -> Path:
+    """A folder with prepared data and params whose tuning takes a while (many small batches)."""
+    from pipeline import prepare
+
+    raw = small_raw_params()
+    raw["train"].update(epochs=400, batch_size=32, min_batch=16)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    prepare.run(parse(raw).prepare, Layout(tmp_path))
+    return tmp_path
+
+
+def _start_training(folder: Path) -> subprocess.Popen:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "pipeline.train", "--variant", "batchnorm", "--lr", "0.01"],
+                            cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_epochs(folder: Path, process: subprocess.Popen) -> str:
+    """Wait until the run has logged an epoch; return its id."""
+    client = mlflow.MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        assert process.poll() is None, process.communicate()
+        experiment = client.get_experiment_by_name("batchnorm-vs-baseline") if (folder / "mlflow.db").exists() else None
+        runs = client.search_runs([experiment.experiment_id], "tags.`pipeline.role` = 'tuning'") if experiment else []
+        if runs and client.get_metric_history(runs[0].info.run_id, "train_loss"):
+            return runs[0].info.run_id
+        time.sleep(0.5)
+    raise AssertionError("training never logged an epoch")
+
+
+@pytest.mark.slow  # runs the pipeline or training processes: over the fast suite's budget
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_mid_training_ends_the_run_killed_and_leaves_nothing(slow_training: Path, sig: int,
+                                                                      code: int) -> None:
+    process = _start_training(slow_training)
+    run_id = _wait_for_epochs(slow_training, process)
+    process.send_signal(sig)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == code, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"train: interrupted by {signal.Signals(sig).name}; its MLflow runs are marked KILLED")
+    assert "dvc repro" in last and "Traceback" not in err
+    run = mlflow.MlflowClient(f"sqlite:///{slow_training / 'mlflow.db'}").get_run(run_id)
+    assert run.info.status == "KILLED" and run.info.end_time is not None
+    assert len(run.data.metrics) > 0  # the buffered epochs were flushed before the run ended
+    assert [p for p in (slow_training / "tuning").rglob("*") if p.is_file()] == []
+
+
+def test_a_sigkilled_run_is_marked_killed_by_the_next_run(tmp_path: Path) -> None:
+    """SIGKILL cannot be caught: the next model run in the experiment ends the orphan."""
+    client = store.client()
+    exp_id = store.experiment_id("orphans")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan = client.create_run(exp_id, tags={tags.PROCESS: f"{socket.gethostname()}:{dead.pid}"}).info.run_id
+    alive = client.create_run(exp_id, tags={tags.PROCESS: f"{socket.gethostname()}:{os.getpid()}"}).info.run_id
+    with runs.model_run("orphans", "m", "g" * 12, {}, {}):
+        pass
+    assert client.get_run(orphan).info.status == "KILLED"
+    assert "died without ending the run" in client.get_run(orphan).data.tags[tags.NOTE]
+    assert client.get_run(alive).info.status == "RUNNING"
+
+
+def test_a_dead_server_fails_at_once_with_the_fix(prepared: Layout, raw_params: dict) -> None:
+    (prepared.root / "params.yaml").write_text(yaml.safe_dump(raw_params, sort_keys=False))
+    env = {**os.environ, "MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "pipeline.train", "--variant", "batchnorm", "--lr", "0.01"],
+                            cwd=prepared.root, env=env, capture_output=True, text=True, timeout=60)
+    assert time.monotonic() - start < 10
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("train: error: MLflow tracking server http://127.0.0.1:9 is unreachable ([Errno 111] "
+                               "Connection refused); start it (`make server` for the team setup), fix "
+                               "MLFLOW_TRACKING_URI, or unset MLFLOW_TRACKING_URI to use the local store sqlite:///")
+    assert [p for p in prepared.root.joinpath("tuning").rglob("*") if p.is_file()] == []
+
+
+def test_a_silent_server_fails_within_ten_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that accepts connections but never answers (hung, or a firewall's black hole)."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        uri = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        start = time.monotonic()
+        with pytest.raises(Exception, match=f"MLflow tracking server {uri} is unreachable .*timed out"):
+            store.client()
+        assert time.monotonic() - start < 10
+
+
+def test_project_defaults_never_override_the_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_TIMEOUT", raising=False)
+    store.use_project_defaults()
+    assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "1"
+    assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == store.ENV_DEFAULTS["MLFLOW_HTTP_REQUEST_TIMEOUT"]
+
+
+def _dvc_repo(tmp_path: Path, epochs: int = 200) -> tuple[Path, mlflow.MlflowClient]:
+    from tests.helpers.repository import copy_repository
+
+    raw = small_raw_params()
+    raw["train"].update(epochs=epochs, batch_size=32, min_batch=16, patience=0)
+    raw["evaluate"]["references"] = {"logistic_regression": {"C": [1.0]}}
+    repo = copy_repository(tmp_path / "repo", raw)
+    return repo, mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+
+
+def _wait_for_a_training_run(client: mlflow.MlflowClient, process: subprocess.Popen | None = None) -> str:
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        assert process is None or process.poll() is None, "the pipeline ended before training"
+        experiment = client.get_experiment_by_name("batchnorm-vs-baseline")
+        runs = client.search_runs([experiment.experiment_id], "attributes.status = 'RUNNING'") if experiment else []
+        running = [r for r in runs if client.get_metric_history(r.info.run_id, "train_loss")]
+        if running:
+            return running[0].info.run_id
+        time.sleep(0.5)
+    raise AssertionError("no run started training")
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_dvc_repro_then_dvc_repro_completes(tmp_path: Path) -> None:
+    """Ctrl-C in a terminal signals the whole foreground process group: dvc and the stage."""
+    from tests.helpers.repository import dvc, env_for
+
+    repo, client = _dvc_repo(tmp_path)
+    process = subprocess.Popen([str(Path(sys.executable).with_name("dvc")), "repro"], cwd=repo, env=env_for(repo),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    run_id = _wait_for_a_training_run(client, process)
+    os.killpg(process.pid, signal.SIGINT)
+    out, _ = process.communicate(timeout=120)
+    assert process.returncode != 0
+    assert "interrupted by SIGINT; its MLflow runs are marked KILLED" in out and "Traceback" not in out, out[-3000:]
+    assert client.get_run(run_id).info.status == "KILLED"
+    raw = yaml.safe_load((repo / "params.yaml").read_text())
+    raw["train"]["epochs"] = 3  # the user resumes, in less time
+    (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    dvc(repo, "repro")
+    experiment = client.get_experiment_by_name("batchnorm-vs-baseline")
+    statuses = {r.info.status for r in client.search_runs([experiment.experiment_id])}
+    assert "RUNNING" not in statuses and "FINISHED" in statuses
+    assert (repo / "reports" / "report.md").is_file()
+
+
+@pytest.mark.slow
+def test_dvc_queue_kill_marks_the_run_killed(tmp_path: Path) -> None:
+    from tests.helpers.repository import dvc, start_queue
+
+    repo, client = _dvc_repo(tmp_path, epochs=3000)  # a minute or more per model: the kill lands mid-training
+    try:
+        dvc(repo, "exp", "run", "--queue", "--name", "long")
+        start_queue(repo, 1)
+        run_id = _wait_for_a_training_run(client)
+        dvc(repo, "queue", "kill", "long")
+        deadline = time.time() + 120
+        while client.get_run(run_id).info.status == "RUNNING":
+            assert time.time() < deadline, "the killed worker's run stayed RUNNING"
+            time.sleep(0.5)
+        assert client.get_run(run_id).info.status == "KILLED"
+        while "Running" in (status := dvc(repo, "queue", "status").stdout):
+            assert time.time() < deadline, status
+            time.sleep(1)
+        assert "Failed" in status, status
+    finally:
+        dvc(repo, "queue", "stop", "--kill", check=False)

@@ -1,0 +1,42 @@
+"""The pipeline's stages in-process, as `dvc repro` runs them, and a model saved as MLflow would serve it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline import evaluate, prepare, report, select, train
+from pipeline.project.config import Params
+from pipeline.project.layout import Layout, PrepareSummary
+from pipeline.serving import packaging, scorer
+
+
+def train_all(params: Params, layout: Layout, track: bool = True) -> None:
+    """The stages tune, select and train, in-process (prepare must have run)."""
+    for variant in params.train.variants:
+        for lr in params.train.lr:
+            train.tune(params, variant, lr, layout, track=track)
+    select.run(params.train, layout, track=track)
+    for variant in params.train.variants:
+        for seed in params.train.seeds:
+            train.run(params, variant, seed, layout, track=track)
+
+
+def run_pipeline(params: Params, layout: Layout, track: bool = True) -> Path:
+    """Every stage in-process, as `dvc repro` would run them; returns the report folder."""
+    prepare.run(params.prepare, layout)
+    train_all(params, layout, track)
+    evaluate.run(params, layout, track=track)
+    return report.run(params, layout, track=track)
+
+
+def save_model(layout: Layout, name: str, dest: Path, nonfinite: str = "error") -> Path:
+    """One evaluated model as a servable MLflow model folder (what evaluate logs, without a store)."""
+    summary = PrepareSummary.read(layout)
+    threshold = json.loads(layout.model_metrics(name).read_text())["threshold"]
+    example = pd.read_parquet(layout.raw_test).head(5)[summary.features]
+    packaging.save_fraud_model(dest, layout.checkpoint(name), layout.scaler,
+                               scorer.settings(threshold, nonfinite, summary.source_sha256, model=name), example)
+    return dest

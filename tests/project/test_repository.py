@@ -1,0 +1,38 @@
+"""What the repository commits is consistent: the headline metrics with dvc.lock, the README's
+screenshots with the files under docs/."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import subprocess
+
+import pytest
+import yaml
+
+from tests.helpers.params import REPO
+
+
+def _committed(path: str) -> bytes:
+    try:
+        return subprocess.run(["git", "show", f"HEAD:{path}"], cwd=REPO, capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip(f"{path} is not committed in a git checkout here")
+
+
+def test_committed_headline_is_the_one_dvc_lock_records() -> None:
+    """`dvc exp show` and `dvc metrics diff` read metrics/summary.json from git: it must be the file
+    that the committed dvc.lock describes (commit both after a `dvc repro`)."""
+    lock = yaml.safe_load(_committed("dvc.lock"))
+    (entry,) = [m for m in lock["stages"]["report"]["outs"] if m["path"] == "metrics/summary.json"]
+    summary = _committed("metrics/summary.json")
+    assert hashlib.md5(summary).hexdigest() == entry["md5"] and len(summary) == entry["size"]
+
+
+def test_readme_screenshots_exist_and_are_real_pngs() -> None:
+    readme = (REPO / "README.md").read_text()
+    shots = re.findall(r"!\[[^\]]+\]\((docs/[^)]+\.png)\)", readme)
+    assert shots == ["docs/1-runs-table.png", "docs/2-comparison.png", "docs/3-verdict.png"]
+    for shot in shots:
+        data = (REPO / shot).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000, shot
