@@ -1,0 +1,1 @@
+"""The data: users' table files, the synthetic source, validation, splits and the scaler."""

@@ -1,0 +1,1 @@
+"""Numbers about models: ranking and imbalanced-class metrics, reference models, paired tests."""

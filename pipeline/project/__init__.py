@@ -1,0 +1,1 @@
+"""What the project is: its params (config, loading), its paths (layout), its variants, where a result came from."""

@@ -7,7 +7,7 @@ when DVC runs a stage, a temporary folder in tests), and matches the `outs` in d
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -49,25 +49,15 @@ PATHS = {
 
 @dataclass(frozen=True)
 class Layout:
-    """Every artefact path of the pipeline under one root (see PATHS)."""
+    """Every artefact path of the pipeline under one root: ``layout.models``, ``layout.reports``, ... for
+    each name in PATHS, and the paths of single files below them."""
 
     root: Path = Path(".")
-    prepared: Path = field(init=False, repr=False)
-    models: Path = field(init=False, repr=False)
-    histories: Path = field(init=False, repr=False)
-    snapshots: Path = field(init=False, repr=False)
-    tuning: Path = field(init=False, repr=False)
-    chosen: Path = field(init=False, repr=False)
-    selection: Path = field(init=False, repr=False)
-    evaluation: Path = field(init=False, repr=False)
-    curves: Path = field(init=False, repr=False)
-    reports: Path = field(init=False, repr=False)
-    summary: Path = field(init=False, repr=False)
-    lock: Path = field(init=False, repr=False)
 
-    def __post_init__(self) -> None:
-        for name, relative in PATHS.items():
-            object.__setattr__(self, name, self.root / relative)
+    def __getattr__(self, name: str) -> Path:
+        if name in PATHS:
+            return self.root / PATHS[name]
+        raise AttributeError(f"{type(self).__name__} has no path {name!r} (see PATHS)")
 
     @property
     def raw_test(self) -> Path:

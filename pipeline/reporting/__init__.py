@@ -1,0 +1,1 @@
+"""The report: its evidence, claims, sections, diagnostics, document model and figures."""

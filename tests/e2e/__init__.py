@@ -1,0 +1,1 @@
+"""End-to-end runs of whole commands in copies of the repository."""

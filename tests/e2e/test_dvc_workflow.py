@@ -16,7 +16,7 @@ from tests.helpers.params import REPO, small_raw_params
 from tests.helpers.repository import copy_repository, dvc, env_for, run
 
 pytestmark = pytest.mark.slow
-MARKER = "<!-- tests/test_dvc_workflow.py runs every line of the next block"
+MARKER = "<!-- tests/e2e/test_dvc_workflow.py runs every line of the next block"
 NUMBER = re.compile(r"\d+\.\d+")
 
 

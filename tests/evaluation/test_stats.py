@@ -5,10 +5,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from pipeline.reporting.claims import Reach, first, reach
 from pipeline.evaluation.stats import (INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, first_to_target, fewest_permutation_seeds,
                             paired_test, permutation_p, seeds_needed)
 
@@ -48,30 +46,6 @@ def test_detectable_difference_shrinks_and_seeds_needed_grows_as_expected() -> N
     assert large.detectable < small.detectable
     assert seeds_needed(0.01, 0.05, 0.05, 0.8) > seeds_needed(0.05, 0.05, 0.05, 0.8) >= 6
     assert seeds_needed(0.0, 0.05, 0.05, 0.8) is None
-
-
-def _history(val_losses: list[float]) -> pd.DataFrame:
-    return pd.DataFrame({"epoch": range(1, len(val_losses) + 1), "val_loss": val_losses,
-                         "epoch_seconds": [1.0] * len(val_losses)})
-
-
-def test_a_run_that_never_reaches_the_target_gets_no_number() -> None:
-    censored = reach(_history([0.5, 0.4, 0.35]), target=0.2)
-    assert censored == Reach(None, 3, None) and censored.text() == "not reached (3 epochs)"
-    assert reach(_history([0.5, 0.19, 0.1]), 0.2) == Reach(2, 3, 2.0)
-
-
-@pytest.mark.parametrize(
-    ("ours", "theirs", "winner"),
-    [(Reach(3, 10, 3.0), Reach(7, 10, 7.0), 1),
-     (Reach(7, 10, 7.0), Reach(3, 10, 3.0), -1),
-     (Reach(4, 10, 4.0), Reach(4, 10, 4.0), 0),
-     (Reach(None, 10, None), Reach(7, 10, 7.0), -1),  # ran past 7 epochs without getting there
-     (Reach(None, 5, None), Reach(7, 10, 7.0), None),  # stopped at 5: would it have beaten 7? unknown
-     (Reach(6, 10, 6.0), Reach(None, 4, None), None)],
-)
-def test_who_reaches_the_target_first_under_censoring(ours: Reach, theirs: Reach, winner: int | None) -> None:
-    assert first(ours, theirs) == winner
 
 
 def test_first_to_target_is_a_sign_test_over_decided_seeds() -> None:

@@ -1,0 +1,1 @@
+"""What tests call: shrunk params, the stages in-process, copies of the repository."""

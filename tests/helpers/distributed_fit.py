@@ -1,4 +1,4 @@
-"""Run under torchrun by tests/test_distributed.py: train a small MLP on every rank's shard and save
+"""Run under torchrun by tests/modeling/test_distributed.py: train a small MLP on every rank's shard and save
 rank 0's weights. ``python -m tests.helpers.distributed_fit VARIANT SYNC OUT`` (SYNC: 1 or 0)."""
 
 from __future__ import annotations

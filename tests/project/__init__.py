@@ -1,0 +1,1 @@
+"""Tests of pipeline.project and of the repository's structure."""
