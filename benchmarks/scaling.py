@@ -60,7 +60,7 @@ def run_size(rows: int, folder: Path) -> dict[str, dict[str, float]]:
     (folder / "params.yaml").write_text(yaml.safe_dump(params_for(rows), sort_keys=False))
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}", "PYTHONPATH": str(REPO)}
     steps = [("prepare", ["-m", "pipeline.prepare"])]
-    steps += [(f"tune-{v}", ["-m", "pipeline.train", "--variant", v, "--lr", "0.003"]) for v in ("batchnorm", "baseline")]
+    steps += [(f"tune-{v}", ["-m", "pipeline.train", "--variant", v, "--tune"]) for v in ("batchnorm", "baseline")]
     steps += [("select", ["-m", "pipeline.select"])]
     steps += [("train" if v == "batchnorm" else f"train-{v}", ["-m", "pipeline.train", "--variant", v, "--seed", "0"])
               for v in ("batchnorm", "baseline")]

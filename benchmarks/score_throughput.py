@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -32,7 +31,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import spread  # noqa: E402
 
 from pipeline import score  # noqa: E402
 from pipeline.project.loading import load_params  # noqa: E402
@@ -67,11 +68,6 @@ def _seconds(fn) -> float:  # noqa: ANN001
     return time.perf_counter() - start
 
 
-def summary(values: list[float]) -> dict[str, float]:
-    """Median with its spread."""
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
-
-
 def main() -> int:
     """Build the model and files, time the variants interleaved, print and save the ratios."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -104,12 +100,12 @@ def main() -> int:
             for name in names[repeat % len(names):] + names[:repeat % len(names)]:
                 seconds[name].append(_seconds(variants[name]))
 
-    ratios = {f"throughput_ratio{suffix}": summary([b / s for b, s in zip(seconds["bare"], seconds[name])])
+    ratios = {f"throughput_ratio{suffix}": spread([b / s for b, s in zip(seconds["bare"], seconds[name])])
               for suffix, name in (("", "score_parquet"), ("_csv", "score_csv"))}
     result = {
         "device": f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
         "rows": args.rows, "repeats": args.repeats, "bare_block_rows": block,
-        "rows_per_second": {name: summary([args.rows / s for s in values]) for name, values in seconds.items()},
+        "rows_per_second": {name: spread([args.rows / s for s in values]) for name, values in seconds.items()},
         **ratios, "target": TARGET, "meets_target": ratios["throughput_ratio"]["median"] >= TARGET,
     }
     OUT.parent.mkdir(parents=True, exist_ok=True)

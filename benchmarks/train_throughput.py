@@ -30,17 +30,16 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import make_data, spread  # noqa: E402
 
 from pipeline.tracking import runs  # noqa: E402
 from pipeline.project.loading import load_params  # noqa: E402
-from pipeline.data.scaler import Scaler  # noqa: E402
-from pipeline.data.synthetic import synthetic_transactions  # noqa: E402
 from pipeline.evaluation.ranking import epoch_metrics  # noqa: E402
 from pipeline.modeling.model import build  # noqa: E402
 from pipeline.modeling.recipe import fit_config, mlp_config  # noqa: E402
@@ -50,22 +49,6 @@ from pipeline.modeling.fit import FitConfig, FitData, FitEnv, FitHooks, batch_sl
 BATCH = 2048
 OUT = Path(__file__).resolve().parent / "results" / "train_throughput.json"
 TARGETS = {"slowdown_vs_bare": 1.10, "tracking_overhead": 0.03}
-
-
-def make_data(rows: int) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
-    """Synthetic transactions, scaled on the training part: 80% train, 20% validation."""
-    frame = synthetic_transactions(rows, 0.002, seed=0)
-    rng = np.random.default_rng(0)
-    order = rng.permutation(rows)
-    cut = int(rows * 0.8)
-    features = frame.drop(columns="Class")
-    scaler = Scaler.fit(features.iloc[order[:cut]], ["Amount"])
-
-    def tensors(idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.from_numpy(scaler.transform(features.iloc[idx]).to_numpy().copy())
-        return x, torch.from_numpy(frame["Class"].to_numpy()[idx].copy())
-
-    return tensors(order[:cut]), tensors(order[cut:])
 
 
 def naive_dataloader(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], cfg: FitConfig,
@@ -115,11 +98,6 @@ def timed(body: Callable[[], None], epochs: int) -> float:
     start = time.perf_counter()
     body()
     return (time.perf_counter() - start) / epochs
-
-
-def spread(values: list[float]) -> dict[str, float]:
-    """Median with min and max."""
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def main(argv: list[str] | None = None) -> int:

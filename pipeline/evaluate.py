@@ -216,8 +216,8 @@ def _track(params: Params, layout: Layout, summary: PrepareSummary, scored: list
                                         {tags.VARIANT: "reference", tags.COLOR: REFERENCE_COLOR})
             out["references"][item.name] = run_id
         if run_id:
-            runs.log_evaluation(run_id, {k: results[item.name][k] for k in tags.EVALUATION_KEYS},
-                                artifacts[item.name])
+            runs.log_results(run_id, {k: results[item.name][k] for k in tags.EVALUATION_KEYS},
+                             artifacts[item.name], "evaluation")
     return out
 
 

@@ -87,7 +87,7 @@ def _publish(ev: Evidence, found: dict[str, list[Claim]], report_dir: Path) -> N
     for pipeline_run in sorted({r.pipeline_run_id for r in tracked}):
         info = next(r for r in tracked if r.pipeline_run_id == pipeline_run)
         runs.adopt_launcher(info.group)
-        runs.log_evaluation(pipeline_run, {}, (report_dir,), "report")
+        runs.log_results(pipeline_run, {}, (report_dir,), "report")
         url = ui.save_comparison_view(info.experiment_id, info.group)
         runs.describe(pipeline_run, mlflow_description(ev, found, url))
         verdicts = " · ".join(f"{claims.SHORT_CLAIMS[c.key]} **{c.status}**" for c in found.get(PRIMARY, []))

@@ -20,8 +20,7 @@ def test_the_choice_is_the_best_mean_validation_ap_and_skips_diverged_points(raw
     raw_params["train"]["model"]["hidden"] = [256, 256]
     params = parse(raw_params)
     prepare.run(params.prepare, layout)
-    for lr in params.train.lr:
-        train.tune(params, "baseline", lr, layout, track=False)
+    train.tune(params, "baseline", layout, track=False)
     params = parse({**raw_params, "train": {**raw_params["train"], "variants": ["baseline"]}})
     chosen = select.run(params.train, layout, track=False)
     table = json.loads(layout.selection.read_text())["grid"]["baseline"]
@@ -37,7 +36,7 @@ def test_a_variant_whose_every_rate_diverged_is_a_clear_error(raw_params: dict, 
     raw_params["train"]["model"]["hidden"] = [256, 256]
     params = parse(raw_params)
     prepare.run(params.prepare, layout)
-    train.tune(params, "baseline", 10.0, layout, track=False)
+    train.tune(params, "baseline", layout, track=False)
     with pytest.raises(StageError, match="every learning rate in train.lr diverged for baseline"):
         select.run(params.train, layout, track=False)
     assert not layout.chosen.exists()

@@ -1,4 +1,5 @@
-"""The train stage (and tune, its tuning role): outputs, MLflow contents, determinism, failure handling."""
+"""The train stage (and tune, its tuning role): outputs, MLflow contents, models kept between runs,
+stacked and one at a time alike, determinism, failure handling."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from pipeline.project.layout import Layout
 from pipeline.project.variants import variant as variant_entry
 from pipeline.modeling.model import from_checkpoint
 from pipeline.runtime.outputs import write_json
+from pipeline.training.jobs import TrainResult
 
 
 @pytest.fixture
@@ -29,9 +31,10 @@ def chosen(prepared: Layout, params: Params) -> Layout:
     return prepared
 
 
-def _train(params: Params, layout: Layout, variant: str = "batchnorm", seed: int = 0, track: bool = True,
-           lr: float | None = None) -> train.TrainResult:
-    return train.run(params, variant, seed, layout, track=track, lr=lr)
+def _train(params: Params, layout: Layout, variant: str = "batchnorm", seed: int = 0,
+           track: bool = True) -> TrainResult:
+    (result,) = train.run(params, variant, layout, track=track, seeds=[seed])
+    return result
 
 
 def _copy_prepared(layout: Layout, root: Path) -> Layout:
@@ -79,26 +82,67 @@ def test_outputs_and_mlflow_run(variant: str, params: Params, chosen: Layout) ->
     assert dataset.dataset.name == "train" and "V14" in dataset.dataset.schema
 
 
-def test_a_grid_point_trains_every_tuning_seed_into_its_own_folder(raw_params: dict, prepared: Layout) -> None:
-    raw_params["train"]["tune_seeds"] = [100, 101]
-    results = train.tune(parse(raw_params), "baseline", 0.003, prepared)
-    folder = prepared.tuning / "baseline-lr0.003"
-    assert [r.checkpoint for r in results] == [folder / "baseline-lr0.003-s100.pt", folder / "baseline-lr0.003-s101.pt"]
+def test_a_variants_tuning_models_are_its_grid_times_its_tuning_seeds_in_its_own_folder(
+        raw_params: dict, prepared: Layout) -> None:
+    raw_params["train"].update(tune_seeds=[100, 101], lr=[0.003, 0.01])
+    results = train.tune(parse(raw_params), "baseline", prepared)
+    folder = prepared.tuning / "baseline"
+    assert [r.checkpoint for r in results] == [folder / f"baseline-lr{lr}-s{s}.pt" for lr in (0.003, 0.01)
+                                               for s in (100, 101)]
     assert results[0].history == folder / "history" / "baseline-lr0.003-s100.csv"
     assert all(r.checkpoint.is_file() and r.run_file.is_file() for r in results) and not prepared.models.exists()
-    run = mlflow.MlflowClient().get_run(json.loads(results[0].run_file.read_text())["run_id"])
+    info = json.loads(results[0].run_file.read_text())
+    assert info["stack_size"] == 4  # trained together
+    run = mlflow.MlflowClient().get_run(info["run_id"])
     assert run.data.tags["pipeline.role"] == "tuning" and run.data.params["train.lr"] == "0.003"
-    assert run.info.run_name == "baseline-lr0.003-s100"
+    assert run.info.run_name == "baseline-lr0.003-s100" and run.info.status == "FINISHED"
 
 
 def test_a_diverged_grid_point_is_a_result_not_a_failure(raw_params: dict, prepared: Layout) -> None:
     """Too high a learning rate in the grid: the tuning run is FAILED and says where it diverged; the
-    stage succeeds (select will skip that point)."""
-    (result,) = train.tune(_diverging(raw_params), "baseline", 10.0, prepared)
-    info = json.loads(result.run_file.read_text())
-    assert result.checkpoint is None and info["diverged_at"] >= 1 and result.history.is_file()
+    stage succeeds (select will skip that point), and the stack's other models train on."""
+    params = _diverging(raw_params, lr=[10.0, 0.001])
+    diverged, fine = train.tune(params, "baseline", prepared)
+    info = json.loads(diverged.run_file.read_text())
+    assert diverged.checkpoint is None and info["diverged_at"] >= 1 and diverged.history.is_file()
     run = mlflow.MlflowClient().get_run(info["run_id"])
     assert run.info.status == "FAILED" and run.data.tags["pipeline.diverged_at"] == str(info["diverged_at"])
+    assert fine.checkpoint.is_file()
+    assert mlflow.MlflowClient().get_run(json.loads(fine.run_file.read_text())["run_id"]).info.status == "FINISHED"
+
+
+def test_a_new_seed_trains_only_its_model_and_a_removed_one_leaves(raw_params: dict, chosen: Layout) -> None:
+    raw_params["train"]["seeds"] = [0, 1]
+    first = train.run(parse(raw_params), "baseline", chosen)
+    stamps = {r.name: (r.checkpoint.stat().st_mtime_ns, json.loads(r.run_file.read_text())["run_id"]) for r in first}
+    raw_params["train"]["seeds"] = [1, 2]
+    second = train.run(parse(raw_params), "baseline", chosen)
+    assert [r.name for r in second] == ["baseline-s1", "baseline-s2"]
+    assert second[0].fit is None and second[1].fit is not None  # s1 kept, s2 trained
+    assert (second[0].checkpoint.stat().st_mtime_ns, json.loads(second[0].run_file.read_text())["run_id"]) == \
+        stamps["baseline-s1"]
+    assert sorted(p.name for p in (chosen.models / "baseline").iterdir()) == [
+        "baseline-s1.pt", "baseline-s1.run.json", "baseline-s2.pt", "baseline-s2.run.json"]
+    assert sorted(p.name for p in (chosen.histories / "baseline").iterdir()) == ["baseline-s1.csv", "baseline-s2.csv"]
+    raw_params["train"]["epochs"] = 2  # other params: every model trains again
+    third = train.run(parse(raw_params), "baseline", chosen)
+    assert all(r.fit is not None for r in third)
+
+
+def test_stacked_and_one_at_a_time_train_the_same_models(raw_params: dict, chosen: Layout, tmp_path: Path) -> None:
+    """train.stack: 1 is the loop that torchrun uses; a stack gives the same histories and weights to
+    float32 rounding."""
+    raw_params["train"]["seeds"] = [0, 1, 2]
+    stacked = train.run(parse(raw_params), "batchnorm", chosen, track=False)
+    raw_params["train"]["stack"] = 1
+    alone = train.run(parse(raw_params), "batchnorm", _copy_prepared(chosen, tmp_path / "alone"), track=False)
+    for a, b in zip(alone, stacked):
+        ha, hb = pd.read_csv(a.history), pd.read_csv(b.history)
+        for key in ("train_loss", "val_loss", "val_ap"):
+            assert ha[key].to_numpy() == pytest.approx(hb[key].to_numpy(), rel=1e-4, abs=1e-5), (a.name, key)
+        assert json.loads(a.run_file.read_text())["best_epoch"] == json.loads(b.run_file.read_text())["best_epoch"]
+        wa, wb = (torch.load(r.checkpoint, weights_only=True)["model"] for r in (a, b))
+        assert all(torch.allclose(wa[k].float(), wb[k].float(), atol=1e-4) for k in wa), a.name
 
 
 def test_a_compared_model_needs_the_select_stage(params: Params, prepared: Layout) -> None:
@@ -110,7 +154,7 @@ def test_a_compared_model_needs_the_select_stage(params: Params, prepared: Layou
 def test_models_of_one_configuration_share_a_group(params: Params, chosen: Layout) -> None:
     a = json.loads(_train(params, chosen, "batchnorm").run_file.read_text())
     b = json.loads(_train(params, chosen, "baseline").run_file.read_text())
-    tuning = json.loads(train.tune(params, "baseline", 0.003, chosen)[0].run_file.read_text())
+    tuning = json.loads(train.tune(params, "baseline", chosen)[0].run_file.read_text())
     assert a["pipeline_run_id"] == b["pipeline_run_id"] and a["group"] == b["group"] == tuning["group"]
     other = parse({**params.model_dump(), "train": {**params.train.model_dump(), "epochs": 2}})
     c = json.loads(_train(other, chosen, "baseline").run_file.read_text())
@@ -128,8 +172,8 @@ def test_same_params_same_history_and_checkpoint(params: Params, chosen: Layout,
     assert all(torch.equal(w1[k], w2[k]) for k in w1)
 
 
-def _diverging(raw_params: dict) -> Params:
-    raw_params["train"].update(lr=[10.0], grad_clip=0.0)
+def _diverging(raw_params: dict, lr: list[float] | None = None) -> Params:
+    raw_params["train"].update(lr=lr or [10.0], grad_clip=0.0)
     raw_params["train"]["optimizer"].update(name="sgd", momentum=0.9)
     raw_params["train"]["model"]["hidden"] = [256, 256]
     return parse(raw_params)

@@ -61,6 +61,29 @@ class FitResult:
     batch_sizes: list[int] = field(default_factory=list)  # the rows of each (global) batch of an epoch
     norm_batch_sizes: list[int] = field(default_factory=list)  # the rows BatchNorm's statistics saw per batch
 
+    def add(self, epoch: int, record: dict[str, float]) -> bool:
+        """Record one epoch; True when its validation AP is the best so far (its weights are kept)."""
+        self.history.append({"epoch": epoch, **record})
+        if record["val_ap"] > self.best_val_ap:
+            self.best_val_ap, self.best_epoch = record["val_ap"], epoch
+            return True
+        return False
+
+    def done(self, epoch: int, cfg: FitConfig) -> bool:
+        """Whether training ends after this epoch: the last one, or ``patience`` epochs without a better
+        validation AP (early stopping, noted in ``stopped_early``)."""
+        stop = bool(cfg.patience) and epoch - self.best_epoch >= cfg.patience
+        self.stopped_early = stop and epoch < cfg.epochs
+        return stop or epoch == cfg.epochs
+
+
+def epoch_record(train_loss: float, train_accuracy: float, validation: dict[str, float], seconds: float,
+                 rows: int, lr: float, stack_size: int = 1) -> dict[str, float]:
+    """One epoch's history row (every loop writes the same keys, in the same order). ``seconds`` is the
+    epoch's wall time, shared by the ``stack_size`` models trained together in it."""
+    return {"train_loss": train_loss, "train_accuracy": train_accuracy, **validation, "epoch_seconds": seconds,
+            "samples_per_second": rows / seconds, "lr": lr, "stack_size": stack_size}
+
 
 def resolve_device(requested: str, local_rank: int = 0) -> torch.device:
     """`auto` picks CUDA when present, else CPU; `cuda` without a GPU is an error. Under torchrun
@@ -128,11 +151,12 @@ class FitHooks:
     """What the caller is told. ``score(labels, logits)`` turns each epoch's validation logits into
     metrics and must return ``val_ap``, the early-stopping criterion; ``on_epoch_end(epoch, record)``
     sees each epoch's record; ``on_snapshot``, given on every rank or none, receives the state after
-    every epoch (see snapshots.Snapshot)."""
+    every epoch (see snapshots.Snapshot); ``on_step`` sees each step's loss (a tensor on the device)."""
 
     score: Scorer
     on_epoch_end: EpochCallback | None = None
     on_snapshot: Callable[[Snapshot], None] | None = None
+    on_step: Callable[[torch.Tensor], None] | None = None  # each step's training loss (one process; tests)
 
 
 def fit(model: nn.Module, data: FitData, cfg: FitConfig, env: FitEnv, hooks: FitHooks,
@@ -212,22 +236,17 @@ class _Loop:
         train_loss, train_accuracy = self._train_epoch()
         if not math.isfinite(train_loss):
             raise DivergedError(epoch, train_loss, self.cfg.lr)
-        record = {"train_loss": train_loss, "train_accuracy": train_accuracy, **self._validate()}
-        seconds = time.perf_counter() - start
-        record.update(epoch_seconds=seconds, samples_per_second=self.n / seconds,
-                      lr=self.optimizer.param_groups[0]["lr"])
-        result = self.result
-        result.history.append({"epoch": epoch, **record})
-        if record["val_ap"] > result.best_val_ap:
-            result.best_val_ap, result.best_epoch = record["val_ap"], epoch
+        validation = self._validate()
+        record = epoch_record(train_loss, train_accuracy, validation, time.perf_counter() - start, self.n,
+                              self.optimizer.param_groups[0]["lr"])
+        if self.result.add(epoch, record):
             self.best_state = copy.deepcopy(self.model.state_dict())
         if self.hooks.on_epoch_end is not None:
             self.hooks.on_epoch_end(epoch, record)
-        stop = bool(self.cfg.patience) and epoch - result.best_epoch >= self.cfg.patience
-        result.stopped_early = stop and epoch < self.cfg.epochs
+        done = self.result.done(epoch, self.cfg)
         if self.hooks.on_snapshot is not None:  # called on every rank: each one's random state is in it
-            self.hooks.on_snapshot(self._snapshot(epoch, stop or epoch == self.cfg.epochs))
-        return stop
+            self.hooks.on_snapshot(self._snapshot(epoch, done))
+        return done
 
     def _train_epoch(self) -> tuple[float, float]:
         """One pass over the training rows; the mean loss and the accuracy (one host sync per epoch)."""
@@ -251,6 +270,8 @@ class _Loop:
             if self.cfg.grad_clip > 0:
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
             self.optimizer.step()
+            if self.hooks.on_step is not None:
+                self.hooks.on_step(loss.detach())
             loss_sum += loss.detach() * (part.stop - part.start) if world.size == 1 else batch_sum
             correct += ((logits.detach() > 0) == (yb > 0.5)).sum()
         totals = world.sum(torch.stack([loss_sum.double(), correct.double()]))

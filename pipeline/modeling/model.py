@@ -37,6 +37,15 @@ class MLPConfig:
         return cls(**{**raw, "hidden": tuple(raw["hidden"])})
 
 
+def inert_bias(config: MLPConfig) -> bool:
+    """Whether each linear layer's bias feeds a BatchNorm in training mode directly: BatchNorm subtracts
+    the batch mean, so the bias has no effect on training and its exact gradient is zero. Float
+    rounding leaves about 1e-9 there, which Adam's normalised steps would turn into full-size random
+    steps (that BatchNorm's running mean then lags behind in eval mode); the gradient is kept at its
+    exact value, zero."""
+    return config.norm == "batchnorm" and config.norm_placement == "before"
+
+
 class Block(nn.Module):
     """Linear, optional normalisation (before or after the activation), activation, dropout."""
 
@@ -47,6 +56,8 @@ class Block(nn.Module):
         self.act = ACTIVATIONS[config.activation]()
         self.dropout = nn.Dropout(config.dropout)
         self.norm_first = config.norm_placement == "before"
+        if inert_bias(config):
+            self.linear.bias.register_hook(torch.zeros_like)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.linear(x)

@@ -12,8 +12,9 @@ from pipeline.project.variants import variant as catalogue_entry
 
 
 def training_config(train: TrainParams) -> dict[str, Any]:
-    """The train params shared by every model of an execution (not the grid, variant or seed lists)."""
-    return train.model_dump(exclude={"variants", "seeds", "lr", "tune_seeds"})
+    """The train params shared by every model of an execution: not the grid, variant or seed lists,
+    nor how many models train together (a stack trains each model as it would train alone)."""
+    return train.model_dump(exclude={"variants", "seeds", "lr", "tune_seeds", "stack"})
 
 
 def mlp_config(train: TrainParams, variant: str, n_features: int) -> MLPConfig:

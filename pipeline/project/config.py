@@ -111,6 +111,7 @@ class TrainParams(_Strict):
     pos_weight: float | Literal["none", "balanced"]
     grad_clip: float = Field(ge=0)
     patience: int = Field(ge=0)
+    stack: int = Field(ge=1, le=1024)
     batchnorm_sync: bool
     distributed: DistributedParams
 

@@ -25,6 +25,11 @@ def model_name(variant: str, seed: int, lr: float | None = None) -> str:
     return f"{variant}-s{seed}" if lr is None else f"{variant}-lr{lr_text(lr)}-s{seed}"
 
 
+def variant_of(name: str) -> str:
+    """The variant a model name belongs to (``batchnorm-lr0.003-s100`` -> ``batchnorm``)."""
+    return name.split("-", 1)[0]
+
+
 def lr_text(lr: float) -> str:
     """A learning rate as DVC writes it in stage names and paths (`str` of the float)."""
     return str(float(lr))
@@ -33,9 +38,9 @@ def lr_text(lr: float) -> str:
 # Where each artefact lives, relative to the root: the `outs` of dvc.yaml.
 PATHS = {
     "prepared": "data/prepared",  # the prepared splits, the fitted scaler, summary.json
-    "models": "models",  # the compared models: checkpoints, run files and histories
-    "histories": "models/history",  # per-epoch history of every compared model (DVC plots)
-    "tuning": "tuning/models",  # the tuning models: one folder per grid point (variant, learning rate)
+    "models": "models",  # the compared models: one folder per variant (checkpoints and run files)
+    "histories": "models/history",  # per-epoch history of every compared model, a folder per variant (DVC plots)
+    "tuning": "tuning/models",  # the tuning models: one folder per variant (checkpoints, run files, histories)
     "chosen": "tuning/chosen",  # each variant's chosen setting, one small file per variant
     "selection": "tuning/selection.json",  # the whole grid: validation AP per setting and variant
     "evaluation": "evaluation",  # per-model metrics, scores and figures; overview.json
@@ -74,29 +79,31 @@ class Layout:
         """What prepare did: rows, positives, features, hashes, its params."""
         return self.prepared / "summary.json"
 
-    def grid_point(self, variant: str, lr: float) -> Path:
-        """The folder of one grid point's tuning models (every tuning seed), one DVC output."""
-        return self.tuning / f"{variant}-lr{lr_text(lr)}"
+    def variant_folder(self, variant: str, tuning: bool = False) -> Path:
+        """A variant's models: its compared models' checkpoints and run files, or every one of its
+        tuning models with their histories (one DVC output each, kept between runs)."""
+        return (self.tuning if tuning else self.models) / variant
 
-    def folder(self, name: str, tuning: bool) -> Path:
-        """Where a compared model's files go, or a tuning model's (its grid point's folder)."""
-        return self.tuning / name.rsplit("-s", 1)[0] if tuning else self.models
+    def history_folder(self, variant: str, tuning: bool = False) -> Path:
+        """A variant's per-epoch histories: of its compared models (one DVC output, drawn by `dvc
+        plots`), or of its tuning models (inside their folder)."""
+        return self.variant_folder(variant, True) / "history" if tuning else self.histories / variant
 
     def checkpoint(self, name: str, tuning: bool = False) -> Path:
         """A model's self-describing checkpoint."""
-        return self.folder(name, tuning) / f"{name}.pt"
+        return self.variant_folder(variant_of(name), tuning) / f"{name}.pt"
 
     def run_file(self, name: str, tuning: bool = False) -> Path:
-        """A model's run file (MLflow ids, best epoch, batch sizes)."""
-        return self.folder(name, tuning) / f"{name}.run.json"
+        """A model's run file (MLflow ids, best epoch, batch sizes; written last: it marks the model done)."""
+        return self.variant_folder(variant_of(name), tuning) / f"{name}.run.json"
+
+    def history(self, name: str, tuning: bool = False) -> Path:
+        """One model's per-epoch history."""
+        return self.history_folder(variant_of(name), tuning) / f"{name}.csv"
 
     def snapshot(self, name: str) -> Path:
         """A model's latest epoch snapshot while it trains under torchrun."""
         return self.snapshots / f"{name}.pt"
-
-    def history(self, name: str, tuning: bool = False) -> Path:
-        """One model's per-epoch history."""
-        return self.folder(name, tuning) / "history" / f"{name}.csv"
 
     def chosen_setting(self, variant: str) -> Path:
         """The setting select chose for one variant (what its compared models train with)."""
@@ -186,6 +193,8 @@ class RunInfo:
     ranks: int = 1  # training processes
     batchnorm_sync: bool = True  # with ranks > 1: BatchNorm statistics over the global batch
     norm_batch_sizes: list[int] | None = None  # rows per batch BatchNorm's statistics saw (None: batch_sizes)
+    stack_size: int = 1  # models trained together with it, at its first epoch
+    key: str | None = None  # what trained it (data, params, code, setting): a planned model with this key is done
 
     @classmethod
     def read(cls, layout: Layout, name: str, tuning: bool = False) -> RunInfo:

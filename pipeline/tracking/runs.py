@@ -30,6 +30,7 @@ from pipeline.tracking.tags import (
     MLFLOW_GIT_COMMIT,
     MODEL,
     NOTE,
+    PARAM_LIMIT,
     PIPELINE_COLOR,
     PROCESS,
     ROLE,
@@ -60,8 +61,6 @@ def find_or_create_run(exp_id: str, tags: Mapping[str, str], run_name: str, matc
 
     Call under store_lock() so that parallel workers never create the same run twice.
     """
-    from mlflow.entities import Param
-
     client = store.client()
     query = " and ".join(f"tags.`{key}` = '{tags[key]}'" for key in match)
     found = client.search_runs([exp_id], filter_string=query, max_results=1)
@@ -71,7 +70,7 @@ def find_or_create_run(exp_id: str, tags: Mapping[str, str], run_name: str, matc
     status = "KILLED"
     try:
         if params:
-            client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+            log_params(run.info.run_id, params)
         status = "FINISHED"
     finally:
         client.set_terminated(run.info.run_id, status)
@@ -114,10 +113,11 @@ def adopt_launcher(group: str) -> bool:
 @contextmanager
 def model_run(experiment: str, run_name: str, group: str, params: Mapping[str, Any],
               tags: Mapping[str, str], resume_run_id: str | None = None) -> Iterator[MlflowTracker]:
-    """A model run in the group (its pipeline run created if needed); FAILED if the block raises.
-    With ``resume_run_id``, that run (of a crashed process, restarted by torchrun) goes on instead."""
-    import mlflow
-
+    """A model run in the group (its pipeline run created if needed); FAILED if the block raises,
+    KILLED on SIGINT/SIGTERM. With ``resume_run_id``, that run (of a crashed process, restarted by
+    torchrun) goes on instead. Only the client API with explicit run ids: several model runs may be
+    open at once (a stack of models), and the run `mlflow run` announces in MLFLOW_RUN_ID is never
+    resumed."""
     base = environment_tags()
     with store.store_lock():
         exp_id = store.experiment_id(experiment)
@@ -130,13 +130,11 @@ def model_run(experiment: str, run_name: str, group: str, params: Mapping[str, A
         else:
             run_id = resume_run_id
             store.client().set_tag(run_id, PROCESS, _this_process())
-    # Explicit run_id: never resume the run that `mlflow run` announces in MLFLOW_RUN_ID.
-    run = mlflow.start_run(run_id=run_id)
-    tracker = MlflowTracker(run.info.run_id)
+    tracker = MlflowTracker(run_id)
     status = "FAILED"
     try:
         if resume_run_id is None:
-            mlflow.log_params({k: str(v) for k, v in params.items()})
+            log_params(run_id, params)
         yield tracker
         status = "FINISHED"
     except (Interrupted, KeyboardInterrupt):
@@ -146,7 +144,16 @@ def model_run(experiment: str, run_name: str, group: str, params: Mapping[str, A
         try:
             tracker.flush()
         finally:
-            mlflow.end_run(status=status)
+            store.client().set_terminated(run_id, status)
+
+
+def log_params(run_id: str, params: Mapping[str, Any]) -> None:
+    """Log params in as few calls as the API allows (100 a call), values cut to its length limit."""
+    from mlflow.entities import Param
+
+    items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+    for start in range(0, len(items), PARAM_LIMIT):
+        store.client().log_batch(run_id, params=items[start:start + PARAM_LIMIT])
 
 
 def _this_process() -> str:
@@ -185,23 +192,9 @@ def run_info(run_id: str) -> dict[str, Any]:
             "run_name": run.info.run_name}
 
 
-def log_artifact(path: Path) -> None:
-    """Store a file as an artifact of the active run."""
-    import mlflow
-
-    mlflow.log_artifact(str(path))
-
-
-def log_summary(metrics: Mapping[str, float]) -> None:
-    """Log step-less summary metrics to the active run in one call."""
-    import mlflow
-
-    mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
-
-
-def log_evaluation(run_id: str, metrics: Mapping[str, float], artifacts: tuple[Path, ...] = (),
-                   artifact_path: str = "evaluation") -> None:
-    """Add evaluation metrics (batched) and artifact files or folders to an existing run."""
+def log_results(run_id: str, metrics: Mapping[str, float], artifacts: tuple[Path, ...] = (),
+                artifact_path: str | None = None) -> None:
+    """Add step-less metrics (batched) and artifact files or folders (under ``artifact_path``) to a run."""
     from mlflow.entities import Metric
 
     client = store.client()
@@ -260,19 +253,21 @@ def metric_steps(run_id: str, key: str) -> list[tuple[int, float]]:
     return [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)]
 
 
-def log_training_data(source: Path, features: list[str], label: str, digest: str) -> None:
-    """Record the training split as the active run's dataset input: its file, content hash and
-    schema (declared, not inferred from 100,000s of rows: that took seconds per model)."""
+def log_training_data(run_id: str, source: Path, features: list[str], label: str, digest: str) -> None:
+    """Record the training split as a run's dataset input: its file, content hash and schema
+    (declared, not inferred from 100,000s of rows: that took seconds per model)."""
     import warnings
 
-    import mlflow
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.entities import DatasetInput, InputTag
     from mlflow.types import ColSpec, Schema
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "can be interpreted in multiple ways": a local file either way
         schema = Schema([ColSpec("float", name) for name in features] + [ColSpec("integer", label)])
         dataset = MetaDataset(resolve_dataset_source(str(source.resolve())), name="train", digest=digest[:20],
                               schema=schema)
-        mlflow.log_input(dataset, context="training")
+        used = DatasetInput(dataset=dataset._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, "training")])
+        store.client().log_inputs(run_id, datasets=[used])

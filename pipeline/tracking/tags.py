@@ -35,3 +35,4 @@ EVALUATION_KEYS = ("test_ap", "test_recall", "test_precision", "test_f1", "test_
                    "threshold")
 SUMMARY_KEYS = ("best_val_ap", "best_epoch", "epochs_run")
 BATCH_LIMIT = 1000  # metrics per log_batch call: the tracking API's limit
+PARAM_LIMIT = 100  # params per log_batch call

@@ -102,19 +102,49 @@ class EpochReporter:
             self.bar.close()
 
 
-class EpochLog:
-    """Every epoch's record as it comes: kept (a diverged run's history), sent to MLflow, shown."""
+class StackReporter:
+    """A stack's progress: one bar (epochs) on a terminal, else one line per epoch for all its models."""
 
-    def __init__(self, name: str, epochs: int, show: bool, earlier: list[dict[str, float]]) -> None:
+    def __init__(self, label: str, epochs: int, models: int) -> None:
+        self.label, self.epochs, self.models = label, epochs, models
+        self.bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=epochs, desc=f"train[{label} x{models}]", file=sys.stderr, leave=True)
+
+    def __call__(self, epoch: int, records: dict[int, dict[str, float]]) -> None:
+        aps = [r["val_ap"] for r in records.values()]
+        seconds = next(iter(records.values()))["epoch_seconds"] if records else 0.0
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(training=len(records), best_val_ap=f"{max(aps, default=0):.3f}")
+            return
+        log.info("train[%s x%d] epoch %d/%d  %d training  val_ap %.3f-%.3f  %.2fs", self.label, self.models, epoch,
+                 self.epochs, len(records), min(aps, default=0), max(aps, default=0), seconds)
+
+    def close(self) -> None:
+        """Every model has finished."""
+        if self.bar is not None:
+            self.bar.close()
+
+
+class EpochLog:
+    """Every epoch's record as it comes: kept (a diverged run's history), sent to MLflow, and shown
+    (by ``reporter``: one model's, or nothing when a stack reports for all of its models)."""
+
+    def __init__(self, reporter: EpochReporter | None, earlier: list[dict[str, float]]) -> None:
         self.records: list[dict[str, float]] = [dict(row) for row in earlier]  # a resumed run's epochs
-        self.reporter = EpochReporter(name, epochs, show=show)
+        self.reporter = reporter
         self.tracker: Tracker = NullTracker()
 
     def __call__(self, epoch: int, record: dict[str, float]) -> None:
         self.records.append({"epoch": epoch, **record})
         self.tracker.log_epoch(epoch, {key: record[key] for key in EPOCH_KEYS})
-        self.reporter(epoch, record)
+        if self.reporter is not None:
+            self.reporter(epoch, record)
 
     def close(self) -> None:
         """Training ended (finished, stopped early or failed)."""
-        self.reporter.close()
+        if self.reporter is not None:
+            self.reporter.close()

@@ -34,7 +34,7 @@ def slow_training(tmp_path: Path) -> Path:
 
 def _start_training(folder: Path) -> subprocess.Popen:
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "pipeline.train", "--variant", "batchnorm", "--lr", "0.01"],
+    return subprocess.Popen([sys.executable, "-m", "pipeline.train", "--variant", "batchnorm", "--tune"],
                             cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -74,7 +74,7 @@ def test_a_dead_server_fails_at_once_with_the_fix(prepared: Layout, raw_params: 
     (prepared.root / "params.yaml").write_text(yaml.safe_dump(raw_params, sort_keys=False))
     env = {**os.environ, "MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}
     start = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "pipeline.train", "--variant", "batchnorm", "--lr", "0.01"],
+    result = subprocess.run([sys.executable, "-m", "pipeline.train", "--variant", "batchnorm", "--tune"],
                             cwd=prepared.root, env=env, capture_output=True, text=True, timeout=60)
     assert time.monotonic() - start < 10
     lines = result.stderr.strip().splitlines()

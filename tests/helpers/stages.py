@@ -16,12 +16,10 @@ from pipeline.serving import packaging, scorer
 def train_all(params: Params, layout: Layout, track: bool = True) -> None:
     """The stages tune, select and train, in-process (prepare must have run)."""
     for variant in params.train.variants:
-        for lr in params.train.lr:
-            train.tune(params, variant, lr, layout, track=track)
+        train.tune(params, variant, layout, track=track)
     select.run(params.train, layout, track=track)
     for variant in params.train.variants:
-        for seed in params.train.seeds:
-            train.run(params, variant, seed, layout, track=track)
+        train.run(params, variant, layout, track=track)
 
 
 def run_pipeline(params: Params, layout: Layout, track: bool = True) -> Path:

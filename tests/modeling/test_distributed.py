@@ -85,7 +85,7 @@ def prepared_two_ways(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Pat
         prepare.run(parse(raw).prepare, Layout(folder))
         env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}"}
         for variant in ("baseline", "batchnorm"):
-            done = subprocess.run([sys.executable, "-m", "pipeline.train", "--variant", variant, "--lr", "0.01"],
+            done = subprocess.run([sys.executable, "-m", "pipeline.train", "--variant", variant, "--tune"],
                                   cwd=folder, env=env, capture_output=True, text=True, timeout=300)
             assert done.returncode == 0, done.stderr[-4000:]
         folders[nproc] = folder
@@ -134,7 +134,7 @@ def _restartable_tune(folder: Path, kill_rank: int | None) -> str:
     snapshot = Layout(folder).snapshot(f"{RESTART_MODEL}-lr0.01-s{RESTART_SEEDS[1]}")
     with log.open("w") as out:
         # The stage becomes `torchrun --standalone --nproc_per_node 2 --max-restarts 1` (same pid).
-        agent = subprocess.Popen([sys.executable, "-m", "pipeline.train", "--variant", RESTART_MODEL, "--lr", "0.01"],
+        agent = subprocess.Popen([sys.executable, "-m", "pipeline.train", "--variant", RESTART_MODEL, "--tune"],
                                  cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.time() + 240
@@ -192,4 +192,5 @@ def test_torchrun_restart_resumes_from_the_last_epoch_in_the_same_run(
         expected = torch.load(reference.checkpoint(name, tuning=True), weights_only=False)["model"]
         assert _largest_difference(resumed, expected) == 0.0, name
     assert not any(layout.snapshots.iterdir())  # removed once the stage wrote its outputs
-    assert [p.name for p in (tmp_path / "tuning" / "models").iterdir()] == [f"{RESTART_MODEL}-lr0.01"]  # no temp left
+    assert [p.name for p in (tmp_path / "tuning" / "models").iterdir()] == [RESTART_MODEL]
+    assert not [p for p in layout.variant_folder(RESTART_MODEL, tuning=True).rglob(".*")]  # no temporary file left

@@ -76,7 +76,8 @@ def test_history_has_every_metric_each_epoch(variant: str) -> None:
     history = run_fit(build(mlp(variant == "batchnorm", dropout=0.1), seed=0))
     assert [h["epoch"] for h in history] == [1, 2, 3]
     assert set(history[0]) == {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
-                               "val_precision", "val_recall", "val_ap", "epoch_seconds", "samples_per_second", "lr"}
+                               "val_precision", "val_recall", "val_ap", "epoch_seconds", "samples_per_second", "lr",
+                               "stack_size"}
     assert all(math.isfinite(v) for h in history for v in h.values())
 
 

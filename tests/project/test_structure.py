@@ -157,10 +157,11 @@ def test_layout_paths_are_the_outputs_dvc_yaml_declares() -> None:
                 for entry in stage.get(section, []):
                     declared.add(_fill(next(iter(entry)) if isinstance(entry, dict) else entry, item))
     compared, tuning = model_name("batchnorm", 0), model_name("batchnorm", 100, 0.003)
-    produced = {layout.prepared, layout.checkpoint(compared), layout.run_file(compared), layout.history(compared),
-                layout.grid_point("batchnorm", 0.003), layout.chosen, layout.selection, layout.evaluation,
+    produced = {layout.prepared, layout.checkpoint(compared).parent, layout.history(compared).parent,
+                layout.checkpoint(tuning, True).parent, layout.chosen, layout.selection, layout.evaluation,
                 layout.curves, layout.reports, layout.summary}
-    assert layout.checkpoint(tuning, True).parent == layout.grid_point("batchnorm", 0.003)
+    assert layout.run_file(compared).parent == layout.checkpoint(compared).parent == layout.variant_folder("batchnorm")
+    assert layout.history(tuning, True).parent.parent == layout.variant_folder("batchnorm", tuning=True)
     assert {p.as_posix() for p in produced} == declared
     train_deps = [_fill(d, {"variant": "batchnorm"}) for d in DVC_YAML["stages"]["train"]["deps"]]
     assert layout.chosen_setting("batchnorm").as_posix() in train_deps

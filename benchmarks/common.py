@@ -1,0 +1,39 @@
+"""What the benchmark scripts share: the data they train on and how they summarise repeats."""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline.data.scaler import Scaler  # noqa: E402
+from pipeline.data.synthetic import synthetic_transactions  # noqa: E402
+
+Rows = tuple[torch.Tensor, torch.Tensor]
+
+
+def make_data(rows: int, train_share: float = 0.8) -> tuple[Rows, Rows]:
+    """Synthetic transactions (the default source's generator), scaled on the training part:
+    ``train_share`` of the rows train, the rest validate."""
+    frame = synthetic_transactions(rows, 0.002, seed=0)
+    rng = np.random.default_rng(0)
+    order = rng.permutation(rows)
+    cut = int(rows * train_share)
+    features = frame.drop(columns="Class")
+    scaler = Scaler.fit(features.iloc[order[:cut]], ["Amount"])
+
+    def tensors(idx: np.ndarray) -> Rows:
+        x = torch.from_numpy(scaler.transform(features.iloc[idx]).to_numpy().copy())
+        return x, torch.from_numpy(frame["Class"].to_numpy()[idx].copy())
+
+    return tensors(order[:cut]), tensors(order[cut:])
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Median with min and max."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}

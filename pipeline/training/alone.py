@@ -1,0 +1,97 @@
+"""One model at a time: the path torchrun takes (one model over several processes, with synced
+BatchNorm and crash-safe restarts from epoch snapshots) and ``train.stack: 1``."""
+
+from __future__ import annotations
+
+import logging
+
+from pipeline.evaluation.ranking import epoch_metrics
+from pipeline.modeling import distributed
+from pipeline.modeling.distributed import World
+from pipeline.modeling.fit import BatchError, DivergedError, FitEnv, FitHooks, fit
+from pipeline.modeling.model import MLP, build
+from pipeline.modeling.recipe import fit_config, mlp_config, pos_weight
+from pipeline.modeling.snapshots import Snapshot, SnapshotFile, resume_point
+from pipeline.project.config import Params
+from pipeline.project.layout import Layout, PrepareSummary, Split
+from pipeline.runtime.errors import StageError
+from pipeline.tracking import runs, tags
+from pipeline.tracking.tracker import EpochLog, EpochReporter, Tracker
+from pipeline.training import records
+from pipeline.training.environment import shards
+from pipeline.training.jobs import Job, TrainResult
+from pipeline.training.tracked import model_run, record_outputs
+
+log = logging.getLogger("pipeline.train")
+
+
+def train_alone(params: Params, layout: Layout, summary: PrepareSummary, job: Job, data: tuple[Split, Split],
+                env: FitEnv, track: bool) -> TrainResult:
+    """Train one model (on every rank under torchrun; rank 0 alone tracks and writes)."""
+    world = env.world
+    snapshot = SnapshotFile(layout.snapshot(job.name), job.group) if world.max_restarts else None
+    resume = resume_point(snapshot, world)
+    epochs = EpochLog(EpochReporter(job.name, params.train.epochs, show=world.is_main),
+                      resume.history if resume else [])
+    info = records.run_file(job, env.device, world.size, env.norm_synced)
+    try:
+        with model_run(track and world.is_main, params, job, summary, env.device,
+                       resume.run_id if resume else None, resume.epoch if resume else None) as tracker:
+            epochs.tracker = tracker
+            model = _model(params, job, data[0].x.shape[1], env)
+            positives = int(data[0].y.sum())
+            cfg = fit_config(params.train, job.seed, job.lr, pos_weight(params.train, data[0].y.size - positives,
+                                                                          positives))
+            hooks = FitHooks(epoch_metrics, epochs if world.is_main else None,
+                             _saver(snapshot, tracker, world) if snapshot else None)
+            result = fit(model, shards(*data, world), cfg, env, hooks, resume)
+            epochs.close()
+            if not world.is_main:
+                return TrainResult(job.name, None, job.history, job.run_file, fit=result)
+            info.update(record_outputs(tracker, layout, summary, result))
+            records.write_trained(job, model, result, summary, info)
+        if snapshot and world.is_main:
+            snapshot.clear()
+    except DivergedError as exc:
+        epochs.close()
+        return diverged(job, exc, epochs.records, info, epochs.tracker.run_id, world.is_main)
+    except BatchError as exc:
+        raise StageError(f"{job.name}: {exc}") from None
+    log.info("train[%s] lr %g, best epoch %d (val_ap %.3f)%s", job.name, job.lr, result.best_epoch,
+             result.best_val_ap, ", stopped early" if result.stopped_early else "")
+    return TrainResult(job.name, job.checkpoint, job.history, job.run_file, fit=result)
+
+
+def diverged(job: Job, error: DivergedError, history: list[dict[str, float]], info: dict, run_id: str | None,
+             main: bool = True) -> TrainResult:
+    """A compared model that diverges fails the stage; a tuning model's divergence is a result: its run
+    is FAILED (tagged with the epoch), its history and run file are written, select skips its setting."""
+    if not main:
+        return TrainResult(job.name, None, job.history, job.run_file, fit=None)
+    if not job.tuning:
+        raise StageError(f"{job.name}: {error}") from None
+    log.warning("train[%s] %s; select will not choose lr %g", job.name, error, job.lr)
+    if run_id:
+        runs.set_tag(run_id, tags.DIVERGED_AT, str(error.epoch))
+        info = {**info, **runs.run_info(run_id)}
+    records.write_diverged(job, history, error, info)
+    return TrainResult(job.name, None, job.history, job.run_file, fit=None)
+
+
+def _model(params: Params, job: Job, n_features: int, env: FitEnv) -> MLP:
+    """The freshly initialised network, its BatchNorm synced over the processes when asked."""
+    config = mlp_config(params.train, job.variant, n_features)
+    model = build(config, job.seed)
+    if env.world.size > 1 and params.train.batchnorm_sync and config.norm == "batchnorm":
+        model = distributed.sync_batchnorm(model, env.device)
+    return model
+
+
+def _saver(snapshot: SnapshotFile, tracker: Tracker, world: World):  # noqa: ANN202 (a callable)
+    """The loop's snapshot hook: process 0 stores each epoch's state with its MLflow run."""
+    def save(state: Snapshot) -> None:
+        if world.is_main:
+            tracker.flush()  # the logged epochs are those of the snapshot, even after a crash
+            snapshot.save(state.with_run(tracker.run_id))
+
+    return save
