@@ -24,14 +24,24 @@ def tie_groups(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def weighted_ap(y: np.ndarray, weights: np.ndarray, order: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """Average precision of one ranking under each row of ``weights`` (rows: resamples).
 
-    The sum over distinct thresholds of (recall gained) x (precision there), as in sklearn.
+    The sum over distinct thresholds of (recall gained) x (precision there), as in sklearn. Only the
+    thresholds whose tie group holds a positive gain recall, so the rows are summed once, in segments
+    that end where such a group ends; the rest works on one column per positive group.
     """
+    ranked = np.asarray(y, dtype=bool)[order]
+    ends = np.r_[starts[1:], ranked.size]
+    holds = np.add.reduceat(ranked.astype(np.int64), starts) > 0
+    cuts = ends[holds]  # where each positive-holding group ends
+    if cuts.size == 0:  # no positive: recall, and so AP, is undefined
+        return np.full(weights.shape[0], np.nan)
     w = weights[:, order].astype(np.float64)
-    tp = np.cumsum(np.add.reduceat(w * y[order], starts, axis=1), axis=1)
-    predicted = np.cumsum(np.add.reduceat(w, starts, axis=1), axis=1)
+    predicted = np.cumsum(np.add.reduceat(w[:, :cuts[-1]], np.r_[0, cuts[:-1]], axis=1), axis=1)
+    positives = np.flatnonzero(ranked)
+    group_starts = np.flatnonzero(np.r_[True, np.diff(np.searchsorted(cuts, positives, side="right")) > 0])
+    gained = np.add.reduceat(w[:, positives], group_starts, axis=1)
+    tp = np.cumsum(gained, axis=1)
     precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
-    recall_gain = np.diff(tp, axis=1, prepend=0.0) / tp[:, -1:]
-    return (recall_gain * precision).sum(axis=1)
+    return (gained / tp[:, -1:] * precision).sum(axis=1)
 
 
 def average_precision(y: np.ndarray, scores: np.ndarray) -> float:

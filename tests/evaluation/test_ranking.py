@@ -41,3 +41,9 @@ def test_epoch_metrics_are_sklearns_at_probability_one_half(scores: tuple[np.nda
     assert metrics["val_recall"] == pytest.approx(recall_score(y, pred))
     assert metrics["val_ap"] == pytest.approx(average_precision_score(y, logits), rel=1e-12)
     assert epoch_metrics(y, np.full(y.size, -5.0))["val_precision"] == 0.0  # nothing predicted positive
+
+
+def test_weighted_ap_without_positives_is_undefined_not_an_error() -> None:
+    y = np.zeros(6, dtype=bool)
+    order, starts = tie_groups(np.linspace(0, 1, 6))
+    assert np.isnan(weighted_ap(y, np.ones((3, 6)), order, starts)).all()
