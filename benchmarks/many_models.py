@@ -40,10 +40,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import make_data, spread  # noqa: E402
+from common import SETTING, make_data, spread  # noqa: E402
 
 from pipeline.evaluation.ranking import epoch_metrics  # noqa: E402
-from pipeline.modeling.fit import FitData, FitEnv, FitHooks, fit, resolve_device  # noqa: E402
+from pipeline.modeling.devices import resolve_device  # noqa: E402
+from pipeline.modeling.fit import FitData, FitEnv, FitHooks, fit  # noqa: E402
 from pipeline.modeling.model import build  # noqa: E402
 from pipeline.modeling.recipe import fit_config, mlp_config  # noqa: E402
 from pipeline.modeling.stack_fit import Member, StackHooks, fit_stack  # noqa: E402
@@ -141,8 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     train, rest = make_data(args.rows, train_share=0.6)  # prepare's default fractions: 60% train, 20% validation
     val = (rest[0][:int(args.rows * 0.2)], rest[1][:int(args.rows * 0.2)])
     data = FitData(train, val)
-    config = mlp_config(params, "batchnorm", train[0].shape[1])
-    base = replace(fit_config(params, seed=0, lr=1e-3, pos_weight=None), epochs=args.epochs, patience=0)
+    config = mlp_config(params, "batchnorm", train[0].shape[1], SETTING)
+    base = replace(fit_config(params, 0, SETTING, 1, 1), epochs=args.epochs, patience=0, probe_growth=0.0)
     rates = [3e-4, 1e-3, 3e-3, 1e-2]
 
     def members(k: int) -> list[Member]:

@@ -37,7 +37,12 @@ def params_for(rows: int) -> dict:
     """The project's params, shrunk to what a scaling run needs."""
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["prepare"]["synthetic"]["rows"] = rows
-    raw["train"].update(seeds=[0], lr=[0.003], tune_seeds=[100], epochs=1, patience=0, device="cpu")
+    raw["prepare"]["replicates"] = 1
+    raw["train"].update(epochs=1, patience=0, device="cpu")
+    raw["train"]["tune"].update(trials=1, seeds=[100], sampler="grid", parallel=1)
+    raw["train"]["tune"]["space"] = {"lr": {"choices": [0.003]}, "weight_decay": {"choices": [0.0]},
+                                     "batch_size": {"choices": [1024]}, "pos_weight": {"choices": ["none"]},
+                                     "dropout": {"choices": [0.0]}}
     raw["evaluate"]["references"] = {}
     return raw
 

@@ -33,7 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import spread  # noqa: E402
+from common import SETTING, spread  # noqa: E402
 
 from pipeline import score  # noqa: E402
 from pipeline.project.loading import load_params  # noqa: E402
@@ -79,7 +79,7 @@ def main() -> int:
     frame = synthetic_transactions(args.rows, 0.002, seed=0)
     features = frame.drop(columns="Class")
     scaler = Scaler.fit(features, params.prepare.log1p)
-    network = build(mlp_config(params.train, "batchnorm", features.shape[1]), seed=0).eval()
+    network = build(mlp_config(params.train, "batchnorm", features.shape[1], SETTING), seed=0).eval()
     scorer = FraudScorer(network, scaler, threshold=0.5, nonfinite="error", settings={})
     x = torch.from_numpy(scaler.apply(features.to_numpy(np.float64)))
     block = fastest_block(network, x)

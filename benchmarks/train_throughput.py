@@ -36,15 +36,16 @@ from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import make_data, spread  # noqa: E402
+from common import SETTING, make_data, spread  # noqa: E402
 
 from pipeline.tracking import runs  # noqa: E402
 from pipeline.project.loading import load_params  # noqa: E402
 from pipeline.evaluation.ranking import epoch_metrics  # noqa: E402
 from pipeline.modeling.model import build  # noqa: E402
 from pipeline.modeling.recipe import fit_config, mlp_config  # noqa: E402
-from pipeline.modeling.fit import FitConfig, FitData, FitEnv, FitHooks, batch_slices, fit, make_optimizer, \
-    resolve_device  # noqa: E402
+from pipeline.modeling.batches import batch_slices  # noqa: E402
+from pipeline.modeling.devices import resolve_device  # noqa: E402
+from pipeline.modeling.fit import FitConfig, FitData, FitEnv, FitHooks, fit, make_optimizer  # noqa: E402
 
 BATCH = 2048
 OUT = Path(__file__).resolve().parent / "results" / "train_throughput.json"
@@ -117,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     store = tempfile.mkdtemp(prefix="bench-mlflow-")
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{store}/mlflow.db")
     train, val = make_data(args.rows)
-    config = mlp_config(params, "batchnorm", train[0].shape[1])
-    cfg = replace(fit_config(params, seed=0, lr=1e-3, pos_weight=None), epochs=args.epochs, batch_size=BATCH,
+    config = mlp_config(params, "batchnorm", train[0].shape[1], SETTING)
+    cfg = replace(fit_config(params, 0, SETTING, 1, 1), epochs=args.epochs, batch_size=BATCH, probe_growth=0.0,
                   patience=0, bf16=args.bf16)
     data, env = FitData(train, val), FitEnv(device)
     run_creation: list[float] = []

@@ -1,21 +1,25 @@
 """DVC stage `evaluate`: imbalanced-class metrics of every compared and reference model.
 
-Thresholds are chosen on validation only. The compared models (each variant at its chosen learning
-rate, every seed) and the tuned reference models get every metric, bootstrap intervals, figures and
-curves; every tuning model gets its validation and test AP (the report's shared-setting table).
+Every model is evaluated on its own split: a replicate's compared models (each variant at its chosen
+setting) and reference models (tuned once on the tuning split, fitted on the replicate's) on that
+replicate's validation and test parts. Thresholds are chosen on validation only. They get every
+metric, bootstrap intervals and saved scores; replicate 0's models also get the five per-model
+figures and DVC's overlay curves (drawing them for every replicate cost a minute of the budget and
+the report draws its own across replicates); every tuning model gets its validation and test AP on
+the tuning split.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
+from pipeline.data.prepared import Prepared
+from pipeline.evaluation import scored
 from pipeline.evaluation.metrics import (
     accuracy_trap,
     bootstrap_ci,
@@ -23,18 +27,17 @@ from pipeline.evaluation.metrics import (
     classification_metrics,
     pr_roc_points,
 )
-from pipeline.evaluation.references import describe, fit_reference
-from pipeline.modeling.model import from_checkpoint, predict_logits
+from pipeline.evaluation.scored import Parts, Scored, network, probabilities
 from pipeline.project.config import EvaluateParams, Params
 from pipeline.project.layout import (
     SPLITS,
+    TUNING,
     Layout,
     PrepareSummary,
     RunInfo,
-    Split,
     load_checkpoint,
-    load_split,
     model_name,
+    read_trials,
 )
 from pipeline.project.variants import REFERENCE_COLOR
 from pipeline.reporting import figures
@@ -50,89 +53,57 @@ KEY_METRICS = ("threshold", "test_precision", "test_recall", "test_f1", "test_ap
                "test_accuracy", "test_balanced_accuracy", "test_mcc", "train_ap", "train_f1")
 
 
-@dataclass(frozen=True)
-class Scored:
-    """One model's predicted fraud probabilities on every split."""
-
-    name: str
-    kind: str  # "mlp" or "reference"
-    probabilities: dict[str, np.ndarray]
-    run: RunInfo | None = None  # trained models: where their MLflow run is
-    model: Any = None  # the network (mlp) or the fitted estimator (reference)
-    details: dict[str, Any] | None = None  # reference models: settings, grid
-
-
-def score_mlp(payload: dict[str, Any], splits: dict[str, Split]) -> tuple[torch.nn.Module, dict[str, np.ndarray]]:
-    """The rebuilt network (eval mode) and its fraud probabilities on the given splits."""
-    try:
-        model = from_checkpoint(payload)
-    except (RuntimeError, KeyError, TypeError, ValueError) as exc:
-        raise StageError(f"checkpoint does not match its model config ({exc})") from None
-    return model, {s: torch.sigmoid(predict_logits(model, torch.from_numpy(split.x))).numpy().astype(np.float64)
-                   for s, split in splits.items()}
-
-
-def evaluate_model(scored: Scored, splits: dict[str, Split], params: EvaluateParams) -> dict[str, float]:
+def evaluate_model(item: Scored, splits: Parts, params: EvaluateParams) -> dict[str, float]:
     """Threshold from validation; metrics on every split; bootstrap CIs on test; the accuracy trap."""
-    threshold = choose_threshold(splits["val"].y, scored.probabilities["val"], params.threshold.strategy,
+    threshold = choose_threshold(splits["val"].y, item.probabilities["val"], params.threshold.strategy,
                                  params.threshold.target)
     out: dict[str, float] = {"threshold": threshold}
     for split in SPLITS:
-        values = classification_metrics(splits[split].y, scored.probabilities[split], threshold,
+        values = classification_metrics(splits[split].y, item.probabilities[split], threshold,
                                         params.precision_at_k)
         out.update({f"{split}_{k}": v for k, v in values.items()})
         out[f"{split}_accuracy_trap"] = float(accuracy_trap(values, params.recall_target))
-    intervals = bootstrap_ci(splits["test"].y, scored.probabilities["test"], threshold,
+    intervals = bootstrap_ci(splits["test"].y, item.probabilities["test"], threshold,
                              params.bootstrap.resamples, params.bootstrap.seed)
     for key, (low, high) in intervals.items():
         out[f"test_{key}_ci_low"], out[f"test_{key}_ci_high"] = low, high
     return out
 
 
-def tuning_scores(params: Params, layout: Layout, summary: PrepareSummary,
-                  splits: dict[str, Split]) -> dict[str, dict[str, Any]]:
-    """Validation and test AP and ROC-AUC of every tuning model (no threshold, no bootstrap)."""
+def tuning_scores(params: Params, layout: Layout, summary: PrepareSummary, parts: Parts) -> dict[str, dict[str, Any]]:
+    """Validation and test AP and ROC-AUC of every tuning model on the tuning split (no threshold, no
+    bootstrap)."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     out = {}
     for variant in params.train.variants:
-        for lr in params.train.lr:
-            for seed in params.train.tune_seeds:
-                name = model_name(variant, seed, lr)
+        for trial in read_trials(layout, variant):
+            for seed in params.train.tune.seeds:
+                name = model_name(variant, seed, trial["trial"])
+                entry = {"variant": variant, "trial": trial["trial"], "seed": seed, **trial["setting"]}
                 diverged = RunInfo.read(layout, name, tuning=True).diverged_at
                 if diverged is not None:
-                    out[name] = {"variant": variant, "lr": lr, "seed": seed, "diverged_at": diverged}
+                    out[name] = {**entry, "diverged_at": diverged}
                     continue
-                _, p = score_mlp(load_checkpoint(layout.checkpoint(name, tuning=True), summary),
-                                 {s: splits[s] for s in ("val", "test")})
-                out[name] = {"variant": variant, "lr": lr, "seed": seed,
-                             **{f"{s}_ap": float(average_precision_score(splits[s].y, p[s])) for s in p},
-                             **{f"{s}_roc_auc": float(roc_auc_score(splits[s].y, p[s])) for s in p}}
+                model = network(load_checkpoint(layout.checkpoint(name, tuning=True), summary))
+                p = probabilities(model, {s: parts[s] for s in ("val", "test")})
+                out[name] = {**entry, **{f"{s}_ap": float(average_precision_score(parts[s].y, p[s])) for s in p},
+                             **{f"{s}_roc_auc": float(roc_auc_score(parts[s].y, p[s])) for s in p}}
     return out
 
 
 def run(params: Params, layout: Layout = Layout(), track: bool = True) -> dict[str, dict[str, float]]:
-    """Evaluate every compared, tuning and reference model; write metrics, scores, figures and curves."""
+    """Evaluate every compared, reference and tuning model; write metrics, scores, figures and curves."""
     summary = PrepareSummary.read(layout)
-    splits = {s: load_split(layout.prepared, s, summary.label) for s in SPLITS}
-    for name in ("val", "test"):
-        if int(splits[name].y.sum()) == 0:
-            raise StageError(f"split '{name}' holds no positives: thresholds, recall and AP are undefined; "
-                             "raise prepare.split.min_positives or use more data")
-    scored: list[Scored] = []
-    for variant in params.train.variants:
-        for seed in params.train.seeds:
-            name = model_name(variant, seed)
-            model, probabilities = score_mlp(load_checkpoint(layout.checkpoint(name), summary), splits)
-            scored.append(Scored(name, "mlp", probabilities, run=RunInfo.read(layout, name), model=model))
-    tuning = tuning_scores(params, layout, summary, splits)
-    train_xy, val_xy = (splits["train"].x, splits["train"].y), (splits["val"].x, splits["val"].y)
-    for name in params.evaluate.references.names():
-        tuned = fit_reference(name, params.evaluate.references, train_xy, val_xy, params.evaluate.bootstrap.seed)
-        probabilities = {s: tuned.model.predict_proba(split.x)[:, 1].astype(np.float64) for s, split in splits.items()}
-        scored.append(Scored(name, "reference", probabilities, model=tuned.model,
-                             details={"chosen": tuned.chosen, "grid": tuned.grid, "params": describe(tuned)}))
-
+    prepared = Prepared(layout, summary)
+    parts = {split: prepared.parts(split) for split in (TUNING, *summary.replicates)}
+    for split, rows in parts.items():
+        for part in ("val", "test"):
+            if int(rows[part].y.sum()) == 0:
+                raise StageError(f"the {part} part of split '{split}' holds no positives: thresholds, recall and AP "
+                                 "are undefined; raise prepare.split.min_positives or use more data")
+    items = scored.compared(params, layout, summary, parts) + scored.references(params, summary, parts)
+    tuning = tuning_scores(params, layout, summary, parts[TUNING])
     results: dict[str, dict[str, float]] = {}
     with staged(layout.evaluation, layout.curves) as (tmp_evaluation, tmp_curves):
         def at(path: Path) -> Path:  # where a file of evaluation/ goes while it is staged
@@ -141,39 +112,53 @@ def run(params: Params, layout: Layout = Layout(), track: bool = True) -> dict[s
             return staged_path
 
         tmp_curves.mkdir()
-        pr_rows, roc_rows = [], []
-        for item in scored:
-            metrics = evaluate_model(item, splits, params.evaluate)
-            results[item.name] = metrics
-            extra = {k: v for k, v in (item.details or {}).items() if k in ("chosen", "grid")}
-            write_json(at(layout.model_metrics(item.name)), {**metrics, **extra})
-            pd.DataFrame({"split": np.repeat(["val", "test"], [splits["val"].y.size, splits["test"].y.size]),
-                          "y_true": np.concatenate([splits["val"].y, splits["test"].y]),
-                          "score": np.concatenate([item.probabilities["val"], item.probabilities["test"]])}
-                         ).to_parquet(at(layout.scores(item.name)), index=False)
-            figures.model_figures(item.name, splits["test"].y, item.probabilities["test"], metrics["threshold"],
-                                  at(layout.figures(item.name)))
-            pr, roc = pr_roc_points(item.name, splits["test"].y, item.probabilities["test"])
-            pr_rows.append(pd.DataFrame(pr))
-            roc_rows.append(pd.DataFrame(roc))
-            _log_line(item.name, metrics)
-        pd.concat(pr_rows).to_csv(tmp_curves / "precision_recall.csv", index=False)
-        pd.concat(roc_rows).to_csv(tmp_curves / "roc.csv", index=False)
+        for item in items:
+            results[item.name] = _write_model(item, parts[item.split], params, layout, at)
+        _write_curves([item for item in items if item.replicate == 0], parts, tmp_curves)
         write_json(at(layout.tuning_scores), tuning)
-        write_json(at(layout.overview), overview(results, params))
+        write_json(at(layout.overview), overview(results, params, summary))
         if track:
-            runs = _track(params, layout, summary, scored, results,
-                          {n: (at(layout.figures(n)), at(layout.model_metrics(n))) for n in results})
-            write_json(at(layout.reference_runs), runs)
+            logged = _track(params, layout, prepared, items, results,
+                            {n: tuple(p for p in (at(layout.figures(n)), at(layout.model_metrics(n))) if p.exists())
+                             for n in results})
+            write_json(at(layout.reference_runs), logged)
     return results
 
 
-def overview(results: dict[str, dict[str, float]], params: Params) -> dict[str, Any]:
-    """Key test metrics of every model, and mean/std over seeds per variant."""
+def _write_model(item: Scored, rows: Parts, params: Params, layout: Layout, at: Any) -> dict[str, float]:
+    """One model's metrics file, saved scores and figures."""
+    metrics = evaluate_model(item, rows, params.evaluate)
+    extra = {k: v for k, v in (item.details or {}).items() if k in ("chosen", "grid")}
+    write_json(at(layout.model_metrics(item.name)), {**metrics, **extra, "split": item.split,
+                                                     "replicate": item.replicate})
+    pd.DataFrame({"split": np.repeat(["val", "test"], [rows["val"].y.size, rows["test"].y.size]),
+                  "y_true": np.concatenate([rows["val"].y, rows["test"].y]),
+                  "score": np.concatenate([item.probabilities["val"], item.probabilities["test"]])}
+                 ).to_parquet(at(layout.scores(item.name)), index=False)
+    if item.replicate == 0:
+        figures.model_figures(item.name, rows["test"].y, item.probabilities["test"], metrics["threshold"],
+                              at(layout.figures(item.name)))
+    _log_line(item.name, metrics)
+    return metrics
+
+
+def _write_curves(items: list[Scored], parts: dict[str, Parts], folder: Path) -> None:
+    """Precision-recall and ROC points on the test part, for DVC's overlay plots (replicate 0's models)."""
+    pr_rows, roc_rows = [], []
+    for item in items:
+        pr, roc = pr_roc_points(item.name, parts[item.split]["test"].y, item.probabilities["test"])
+        pr_rows.append(pd.DataFrame(pr))
+        roc_rows.append(pd.DataFrame(roc))
+    pd.concat(pr_rows).to_csv(folder / "precision_recall.csv", index=False)
+    pd.concat(roc_rows).to_csv(folder / "roc.csv", index=False)
+
+
+def overview(results: dict[str, dict[str, float]], params: Params, summary: PrepareSummary) -> dict[str, Any]:
+    """Key test metrics of every model, and mean/std over replicates per variant."""
     out: dict[str, Any] = {"models": {n: {k: m[k] for k in KEY_METRICS} for n, m in results.items()}}
     variants: dict[str, Any] = {}
     for variant in params.train.variants:
-        rows = [results[model_name(variant, s)] for s in params.train.seeds]
+        rows = [results[model_name(variant, r)] for r in range(len(summary.replicates))]
         variants[variant] = {f"{k}_{stat}": float(fn([r[k] for r in rows]))
                              for k in KEY_METRICS for stat, fn in (("mean", np.mean), ("std", np.std))}
     out["variants"] = variants
@@ -187,7 +172,7 @@ def _log_line(name: str, m: dict[str, float]) -> None:
              m["test_ap"], m["test_ap_ci_low"], m["test_ap_ci_high"], m["test_roc_auc"], trap)
 
 
-def _track(params: Params, layout: Layout, summary: PrepareSummary, scored: list[Scored],
+def _track(params: Params, layout: Layout, prepared: Prepared, items: list[Scored],
            results: dict[str, dict[str, float]], artifacts: dict[str, tuple[Path, Path]]) -> dict[str, Any]:
     """Evaluation, and the servable model, into each compared model's run; reference models get runs
     of their own. Returns where they went: {"models": {name: {run_id, model_uri}}, "references": ...}.
@@ -195,20 +180,22 @@ def _track(params: Params, layout: Layout, summary: PrepareSummary, scored: list
     Only tags.EVALUATION_KEYS become MLflow metrics (distinct from the per-epoch keys); every
     number is in the run's evaluation JSON artifact.
     """
-    trained = [item.run for item in scored if item.run is not None and item.run.run_id]
+    trained = [item.run for item in items if item.run is not None and item.run.run_id]
     if trained:
         runs.adopt_launcher(trained[0].group)
-    example = pd.read_parquet(layout.raw_test).head(5)[summary.features]
+    summary = prepared.summary
     out: dict[str, Any] = {"models": {}, "references": {}}
-    for item in scored:
+    for item in items:
         run_id = None
         if item.kind == "mlp" and item.run is not None and item.run.run_id:
             run_id = item.run.run_id
             settings = scorer.settings(results[item.name]["threshold"], summary.params["nonfinite"],
-                                        summary.source_sha256, model=item.name, variant=item.run.variant,
-                                        seed=item.run.seed, lr=item.run.lr, label=summary.label,
-                                        group=item.run.group)
-            uri = packaging.log_fraud_model(run_id, layout.checkpoint(item.name), layout.scaler, settings, example)
+                                       summary.source_sha256, model=item.name, variant=item.run.variant,
+                                       seed=item.run.seed, lr=item.run.lr, label=summary.label,
+                                       group=item.run.group, split=item.split)
+            example = prepared.raw(item.split, "test").head(5)[summary.features]
+            uri = packaging.log_fraud_model(run_id, layout.checkpoint(item.name), layout.scaler(item.split), settings,
+                                            example)
             out["models"][item.name] = {"run_id": run_id, "model_uri": uri}
         elif item.kind == "reference" and trained:  # references join the group of the trained models
             run_id = runs.reference_run(params.mlflow.experiment, trained[0].group, item.name,

@@ -1,4 +1,5 @@
-"""DVC stage `prepare`: load or generate data, validate, split, scale, write Parquet splits."""
+"""DVC stage `prepare`: load or generate data, validate it, draw the splits (tuning's and one per
+replicate) and fit each one's scaler on its training part."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pipeline.data.scaler import Scaler
 from pipeline.data.sources import load_source
 from pipeline.data.splits import split_indices
 from pipeline.project.config import PrepareParams
-from pipeline.project.layout import SPLITS, Layout
+from pipeline.project.layout import SPLITS, TUNING, Layout, replicate_names
 from pipeline.runtime.cli import stage_main
 from pipeline.runtime.outputs import staged, write_json
 
@@ -20,45 +21,40 @@ log = logging.getLogger("pipeline.prepare")
 
 
 def run(params: PrepareParams, layout: Layout = Layout()) -> dict[str, Any]:
-    """Build the train/val/test splits and the fitted scaler; return the summary."""
+    """Validate the source's rows and write them once, with the tuning split and one split per
+    replicate, each with the scaler fitted on its training part; return the summary."""
     frame, source_hash = load_source(params)
     cleaned = clean(frame, params.label, params.nonfinite, params.drop_columns, params.log1p)
     features, labels = cleaned.features, cleaned.labels
-    times = None
-    if params.split.time_column in features.columns:
-        times = features[params.split.time_column].to_numpy()
-    parts = split_indices(labels, params.split, params.seed, times)
-    scaler = Scaler.fit(features, params.log1p, rows=parts["train"])
-
+    times = features[params.split.time_column].to_numpy() if params.split.time_column in features.columns else None
+    names = [TUNING, *replicate_names(params.replicates)]
+    parts = {name: split_indices(labels, params.split, params.seed + i, times) for i, name in enumerate(names)}
+    scalers = {name: Scaler.fit(features, params.log1p, rows=parts[name]["train"]) for name in names}
+    first = parts[TUNING]
     summary: dict[str, Any] = {
-        "source": params.source,
-        "source_sha256": source_hash,
-        "label": params.label,
-        "features": scaler.features,
-        "n_features": len(scaler.features),
-        "split_method": params.split.method,
-        "dropped_nonfinite": cleaned.dropped_nonfinite,
-        "rows": {}, "positives": {}, "prevalence": {},
+        "source": params.source, "source_sha256": source_hash, "label": params.label,
+        "features": scalers[TUNING].features, "n_features": len(scalers[TUNING].features),
+        "split_method": params.split.method, "dropped_nonfinite": cleaned.dropped_nonfinite,
+        "replicates": names[1:], "redrawn": params.split.method == "stratified",
+        "rows": {s: int(first[s].size) for s in SPLITS},
+        "positives": {s: int(labels[first[s]].sum()) for s in SPLITS},
+        "prevalence": {s: round(float(np.mean(labels[first[s]])), 6) for s in SPLITS},
         "params": params.model_dump(),
     }
     with staged(layout.prepared) as (tmp_dir,):
-        tmp_dir.mkdir()
-        for name in SPLITS:
-            rows = parts[name]
-            split = scaler.transform(features, rows)
-            split[params.label] = labels[rows]
-            split.to_parquet(tmp_dir / f"{name}.parquet", index=False)
-            summary["rows"][name] = int(rows.size)
-            summary["positives"][name] = int(labels[rows].sum())
-            summary["prevalence"][name] = round(float(np.mean(labels[rows])), 6)
-        raw_test = features.iloc[parts["test"]].reset_index(drop=True)  # as they came: what a scorer is given
-        raw_test[params.label] = labels[parts["test"]]
-        raw_test.to_parquet(tmp_dir / layout.raw_test.name, index=False)
-        scaler.save(tmp_dir / "scaler.json")
+        (tmp_dir / "splits").mkdir(parents=True)
+        (tmp_dir / "scalers").mkdir()
+        table = features.copy()  # as they came (validated): every split is rows of this one table
+        table[params.label] = labels
+        table.to_parquet(tmp_dir / layout.table.name, index=False)
+        for name in names:
+            np.savez(tmp_dir / "splits" / f"{name}.npz", **parts[name])
+            scalers[name].save(tmp_dir / "scalers" / f"{name}.json")
         write_json(tmp_dir / layout.prepare_summary.name, summary)
-    log.info("prepared %s: %s rows, %s positives (train/val/test)", params.source,
-             "/".join(str(summary["rows"][s]) for s in SPLITS),
-             "/".join(str(summary["positives"][s]) for s in SPLITS))
+    log.info("prepared %s: %s rows, %s positives (train/val/test), the tuning split and %d replicate split(s)%s",
+             params.source, "/".join(str(summary["rows"][s]) for s in SPLITS),
+             "/".join(str(summary["positives"][s]) for s in SPLITS), params.replicates,
+             "" if summary["redrawn"] else " (a time split: every replicate has the same rows)")
     return summary
 
 

@@ -14,10 +14,12 @@ from pathlib import Path
 from pipeline.project.config import Params
 from pipeline.project.layout import Layout
 from pipeline.project.variants import PRIMARY, label
-from pipeline.reporting import claims, conclusions, sections
+from pipeline.reporting import claims, conclusions, sections, shared
 from pipeline.reporting.claims import Claim
 from pipeline.reporting.document import Document, mean_sd
-from pipeline.reporting.evidence import Evidence, gather, variant_values
+from pipeline.reporting.caveats import caveats
+from pipeline.reporting.evidence import Evidence, gather
+from pipeline.reporting.shared import Pair
 from pipeline.runtime.cli import stage_main
 from pipeline.runtime.outputs import staged
 from pipeline.tracking import registry, runs, tags, ui
@@ -25,37 +27,39 @@ from pipeline.tracking import registry, runs, tags, ui
 log = logging.getLogger("pipeline.report")
 
 
-def build(ev: Evidence, found: dict[str, list[Claim]], layout: Layout, figure_dir: Path, generated: str) -> Document:
+def build(ev: Evidence, found: dict[str, list[Claim]], caveats: list[str], paired: dict[str, list[Pair]],
+          layout: Layout, figure_dir: Path, generated: str) -> Document:
     """Assemble every section of the report: the answer first, then the evidence, then the details."""
     doc = Document("Does BatchNorm help on this imbalanced data? BatchNorm versus baseline")
     doc.paragraph(f"Generated {generated}.", volatile=True)
-    conclusions.summary(doc, ev, found)
+    conclusions.summary(doc, ev, found, caveats, paired)
     sections.setup(doc, ev)
-    sections.tuning(doc, ev)
+    sections.tuning(doc, ev, figure_dir)
     sections.curves(doc, ev, figure_dir)
     sections.accuracy(doc, ev)
     sections.minority(doc, ev, figure_dir)
-    sections.speed(doc, ev)
+    sections.speed(doc, ev, paired)
     conclusions.verdicts(doc, ev, found)
     conclusions.diagnostics(doc, ev)
     conclusions.provenance(doc, ev, layout)
     return doc
 
 
-def mlflow_description(ev: Evidence, found: dict[str, list[Claim]], comparison_url: str) -> str:
-    """The pipeline run's description (markdown): the verdict, and how to see the comparison."""
-    seeds = len(ev.params.train.seeds)
-    lines = [f"**Does BatchNorm help?** {seeds} seed(s) per variant at each variant's tuned learning rate "
-             f"({', '.join(f'{v} {ev.chosen_lr(v):g}' for v in ev.params.train.variants)}), data "
+def mlflow_description(ev: Evidence, found: dict[str, list[Claim]], caveats: list[str], comparison_url: str) -> str:
+    """The pipeline run's description (markdown): the verdict, the caveats, and how to see the comparison."""
+    n = len(ev.replicates)
+    lines = [f"**Does BatchNorm help?** {n} replicate(s) per variant, each variant at its tuned setting, data "
              f"`{ev.summary.source}`.", ""]
     every = [c for variant_claims in found.values() for c in variant_claims]
     if every:
-        lines += ["| Claim | Verdict | Difference, mean [95% CI] |", "|---|---|---|"]
-        lines += [f"| {c.text} | **{c.status}** | " + "; ".join(conclusions.measure_text(m, seeds).split(": ", 1)[1]
-                                                           for m in c.measures) + " |" for c in every]
+        lines += ["| Claim | Verdict | Effect [95% interval] | Practical size |", "|---|---|---|---|"]
+        lines += [f"| {c.text} | **{c.status}** | {c.primary.mean:+.3g} [{c.primary.low:+.3g}, {c.primary.high:+.3g}] "
+                  f"| {c.band:.3g} |" for c in every]
         lines.append("")
-    aps = ", ".join(f"{label(v)} {mean_sd(variant_values(ev, v, 'test_ap'), 3)}" for v in ev.histories)
-    lines += [f"Test average precision (mean ± sd over seeds): {aps}.", "",
+    if caveats:
+        lines += ["**Caveats**: " + " ".join(caveats), ""]
+    aps = ", ".join(f"{label(v)} {mean_sd(ev.values(v, 'test_ap'), 3)}" for v in ev.histories)
+    lines += [f"Test average precision (mean ± sd over replicates): {aps}.", "",
               f"**Compare the runs:** [{comparison_url}]({comparison_url}) shows this execution's compared models, "
               "BatchNorm in blue, the baseline in orange, reference models in grey (tuning runs: role "
               "`tuning`). The report is in this run's artifacts (`report/report.html`)."]
@@ -66,22 +70,25 @@ def run(params: Params, layout: Layout = Layout(), track: bool = True) -> Path:
     """Write reports/ (Markdown, HTML, figures) and metrics/summary.json; publish both to MLflow."""
     ev = gather(params, layout)
     found = {variant: claims.claims(ev, variant) for variant in ev.compared()}
+    found_caveats = caveats(ev, found)
+    paired = {variant: shared.pairs(ev, variant) for variant in ev.compared()}
     with staged(layout.reports, layout.summary) as (tmp, tmp_summary):
         (tmp / "figures").mkdir(parents=True)
         generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        doc = build(ev, found, layout, tmp / "figures", generated)
+        doc = build(ev, found, found_caveats, paired, layout, tmp / "figures", generated)
         (tmp / "report.md").write_text(doc.markdown(tmp))
         (tmp / "report.html").write_text(doc.html())
-        tmp_summary.write_text(json.dumps(claims.headline(ev, found), indent=2) + "\n")  # key order kept
+        tmp_summary.write_text(json.dumps(claims.headline(ev, found, found_caveats,
+                                                               shared.headline(paired)), indent=2) + "\n")
         if track:
-            _publish(ev, found, tmp)
+            _publish(ev, found, found_caveats, tmp)
             _register(ev, found)
     log.info("report: wrote %s, %s and %s", layout.reports / "report.md", layout.reports / "report.html",
              layout.summary)
     return layout.reports
 
 
-def _publish(ev: Evidence, found: dict[str, list[Claim]], report_dir: Path) -> None:
+def _publish(ev: Evidence, found: dict[str, list[Claim]], found_caveats: list[str], report_dir: Path) -> None:
     """The report into each group's pipeline run, with the verdict as its description."""
     tracked = [r for r in ev.runs.values() if r.pipeline_run_id]
     for pipeline_run in sorted({r.pipeline_run_id for r in tracked}):
@@ -89,11 +96,11 @@ def _publish(ev: Evidence, found: dict[str, list[Claim]], report_dir: Path) -> N
         runs.adopt_launcher(info.group)
         runs.log_results(pipeline_run, {}, (report_dir,), "report")
         url = ui.save_comparison_view(info.experiment_id, info.group)
-        runs.describe(pipeline_run, mlflow_description(ev, found, url))
+        runs.describe(pipeline_run, mlflow_description(ev, found, found_caveats, url))
         verdicts = " · ".join(f"{claims.SHORT_CLAIMS[c.key]} **{c.status}**" for c in found.get(PRIMARY, []))
         runs.describe_experiment(info.experiment_id, f"**Latest execution** `{info.group}`, "
-                                     f"{len(ev.params.train.seeds)} seed(s), BatchNorm versus baseline, each at its "
-                                     f"tuned learning rate: {verdicts or 'no verdict (no BatchNorm and baseline)'}. "
+                                     f"{len(ev.replicates)} replicate(s), BatchNorm versus baseline, each at its "
+                                     f"tuned setting: {verdicts or 'no verdict (no BatchNorm and baseline)'}. "
                                      f"[Compare its runs]({url}) (older executions: the Views menu).")
         log.info("report: compare the runs in the MLflow UI: %s", url)
 

@@ -1,21 +1,23 @@
-"""DVC stage `select`: each variant's learning rate, chosen on validation from its tuning models.
+"""DVC stage `select`: each variant's setting, the best of its tuning trials on validation.
 
-Every variant tried the same grid (train.lr) on the same tuning seeds (train.tune_seeds). For each
-(variant, lr) the score is the mean over tuning seeds of the best validation AP of the run (the
-AP of the kept weights, in eval mode); the highest wins, the smaller lr on a tie. Test data never
-takes part. Writes tuning/chosen/<variant>.json (only the choice: when adding a grid value does
-not change it, no compared model retrains) and tuning/selection.json (the whole grid).
+Every variant had the same number of trials over the same space (train.tune), each trial a setting
+trained on every tuning seed and scored by the mean over those seeds of the best validation AP (the
+AP of the kept weights, in eval mode). The highest score wins, the earlier trial on a tie; a trial
+where a seed diverged is never chosen. Test data never takes part. Writes tuning/chosen/<variant>.json
+(only the choice: when more trials do not change it, no compared model retrains) and
+tuning/selection.json (every trial, the best score after each trial, and which chosen values sit at
+the edge of the space).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
-import numpy as np
-
 from pipeline.project.config import TrainParams
-from pipeline.project.layout import Layout, RunInfo, lr_text, model_name, read_history
+from pipeline.project.layout import Layout, RunInfo, model_name, read_trials
+from pipeline.project.train_config import Choices, Range, SpaceParams
 from pipeline.runtime.cli import stage_main
 from pipeline.runtime.errors import StageError
 from pipeline.runtime.outputs import staged, write_json
@@ -23,70 +25,81 @@ from pipeline.tracking import runs
 from pipeline.tracking.tags import SELECTED
 
 log = logging.getLogger("pipeline.select")
+EDGE = 0.05  # a chosen number this close to a bound (a share of the range, on its own scale) is at the edge
 
 
-def grid(train: TrainParams, layout: Layout) -> dict[str, dict[str, Any]]:
-    """Per variant and learning rate: the best validation AP of each tuning seed, their mean and sd;
-    a grid point where any seed diverged has no score."""
-    out: dict[str, dict[str, Any]] = {}
-    for variant in train.variants:
-        out[variant] = {}
-        for lr in train.lr:
-            best, diverged = {}, {}
-            for seed in train.tune_seeds:
-                name = model_name(variant, seed, lr)
-                info = RunInfo.read(layout, name, tuning=True)
-                if info.diverged_at is not None:
-                    diverged[str(seed)] = info.diverged_at
-                else:
-                    best[str(seed)] = float(read_history(layout, name, tuning=True)["val_ap"].max())
-            values = list(best.values())
-            scored = bool(values) and not diverged
-            out[variant][lr_text(lr)] = {
-                "lr": lr, "val_ap_by_seed": best, "diverged_at_epoch_by_seed": diverged,
-                "val_ap_mean": float(np.mean(values)) if scored else None,
-                "val_ap_sd": float(np.std(values, ddof=1)) if scored and len(values) > 1 else None}
+def choose(variant: str, trials: list[dict[str, Any]]) -> dict[str, Any]:
+    """The best trial by mean validation AP, the earlier one on a tie; diverged trials never win."""
+    scored = [t for t in trials if t["val_ap"] is not None]
+    if not scored:
+        raise StageError(f"every trial of {variant} diverged on some tuning seed; lower train.tune.space.lr's "
+                         "upper end")
+    return max(scored, key=lambda t: (t["val_ap"], -t["trial"]))
+
+
+def best_so_far(trials: list[dict[str, Any]]) -> list[float | None]:
+    """The best mean validation AP after each trial, in trial order (None before the first score)."""
+    best, out = -math.inf, []
+    for trial in sorted(trials, key=lambda t: t["trial"]):
+        if trial["val_ap"] is not None:
+            best = max(best, trial["val_ap"])
+        out.append(best if best > -math.inf else None)
     return out
 
 
-def choose(variant: str, settings: dict[str, Any]) -> float:
-    """The learning rate with the best mean validation AP (the smaller one on a tie); grid points
-    where a seed diverged are never chosen."""
-    scored = [s for s in settings.values() if s["val_ap_mean"] is not None]
-    if not scored:
-        raise StageError(f"every learning rate in train.lr diverged for {variant} on some tuning seed; "
-                         "add smaller values to train.lr")
-    return float(max(scored, key=lambda s: (s["val_ap_mean"], -s["lr"]))["lr"])
+def at_edge(space: SpaceParams, setting: dict[str, Any]) -> dict[str, str]:
+    """Chosen values at the edge of the space, where the best may lie beyond it: a number within EDGE of
+    a bound of its range, or the first or last of three or more numeric choices. A 0 (no weight decay, no
+    dropout), as a choice or a range's low bound, is an end nothing lies beyond, never an edge."""
+    edges = {}
+    for name in type(space).model_fields:
+        dim, value = getattr(space, name), setting[name]
+        if isinstance(dim, Range):
+            scale = math.log if dim.log else (lambda v: v)
+            share = (scale(value) - scale(dim.low)) / (scale(dim.high) - scale(dim.low))
+            if share >= 1 - EDGE or (share <= EDGE and dim.low != 0):
+                edges[name] = "low" if share <= EDGE else "high"
+        elif isinstance(dim, Choices) and len(dim.choices) >= 3 and all(isinstance(c, int | float)
+                                                                        for c in dim.choices):
+            ordered = sorted(dim.choices)
+            if value in (ordered[0], ordered[-1]) and value != 0:
+                edges[name] = "low" if value == ordered[0] else "high"
+    return edges
 
 
-def run(train: TrainParams, layout: Layout = Layout(), track: bool = True) -> dict[str, float]:
-    """Choose every variant's learning rate; write the choices and the grid; tag the tuning runs."""
-    table = grid(train, layout)
-    chosen = {variant: choose(variant, settings) for variant, settings in table.items()}
-    edges = {v: lr for v, lr in chosen.items() if len(train.lr) > 1 and lr in (min(train.lr), max(train.lr))}
+def run(train: TrainParams, layout: Layout = Layout(), track: bool = True) -> dict[str, dict[str, Any]]:
+    """Choose every variant's setting; write the choices and the trials; tag the tuning runs."""
+    table, chosen = {}, {}
+    for variant in train.variants:
+        trials = read_trials(layout, variant)
+        best = choose(variant, trials)
+        chosen[variant] = {**best["setting"], "trial": best["trial"]}
+        table[variant] = {"trials": trials, "chosen": chosen[variant], "val_ap": best["val_ap"],
+                          "best_so_far": best_so_far(trials), "at_edge": at_edge(train.tune.space, best["setting"])}
     with staged(layout.chosen, layout.selection) as (tmp_chosen, tmp_selection):
         tmp_chosen.mkdir()
-        for variant, lr in chosen.items():
-            write_json(tmp_chosen / layout.chosen_setting(variant).name, {"lr": lr})
-        write_json(tmp_selection, {"grid": table, "chosen": chosen, "at_grid_edge": edges,
-                                   "tune_seeds": list(train.tune_seeds), "criterion": "mean best val_ap"})
+        for variant, setting in chosen.items():
+            write_json(tmp_chosen / layout.chosen_setting(variant).name, setting)
+        write_json(tmp_selection, {"variants": table, "tune_seeds": list(train.tune.seeds), "sampler": train.tune.sampler,
+                                   "trials": train.tune.trials, "criterion": "mean best val_ap over tuning seeds"})
     if track:
-        _tag_runs(train, layout, chosen)
-    for variant, lr in chosen.items():
-        log.info("select[%s] lr %g (mean validation AP %.3f over tuning seeds %s)%s", variant, lr,
-                 table[variant][lr_text(lr)]["val_ap_mean"], list(train.tune_seeds),
-                 "  AT THE GRID EDGE: extend train.lr" if variant in edges else "")
+        _tag_runs(train, layout, table)
+    for variant, entry in table.items():
+        edges = ", ".join(f"{k} at its {v} end" for k, v in entry["at_edge"].items())
+        log.info("select[%s] trial %d (mean validation AP %.3f over tuning seeds %s)%s", variant,
+                 entry["chosen"]["trial"], entry["val_ap"], list(train.tune.seeds),
+                 f"  AT THE EDGE OF THE SPACE: {edges}; widen train.tune.space" if edges else "")
     return chosen
 
 
-def _tag_runs(train: TrainParams, layout: Layout, chosen: dict[str, float]) -> None:
-    """`pipeline.selected` on every tuning run: true for the chosen learning rate of its variant."""
-    for variant in train.variants:
-        for lr in train.lr:
-            for seed in train.tune_seeds:
-                info = RunInfo.read(layout, model_name(variant, seed, lr), tuning=True)
+def _tag_runs(train: TrainParams, layout: Layout, table: dict[str, dict[str, Any]]) -> None:
+    """`pipeline.selected` on every tuning run: true for the chosen trial of its variant."""
+    for variant, entry in table.items():
+        for trial in entry["trials"]:
+            for seed in train.tune.seeds:
+                info = RunInfo.read(layout, model_name(variant, seed, trial["trial"]), tuning=True)
                 if info.run_id:
-                    runs.set_tag(info.run_id, SELECTED, str(lr == chosen[variant]).lower())
+                    runs.set_tag(info.run_id, SELECTED, str(trial["trial"] == entry["chosen"]["trial"]).lower())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,8 @@
 ``python -m pipeline.study batch_size`` (8, 32, 256, 2048: BatchNorm's weakness with small batches)
 ``python -m pipeline.study lr``         (1e-4 .. 1e-1: BatchNorm's tolerance of high learning rates)
 
-Each value is queued as a DVC experiment (``dvc exp run --queue -S train.X=value``) and the queue is
+Each value is queued as a DVC experiment with ``train.tune.space.X`` held at that one value (both
+variants tune the rest of the space around it) and the queue is
 run (``dvc exp run --run-all -j JOBS``). Every experiment's MLflow runs carry the tag
 ``dvc.exp_name``; the study collects them, FAILED runs included (a diverged model is a result, not
 a crash), and writes ``reports/studies/<study>/study.md`` and ``study.html`` with one figure: test
@@ -39,24 +40,32 @@ log = logging.getLogger("pipeline.study")
 
 @dataclass(frozen=True)
 class Study:
-    """One swept param, its default values, and how a value is written as a `-S` override."""
+    """One swept dimension of the tuning space, its default values, and the `-S` overrides that fix
+    it to one value (both variants then tune the other dimensions with that value held)."""
 
-    param: str
+    dimension: str  # a name in train.tune.space; runs log it as the MLflow param train.<dimension>
     values: tuple[float, ...]
     question: str
-    template: str = "{}"
 
-    def override(self, value: str) -> str:
-        """``param=value`` for `dvc exp run -S` (the learning rate is a grid: a one-value list)."""
-        return f"{self.param}={self.template.format(value)}"
+    @property
+    def param(self) -> str:
+        """The MLflow param every model's run logs the value under."""
+        return f"train.{self.dimension}"
+
+    def overrides(self, value: str) -> list[str]:
+        """`dvc exp run -S` items that make the dimension one choice: the node is replaced, not merged
+        (a range's low and high would otherwise stay beside the choice)."""
+        key = f"train.tune.space.{self.dimension}"
+        return [f"~{key}", f"+{key}={{choices:[{value}]}}"]
 
 
 STUDIES = {
-    "batch_size": Study("train.batch_size", (8, 32, 256, 2048),
-                        "BatchNorm estimates its statistics from each batch: do small batches hurt it?"),
-    "lr": Study("train.lr", (1e-4, 1e-3, 1e-2, 1e-1),
+    "batch_size": Study("batch_size", (8, 32, 256, 2048),
+                        "BatchNorm estimates its statistics from each batch: do small batches hurt it? (Each value "
+                        "is held for both variants; the rest of the space is tuned as usual.)"),
+    "lr": Study("lr", (1e-4, 1e-3, 1e-2, 1e-1),
                 "BatchNorm is said to tolerate high learning rates: does the baseline degrade or diverge first? "
-                "(Each value is a one-value grid: both variants train at exactly that rate.)", "[{}]"),
+                "(Each value is held for both variants; the rest of the space is tuned as usual.)"),
 }
 OUT_DIR = Path("reports/studies")
 
@@ -72,7 +81,7 @@ def launch(study_id: str, study: Study, values: list[str], overrides: list[str],
     names = []
     for index, value in enumerate(values):
         name = f"{study_id}-v{index}"
-        sets = [arg for item in [study.override(value), *overrides] for arg in ("-S", item)]
+        sets = [arg for item in [*study.overrides(value), *overrides] for arg in ("-S", item)]
         # --keep-going: a diverged model fails its own stage only; the other models still train.
         queued = _dvc("exp", "run", "--queue", "--keep-going", "--name", name, *sets)
         if queued.returncode != 0:

@@ -1,13 +1,14 @@
 """DVC stages `tune` and `train`: train a variant's models, track them in MLflow, write checkpoints and
 histories.
 
-``python -m pipeline.train --variant V --tune`` trains the tuning models of one variant (stage
-``tune``): every learning rate of train.lr on every tuning seed, into tuning/models/V/.
-``python -m pipeline.train --variant V`` trains its compared models (stage ``train``): every seed of
-train.seeds at the learning rate select chose, into models/V/ and models/history/V/ (``--seed S``:
-that one only). A model whose files are there from the same data, params and code is kept; the
-others train together, ``train.stack`` of them in one stack, or one at a time with ``train.stack:
-1``, which is also how torchrun trains each model over several processes.
+``python -m pipeline.train --variant V --tune`` tunes one variant (stage ``tune``): the trials of
+train.tune, each a setting of its space on every tuning seed, into tuning/models/V/ with the Optuna
+study and trials.json. ``python -m pipeline.train --variant V`` trains its compared models (stage
+``train``): one per replicate of prepare.replicates (replicate r: its split, seed r) at the setting
+select chose, into models/V/ and models/history/V/ (``--seed R``: replicate R only). A model whose
+files are there from the same data, params and code is kept; the others train together, ``train.stack`` of one batch size in one stack,
+or one at a time with ``train.stack: 1``, which is also how torchrun trains each model over several
+processes.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import logging
 import os
 import sys
 
+from pipeline.data.prepared import Prepared
 from pipeline.modeling import distributed
 from pipeline.modeling.distributed import World
 from pipeline.modeling.fit import FitEnv
@@ -26,56 +28,74 @@ from pipeline.project.variants import NAMES
 from pipeline.runtime.cli import stage_main
 from pipeline.runtime.errors import StageError
 from pipeline.runtime.torchrun import torchrun_command
+from pipeline.tracking import store
 from pipeline.training.alone import train_alone
-from pipeline.training.environment import environment, splits
-from pipeline.training.jobs import Job, TrainResult, plan, stale
+from pipeline.training.environment import environment
+from pipeline.training.jobs import Job, Planner, TrainResult, stale
 from pipeline.training.stacked import train_stacked
+from pipeline.training.tuning import tune_variant
 
 log = logging.getLogger("pipeline.train")
 
 
 def tune(params: Params, variant: str, layout: Layout = Layout(), track: bool = True) -> list[TrainResult]:
-    """Train every tuning model of a variant (each learning rate x each tuning seed)."""
-    return train_variant(params, variant, layout, track, tuning=True)
+    """Run the variant's trials; return every tuning model of every trial."""
+    summary, planner, world, env = _start(params, variant, layout, track)
+    results = tune_variant(params, planner, variant, world, lambda jobs: _train_jobs(params, planner, summary, jobs,
+                                                                                   env, track))
+    if world.is_main:  # trials of an earlier study (other data, params or code) go
+        keep = {r.name for r in results}
+        for path in stale(layout, variant, True, [], (layout.trials(variant), layout.study(variant))):
+            if path.name.split(".")[0] not in keep:
+                path.unlink()
+    return results
 
 
 def run(params: Params, variant: str, layout: Layout = Layout(), track: bool = True,
         seeds: list[int] | None = None) -> list[TrainResult]:
-    """Train a variant's compared models (``seeds``, default every one of train.seeds)."""
-    return train_variant(params, variant, layout, track, tuning=False, seeds=seeds)
+    """Train a variant's compared models (``seeds``: those replicates; default every one)."""
+    summary, planner, world, env = _start(params, variant, layout, track)
+    jobs = planner.compared(variant, seeds)
+    if world.is_main and seeds is None:  # the whole plan: whatever it no longer holds goes
+        for path in stale(layout, variant, False, jobs):
+            path.unlink()
+    return _train_jobs(params, planner, summary, jobs, env, track)
 
 
-def train_variant(params: Params, variant: str, layout: Layout, track: bool, tuning: bool,
-                  seeds: list[int] | None = None) -> list[TrainResult]:
-    """Plan the variant's models, keep the ones already done, train the rest (stacked or alone)."""
+def _start(params: Params, variant: str, layout: Layout,
+           track: bool) -> tuple[PrepareSummary, Planner, World, FitEnv]:
     if variant not in NAMES:
         raise StageError(f"unknown variant {variant!r}; use one of {', '.join(NAMES)}")
     summary = PrepareSummary.read(layout)
-    jobs = plan(params, layout, summary, variant, tuning, seeds)
     world = World.from_env()
+    if track and world.is_main:  # an unreachable store fails now, before any output is touched
+        store.client()
     env = environment(params, world)  # joins the other training processes: rank 0's view of the disk is theirs
+    return summary, Planner(params, layout, summary), world, env
+
+
+def _train_jobs(params: Params, planner: Planner, summary: PrepareSummary, jobs: list[Job], env: FitEnv,
+                track: bool) -> list[TrainResult]:
+    """Keep the jobs already done, train the rest (stacked or alone); results in the jobs' order."""
+    world, layout = env.world, planner.layout
     todo_names = world.broadcast([job.name for job in jobs if not job.done()] if world.is_main else None)
-    if world.is_main and seeds is None:  # the whole plan: whatever it no longer holds goes
-        for path in stale(layout, variant, tuning, jobs):
-            path.unlink()
     todo = [job for job in jobs if job.name in todo_names]  # type: ignore[operator]
     kept = [job for job in jobs if job not in todo]
     if world.is_main:
         for job in kept:  # a crash between writing a model and forgetting its snapshot
             layout.snapshot(job.name).unlink(missing_ok=True)
-    if kept and world.is_main:
-        log.info("train[%s] %d of %d models kept from an earlier run with the same data, params and code",
-                 variant, len(kept), len(jobs))
-    trained = {r.name: r for r in _train(params, layout, summary, todo, env, track)} if todo else {}
+        if kept:
+            log.info("train[%s] %d of %d models kept from an earlier run with the same data, params and code",
+                     jobs[0].variant, len(kept), len(jobs))
+    trained: dict[str, TrainResult] = {}
+    if todo:
+        prepared = Prepared(layout, summary)
+        if world.size > 1 or params.train.stack == 1:
+            done = [train_alone(params, layout, prepared, job, env, track) for job in todo]
+        else:
+            done = train_stacked(params, layout, prepared, todo, env, track)
+        trained = {r.name: r for r in done}
     return [trained.get(job.name) or _kept(job) for job in jobs]
-
-
-def _train(params: Params, layout: Layout, summary: PrepareSummary, jobs: list[Job], env: FitEnv,
-           track: bool) -> list[TrainResult]:
-    data = splits(layout, summary)
-    if env.world.size > 1 or params.train.stack == 1:
-        return [train_alone(params, layout, summary, job, data, env, track) for job in jobs]
-    return train_stacked(params, layout, summary, jobs, data, env, track)
 
 
 def _kept(job: Job) -> TrainResult:
@@ -84,12 +104,12 @@ def _kept(job: Job) -> TrainResult:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: ``--variant V [--seed S]`` (compared models) or ``--variant V --tune`` (tuning models)."""
+    """Command line: ``--variant V [--seed S]`` (compared models) or ``--variant V --tune`` (tuning)."""
     def arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--variant", required=True, choices=NAMES)
         which = parser.add_mutually_exclusive_group()
         which.add_argument("--seed", type=int, help="train only this compared model (stage train trains them all)")
-        which.add_argument("--tune", action="store_true", help="train the variant's tuning models (stage tune)")
+        which.add_argument("--tune", action="store_true", help="tune the variant (stage tune)")
 
     def body(params: Params, args: argparse.Namespace) -> object:
         world = World.from_env()

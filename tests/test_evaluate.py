@@ -15,9 +15,10 @@ from pipeline.tracking import tags
 from pipeline.project.config import Params
 from pipeline.project.loading import parse
 from pipeline.runtime.errors import StageError
-from pipeline.project.layout import Layout
+from pipeline.data.prepared import Prepared
+from pipeline.project.layout import Layout, PrepareSummary
 from pipeline.evaluation.metrics import choose_threshold
-from tests.helpers.stages import train_all
+from tests.helpers.stages import raw_test, train_all
 
 
 def _evaluate(params: Params, layout: Layout, **kwargs: object) -> dict:
@@ -29,7 +30,7 @@ def test_every_model_and_reference_is_evaluated_and_tracked(params: Params, prep
     train_all(params, prepared)  # tracked training: evaluation goes into these runs
     trained = prepared
     results = _evaluate(params, trained)
-    names = ["batchnorm-s0", "baseline-s0", "logistic_regression", "hist_gradient_boosting"]
+    names = ["batchnorm-s0", "baseline-s0", "logistic_regression-s0", "hist_gradient_boosting-s0"]
     assert sorted(results) == sorted(names)
     for name in names:
         saved = json.loads(trained.model_metrics(name).read_text())
@@ -38,13 +39,14 @@ def test_every_model_and_reference_is_evaluated_and_tracked(params: Params, prep
                     "test_tp", "test_precision_at_50", "test_ap_ci_low", "test_ap_ci_high", "train_ap",
                     "test_accuracy_trap"):
             assert key in saved, (name, key)
-        assert sorted(p.name for p in trained.figures(name).iterdir()) == sorted(
+        assert sorted(p.name for p in trained.figures(name).iterdir()) == sorted(  # replicate 0: figures
             f"{f}.png" for f in ("pr_curve", "roc_curve", "confusion_matrix", "calibration", "score_histogram"))
-    lr_grid = json.loads(trained.model_metrics("logistic_regression").read_text())
+    lr_grid = json.loads(trained.model_metrics("logistic_regression-s0").read_text())
     assert lr_grid["chosen"] == {"C": 1.0} and [g["C"] for g in lr_grid["grid"]] == [1.0]
+    assert lr_grid["split"] == "r0" and lr_grid["replicate"] == 0
     tuning = json.loads(trained.tuning_scores.read_text())
-    assert set(tuning) == {"batchnorm-lr0.01-s100", "baseline-lr0.01-s100"}
-    assert {"val_ap", "test_ap", "val_roc_auc", "test_roc_auc"} <= set(tuning["batchnorm-lr0.01-s100"])
+    assert set(tuning) == {f"{v}-t{t}-s100" for v in ("batchnorm", "baseline") for t in (0, 1)}
+    assert {"val_ap", "test_ap", "val_roc_auc", "test_roc_auc", "lr", "trial"} <= set(tuning["batchnorm-t0-s100"])
     combined = json.loads(trained.overview.read_text())
     assert set(combined["models"]) == set(names) and set(combined["variants"]) == {"batchnorm", "baseline"}
     curves = pd.read_csv(trained.curves / "precision_recall.csv")
@@ -63,7 +65,7 @@ def test_every_model_and_reference_is_evaluated_and_tracked(params: Params, prep
     _assert_pyfunc_agrees(trained, json.loads(trained.reference_runs.read_text())["models"], run_id)
     assert json.loads(trained.reference_runs.read_text())["references"].keys() == set(names[2:])
     refs = mlflow.search_runs(search_all_experiments=True, filter_string="tags.`pipeline.role` = 'reference'")
-    assert sorted(refs["tags.mlflow.runName"]) == sorted(["logistic_regression", "hist_gradient_boosting"])
+    assert sorted(refs["tags.mlflow.runName"]) == sorted(["logistic_regression-s0", "hist_gradient_boosting-s0"])
     assert set(refs["tags.pipeline.group"]) == {run.data.tags["pipeline.group"]}
     assert refs["metrics.test_ap"].notna().all()
     _evaluate(params, trained)  # a second evaluation reuses the reference runs
@@ -75,7 +77,7 @@ def _assert_pyfunc_agrees(layout: Layout, logged: dict, run_id: str) -> None:
     """The logged pyfunc, given the test split's raw rows (label included, as a user might), returns
     evaluate's saved test scores to 1e-6 and the same decisions at the saved threshold."""
     assert set(logged) == {"batchnorm-s0", "baseline-s0"} and logged["batchnorm-s0"]["run_id"] == run_id
-    raw = pd.read_parquet(layout.raw_test)
+    raw = raw_test(layout)
     for name, entry in logged.items():
         model = mlflow.pyfunc.load_model(entry["model_uri"])
         assert [c.name for c in model.metadata.get_input_schema().inputs] == [c for c in raw.columns if c != "Class"]
@@ -90,7 +92,7 @@ def _assert_pyfunc_agrees(layout: Layout, logged: dict, run_id: str) -> None:
 
 
 def test_saved_scores_reproduce_metrics_with_sklearn(params: Params, evaluated: Layout) -> None:
-    names = ["batchnorm-s0", "baseline-s0", *params.evaluate.references.names()]
+    names = ["batchnorm-s0", "baseline-s0", *(f"{r}-s0" for r in params.evaluate.references.names())]
     for name in names:
         metrics = json.loads(evaluated.model_metrics(name).read_text())
         scores = pd.read_parquet(evaluated.scores(name))
@@ -107,16 +109,22 @@ def test_saved_scores_reproduce_metrics_with_sklearn(params: Params, evaluated: 
         assert metrics["test_ap_ci_low"] <= metrics["test_ap"] <= metrics["test_ap_ci_high"]
 
 
+def _relabel(layout: Layout, part: str, labels: object) -> None:
+    """Set the labels of replicate 0's rows of one part in the prepared table."""
+    rows = Prepared(layout, PrepareSummary.read(layout)).indices("r0")[part]
+    table = pd.read_parquet(layout.table)
+    table.loc[rows, "Class"] = labels(table.loc[rows, "Class"]) if callable(labels) else labels
+    table.to_parquet(layout.table, index=False)
+
+
 def test_threshold_never_sees_test_labels(raw_params: dict, trained: Layout) -> None:
-    """Flip every test label: test metrics change, the threshold cannot."""
+    """Flip every test label of the replicate: its test metrics change, its thresholds cannot."""
     raw_params["evaluate"]["references"] = {"logistic_regression": {"C": [1.0]}}
     params = parse(raw_params)
     before = _evaluate(params, trained, track=False)
-    test_file = trained.prepared / "test.parquet"
-    frame = pd.read_parquet(test_file)
-    frame["Class"] = 1 - frame["Class"]
-    frame.to_parquet(test_file, index=False)
+    _relabel(trained, "test", lambda y: 1 - y)
     after = _evaluate(params, trained, track=False)
+    assert set(before) == {"batchnorm-s0", "baseline-s0", "logistic_regression-s0"}
     for name in before:
         assert after[name]["threshold"] == before[name]["threshold"]
         assert after[name]["test_recall"] != before[name]["test_recall"]
@@ -144,24 +152,21 @@ def test_corrupt_or_mismatched_model_is_a_clear_error(params: Params, trained: L
 
 
 def test_split_without_positives_is_a_clear_error(params: Params, trained: Layout) -> None:
-    val_file = trained.prepared / "val.parquet"
-    frame = pd.read_parquet(val_file)
-    frame["Class"] = np.int8(0)
-    frame.to_parquet(val_file, index=False)
-    with pytest.raises(StageError, match="split 'val' holds no positives"):
+    _relabel(trained, "val", 0)
+    with pytest.raises(StageError, match="the val part of split 'r0' holds no positives"):
         _evaluate(params, trained)
 
 
 def test_references_can_be_turned_off(raw_params: dict, trained: Layout) -> None:
     raw_params["evaluate"]["references"] = {}
     results = _evaluate(parse(raw_params), trained, track=False)
-    assert sorted(results) == ["baseline-s0", "batchnorm-s0"]
+    assert sorted(results) == ["baseline-s0", "batchnorm-s0"]  # references off: none fitted
 
 
 def test_reference_grid_is_chosen_on_validation(raw_params: dict, trained: Layout) -> None:
     raw_params["evaluate"]["references"] = {"logistic_regression": {"C": [0.0001, 1.0]}}
     _evaluate(parse(raw_params), trained, track=False)
-    saved = json.loads(trained.model_metrics("logistic_regression").read_text())
-    best = max(saved["grid"], key=lambda g: g["val_ap"])
+    saved = json.loads(trained.model_metrics("logistic_regression-s0").read_text())
+    best = max(saved["grid"], key=lambda g: g["val_ap"])  # validation AP on the tuning split
     assert saved["chosen"] == {"C": best["C"]} and len(saved["grid"]) == 2
-    assert saved["val_ap"] == pytest.approx(best["val_ap"])  # the kept model is the chosen grid point
+    assert min(g["val_ap"] for g in saved["grid"]) < best["val_ap"]  # the two points really differ

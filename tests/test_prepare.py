@@ -12,6 +12,7 @@ import pytest
 
 from pipeline import prepare
 from pipeline.project.loading import parse
+from pipeline.data.prepared import Prepared
 from pipeline.data.scaler import Scaler
 from pipeline.runtime.errors import DataError
 from pipeline.project.layout import Layout, PrepareSummary
@@ -22,23 +23,35 @@ def _run(raw_params: dict, tmp_path: Path) -> dict:
 
 
 def test_synthetic_outputs(raw_params: dict, tmp_path: Path) -> None:
+    raw_params["prepare"]["replicates"] = 2
     summary = _run(raw_params, tmp_path)
-    out = Layout(tmp_path).prepared
-    assert sorted(p.name for p in out.iterdir()) == ["scaler.json", "summary.json", "test.parquet", "test_raw.parquet",
-                                                     "train.parquet", "val.parquet"]
-    raw_test, test = pd.read_parquet(out / "test_raw.parquet"), pd.read_parquet(out / "test.parquet")
-    assert list(raw_test.columns) == list(test.columns) and len(raw_test) == len(test)
-    scaled = Scaler.load(str(out / "scaler.json")).transform(raw_test.drop(columns="Class"))  # a str path works
-    np.testing.assert_array_equal(scaled.to_numpy(), test.drop(columns="Class").to_numpy())
-    assert json.loads(Layout(tmp_path).prepare_summary.read_text()) == summary
-    assert PrepareSummary.read(Layout(tmp_path)).params == parse(raw_params).prepare.model_dump()
+    layout = Layout(tmp_path)
+    out = layout.prepared
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
+        "scalers/r0.json", "scalers/r1.json", "scalers/tuning.json", "splits/r0.npz", "splits/r1.npz",
+        "splits/tuning.npz", "summary.json", "table.parquet"]
+    assert json.loads(layout.prepare_summary.read_text()) == summary
+    assert PrepareSummary.read(layout).params == parse(raw_params).prepare.model_dump()
+    assert summary["replicates"] == ["r0", "r1"] and summary["redrawn"] is True
     assert summary["rows"] == {"train": 2400, "val": 800, "test": 800}
     assert summary["positives"] == {"train": 48, "val": 16, "test": 16}
     assert summary["prevalence"]["test"] == pytest.approx(0.02)
     assert summary["n_features"] == 30 and summary["features"][0] == "Time"
-    train = pd.read_parquet(out / "train.parquet")
-    assert train.drop(columns="Class").mean().abs().max() < 1e-4  # scaled on train
-    assert Scaler.load(out / "scaler.json").log1p == ["Amount"]
+    prepared = Prepared(layout, PrepareSummary.read(layout))
+    for split in ("tuning", "r0", "r1"):
+        rows = prepared.indices(split)
+        together = np.concatenate([rows["train"], rows["val"], rows["test"]])
+        assert np.array_equal(np.sort(together), np.arange(4000))  # every row in exactly one part
+        parts = prepared.parts(split)
+        assert [int(parts[p].y.sum()) for p in ("train", "val", "test")] == [48, 16, 16]  # stratified
+        assert np.abs(parts["train"].x.mean(axis=0)).max() < 1e-4  # scaled on its own training part
+        raw = prepared.raw(split, "test")
+        assert list(raw.columns) == [*summary["features"], "Class"]  # as they came, label included
+        scaled = Scaler.load(str(layout.scaler(split))).transform(raw.drop(columns="Class"))  # a str path works
+        np.testing.assert_array_equal(scaled.to_numpy(), parts["test"].x)
+    # Each replicate redraws the split (and so refits the scaler).
+    assert not np.array_equal(prepared.indices("r0")["test"], prepared.indices("r1")["test"])
+    assert Scaler.load(layout.scaler("r0")).log1p == ["Amount"]
     assert len(summary["source_sha256"]) == 64
     assert _run(raw_params, tmp_path)["source_sha256"] == summary["source_sha256"]
 
@@ -56,11 +69,15 @@ def test_parquet_source_and_time_split(raw_params: dict, tmp_path: Path, sample_
     frame.to_parquet(tmp_path / "cc.parquet")
     raw_params["prepare"]["source"] = str(tmp_path / "cc.parquet")
     raw_params["prepare"]["split"]["method"] = "time"
+    raw_params["prepare"]["replicates"] = 2
     summary = _run(raw_params, tmp_path)
-    assert sum(summary["rows"].values()) == len(frame)
-    train = pd.read_parquet(Layout(tmp_path).prepared / "train.parquet")
-    test = pd.read_parquet(Layout(tmp_path).prepared / "test.parquet")
+    assert sum(summary["rows"].values()) == len(frame) and summary["redrawn"] is False
+    prepared = Prepared(Layout(tmp_path), PrepareSummary.read(Layout(tmp_path)))
+    train, test = prepared.raw("r0", "train"), prepared.raw("r0", "test")
     assert train["Time"].max() <= test["Time"].min()
+    # A time split cannot be redrawn: every replicate holds the same rows.
+    for part in ("train", "val", "test"):
+        assert np.array_equal(prepared.indices("r0")[part], prepared.indices("r1")[part])
 
 
 def _csv(tmp_path: Path, text: str, name: str = "bad.csv") -> Path:
@@ -142,9 +159,11 @@ def test_compressed_csv_reads_like_the_plain_one(suffix: str, raw_params: dict, 
     raw_params["prepare"]["source"] = str(sample_csv)
     plain = _run(raw_params, tmp_path / "plain")
     assert summary["rows"] == plain["rows"] and summary["positives"] == plain["positives"]
-    for split in ("train", "test"):
-        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "packed" / "data" / "prepared" / f"{split}.parquet"),
-                                      pd.read_parquet(tmp_path / "plain" / "data" / "prepared" / f"{split}.parquet"))
+    pd.testing.assert_frame_equal(pd.read_parquet(Layout(tmp_path / "packed").table),
+                                  pd.read_parquet(Layout(tmp_path / "plain").table))
+    for split in ("tuning", "r0"):
+        assert (Layout(tmp_path / "packed").split_file(split).read_bytes()
+                == Layout(tmp_path / "plain").split_file(split).read_bytes())
 
 
 def test_nan_drop_policy_counts_rows(raw_params: dict, tmp_path: Path) -> None:
@@ -160,7 +179,7 @@ def test_failure_keeps_previous_outputs(raw_params: dict, tmp_path: Path) -> Non
     with pytest.raises(DataError):
         _run(raw_params, tmp_path)
     assert Layout(tmp_path).prepare_summary.read_text() == before
-    assert (Layout(tmp_path).prepared / "train.parquet").is_file()
+    assert Layout(tmp_path).table.is_file() and Layout(tmp_path).split_file("r0").is_file()
 
 
 def test_main_prints_one_line_and_exits_nonzero(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -14,13 +14,13 @@ import pytest
 
 from pipeline import score
 from pipeline.project.layout import Layout
-from tests.helpers.stages import save_model
+from tests.helpers.stages import raw_test, save_model
 
 
 @pytest.fixture
 def raw_rows(evaluated_shared: Layout) -> pd.DataFrame:
     """The test split's raw rows with the label and an extra index column, as a user's file has them."""
-    raw = pd.read_parquet(evaluated_shared.raw_test)
+    raw = raw_test(evaluated_shared)
     raw.insert(0, "Unnamed: 0", np.arange(len(raw)) + 1000)
     return raw
 

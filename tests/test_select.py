@@ -1,4 +1,5 @@
-"""The select stage: each variant's learning rate from validation only; diverged points never win."""
+"""The select stage: each variant's setting, the best trial on validation only; diverged trials never
+win; the best score after each trial; chosen values at the edge of the space."""
 
 from __future__ import annotations
 
@@ -7,36 +8,67 @@ import json
 import pytest
 
 from pipeline import prepare, select, train
-from pipeline.project.loading import parse
-from pipeline.runtime.errors import StageError
 from pipeline.project.layout import Layout
+from pipeline.project.loading import parse
+from pipeline.project.train_config import SpaceParams
+from pipeline.runtime.errors import StageError
+from tests.helpers.params import space
 
 
 @pytest.mark.slow  # runs the pipeline or training processes: over the fast suite's budget
-def test_the_choice_is_the_best_mean_validation_ap_and_skips_diverged_points(raw_params: dict,
-                                                                          layout: Layout) -> None:
-    raw_params["train"].update(lr=[0.01, 0.003, 10.0], tune_seeds=[100, 101])
+def test_the_choice_is_the_best_mean_validation_ap_and_skips_diverged_trials(raw_params: dict,
+                                                                            layout: Layout) -> None:
+    raw_params["train"]["tune"]["seeds"] = [100, 101]
     raw_params["train"]["optimizer"].update(name="sgd", momentum=0.9)
     raw_params["train"]["model"]["hidden"] = [256, 256]
-    params = parse(raw_params)
+    params = parse(space(raw_params, lr=[0.01, 0.003, 10.0]))
     prepare.run(params.prepare, layout)
     train.tune(params, "baseline", layout, track=False)
     params = parse({**raw_params, "train": {**raw_params["train"], "variants": ["baseline"]}})
     chosen = select.run(params.train, layout, track=False)
-    table = json.loads(layout.selection.read_text())["grid"]["baseline"]
-    assert table["10.0"]["diverged_at_epoch_by_seed"] and table["10.0"]["val_ap_mean"] is None
-    scored = {lr: entry["val_ap_mean"] for lr, entry in table.items() if entry["val_ap_mean"] is not None}
-    assert chosen["baseline"] == float(max(scored, key=scored.get))
-    assert json.loads(layout.chosen_setting("baseline").read_text()) == {"lr": chosen["baseline"]}
+    entry = json.loads(layout.selection.read_text())["variants"]["baseline"]
+    trials = {t["setting"]["lr"]: t for t in entry["trials"]}
+    assert trials[10.0]["diverged_at_epoch_by_seed"] and trials[10.0]["val_ap"] is None
+    scored = {lr: t["val_ap"] for lr, t in trials.items() if t["val_ap"] is not None}
+    assert chosen["baseline"]["lr"] == max(scored, key=scored.get)
+    saved = json.loads(layout.chosen_setting("baseline").read_text())
+    assert saved == {**trials[saved["lr"]]["setting"], "trial": trials[saved["lr"]]["trial"]}
+    assert entry["best_so_far"] == [max(v for v in (t["val_ap"] for t in entry["trials"][:i + 1]) if v is not None)
+                                    if any(t["val_ap"] is not None for t in entry["trials"][:i + 1]) else None
+                                    for i in range(len(entry["trials"]))]
 
 
-def test_a_variant_whose_every_rate_diverged_is_a_clear_error(raw_params: dict, layout: Layout) -> None:
-    raw_params["train"].update(lr=[10.0], variants=["baseline"])
+def test_every_trial_diverged_is_a_clear_error(raw_params: dict, layout: Layout) -> None:
+    raw_params["train"]["variants"] = ["baseline"]
     raw_params["train"]["optimizer"].update(name="sgd", momentum=0.9)
     raw_params["train"]["model"]["hidden"] = [256, 256]
-    params = parse(raw_params)
+    params = parse(space(raw_params, lr=[10.0]))
     prepare.run(params.prepare, layout)
     train.tune(params, "baseline", layout, track=False)
-    with pytest.raises(StageError, match="every learning rate in train.lr diverged for baseline"):
+    with pytest.raises(StageError, match="every trial of baseline diverged"):
         select.run(params.train, layout, track=False)
     assert not layout.chosen.exists()
+
+
+def test_ties_go_to_the_earlier_trial_and_the_best_so_far_never_falls() -> None:
+    trials = [{"trial": 0, "val_ap": 0.5}, {"trial": 1, "val_ap": None}, {"trial": 2, "val_ap": 0.7},
+              {"trial": 3, "val_ap": 0.7}, {"trial": 4, "val_ap": 0.6}]
+    assert select.choose("v", trials)["trial"] == 2
+    assert select.best_so_far(trials) == [0.5, 0.5, 0.7, 0.7, 0.7]
+    assert select.best_so_far([{"trial": 0, "val_ap": None}]) == [None]
+
+
+def test_chosen_values_at_the_edge_of_the_space_are_named() -> None:
+    space_ = SpaceParams.model_validate({
+        "lr": {"low": 1e-4, "high": 1e-2, "log": True}, "weight_decay": {"choices": [0.0, 1e-4, 1e-3]},
+        "batch_size": {"choices": [512, 1024, 2048]}, "pos_weight": {"choices": ["none", "balanced"]},
+        "dropout": {"low": 0.0, "high": 0.5, "log": False}})
+    # lr 1.1e-4 is 2% up the log range (edge); 2048 the largest of three choices; dropout 0.25 the middle
+    edges = select.at_edge(space_, {"lr": 1.1e-4, "weight_decay": 1e-4, "batch_size": 2048, "pos_weight": "none",
+                                    "dropout": 0.25})
+    assert edges == {"lr": "low", "batch_size": "high"}
+    assert select.at_edge(space_, {"lr": 1e-3, "weight_decay": 1e-3, "batch_size": 1024, "pos_weight": "balanced",
+                                   "dropout": 0.49}) == {"weight_decay": "high", "dropout": "high"}
+    # No weight decay and no dropout are ends nothing lies beyond: never an edge.
+    assert select.at_edge(space_, {"lr": 1e-3, "weight_decay": 0.0, "batch_size": 1024, "pos_weight": "balanced",
+                                   "dropout": 0.0}) == {}

@@ -10,30 +10,35 @@ import mlflow
 import pandas as pd
 import pytest
 import torch
+import yaml
 
-from pipeline import train
-from pipeline.tracking import tags
+from pipeline import prepare, train
+from pipeline.data.prepared import Prepared
+from pipeline.modeling.model import build, from_checkpoint
+from pipeline.modeling.recipe import prior_logit
+from pipeline.project.train_config import Setting
 from pipeline.project.config import Params
+from pipeline.project.layout import Layout, PrepareSummary
 from pipeline.project.loading import parse
-from pipeline.runtime.errors import StageError
-from pipeline.project.layout import Layout
 from pipeline.project.variants import variant as variant_entry
-from pipeline.modeling.model import from_checkpoint
-from pipeline.runtime.outputs import write_json
+from pipeline.runtime.errors import StageError
+from pipeline.tracking import tags
 from pipeline.training.jobs import TrainResult
+from tests.helpers.params import chosen as write_chosen
+from tests.helpers.params import space
 
 
 @pytest.fixture
 def chosen(prepared: Layout, params: Params) -> Layout:
-    """Prepared data plus each variant's chosen learning rate, as the select stage writes it."""
+    """Prepared data plus each variant's chosen setting, as the select stage writes it."""
     for variant in params.train.variants:
-        write_json(prepared.chosen_setting(variant), {"lr": params.train.lr[0]})
+        write_chosen(prepared, variant)
     return prepared
 
 
-def _train(params: Params, layout: Layout, variant: str = "batchnorm", seed: int = 0,
+def _train(params: Params, layout: Layout, variant: str = "batchnorm", replicate: int = 0,
            track: bool = True) -> TrainResult:
-    (result,) = train.run(params, variant, layout, track=track, seeds=[seed])
+    (result,) = train.run(params, variant, layout, track=track, seeds=[replicate])
     return result
 
 
@@ -54,11 +59,16 @@ def test_outputs_and_mlflow_run(variant: str, params: Params, chosen: Layout) ->
     assert history["epoch"].tolist() == [1, 2, 3]
     payload = torch.load(result.checkpoint, weights_only=True)
     assert payload["variant"] == variant and payload["config"]["norm"] == variant_entry(variant).norm
+    assert payload["setting"]["batch_size"] == 128
     model = from_checkpoint(payload)
     assert any(isinstance(m, torch.nn.BatchNorm1d) for m in model.modules()) == (variant == "batchnorm")
+    probes = pd.read_csv(chosen.probes(result.name))
+    assert probes["step"].tolist()[:4] == [1, 2, 4, 8] and probes["seconds"].is_monotonic_increasing
+    assert probes["step"].iloc[-1] == 3 * 19  # every epoch's end, the last included
 
     info = json.loads(result.run_file.read_text())
     assert info["lr"] == 0.01 and info["batch_sizes"] == [128] * 18 + [96] and info["epochs_run"] == 3
+    assert info["best_val_ap"] == pytest.approx(history["val_ap"].max())
     client = mlflow.MlflowClient()
     run = client.get_run(info["run_id"])
     assert run.info.status == "FINISHED" and run.info.run_name == f"{variant}-s0"
@@ -66,8 +76,8 @@ def test_outputs_and_mlflow_run(variant: str, params: Params, chosen: Layout) ->
         steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
         assert steps == [1, 2, 3], key
     assert set(run.data.metrics) == {*tags.EPOCH_KEYS, *tags.SUMMARY_KEYS}
-    assert run.data.params["train.lr"] == "0.01" and run.data.params["variant"] == variant
-    assert run.data.params["data.rows_train"] == "2400"
+    assert run.data.params["train.lr"] == "0.01" and run.data.params["train.batch_size"] == "128"
+    assert run.data.params["variant"] == variant and run.data.params["data.rows_train"] == "2400"
     run_tags = run.data.tags
     for key in ("git.commit", "git.dirty", "data.sha256", "device", "torch_version", "mlflow_version",
                 "pipeline.group"):
@@ -82,60 +92,100 @@ def test_outputs_and_mlflow_run(variant: str, params: Params, chosen: Layout) ->
     assert dataset.dataset.name == "train" and "V14" in dataset.dataset.schema
 
 
-def test_a_variants_tuning_models_are_its_grid_times_its_tuning_seeds_in_its_own_folder(
-        raw_params: dict, prepared: Layout) -> None:
-    raw_params["train"].update(tune_seeds=[100, 101], lr=[0.003, 0.01])
-    results = train.tune(parse(raw_params), "baseline", prepared)
+def test_the_output_bias_starts_at_the_training_prior(params: Params, chosen: Layout) -> None:
+    """2% frauds: the first prediction of every variant is the base rate, log(48/2352)."""
+    train_part = Prepared(chosen, PrepareSummary.read(chosen)).parts("r0", ("train",))["train"]
+    positives = int(train_part.y.sum())
+    setting = Setting(0.01, 0.0, 128, "none", 0.0)
+    logit = prior_logit(setting, train_part.y.size - positives, positives)
+    assert logit == pytest.approx(torch.log(torch.tensor(positives / (train_part.y.size - positives))).item())
+    assert prior_logit(Setting(0.01, 0.0, 128, "balanced", 0.0), 2352, 48) == pytest.approx(0.0)
+    model = build(from_checkpoint(torch.load(_train(params, chosen, "baseline").checkpoint,
+                                             weights_only=True)).config, 0, logit)
+    assert model.head.bias.item() == pytest.approx(logit)
+
+
+def test_a_variants_trials_train_their_setting_on_every_tuning_seed(raw_params: dict, prepared: Layout) -> None:
+    raw_params["train"]["tune"]["seeds"] = [100, 101]
+    params = parse(space(raw_params, lr=[0.003, 0.01]))
+    results = train.tune(params, "baseline", prepared)
     folder = prepared.tuning / "baseline"
-    assert [r.checkpoint for r in results] == [folder / f"baseline-lr{lr}-s{s}.pt" for lr in (0.003, 0.01)
-                                               for s in (100, 101)]
-    assert results[0].history == folder / "history" / "baseline-lr0.003-s100.csv"
+    assert [r.checkpoint for r in results] == [folder / f"baseline-t{t}-s{s}.pt" for t in (0, 1) for s in (100, 101)]
+    assert results[0].history == folder / "history" / "baseline-t0-s100.csv"
     assert all(r.checkpoint.is_file() and r.run_file.is_file() for r in results) and not prepared.models.exists()
+    trials = json.loads(prepared.trials("baseline").read_text())
+    assert sorted(t["setting"]["lr"] for t in trials) == [0.003, 0.01] and prepared.study("baseline").is_file()
     info = json.loads(results[0].run_file.read_text())
-    assert info["stack_size"] == 4  # trained together
+    assert info["stack_size"] == 4  # every model of the round trained together
+    assert trials[0]["val_ap"] == pytest.approx(
+        (info["best_val_ap"] + json.loads(results[1].run_file.read_text())["best_val_ap"]) / 2)
     run = mlflow.MlflowClient().get_run(info["run_id"])
-    assert run.data.tags["pipeline.role"] == "tuning" and run.data.params["train.lr"] == "0.003"
-    assert run.info.run_name == "baseline-lr0.003-s100" and run.info.status == "FINISHED"
+    assert run.data.tags["pipeline.role"] == "tuning" and run.data.tags["pipeline.trial"] == "0"
+    assert run.data.params["train.lr"] == str(trials[0]["setting"]["lr"])
+    assert run.info.run_name == "baseline-t0-s100" and run.info.status == "FINISHED"
 
 
-def test_a_diverged_grid_point_is_a_result_not_a_failure(raw_params: dict, prepared: Layout) -> None:
-    """Too high a learning rate in the grid: the tuning run is FAILED and says where it diverged; the
-    stage succeeds (select will skip that point), and the stack's other models train on."""
+def test_more_trials_train_only_the_new_ones(raw_params: dict, prepared: Layout) -> None:
+    params = parse(space(raw_params, lr=[0.003, 0.01, 0.001]))
+    raw_params["train"]["tune"]["trials"] = 2
+    first = train.tune(parse(raw_params), "baseline", prepared)
+    stamps = {r.name: r.checkpoint.stat().st_mtime_ns for r in first}
+    second = train.tune(params, "baseline", prepared)
+    assert [r.name for r in second] == ["baseline-t0-s100", "baseline-t1-s100", "baseline-t2-s100"]
+    assert [r.fit is None for r in second] == [True, True, False]  # the first two kept, the third trained
+    assert {r.name: r.checkpoint.stat().st_mtime_ns for r in second[:2]} == stamps
+    assert len(json.loads(prepared.trials("baseline").read_text())) == 3
+    raw_params["train"]["epochs"] = 2  # other params: a fresh study, every trial trained again
+    third = train.tune(parse(raw_params), "baseline", prepared)
+    assert len(third) == 2 and all(r.fit is not None for r in third)
+    assert not (prepared.tuning / "baseline" / "baseline-t2-s100.pt").exists()
+
+
+def test_a_diverged_trial_is_a_result_not_a_failure(raw_params: dict, prepared: Layout) -> None:
+    """Too high a learning rate in the space: the tuning run is FAILED and says where it diverged; the
+    stage succeeds (select will skip that trial), and the stack's other models train on."""
     params = _diverging(raw_params, lr=[10.0, 0.001])
-    diverged, fine = train.tune(params, "baseline", prepared)
+    results = train.tune(params, "baseline", prepared)
+    trials = {t["setting"]["lr"]: t for t in json.loads(prepared.trials("baseline").read_text())}
+    assert trials[10.0]["state"] == "FAIL" and trials[10.0]["val_ap"] is None and trials[0.001]["val_ap"] > 0
+    diverged = next(r for r in results if r.name == f"baseline-t{trials[10.0]['trial']}-s100")
     info = json.loads(diverged.run_file.read_text())
     assert diverged.checkpoint is None and info["diverged_at"] >= 1 and diverged.history.is_file()
     run = mlflow.MlflowClient().get_run(info["run_id"])
     assert run.info.status == "FAILED" and run.data.tags["pipeline.diverged_at"] == str(info["diverged_at"])
-    assert fine.checkpoint.is_file()
-    assert mlflow.MlflowClient().get_run(json.loads(fine.run_file.read_text())["run_id"]).info.status == "FINISHED"
 
 
-def test_a_new_seed_trains_only_its_model_and_a_removed_one_leaves(raw_params: dict, chosen: Layout) -> None:
-    raw_params["train"]["seeds"] = [0, 1]
-    first = train.run(parse(raw_params), "baseline", chosen)
+def test_a_new_replicate_trains_only_its_models_and_a_removed_one_leaves(raw_params: dict, layout: Layout) -> None:
+    def with_replicates(n: int) -> list[TrainResult]:
+        raw_params["prepare"]["replicates"] = n
+        params = parse(raw_params)
+        prepare.run(params.prepare, layout)
+        write_chosen(layout, "baseline")
+        return train.run(params, "baseline", layout)
+
+    first = with_replicates(2)
     stamps = {r.name: (r.checkpoint.stat().st_mtime_ns, json.loads(r.run_file.read_text())["run_id"]) for r in first}
-    raw_params["train"]["seeds"] = [1, 2]
-    second = train.run(parse(raw_params), "baseline", chosen)
-    assert [r.name for r in second] == ["baseline-s1", "baseline-s2"]
-    assert second[0].fit is None and second[1].fit is not None  # s1 kept, s2 trained
-    assert (second[0].checkpoint.stat().st_mtime_ns, json.loads(second[0].run_file.read_text())["run_id"]) == \
-        stamps["baseline-s1"]
-    assert sorted(p.name for p in (chosen.models / "baseline").iterdir()) == [
-        "baseline-s1.pt", "baseline-s1.run.json", "baseline-s2.pt", "baseline-s2.run.json"]
-    assert sorted(p.name for p in (chosen.histories / "baseline").iterdir()) == ["baseline-s1.csv", "baseline-s2.csv"]
-    raw_params["train"]["epochs"] = 2  # other params: every model trains again
-    third = train.run(parse(raw_params), "baseline", chosen)
-    assert all(r.fit is not None for r in third)
+    second = with_replicates(3)
+    assert [r.name for r in second] == ["baseline-s0", "baseline-s1", "baseline-s2"]
+    assert [r.fit is None for r in second] == [True, True, False]  # r0, r1 kept: their splits did not move
+    assert {r.name: (r.checkpoint.stat().st_mtime_ns, json.loads(r.run_file.read_text())["run_id"])
+            for r in second[:2]} == stamps
+    with_replicates(1)
+    assert sorted(p.name for p in (layout.models / "baseline").iterdir()) == [
+        "baseline-s0.probes.csv", "baseline-s0.pt", "baseline-s0.run.json"]
+    assert sorted(p.name for p in (layout.histories / "baseline").iterdir()) == ["baseline-s0.csv"]
 
 
-def test_stacked_and_one_at_a_time_train_the_same_models(raw_params: dict, chosen: Layout, tmp_path: Path) -> None:
+def test_stacked_and_one_at_a_time_train_the_same_models(raw_params: dict, layout: Layout, tmp_path: Path) -> None:
     """train.stack: 1 is the loop that torchrun uses; a stack gives the same histories and weights to
-    float32 rounding."""
-    raw_params["train"]["seeds"] = [0, 1, 2]
-    stacked = train.run(parse(raw_params), "batchnorm", chosen, track=False)
+    float32 rounding (each replicate its own split: the stack's members have rows of their own)."""
+    raw_params["prepare"]["replicates"] = 3
+    prepare.run(parse(raw_params).prepare, layout)
+    write_chosen(layout, "batchnorm")
+    stacked = train.run(parse(raw_params), "batchnorm", layout, track=False)
     raw_params["train"]["stack"] = 1
-    alone = train.run(parse(raw_params), "batchnorm", _copy_prepared(chosen, tmp_path / "alone"), track=False)
+    alone = train.run(parse(raw_params), "batchnorm", _copy_prepared(layout, tmp_path / "alone"), track=False)
+    assert json.loads(stacked[0].run_file.read_text())["stack_size"] == 3
     for a, b in zip(alone, stacked):
         ha, hb = pd.read_csv(a.history), pd.read_csv(b.history)
         for key in ("train_loss", "val_loss", "val_ap"):
@@ -173,7 +223,8 @@ def test_same_params_same_history_and_checkpoint(params: Params, chosen: Layout,
 
 
 def _diverging(raw_params: dict, lr: list[float] | None = None) -> Params:
-    raw_params["train"].update(lr=lr or [10.0], grad_clip=0.0)
+    space(raw_params, lr=lr or [10.0])
+    raw_params["train"].update(grad_clip=0.0)
     raw_params["train"]["optimizer"].update(name="sgd", momentum=0.9)
     raw_params["train"]["model"]["hidden"] = [256, 256]
     return parse(raw_params)
@@ -181,8 +232,8 @@ def _diverging(raw_params: dict, lr: list[float] | None = None) -> Params:
 
 def test_divergence_fails_run_and_leaves_no_outputs(raw_params: dict, prepared: Layout) -> None:
     params = _diverging(raw_params)
-    write_json(prepared.chosen_setting("baseline"), {"lr": 10.0})
-    with pytest.raises(StageError, match=r"diverged at epoch \d+ .*lower train\.lr"):
+    write_chosen(prepared, "baseline", lr=10.0)
+    with pytest.raises(StageError, match=r"diverged at epoch \d+ .*lower train\.tune\.space\.lr"):
         _train(params, prepared, "baseline")
     assert not prepared.models.exists() or not any(prepared.models.rglob("*.*"))
     runs = mlflow.search_runs(search_all_experiments=True, filter_string="tags.`pipeline.role` = 'model'")
@@ -205,18 +256,14 @@ def test_missing_prepare_outputs_are_a_clear_error(params: Params, layout: Layou
 def test_command_line_divergence_is_one_line_and_exit_2(raw_params: dict, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
-    import yaml
-
-    from pipeline import prepare
-
     params = _diverging(raw_params)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params.model_dump()))
     prepare.run(params.prepare)
-    write_json(Layout().chosen_setting("baseline"), {"lr": 10.0})
+    write_chosen(Layout(), "baseline", lr=10.0)
     assert train.main(["--variant", "baseline", "--seed", "0"]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("train: error")]
-    assert len(err) == 1 and "lower train.lr" in err[0]
+    assert len(err) == 1 and "lower train.tune.space.lr" in err[0]
     assert not (tmp_path / "models").exists() or not [p for p in (tmp_path / "models").rglob("*") if p.is_file()]
 
 

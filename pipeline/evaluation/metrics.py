@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 from sklearn.metrics import (
     accuracy_score,
@@ -80,41 +82,73 @@ def accuracy_trap(metrics: dict[str, float], recall_target: float) -> bool:
     return metrics["accuracy"] >= metrics["majority_accuracy"] and metrics["recall"] < recall_target
 
 
-CHUNK_CELLS = 12_000_000  # resamples x rows scored at once in bootstrap_ci
+CHUNK_CELLS = 12_000_000  # resamples x rows scored at once
 
 
-def bootstrap_ci(y: np.ndarray, p: np.ndarray, threshold: float, resamples: int, seed: int,
-                 level: float = 0.95, chunk: int = 25) -> dict[str, tuple[float, float]]:
-    """Stratified bootstrap percentile intervals for AP, precision, recall and F1.
-
-    Positives and negatives are resampled separately (with replacement), so every resample keeps
-    the split's prevalence. A resample is a vector of row counts, i.e. sample weights; all resamples
-    of a chunk are scored at once (``weighted_ap`` is sklearn's average precision with those weights,
-    a test checks they agree), which is what makes hundreds of resamples cheap on large splits.
-    """
+def stratified_weights(y: np.ndarray, resamples: int, seed: int, chunk: int = 25) -> Iterator[np.ndarray]:
+    """Bootstrap resamples of the rows as count vectors (sample weights), a chunk of them at a time:
+    positives and negatives resampled separately (with replacement), so that every resample keeps the
+    prevalence; a chunk's arrays stay near 100 MB on any split."""
     rng = np.random.default_rng(seed)
-    y = y.astype(bool)
-    pred = p >= threshold
     pos, neg = np.flatnonzero(y), np.flatnonzero(~y)
-    order, starts = tie_groups(p)
-    draws: dict[str, list[np.ndarray]] = {"ap": [], "precision": [], "recall": [], "f1": []}
-    chunk = max(1, min(chunk, CHUNK_CELLS // max(1, y.size)))  # a chunk's arrays stay ~100 MB on any split
+    chunk = max(1, min(chunk, CHUNK_CELLS // max(1, y.size)))
     for first in range(0, resamples, chunk):
         count = min(chunk, resamples - first)
         picks = np.concatenate([rng.choice(pos, (count, pos.size)), rng.choice(neg, (count, neg.size))], axis=1)
         picks += (np.arange(count) * y.size)[:, None]  # resample i counts rows in its own block
-        weights = np.bincount(picks.ravel(), minlength=count * y.size).reshape(count, y.size)
+        yield np.bincount(picks.ravel(), minlength=count * y.size).reshape(count, y.size)
+
+
+def weighted_counts(y: np.ndarray, pred: np.ndarray, weights: np.ndarray) -> dict[str, np.ndarray]:
+    """True and false positives and negatives under each row of ``weights``."""
+    return {"tp": weights @ (y & pred), "fp": weights @ (~y & pred), "fn": weights @ (y & ~pred),
+            "tn": weights @ (~y & ~pred)}
+
+
+def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.divide(a, b, out=np.zeros(a.shape), where=b > 0)
+
+
+def bootstrap_ci(y: np.ndarray, p: np.ndarray, threshold: float, resamples: int, seed: int,
+                 level: float = 0.95, chunk: int = 25) -> dict[str, tuple[float, float]]:
+    """Stratified bootstrap percentile intervals for AP, precision, recall and F1 (the threshold held
+    fixed). All resamples of a chunk are scored at once (``weighted_ap`` is sklearn's average
+    precision with those weights, a test checks they agree)."""
+    y = y.astype(bool)
+    pred = p >= threshold
+    order, starts = tie_groups(p)
+    draws: dict[str, list[np.ndarray]] = {"ap": [], "precision": [], "recall": [], "f1": []}
+    for weights in stratified_weights(y, resamples, seed, chunk):
         draws["ap"].append(weighted_ap(y, weights, order, starts))
-        tp, fp, fn = weights @ (y & pred), weights @ (~y & pred), weights @ (y & ~pred)
-        precision = np.divide(tp, tp + fp, out=np.zeros(count), where=(tp + fp) > 0)
-        recall = np.divide(tp, tp + fn, out=np.zeros(count), where=(tp + fn) > 0)
+        c = weighted_counts(y, pred, weights)
+        precision, recall = _ratio(c["tp"], c["tp"] + c["fp"]), _ratio(c["tp"], c["tp"] + c["fn"])
         draws["precision"].append(precision)
         draws["recall"].append(recall)
-        draws["f1"].append(np.divide(2 * precision * recall, precision + recall, out=np.zeros(count),
-                                     where=(precision + recall) > 0))
+        draws["f1"].append(_ratio(2 * precision * recall, precision + recall))
     tail = (1 - level) / 2 * 100
     return {k: (float(np.percentile(np.concatenate(v), tail)), float(np.percentile(np.concatenate(v), 100 - tail)))
             for k, v in draws.items()}
+
+
+def paired_draws(y: np.ndarray, ours: tuple[np.ndarray, float], theirs: tuple[np.ndarray, float], resamples: int,
+                 seed: int) -> dict[str, np.ndarray]:
+    """Bootstrap draws of the paired differences (ours minus theirs) on the same resampled test rows:
+    average precision, and at each model's own threshold accuracy, precision and recall."""
+    y = y.astype(bool)
+    (p_a, t_a), (p_b, t_b) = ours, theirs
+    rankings = [tie_groups(p_a), tie_groups(p_b)]
+    preds = [p_a >= t_a, p_b >= t_b]
+    out: dict[str, list[np.ndarray]] = {"ap": [], "accuracy": [], "precision": [], "recall": []}
+    for weights in stratified_weights(y, resamples, seed):
+        aps = [weighted_ap(y, weights, order, starts) for order, starts in rankings]
+        counts = [weighted_counts(y, pred, weights) for pred in preds]
+        total = weights.sum(axis=1)
+        values = [{"accuracy": (c["tp"] + c["tn"]) / total, "precision": _ratio(c["tp"], c["tp"] + c["fp"]),
+                   "recall": _ratio(c["tp"], c["tp"] + c["fn"])} for c in counts]
+        out["ap"].append(aps[0] - aps[1])
+        for key in ("accuracy", "precision", "recall"):
+            out[key].append(values[0][key] - values[1][key])
+    return {k: np.concatenate(v) for k, v in out.items()}
 
 
 def pr_roc_points(name: str, y: np.ndarray, p: np.ndarray, points: int = 200) -> tuple[dict, dict]:

@@ -43,6 +43,17 @@ class Tuned:
     grid: list[dict[str, Any]]  # each point's settings and val_ap
 
 
+def fit_at(name: str, point: dict[str, Any], train: tuple[np.ndarray, np.ndarray],
+           val: tuple[np.ndarray, np.ndarray], seed: int) -> Any:
+    """One reference model at one grid point, fitted on train (gradient boosting stops early on val)."""
+    model = BUILDERS[name](seed, **point)
+    if name == "hist_gradient_boosting":
+        model.fit(*train, X_val=val[0], y_val=val[1])
+    else:
+        model.fit(*train)
+    return model
+
+
 def fit_reference(name: str, params: ReferenceParams, train: tuple[np.ndarray, np.ndarray],
                   val: tuple[np.ndarray, np.ndarray], seed: int) -> Tuned:
     """Fit every grid point on train, keep the best on validation AP."""
@@ -50,11 +61,7 @@ def fit_reference(name: str, params: ReferenceParams, train: tuple[np.ndarray, n
     points = [dict(zip(space, values)) for values in itertools.product(*space.values())]
     best, grid = None, []
     for point in points:
-        model = BUILDERS[name](seed, **point)
-        if name == "hist_gradient_boosting":
-            model.fit(*train, X_val=val[0], y_val=val[1])
-        else:
-            model.fit(*train)
+        model = fit_at(name, point, train, val, seed)
         val_ap = float(average_precision_score(val[1], model.predict_proba(val[0])[:, 1]))
         grid.append({**point, "val_ap": val_ap})
         if best is None or val_ap > best[1]:

@@ -13,8 +13,10 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from pipeline.modeling.batches import batch_slices
 from pipeline.modeling.distributed import World
 from pipeline.modeling.model import predict_logits
+from pipeline.modeling.probes import Clock, probe_record, probe_steps
 from pipeline.modeling.snapshots import Snapshot, rng_state, set_rng_state
 
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -28,7 +30,7 @@ class DivergedError(RuntimeError):
 
     def __init__(self, epoch: int, loss: float, lr: float) -> None:
         super().__init__(f"training diverged at epoch {epoch} (train_loss {loss}); "
-                         f"lower train.lr (now {lr:g}), e.g. to {lr / 10:g}")
+                         f"lower train.tune.space.lr (now {lr:g}), e.g. to {lr / 10:g}")
         self.epoch = epoch
 
 
@@ -48,6 +50,7 @@ class FitConfig:
     grad_clip: float
     patience: int
     bf16: bool
+    probe_growth: float = 0.0  # validate at steps growing by this factor (modeling.probes); 0: epochs only
 
 
 @dataclass
@@ -60,6 +63,7 @@ class FitResult:
     stopped_early: bool = False
     batch_sizes: list[int] = field(default_factory=list)  # the rows of each (global) batch of an epoch
     norm_batch_sizes: list[int] = field(default_factory=list)  # the rows BatchNorm's statistics saw per batch
+    probes: list[dict[str, float]] = field(default_factory=list)  # validation at probe steps and epoch ends
 
     def add(self, epoch: int, record: dict[str, float]) -> bool:
         """Record one epoch; True when its validation AP is the best so far (its weights are kept)."""
@@ -85,21 +89,6 @@ def epoch_record(train_loss: float, train_accuracy: float, validation: dict[str,
             "samples_per_second": rows / seconds, "lr": lr, "stack_size": stack_size}
 
 
-def resolve_device(requested: str, local_rank: int = 0) -> torch.device:
-    """`auto` picks CUDA when present, else CPU; `cuda` without a GPU is an error. Under torchrun
-    each process on a machine takes the GPU of its local rank."""
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device is 'cuda' but no CUDA device is available; "
-                           "use train.device: auto or cpu, or install the CUDA build of torch")
-    if requested == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu")
-    if local_rank >= torch.cuda.device_count():
-        raise RuntimeError(f"process {local_rank} has no GPU of its own ({torch.cuda.device_count()} found); "
-                           "set train.distributed.nproc to at most the number of GPUs")
-    torch.cuda.set_device(local_rank)
-    return torch.device("cuda", local_rank)
-
-
 def make_optimizer(model: nn.Module, cfg: FitConfig) -> torch.optim.Optimizer:
     """Adam, AdamW or SGD with momentum."""
     # The fused kernels do one pass over all parameters per step: fewer tiny ops on CPU and GPU.
@@ -108,23 +97,6 @@ def make_optimizer(model: nn.Module, cfg: FitConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-
-
-class BatchError(ValueError):
-    """The training split cannot be cut into batches of the minimum size."""
-
-
-def batch_slices(n: int, batch_size: int, min_batch: int) -> list[slice]:
-    """Batches of ``batch_size`` rows covering all ``n`` rows; a last batch shorter than
-    ``min(min_batch, batch_size)`` joins the one before it, so no batch is ever that small."""
-    smallest = min(min_batch, batch_size)
-    if n < smallest:
-        raise BatchError(f"the training split has {n} rows, fewer than the smallest batch allowed ({smallest}); "
-                         "use more data or lower train.min_batch")
-    starts = list(range(0, n, batch_size))
-    if len(starts) > 1 and n - starts[-1] < smallest:
-        starts.pop()
-    return [slice(start, end) for start, end in zip(starts, [*starts[1:], n])]
 
 
 @dataclass(frozen=True)
@@ -207,6 +179,8 @@ class _Loop:
         self.result = FitResult(batch_sizes=sizes,
                                 norm_batch_sizes=sizes if self.env.norm_synced else [s // world.size for s in sizes])
         self.best_state = copy.deepcopy(self.model.state_dict())
+        self.probe_at = probe_steps(cfg.probe_growth, cfg.epochs * len(self.slices))
+        self.steps, self.clock = 0, Clock()
 
     def _restore(self, resume: Snapshot) -> int:
         """Go on from a snapshot; return the first epoch still to train."""
@@ -215,6 +189,8 @@ class _Loop:
         self.result.history, self.best_state = list(resume.history), resume.best_state
         self.result.best_epoch, self.result.best_val_ap = resume.best_epoch, resume.best_val_ap
         self.result.stopped_early = resume.stopped_early
+        self.result.probes = list(resume.probes)
+        self.steps, self.clock = resume.steps, Clock(resume.train_seconds)
         world = self.env.world
         if len(resume.rng) == world.size:  # dropout goes on with the same masks
             set_rng_state(resume.rng[world.rank], self.env.device)
@@ -237,6 +213,7 @@ class _Loop:
         if not math.isfinite(train_loss):
             raise DivergedError(epoch, train_loss, self.cfg.lr)
         validation = self._validate()
+        self.result.probes.append(probe_record(self.steps, len(self.slices), self.clock.seconds, validation))
         record = epoch_record(train_loss, train_accuracy, validation, time.perf_counter() - start, self.n,
                               self.optimizer.param_groups[0]["lr"])
         if self.result.add(epoch, record):
@@ -255,6 +232,7 @@ class _Loop:
         order = torch.randperm(self.n, device=device, generator=self.generator)
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device)
+        self.clock.start()
         for part in self.slices:
             rows = order[part]
             if world.size > 1:  # this rank's rows of the global batch
@@ -274,8 +252,19 @@ class _Loop:
                 self.hooks.on_step(loss.detach())
             loss_sum += loss.detach() * (part.stop - part.start) if world.size == 1 else batch_sum
             correct += ((logits.detach() > 0) == (yb > 0.5)).sum()
+            self.steps += 1
+            if self.steps in self.probe_at and part is not self.slices[-1]:  # the epoch's end validates anyway
+                self._probe()
+        self.clock.stop()
         totals = world.sum(torch.stack([loss_sum.double(), correct.double()]))
         return float(totals[0]) / self.n, float(totals[1]) / self.n
+
+    def _probe(self) -> None:
+        """Validation AP between epochs (in eval mode, then back to training), off the training clock."""
+        seconds = self.clock.stop()
+        self.result.probes.append(probe_record(self.steps, len(self.slices), seconds, self._validate()))
+        self.model.train()
+        self.clock.start()
 
     def _validate(self) -> dict[str, float]:
         """Validation loss and the caller's metrics, in eval mode, over every rank's validation rows."""
@@ -293,4 +282,5 @@ class _Loop:
                         optimizer=self.optimizer.state_dict(), generator=self.generator.get_state(),
                         rng=self.env.world.gather_objects(rng_state(self.env.device)),  # type: ignore[arg-type]
                         history=result.history, best_state=self.best_state, best_epoch=result.best_epoch,
-                        best_val_ap=result.best_val_ap)
+                        best_val_ap=result.best_val_ap, probes=list(result.probes), steps=self.steps,
+                        train_seconds=self.clock.seconds)

@@ -101,10 +101,14 @@ class MLP(nn.Module):
         return self.head(x).squeeze(-1)
 
 
-def build(config: MLPConfig, seed: int) -> MLP:
-    """A freshly initialised model."""
+def build(config: MLPConfig, seed: int, output_bias: float | None = None) -> MLP:
+    """A freshly initialised model; ``output_bias`` sets the output's initial bias (the training prior's
+    log-odds: the first predictions are the base rate, so early loss does not measure learning it)."""
     model = MLP(config)
     model.init_weights(seed)
+    if output_bias is not None:
+        with torch.no_grad():
+            model.head.bias.fill_(output_bias)
     return model
 
 

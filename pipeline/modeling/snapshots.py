@@ -34,6 +34,9 @@ class Snapshot:
     best_state: dict[str, torch.Tensor]
     best_epoch: int
     best_val_ap: float
+    probes: list[dict[str, float]]  # validation at probe steps so far
+    steps: int  # optimisation steps so far
+    train_seconds: float  # training time so far (modeling.probes.Clock)
     run_id: str | None = None  # the MLflow run the model goes on in
 
     def with_run(self, run_id: str | None) -> Snapshot:

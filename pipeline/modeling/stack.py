@@ -105,15 +105,19 @@ class StackedMLP(nn.Module):
 
     @torch.inference_mode()
     def predict(self, x: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-        """Logits ``(k, rows)`` of every model on the same rows ``x`` (rows, features), in eval mode
-        (running BatchNorm statistics, no dropout), ``chunk`` rows at a time."""
+        """Logits ``(k, rows)`` in eval mode (running BatchNorm statistics, no dropout), ``chunk`` rows
+        at a time: of every model on the same rows ``x`` (rows, features), or of each model on its own
+        rows ``x`` (k, rows, features)."""
         was_training = self.training
         self.eval()
         weight, bias = self._param(0), self._param(1)
         flat_weight = weight.reshape(-1, weight.shape[-1])  # (k x width, features): one product for all models
         parts = []
-        for i in range(0, x.shape[0], chunk):
-            first = (flat_weight @ x[i:i + chunk].T).view(self.k, weight.shape[1], -1) + bias
+        for i in range(0, x.shape[-2], chunk):
+            if x.dim() == 2:
+                first = (flat_weight @ x[i:i + chunk].T).view(self.k, weight.shape[1], -1) + bias
+            else:
+                first = torch.baddbmm(bias, weight, x[:, i:i + chunk].transpose(1, 2))
             parts.append(self._run(first).float())
         self.train(was_training)
         return torch.cat(parts, dim=1)

@@ -17,9 +17,10 @@ from dataclasses import dataclass, replace
 import torch
 from torch.nn import functional as F
 
-from pipeline.modeling.fit import DivergedError, FitConfig, FitData, FitEnv, FitResult, Scorer, batch_slices, \
-    epoch_record
+from pipeline.modeling.batches import batch_slices
+from pipeline.modeling.fit import DivergedError, FitConfig, FitData, FitEnv, FitResult, Scorer, epoch_record
 from pipeline.modeling.model import MLPConfig, build
+from pipeline.modeling.probes import Clock, probe_record, probe_steps
 from pipeline.modeling.stack import StackedMLP
 from pipeline.modeling.stack_optimizer import StackOptimizer
 
@@ -33,6 +34,7 @@ class Member:
 
     config: MLPConfig
     fit: FitConfig
+    output_bias: float | None = None  # the output's initial bias (model.build)
 
 
 @dataclass(frozen=True)
@@ -67,8 +69,9 @@ def shared(members: list[Member]) -> FitConfig:
     return first
 
 
-def fit_stack(members: list[Member], data: FitData, env: FitEnv, hooks: StackHooks) -> list[Outcome]:
-    """Train every member; return each one's outcome, in the members' order."""
+def fit_stack(members: list[Member], data: FitData | list[FitData], env: FitEnv, hooks: StackHooks) -> list[Outcome]:
+    """Train every member on ``data`` (the same rows for all, or each member its own rows: the same
+    number of them); return each one's outcome, in the members' order."""
     if env.world.size > 1:
         raise ValueError("a stack trains in one process; train over several with one model at a time")
     return _StackLoop(members, data, env, hooks).run()
@@ -81,13 +84,11 @@ class _StackLoop:
         self.cfg, self.device, self.hooks = shared(members), env.device, hooks
         torch.manual_seed(self.cfg.seed)  # dropout's masks: the same params give the same numbers
         self.members = members
-        self.stack = StackedMLP([build(m.config, m.fit.seed) for m in members]).to(self.device)
+        self.stack = StackedMLP([build(m.config, m.fit.seed, m.output_bias) for m in members]).to(self.device)
         self.optimizer = StackOptimizer(self.stack.flat, self.cfg.optimizer, [m.fit.lr for m in members],
                                         [m.fit.weight_decay for m in members], self.cfg.momentum)
-        self.x_train, self.y_train = (t.to(self.device) for t in data.train)
-        self.x_val, y_val = (t.to(self.device) for t in data.val)
-        self.y_train, self.y_val = self.y_train.float(), y_val.float()
-        self.n = self.x_train.shape[0]
+        self.rows = Rows(data, len(members), self.device)
+        self.n = self.rows.n
         self.slices = batch_slices(self.n, self.cfg.batch_size, self.cfg.min_batch)
         sizes = [s.stop - s.start for s in self.slices]
         self.results = [FitResult(batch_sizes=sizes, norm_batch_sizes=sizes) for _ in members]
@@ -95,6 +96,8 @@ class _StackLoop:
         self.active = list(range(len(members)))  # the member of each row of the stack
         self.generators = [torch.Generator(device=self.device).manual_seed(m.fit.seed) for m in members]
         self.best_batches = [0] * len(members)  # BatchNorm's num_batches_tracked at each member's best epoch
+        self.probe_at = probe_steps(self.cfg.probe_growth, self.cfg.epochs * len(self.slices))
+        self.steps, self.clock = 0, Clock()
         self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16,
                                        enabled=self.cfg.bf16 and self.device.type == "cuda")
         self._weights()
@@ -117,9 +120,7 @@ class _StackLoop:
     def _epoch(self, epoch: int) -> None:
         start = time.perf_counter()
         losses, correct = self._train_epoch()
-        with self.autocast:
-            logits = self.stack.predict(self.x_val)
-        val_losses = self._losses(logits, self.y_val.expand_as(logits)).tolist()
+        logits, y_val, val_losses = self._validate()
         seconds = time.perf_counter() - start
         losses, correct = losses.tolist(), correct.tolist()  # the one host sync of the epoch
         improved, finished, diverged, records = [], [], [], {}
@@ -127,7 +128,9 @@ class _StackLoop:
             if losses[row] != losses[row] or abs(losses[row]) == float("inf"):
                 diverged.append((row, DivergedError(epoch, losses[row], self.members[member].fit.lr)))
                 continue
-            validation = {"val_loss": val_losses[row], **self.hooks.score(self.y_val.cpu(), logits[row].cpu())}
+            validation = {"val_loss": val_losses[row], **self.hooks.score(y_val[row].cpu(), logits[row].cpu())}
+            self.results[member].probes.append(probe_record(self.steps, len(self.slices), self.clock.seconds,
+                                                            validation))
             record = epoch_record(losses[row] / self.n, correct[row] / self.n, validation, seconds, self.n,
                                   self.members[member].fit.lr, len(self.active))
             result = self.results[member]
@@ -149,10 +152,9 @@ class _StackLoop:
                               for m in self.active])
         loss_sum = torch.zeros(len(self.active), device=self.device, dtype=torch.float64)
         correct = torch.zeros(len(self.active), device=self.device, dtype=torch.float64)
+        self.clock.start(len(self.active))
         for part in self.slices:
-            rows = orders[:, part].reshape(-1)  # index_select: 4x faster than x[rows] with a 2-D index
-            xb = self.x_train.index_select(0, rows).view(len(self.active), -1, self.x_train.shape[1])
-            yb = self.y_train.index_select(0, rows).view(len(self.active), -1)
+            xb, yb = self.rows.batch(orders[:, part], self.active)
             with self.autocast:
                 logits = self.stack(xb).float()
             losses = self._losses(logits, yb)
@@ -167,7 +169,29 @@ class _StackLoop:
                 self.hooks.on_step(detached)
             loss_sum += detached * (part.stop - part.start)
             correct += ((logits.detach() > 0) == (yb > 0.5)).sum(1)
+            self.steps += 1
+            if self.steps in self.probe_at and part is not self.slices[-1]:  # the epoch's end validates anyway
+                self._probe()
+        self.clock.stop()
         return loss_sum, correct
+
+    def _validate(self) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
+        """Every active member's validation logits, labels and loss, in one pass."""
+        x_val, y_val = self.rows.validation(self.active)
+        with self.autocast:
+            logits = self.stack.predict(x_val)
+        y_val = y_val.expand_as(logits)
+        return logits, y_val, self._losses(logits, y_val).tolist()
+
+    def _probe(self) -> None:
+        """Validation AP of every active member between epochs, off the training clock."""
+        seconds = self.clock.stop()
+        logits, y_val, val_losses = self._validate()
+        for row, member in enumerate(self.active):
+            validation = {"val_loss": val_losses[row], **self.hooks.score(y_val[row].cpu(), logits[row].cpu())}
+            self.results[member].probes.append(probe_record(self.steps, len(self.slices), seconds, validation))
+        self.stack.train()
+        self.clock.start(len(self.active))
 
     def _losses(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Each model's mean binary cross-entropy, positives weighted by its own pos_weight."""
@@ -206,3 +230,39 @@ class _StackLoop:
         self.outcomes[member] = outcome
         if self.hooks.on_done is not None:
             self.hooks.on_done(member, outcome)
+
+
+class Rows:
+    """The stack's training and validation rows on the device: one set shared by every member, or each
+    member its own (kept in one tensor; a member's rows are found by its offset, so no copy is made
+    when members leave)."""
+
+    def __init__(self, data: FitData | list[FitData], members: int, device: torch.device) -> None:
+        own = isinstance(data, list)
+        if own and len(data) != members:
+            raise ValueError("own rows need one FitData per member")
+        sets = data if own else [data]
+        for part in ("train", "val"):
+            if len({getattr(d, part)[0].shape for d in sets}) != 1:
+                raise ValueError(f"the members' {part} rows must have one shape to be stacked")
+        self.own = own
+        self.x_train, self.y_train = (torch.stack([d.train[i] for d in sets]).to(device) for i in (0, 1))
+        self.x_val, self.y_val = (torch.stack([d.val[i] for d in sets]).to(device) for i in (0, 1))
+        self.y_train, self.y_val = self.y_train.float(), self.y_val.float()
+        self.n, self.features = self.x_train.shape[1], self.x_train.shape[2]
+
+    def batch(self, rows: torch.Tensor, active: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each active member's rows of a step ((members, rows) indices into its own training rows) as
+        (members, rows, features) and (members, rows); one index_select (4x faster than a 2-D index)."""
+        if self.own:
+            rows = rows + torch.tensor(active, device=rows.device).unsqueeze(1) * self.n
+        flat = rows.reshape(-1)
+        x = self.x_train.view(-1, self.features).index_select(0, flat).view(*rows.shape, self.features)
+        return x, self.y_train.view(-1).index_select(0, flat).view(rows.shape)
+
+    def validation(self, active: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The validation rows: shared (rows, features) and (1, rows), or each active member's own."""
+        if not self.own:
+            return self.x_val[0], self.y_val
+        index = torch.tensor(active, device=self.x_val.device)
+        return self.x_val.index_select(0, index), self.y_val.index_select(0, index)

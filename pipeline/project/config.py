@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from pipeline.data.tables import table_kind
-from pipeline.project.variants import VariantName
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+from pipeline.project.train_config import Strict as _Strict
+from pipeline.project.train_config import TrainParams
 
 
 PositiveInt = Annotated[int, Field(ge=1)]
-NonNegativeInt = Annotated[int, Field(ge=0)]
-LearningRate = Annotated[float, Field(gt=0, le=10)]
 PositiveFloat = Annotated[float, Field(gt=0)]
-
-
-def _no_repeats(value: list) -> list:
-    if len(set(value)) != len(value):
-        raise ValueError("must not repeat an entry")
-    return value
 
 
 class SyntheticParams(_Strict):
@@ -55,6 +44,7 @@ class PrepareParams(_Strict):
     source: str = Field(min_length=1)
     label: str = Field(min_length=1)
     seed: int = Field(ge=0)
+    replicates: int = Field(ge=1, le=1000)
     synthetic: SyntheticParams
     split: SplitParams
     log1p: list[str]
@@ -67,73 +57,6 @@ class PrepareParams(_Strict):
         if value != "synthetic" and table_kind(value) is None:
             raise ValueError("must be 'synthetic' or a path ending in .csv, .csv.gz (or another compression "
                              "pandas reads: .zip, .bz2, .xz, .zst) or .parquet")
-        return value
-
-
-class ModelParams(_Strict):
-    """MLP shape; identical for every variant."""
-
-    hidden: list[PositiveInt] = Field(min_length=1)
-    dropout: float = Field(ge=0, lt=1)
-    activation: Literal["relu", "gelu", "silu", "tanh"]
-    batchnorm_placement: Literal["before", "after"]
-
-
-class OptimizerParams(_Strict):
-    """Optimizer choice and its knobs."""
-
-    name: Literal["adam", "adamw", "sgd"]
-    weight_decay: float = Field(ge=0)
-    momentum: float = Field(ge=0, lt=1)
-
-
-class DistributedParams(_Strict):
-    """Training processes on this machine (torchrun --standalone when above 1), restarts after a crash."""
-
-    nproc: int = Field(ge=1, le=1024)
-    max_restarts: int = Field(ge=0, le=100)
-
-
-class TrainParams(_Strict):
-    """Parameters of the tune and train stages."""
-
-    variants: list[VariantName] = Field(min_length=1)
-    seeds: list[NonNegativeInt] = Field(min_length=1)
-    lr: list[LearningRate] = Field(min_length=1)
-    tune_seeds: list[NonNegativeInt] = Field(min_length=1)
-    epochs: int = Field(ge=1, le=10_000)
-    batch_size: int = Field(ge=2)
-    min_batch: int = Field(ge=2)
-    device: Literal["auto", "cpu", "cuda"]
-    bf16: bool
-    model: ModelParams
-    optimizer: OptimizerParams
-    pos_weight: float | Literal["none", "balanced"]
-    grad_clip: float = Field(ge=0)
-    patience: int = Field(ge=0)
-    stack: int = Field(ge=1, le=1024)
-    batchnorm_sync: bool
-    distributed: DistributedParams
-
-    @field_validator("variants", "seeds", "lr", "tune_seeds")
-    @classmethod
-    def _unique(cls, value: list) -> list:
-        return _no_repeats(value)
-
-    @field_validator("tune_seeds")
-    @classmethod
-    def _own_seeds(cls, value: list[int], info: Any) -> list[int]:
-        shared = sorted(set(value) & set(info.data.get("seeds", [])))
-        if shared:
-            raise ValueError(f"must not share seeds with train.seeds ({shared}): tuning models are chosen on "
-                             "validation and kept apart from the models they choose for")
-        return value
-
-    @field_validator("pos_weight")
-    @classmethod
-    def _positive_weight(cls, value: float | str) -> float | str:
-        if isinstance(value, float | int) and value <= 0:
-            raise ValueError("must be 'none', 'balanced' or a number > 0")
         return value
 
 
@@ -185,6 +108,23 @@ class EvaluateParams(_Strict):
     recall_target: float = Field(gt=0, le=1)
 
 
+class MinEffectParams(_Strict):
+    """The practical size of each claim, in its own unit: a smaller effect is never "supported"."""
+
+    minority: float = Field(gt=0, lt=1)  # test average precision
+    accuracy: float = Field(gt=0, lt=1)  # test accuracy
+    loss: float = Field(gt=0, lt=1)  # relative reduction of the training loss
+    speed: float = Field(gt=0, lt=10)  # relative time saved: 0.1 = the target reached 1.1x as fast
+
+
+class ClaimBootstrapParams(_Strict):
+    """The nested bootstrap of the verdicts' intervals: replicates, then test rows within each."""
+
+    resamples: int = Field(ge=100, le=1_000_000)  # outer: replicates drawn with replacement
+    inner: int = Field(ge=10, le=100_000)  # per replicate: resamples of its test rows
+    seed: int = Field(ge=0)
+
+
 class ReportParams(_Strict):
     """Parameters of the report stage."""
 
@@ -192,7 +132,17 @@ class ReportParams(_Strict):
     small_batch: int = Field(ge=2)
     confidence: float = Field(gt=0.5, lt=1)
     power: float = Field(gt=0.5, lt=1)
-    suspect_margin: float = Field(ge=0, lt=1)
+    min_effect: MinEffectParams
+    bootstrap: ClaimBootstrapParams
+    speed_rungs: list[float] = Field(min_length=1)
+    saturation: float = Field(ge=0, lt=1)
+
+    @field_validator("speed_rungs")
+    @classmethod
+    def _fractions(cls, value: list[float]) -> list[float]:
+        if any(not 0 < v <= 1 for v in value) or sorted(set(value)) != value:
+            raise ValueError("must be increasing fractions in (0, 1] of the best validation AP both variants reach")
+        return value
 
 
 class MlflowParams(_Strict):
@@ -210,3 +160,12 @@ class Params(_Strict):
     evaluate: EvaluateParams
     report: ReportParams
     mlflow: MlflowParams
+
+    @model_validator(mode="after")
+    def _own_seeds(self) -> Params:
+        shared = sorted(set(self.train.tune.seeds) & set(range(self.prepare.replicates)))
+        if shared:
+            raise ValueError(f"train.tune.seeds must not share seeds with the replicates 0..{self.prepare.replicates - 1} "
+                             f"({shared}): tuning models are chosen on validation and kept apart from the models "
+                             "they choose for")
+        return self

@@ -11,38 +11,43 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from pipeline.runtime.errors import StageError
 
 SPLITS = ("train", "val", "test")
+TUNING = "tuning"  # the split tuning trains and chooses on; the compared models use the replicates'
 
 
-def model_name(variant: str, seed: int, lr: float | None = None) -> str:
+def replicate_name(replicate: int) -> str:
+    """Replicate r's split: ``r0``, ``r1``, ... (its models are seeded r)."""
+    return f"r{replicate}"
+
+
+def replicate_names(count: int) -> list[str]:
+    """Every replicate's split."""
+    return [replicate_name(r) for r in range(count)]
+
+
+def model_name(variant: str, seed: int, trial: int | None = None) -> str:
     """One name per model everywhere: files, MLflow run names, report columns. Tuning models name
-    their learning rate (``batchnorm-lr0.003-s100``); the compared models do not (``batchnorm-s0``)."""
-    return f"{variant}-s{seed}" if lr is None else f"{variant}-lr{lr_text(lr)}-s{seed}"
+    their trial (``batchnorm-t7-s100``); the compared models do not (``batchnorm-s0``)."""
+    return f"{variant}-s{seed}" if trial is None else f"{variant}-t{trial}-s{seed}"
 
 
 def variant_of(name: str) -> str:
-    """The variant a model name belongs to (``batchnorm-lr0.003-s100`` -> ``batchnorm``)."""
+    """The variant a model name belongs to (``batchnorm-t7-s100`` -> ``batchnorm``)."""
     return name.split("-", 1)[0]
-
-
-def lr_text(lr: float) -> str:
-    """A learning rate as DVC writes it in stage names and paths (`str` of the float)."""
-    return str(float(lr))
 
 
 # Where each artefact lives, relative to the root: the `outs` of dvc.yaml.
 PATHS = {
-    "prepared": "data/prepared",  # the prepared splits, the fitted scaler, summary.json
+    "prepared": "data/prepared",  # the validated table, every split's row indices and scaler, summary.json
     "models": "models",  # the compared models: one folder per variant (checkpoints and run files)
     "histories": "models/history",  # per-epoch history of every compared model, a folder per variant (DVC plots)
     "tuning": "tuning/models",  # the tuning models: one folder per variant (checkpoints, run files, histories)
     "chosen": "tuning/chosen",  # each variant's chosen setting, one small file per variant
-    "selection": "tuning/selection.json",  # the whole grid: validation AP per setting and variant
+    "selection": "tuning/selection.json",  # every variant's chosen setting, best-so-far curve and edge flags
     "evaluation": "evaluation",  # per-model metrics, scores and figures; overview.json
     "curves": "plots/curves",  # PR and ROC points of every model (DVC overlay plots)
     "reports": "reports",  # the report: Markdown, HTML, figures
@@ -65,14 +70,17 @@ class Layout:
         raise AttributeError(f"{type(self).__name__} has no path {name!r} (see PATHS)")
 
     @property
-    def raw_test(self) -> Path:
-        """The test split's rows as they came, unscaled (the label included): what scoring takes."""
-        return self.prepared / "test_raw.parquet"
+    def table(self) -> Path:
+        """The validated rows as they came (features and label): every split is rows of this table."""
+        return self.prepared / "table.parquet"
 
-    @property
-    def scaler(self) -> Path:
-        """The log1p columns and the training split's means and scales."""
-        return self.prepared / "scaler.json"
+    def split_file(self, split: str) -> Path:
+        """One split's row indices (train, val, test): the tuning split or a replicate's."""
+        return self.prepared / "splits" / f"{split}.npz"
+
+    def scaler(self, split: str) -> Path:
+        """One split's log1p columns and its training part's means and scales."""
+        return self.prepared / "scalers" / f"{split}.json"
 
     @property
     def prepare_summary(self) -> Path:
@@ -101,9 +109,21 @@ class Layout:
         """One model's per-epoch history."""
         return self.history_folder(variant_of(name), tuning) / f"{name}.csv"
 
+    def probes(self, name: str, tuning: bool = False) -> Path:
+        """One model's validation at probe steps and epoch ends (step, epoch, training seconds, val_ap)."""
+        return self.variant_folder(variant_of(name), tuning) / f"{name}.probes.csv"
+
     def snapshot(self, name: str) -> Path:
         """A model's latest epoch snapshot while it trains under torchrun."""
         return self.snapshots / f"{name}.pt"
+
+    def trials(self, variant: str) -> Path:
+        """Every tuning trial of a variant: its setting, each tuning seed's validation AP, their mean."""
+        return self.variant_folder(variant, tuning=True) / "trials.json"
+
+    def study(self, variant: str) -> Path:
+        """The Optuna study of a variant's tuning (a journal file): raising the trials goes on from it."""
+        return self.variant_folder(variant, tuning=True) / "study.journal"
 
     def chosen_setting(self, variant: str) -> Path:
         """The setting select chose for one variant (what its compared models train with)."""
@@ -160,6 +180,8 @@ class PrepareSummary:
     n_features: int
     split_method: str
     dropped_nonfinite: int
+    replicates: list[str]  # the replicates' split names, r0, r1, ...
+    redrawn: bool  # each replicate its own split (stratified); a time split is the same for all
     rows: dict[str, int]
     positives: dict[str, int]
     prevalence: dict[str, float]
@@ -195,6 +217,9 @@ class RunInfo:
     norm_batch_sizes: list[int] | None = None  # rows per batch BatchNorm's statistics saw (None: batch_sizes)
     stack_size: int = 1  # models trained together with it, at its first epoch
     key: str | None = None  # what trained it (data, params, code, setting): a planned model with this key is done
+    setting: dict[str, Any] | None = None  # what it trained with (modeling.recipe.Setting)
+    trial: int | None = None  # tuning models: the trial they belong to
+    best_val_ap: float | None = None  # the validation AP of the kept epoch
 
     @classmethod
     def read(cls, layout: Layout, name: str, tuning: bool = False) -> RunInfo:
@@ -203,8 +228,13 @@ class RunInfo:
 
 
 def read_chosen(layout: Layout, variant: str) -> dict[str, Any]:
-    """The setting chosen for one variant (``{"lr": ...}``)."""
+    """The setting chosen for one variant (``modeling.recipe.Setting``'s fields, and its trial)."""
     return json.loads(_need(layout.chosen_setting(variant), "select").read_text())
+
+
+def read_trials(layout: Layout, variant: str) -> list[dict[str, Any]]:
+    """A variant's tuning trials, in trial order (see the tune stage)."""
+    return json.loads(_need(layout.trials(variant), "tune").read_text())
 
 
 def read_selection(layout: Layout) -> dict[str, Any]:
@@ -217,6 +247,11 @@ def read_history(layout: Layout, name: str, tuning: bool = False) -> pd.DataFram
     return pd.read_csv(_need(layout.history(name, tuning), "train"))
 
 
+def read_probes(layout: Layout, name: str, tuning: bool = False) -> pd.DataFrame:
+    """One model's probes."""
+    return pd.read_csv(_need(layout.probes(name, tuning), "train"))
+
+
 def read_model_metrics(layout: Layout, name: str) -> dict[str, float]:
     """The evaluation metrics of one model."""
     return json.loads(_need(layout.model_metrics(name), "evaluate").read_text())
@@ -225,24 +260,6 @@ def read_model_metrics(layout: Layout, name: str) -> dict[str, float]:
 def read_scores(layout: Layout, name: str) -> pd.DataFrame:
     """The validation and test scores evaluate saved for one model (split, y_true, score)."""
     return pd.read_parquet(_need(layout.scores(name), "evaluate"))
-
-
-@dataclass(frozen=True)
-class Split:
-    """One prepared split as arrays."""
-
-    x: np.ndarray  # float32, (rows, features)
-    y: np.ndarray  # int8, (rows,)
-
-
-def load_split(data_dir: Path, name: str, label: str) -> Split:
-    """Read one prepared split written by the prepare stage."""
-    path = data_dir / f"{name}.parquet"
-    if not path.is_file():
-        raise StageError(f"{path}: prepared split not found; run the prepare stage first (dvc repro prepare)")
-    frame = pd.read_parquet(path)
-    x = np.array(frame.drop(columns=[label]).to_numpy(dtype=np.float32), copy=True)  # writable, for torch
-    return Split(x, np.array(frame[label].to_numpy(dtype=np.int8), copy=True))
 
 
 def load_checkpoint(path: Path, summary: PrepareSummary) -> dict[str, Any]:

@@ -147,18 +147,17 @@ def changed_params(params_file: str = "params.yaml") -> dict[str, Any]:
     return {k: v for k, v in sorted(after.items()) if before.get(k) != v}
 
 
-def lock_hashes(lock: Path) -> list[tuple[str, str]]:
-    """(path, md5) of the prepared data and the model checkpoints recorded in dvc.lock.
-
-    Only deterministic outputs: run files (run ids) and histories (timings) differ between runs.
-    """
-    if not lock.is_file():
-        return []
-    stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+def output_hashes(root: Path, checkpoints: list[Path]) -> list[tuple[str, str]]:
+    """(path, md5) of the prepared data (as dvc.lock records it, when there is one) and of each
+    compared model's checkpoint (hashed here: a train stage's output folder also holds run files and
+    timings that differ between runs of the same params, so its DVC hash says nothing)."""
     rows = []
-    for _, entry in sorted(stages.items()):
-        for out in entry.get("outs", []):
-            path = str(out["path"])
-            if out.get("md5") and (path == "data/prepared" or path.endswith(".pt")):
-                rows.append((path, out["md5"]))
+    lock = root / "dvc.lock"
+    if lock.is_file():
+        stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+        rows += [(str(out["path"]), str(out["md5"])) for out in stages.get("prepare", {}).get("outs", [])
+                 if out.get("md5") and out["path"] == PATHS["prepared"]]
+    for path in checkpoints:
+        if path.is_file():
+            rows.append((path.relative_to(root).as_posix(), hashlib.md5(path.read_bytes()).hexdigest()))
     return rows

@@ -50,8 +50,8 @@ def label(name: str) -> str:
 
 
 def title(name: str) -> str:
-    """How a variant is named in a sentence."""
-    return VARIANTS[name].title
+    """How a variant (or a reference model) is named in a sentence."""
+    return VARIANTS[name].title if name in VARIANTS else f"the {name.replace('_', ' ')}"
 
 
 def short(name: str) -> str:

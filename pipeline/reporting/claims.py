@@ -1,119 +1,231 @@
 """The claims the report tests, each normalised variant (BatchNorm, LayerNorm) against the baseline,
-both at their tuned learning rates, paired by seed; and the headline they make."""
+both at their tuned settings, paired by replicate (the same split, initial shared weights and row
+order); and the headline they make.
+
+Four claims form one family, corrected together (Holm): the fraud claim on test average precision,
+test accuracy, training loss after the first epochs, and the time to validation-AP targets both
+variants reach. Each has a practical size (report.min_effect, in its own unit) and one of four words:
+supported, equivalent, reversed, inconclusive (evaluation.stats.verdict).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from pipeline.evaluation.stats import FirstToTarget, PairedTest, combine, first_to_target, paired_test
+from pipeline.evaluation.metrics import paired_draws
+from pipeline.evaluation.stats import (
+    INCONCLUSIVE,
+    Power,
+    holm,
+    holm_levels,
+    nested_bootstrap,
+    outer_bootstrap,
+    permutation_p,
+    replicates_for,
+    rule_power,
+    smallest_p,
+    verdict,
+)
 from pipeline.project.layout import model_name
 from pipeline.project.variants import BASELINE, PRIMARY, title
-from pipeline.reporting.evidence import Evidence, value_at, variant_values
+from pipeline.reporting.evidence import Evidence, value_at
 
-SHORT_CLAIMS = {"loss": "training loss falls sooner", "accuracy": "higher validation accuracy",
-                "minority": "higher fraud precision and recall", "speed": "reaches the target loss first"}
-
-
-@dataclass(frozen=True)
-class Reach:
-    """When a run first reached a validation-loss target; censored runs never did."""
-
-    epoch: int | None  # None: not reached within the run
-    epochs_run: int
-    seconds: float | None
-
-    def text(self) -> str:
-        """`7`, or `not reached (25 epochs)`: never a number for a censored run."""
-        return str(self.epoch) if self.epoch is not None else f"not reached ({self.epochs_run} epochs)"
-
-
-def reach(history: pd.DataFrame, target: float) -> Reach:
-    """First epoch (and cumulative seconds) at which val_loss <= target."""
-    reached = history.index[history["val_loss"] <= target + 1e-12]
-    if len(reached) == 0:
-        return Reach(None, len(history), None)
-    row = history.index.get_loc(reached[0])
-    return Reach(int(history["epoch"].iloc[row]), len(history), float(history["epoch_seconds"].iloc[: row + 1].sum()))
-
-
-def first(ours: Reach, theirs: Reach) -> int | None:
-    """1 if ours reached the target first, -1 if theirs did, 0 on the same epoch, None when a run
-    stopped before the other one got there (censored: who would have been first is unknown)."""
-    if ours.epoch is not None and theirs.epoch is not None:
-        return int(np.sign(theirs.epoch - ours.epoch))
-    if ours.epoch is None and theirs.epoch is None:
-        return None
-    if ours.epoch is None:
-        return -1 if ours.epochs_run >= theirs.epoch else None
-    return 1 if theirs.epochs_run >= ours.epoch else None
-
-
-def targets(ev: Evidence, variant: str) -> dict[int, tuple[float, Reach, Reach]]:
-    """Per seed: the baseline's best validation loss, and when each model first reached it."""
-    out = {}
-    for seed in ev.params.train.seeds:
-        base, ours = ev.histories[BASELINE][seed], ev.histories[variant][seed]
-        target = float(base["val_loss"].min())
-        out[seed] = (target, reach(ours, target), reach(base, target))
-    return out
+FAMILY = ("minority", "accuracy", "loss", "speed")
+TIMED = ("speed",)  # measured in training seconds: they differ between runs of the same params
+SHORT_CLAIMS = {"minority": "catches more fraud (test AP)", "accuracy": "higher test accuracy",
+                "loss": "training loss falls sooner", "speed": "reaches validation-AP targets sooner"}
 
 
 @dataclass(frozen=True)
 class Measure:
-    """One measured difference behind a claim."""
+    """One paired difference (positive favours the variant), replicate by replicate, with its interval."""
 
     text: str
-    test: PairedTest | FirstToTarget
+    unit: str
+    differences: list[float]
+    low: float
+    high: float
+    covers: str  # which sources of variance the interval covers
+    spread: float = 0.0  # sd of a replicate's difference, test-row sampling included where resampled
+    counts: str = ""  # the effect as counts, where it has them
+
+    @property
+    def mean(self) -> float:
+        """The mean difference over replicates."""
+        return float(np.mean(self.differences)) if self.differences else math.nan
 
 
 @dataclass(frozen=True)
 class Claim:
     """A claim about one normalised variant against the baseline."""
 
-    key: str  # loss | accuracy | minority | speed (metrics/summary.json)
+    key: str  # minority | accuracy | loss | speed (metrics/summary.json)
     variant: str
     text: str
-    measures: list[Measure]
+    primary: Measure
+    band: float  # the practical size, in the primary measure's unit
+    p: float  # the permutation p of the primary measure
+    p_adjusted: float  # Holm-adjusted over the family
+    level: float  # the level the raw p was compared with (alpha over its Holm rank)
+    smallest_p: float
     status: str
+    power: Power
+    secondary: tuple[Measure, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+def covers(ev: Evidence, test_rows: bool) -> str:
+    """Which sources of variance an interval covers."""
+    split = ("splits (redrawn per replicate)" if ev.summary.redrawn
+             else "not the split (a time split is the same for every replicate)")
+    return f"seeds, {split}" + (" and test rows" if test_rows else "; measured on training and validation")
+
+
+def test_measures(ev: Evidence, ours: str, theirs: str) -> dict[str, Measure]:
+    """Paired test differences per replicate (AP, accuracy, precision, recall at each model's own
+    threshold), intervals from the nested bootstrap (replicates, then test rows)."""
+    b = ev.params.report.bootstrap
+    inner: dict[str, list[np.ndarray]] = {k: [] for k in ("ap", "accuracy", "precision", "recall")}
+    for r in ev.replicates:
+        a, t = model_name(ours, r), model_name(theirs, r)
+        y, p_a = ev.split_scores(a, "test")
+        _, p_t = ev.split_scores(t, "test")
+        draws = paired_draws(y, (p_a, ev.metrics[a]["threshold"]), (p_t, ev.metrics[t]["threshold"]), b.inner,
+                             b.seed + r)
+        for key in inner:
+            inner[key].append(draws[key])
+    out = {}
+    level = ev.params.report.confidence
+    for key, metric in (("ap", "test_ap"), ("accuracy", "test_accuracy"), ("precision", "test_precision"),
+                        ("recall", "test_recall")):
+        differences = [x - y for x, y in zip(ev.values(ours, metric), ev.values(theirs, metric))]
+        low, high = nested_bootstrap(inner[key], b.resamples, b.seed, level)
+        spread = float(np.sqrt(np.var(differences, ddof=1) + np.mean([np.var(d) for d in inner[key]]))) \
+            if len(differences) > 1 else 0.0
+        out[key] = Measure(f"{title(ours)} minus {title(theirs)} test {key.replace('ap', 'average precision')}",
+                           key, differences, low, high, covers(ev, True), spread)
+    return out
+
+
+def fraud_counts(ev: Evidence, ours: str, theirs: str) -> str:
+    """The fraud effect as counts: frauds caught and false alerts, mean over replicates."""
+    caught = np.mean([x - y for x, y in zip(ev.values(ours, "test_tp"), ev.values(theirs, "test_tp"))])
+    alerts = np.mean([x - y for x, y in zip(ev.values(ours, "test_fp"), ev.values(theirs, "test_fp"))])
+    frauds, legit = ev.summary.positives["test"], ev.summary.rows["test"] - ev.summary.positives["test"]
+    return (f"{caught:+.1f} of {frauds:,} test frauds caught, {1000 * alerts / legit:+.2f} false alerts per 1,000 "
+            "legitimate transactions")
+
+
+def loss_measure(ev: Evidence, variant: str) -> Measure:
+    """The relative fall of the training loss after report.early_epoch epochs (every variant starts at
+    the training prior's log-odds, so this measures learning, not finding the base rate)."""
+    epoch = ev.params.report.early_epoch
+    differences = []
+    for r in ev.replicates:
+        base, ours = ev.histories[BASELINE][r], ev.histories[variant][r]
+        e = min(epoch, len(base), len(ours))
+        differences.append((value_at(base, "train_loss", e) - value_at(ours, "train_loss", e))
+                           / value_at(base, "train_loss", e))
+    b = ev.params.report.bootstrap
+    low, high = outer_bootstrap(differences, b.resamples, b.seed, ev.params.report.confidence)
+    return Measure(f"relative fall of the training loss after {epoch} epoch(s), baseline minus {title(variant)}",
+                   "fraction", differences, low, high, covers(ev, False),
+                   float(np.std(differences, ddof=1)) if len(differences) > 1 else 0.0)
+
+
+def time_to(curve: pd.DataFrame, column: str, target: float, start: float) -> float:
+    """When a probe curve first reaches ``target`` validation AP, linearly interpolated in ``column``
+    (seconds or steps) from the last probe below it; the curve starts at (0, ``start``), the AP of a
+    random ranking. NaN when never reached."""
+    xs = np.concatenate([[0.0], curve[column].to_numpy(dtype=float)])
+    ys = np.concatenate([[start], curve["val_ap"].to_numpy(dtype=float)])
+    above = np.flatnonzero(ys >= target)
+    if above.size == 0:
+        return math.nan
+    i = int(above[0])
+    if i == 0:
+        return 0.0
+    x0, x1, y0, y1 = xs[i - 1], xs[i], ys[i - 1], ys[i]
+    return float(x0 + (x1 - x0) * (target - y0) / (y1 - y0)) if y1 > y0 else float(x1)
+
+
+def rungs(ours: pd.DataFrame, theirs: pd.DataFrame, start: float, fractions: list[float],
+          column: str) -> list[tuple[float, float, float]]:
+    """(target, our time, their time) for each rung: a fraction of the lower of the two curves' best
+    validation AP, so both reach every rung."""
+    lower = min(ours["val_ap"].max(), theirs["val_ap"].max())
+    return [(f * lower, time_to(ours, column, f * lower, start), time_to(theirs, column, f * lower, start))
+            for f in fractions]
+
+
+def log_speedup(times: list[tuple[float, float, float]]) -> float:
+    """The mean over rungs of log(their time / ours): positive when ours got there sooner (rungs a
+    curve passed before its first probe, at time 0, carry no ratio)."""
+    ratios = [math.log(theirs / ours) for _, ours, theirs in times
+              if ours > 0 and theirs > 0 and math.isfinite(ours) and math.isfinite(theirs)]
+    return float(np.mean(ratios)) if ratios else 0.0
+
+
+def rung_times(ev: Evidence, variant: str, r: int, column: str) -> list[tuple[float, float, float]]:
+    """Replicate r's rungs, the variant's compared model against the baseline's."""
+    return rungs(ev.probes[variant][r], ev.probes[BASELINE][r], ev.summary.prevalence["val"],
+                 ev.params.report.speed_rungs, column)
+
+
+def speed_measures(ev: Evidence, variant: str) -> tuple[Measure, Measure]:
+    """log(baseline's time / ours) to every rung both reach, averaged over rungs, in training seconds
+    (the verdict) and in steps (beside it)."""
+    b, level = ev.params.report.bootstrap, ev.params.report.confidence
+    out = []
+    for column, unit in (("seconds", "training seconds"), ("step", "steps")):
+        differences = [log_speedup(rung_times(ev, variant, r, column)) for r in ev.replicates]
+        low, high = outer_bootstrap(differences, b.resamples, b.seed, level)
+        out.append(Measure(f"log of the baseline's {unit} over {title(variant)}'s to the validation-AP targets",
+                           "log ratio", differences, low, high, covers(ev, False),
+                           float(np.std(differences, ddof=1)) if len(differences) > 1 else 0.0))
+    return out[0], out[1]
 
 
 def claims(ev: Evidence, variant: str) -> list[Claim]:
-    """The four claims for one normalised variant, paired by seed with the baseline."""
-    p, seeds, name = ev.params, ev.params.train.seeds, title(variant)
-    level, power = p.report.confidence, p.report.power
-    ours = {s: model_name(variant, s) for s in seeds}
-    base = {s: model_name(BASELINE, s) for s in seeds}
-    early = min(p.report.early_epoch, *(len(h) for v in (variant, BASELINE) for h in ev.histories[v].values()))
+    """The four claims for one normalised variant, corrected together."""
+    rp = ev.params.report
+    tests = test_measures(ev, variant, BASELINE)
+    speed, steps = speed_measures(ev, variant)
+    minority = replace(tests["ap"], counts=fraud_counts(ev, variant, BASELINE))
+    primaries = {"minority": minority, "accuracy": tests["accuracy"], "loss": loss_measure(ev, variant), "speed": speed}
+    bands = {"minority": rp.min_effect.minority, "accuracy": rp.min_effect.accuracy, "loss": rp.min_effect.loss,
+             "speed": math.log(1 + rp.min_effect.speed)}
+    secondary = {"minority": (tests["precision"], tests["recall"]), "speed": (steps,)}
+    name = title(variant)
+    texts = {"minority": f"{name} catches more fraud (test average precision)",
+             "accuracy": f"{name} raises test accuracy",
+             "loss": f"{name} lowers training loss sooner",
+             "speed": f"{name} reaches validation-AP targets sooner (training seconds)"}
+    raw = {k: permutation_p(m.differences) if len(m.differences) > 1 else 1.0 for k, m in primaries.items()}
+    adjusted, levels = holm(raw), holm_levels(raw, 1 - rp.confidence)
+    alpha, n = 1 - rp.confidence, len(ev.replicates)
+    out = []
+    for key in FAMILY:
+        m = primaries[key]
+        strictest = alpha / len(FAMILY)
+        power = Power(bands[key], rule_power(bands[key], m.spread, n, strictest, bands[key], rp.confidence),
+                      rp.power, replicates_for(bands[key], m.spread, strictest, bands[key], rp.confidence,
+                                               rp.power, start=2))
+        out.append(Claim(key, variant, texts[key], m, bands[key], raw[key], adjusted[key], levels[key],
+                         smallest_p(n), verdict(m.mean, m.low, m.high, adjusted[key], alpha, bands[key])
+                         if n > 1 else INCONCLUSIVE, power,  # one replicate: no interval to judge
+                         secondary.get(key, ())))
+    return out
 
-    def test_gain(key: str) -> PairedTest:
-        return paired_test([ev.metrics[ours[s]][key] - ev.metrics[base[s]][key] for s in seeds], level, power)
 
-    loss = paired_test([value_at(ev.histories[BASELINE][s], "train_loss", early)
-                        - value_at(ev.histories[variant][s], "train_loss", early) for s in seeds], level, power)
-    accuracy = paired_test([ev.val_accuracy(ours[s]) - ev.val_accuracy(base[s]) for s in seeds], level, power)
-    precision, recall = test_gain("test_precision"), test_gain("test_recall")
-    speed = first_to_target([first(mine, theirs) for _, mine, theirs in targets(ev, variant).values()], level)
-    return [
-        Claim("loss", variant, f"{name} lowers training loss sooner",
-              [Measure(f"baseline minus {name} training loss at epoch {early}", loss)], loss.status),
-        Claim("accuracy", variant, f"{name} raises validation accuracy",
-              [Measure(f"{name} minus baseline validation accuracy at the chosen threshold", accuracy)],
-              accuracy.status),
-        Claim("minority", variant, f"{name} raises fraud precision and recall",
-              [Measure(f"{name} minus baseline test precision", precision),
-               Measure(f"{name} minus baseline test recall", recall)], combine([precision.status, recall.status])),
-        Claim("speed", variant, f"{name} reaches the target loss first",
-              [Measure(f"seeds where {name} reached the baseline's best validation loss first", speed)],
-              speed.status),
-    ]
-
-
-def headline(ev: Evidence, found: dict[str, list[Claim]]) -> dict[str, Any]:
-    """metrics/summary.json, answer first: test AP per variant, the verdicts, then the rest.
+def headline(ev: Evidence, found: dict[str, list[Claim]], caveats: list[str],
+             shared: dict[str, Any] | None = None) -> dict[str, Any]:
+    """metrics/summary.json, answer first: test AP per variant, the verdicts, their effects, the caveats.
 
     `dvc exp show` keeps this key order and fits the table to the terminal, so what comes first is
     what a user sees.
@@ -121,17 +233,23 @@ def headline(ev: Evidence, found: dict[str, list[Claim]]) -> dict[str, Any]:
     variants = list(ev.histories)
 
     def per_variant(key: str) -> dict[str, float]:
-        return {v: round(float(np.mean(variant_values(ev, v, key))), 4) for v in variants}
+        return {v: round(float(np.mean(ev.values(v, key))), 4) for v in variants}
 
     out: dict[str, Any] = {"test_ap": per_variant("test_ap")}
     for variant, variant_claims in found.items():
-        key = "verdict" if variant == PRIMARY else f"verdict_{variant}"
-        out[key] = {c.key: c.status for c in variant_claims}
+        suffix = "" if variant == PRIMARY else f"_{variant}"
+        out[f"verdict{suffix}"] = {c.key: c.status for c in variant_claims}
+        out[f"effect{suffix}"] = {c.key: {"mean": round(c.primary.mean, 5), "low": round(c.primary.low, 5),
+                                          "high": round(c.primary.high, 5), "band": round(c.band, 5),
+                                          "p_holm": round(c.p_adjusted, 5)} for c in variant_claims}
     out.update({key: per_variant(key) for key in ("test_recall", "test_precision", "test_f1")})
-    out["lr"] = {v: ev.chosen_lr(v) for v in variants}
     references = ev.params.evaluate.references.names()
     if references:
-        out["reference_test_ap"] = {r: round(float(ev.metrics[r]["test_ap"]), 4) for r in references}
+        out["reference_test_ap"] = {r: round(float(np.mean(ev.values(r, "test_ap"))), 4) for r in references}
+    if shared:
+        out["shared_setting"] = shared
+    out["caveats"] = caveats
+    out["setting"] = {v: ev.setting(v).to_dict() for v in variants}
     out["threshold"] = ev.params.evaluate.threshold.strategy
-    out["seeds"] = len(ev.params.train.seeds)
+    out["replicates"] = len(ev.replicates)
     return out

@@ -43,20 +43,20 @@ def training_findings(ev: Evidence) -> list[str]:
         plateaued = [seed for seed, h in runs.items() if len(h) < p.train.epochs]
         capped = [seed for seed, h in runs.items() if int(h.loc[h["val_ap"].idxmax(), "epoch"]) == p.train.epochs]
         if np.mean(noisy) > 0.4:
-            found.append(f"Validation loss {name} is noisy (rises in {np.mean(noisy):.0%} of epochs): lower `train.lr` "
-                         "or raise `train.batch_size`.")
+            found.append(f"Validation loss {name} is noisy (rises in {np.mean(noisy):.0%} of epochs): narrow "
+                         "`train.tune.space.lr` to lower rates or its batch sizes to larger ones.")
         if drops and min(drops) < 0.05:
             found.append(f"Training loss {name} is stuck in some seed (falls by only {min(drops):.1%} after "
-                         "epoch 2): raise `train.lr`, or check the feature scaling.")
+                         "epoch 2): widen `train.tune.space.lr` upwards, or check the feature scaling.")
         if plateaued:
-            found.append(f"Early stopping ended the runs {name} for seed(s) {plateaued} after {p.train.patience} epochs "
+            found.append(f"Early stopping ended the runs {name} for replicate(s) {plateaued} after {p.train.patience} epochs "
                          "without a better validation AP; the kept weights are each run's best epoch.")
         if capped:
-            found.append(f"Still improving at the last epoch {name} for seed(s) {capped}: the best validation AP came "
+            found.append(f"Still improving at the last epoch {name} for replicate(s) {capped}: the best validation AP came "
                          f"at epoch {p.train.epochs}, the cap. More epochs could change the comparison: raise "
                          "`train.epochs`.")
-        gaps = [ev.metrics[model_name(variant, s)]["train_ap"] - ev.metrics[model_name(variant, s)]["test_ap"]
-                for s in runs]
+        gaps = [ev.metrics[model_name(variant, r)]["train_ap"] - ev.metrics[model_name(variant, r)]["test_ap"]
+                for r in runs]
         verdict = "a sign of overfitting: add weight decay or dropout, or stop earlier" if np.mean(gaps) > 0.1 \
             else "no strong overfitting"
         found.append(f"Train versus test average precision gap {name}: {mean_sd(gaps, 3)}; validation loss ends "
@@ -73,6 +73,7 @@ def batch_finding(ev: Evidence) -> list[str]:
     sizes = [size for r in runs for size in r.batch_sizes]
     seen = [size for r in runs for size in (r.norm_batch_sizes or r.batch_sizes)]  # per process when not synced
     smallest, steps = min(seen), min(len(r.batch_sizes) for r in runs)
+    chosen = max(int((r.setting or {}).get("batch_size", 0)) for r in runs)
     found = []
     per_rank = [r for r in runs if r.ranks > 1 and not r.batchnorm_sync]
     if per_rank:
@@ -83,47 +84,26 @@ def batch_finding(ev: Evidence) -> list[str]:
                      "in disguise; set `train.batchnorm_sync: true` to use the global batch's statistics.")
     if smallest < p.report.small_batch:
         found.append(f"BatchNorm trained on batches of only {smallest:,} rows (< {p.report.small_batch}): batch "
-                     "statistics are noisy and its running estimates unreliable; raise `train.batch_size`.")
+                     "statistics are noisy and its running estimates unreliable; tune larger batch sizes.")
     else:
         found.append(f"BatchNorm's smallest batch held {smallest:,} rows, enough for stable statistics (warning "
                      f"below {p.report.small_batch}); no batch is smaller than `train.min_batch` = "
                      f"{p.train.min_batch}, a shorter last batch joins the one before it.")
-    if max(sizes) > p.train.batch_size:
-        found.append(f"The last {max(sizes) - p.train.batch_size:,} training rows joined the batch before them "
+    if chosen and max(sizes) > chosen:
+        found.append(f"The last {max(sizes) - chosen:,} training rows joined the batch before them "
                      f"(a batch of {max(sizes):,} rows): alone they would have been below `train.min_batch`.")
     if steps < 10:
         found.append(f"Only {steps} optimisation step(s) per epoch: with few steps BatchNorm's running statistics "
-                     "lag the weights; use a smaller `train.batch_size` or more data.")
+                     "lag the weights; tune smaller batch sizes or use more data.")
     return found
-
-
-def suspect_finding(ev: Evidence) -> list[str]:
-    """Models ranking clearly worse than the logistic regression yardstick (test ROC-AUC)."""
-    if "logistic_regression" not in ev.metrics:
-        return []
-    floor, margin = ev.metrics["logistic_regression"]["test_roc_auc"], ev.params.report.suspect_margin
-    suspect = [f"{n} ({m['test_roc_auc']:.3f})" for n, m in ev.metrics.items() if m["test_roc_auc"] < floor - margin]
-    if not suspect:
-        return [f"No model ranks clearly worse than the logistic regression (test ROC-AUC {floor:.3f}; a model more "
-                f"than {margin:g} below it would be flagged as suspect)."]
-    return [f"Suspect: test ROC-AUC more than {margin:g} below the logistic regression's {floor:.3f}: "
-            f"{', '.join(suspect)}. A model that ranks worse than a linear yardstick is undertrained, overfitted "
-            "or misconfigured; check it before trusting its comparisons."]
-
-
-def grid_finding(ev: Evidence) -> list[str]:
-    """A learning rate chosen at the edge of the grid may be beyond it."""
-    edges = ev.selection.get("at_grid_edge", {})
-    return [f"{label(v).capitalize()}: the chosen learning rate {lr:g} is at the edge of `train.lr`; the best "
-            "may lie beyond it: extend the grid." for v, lr in edges.items()]
 
 
 def eval_mode_finding(ev: Evidence) -> list[str]:
     """Each history's best val_ap must equal the AP evaluate recomputed in eval mode from the kept weights."""
     mismatched = []
     for variant, runs in ev.histories.items():
-        for seed, history in runs.items():
-            name = model_name(variant, seed)
+        for replicate, history in runs.items():
+            name = model_name(variant, replicate)
             recomputed = float(average_precision_score(*ev.split_scores(name, "val")))
             if abs(recomputed - float(history["val_ap"].max())) > 1e-4:
                 mismatched.append(name)
@@ -147,12 +127,12 @@ def accuracy_trap_finding(ev: Evidence) -> list[str]:
 def leakage_finding(ev: Evidence) -> list[str]:
     """The scaler's statistics come from the training split only."""
     m = ev.scaled_means
-    return [f"Leakage guard: the scaler was fitted on the training split only (largest |column mean| after "
-            f"scaling: train {m['train']:.1e}, validation {m['val']:.1e}, test {m['test']:.1e}); validation and "
-            "test never inform scaling or the threshold's choice on test."]
+    return [f"Leakage guard: each split's scaler was fitted on its training part only (the tuning split's "
+            f"largest |column mean| after scaling: train {m['train']:.1e}, validation {m['val']:.1e}, test "
+            f"{m['test']:.1e}); validation and test never inform scaling or the threshold's choice on test."]
 
 
 def diagnostics(ev: Evidence) -> list[str]:
     """Every finding, in the report's order."""
-    return [*training_findings(ev), *batch_finding(ev), *grid_finding(ev), *eval_mode_finding(ev),
-            *suspect_finding(ev), *accuracy_trap_finding(ev), *leakage_finding(ev)]
+    return [*training_findings(ev), *batch_finding(ev), *eval_mode_finding(ev), *accuracy_trap_finding(ev),
+            *leakage_finding(ev)]

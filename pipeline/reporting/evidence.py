@@ -1,5 +1,6 @@
 """The evidence behind the report: the outputs of prepare, tune/select, train and evaluate, read once,
-and the readings of it that sections and claims share."""
+and the readings of it that sections and claims share. Replicate r's models are named ``<variant>-s<r>``
+(references ``<reference>-s<r>``), each trained and evaluated on replicate r's split."""
 
 from __future__ import annotations
 
@@ -9,18 +10,20 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import accuracy_score
 
+from pipeline.data.prepared import Prepared
+from pipeline.project.train_config import Setting
 from pipeline.project.config import Params
 from pipeline.project.layout import (
     SPLITS,
+    TUNING,
     Layout,
     PrepareSummary,
     RunInfo,
-    load_split,
     model_name,
     read_history,
     read_model_metrics,
+    read_probes,
     read_scores,
     read_selection,
 )
@@ -33,52 +36,96 @@ class Evidence:
 
     params: Params
     summary: PrepareSummary
-    histories: dict[str, dict[int, pd.DataFrame]]  # variant -> seed -> history of a compared model
+    histories: dict[str, dict[int, pd.DataFrame]]  # variant -> replicate -> history of a compared model
+    probes: dict[str, dict[int, pd.DataFrame]]  # variant -> replicate -> its validation probes
     metrics: dict[str, dict[str, Any]]  # compared or reference model -> evaluation metrics
     scores: dict[str, pd.DataFrame]  # compared or reference model -> split, y_true, score
     runs: dict[str, RunInfo]  # compared model -> run file
     selection: dict[str, Any]  # tuning/selection.json
     tuning: dict[str, dict[str, Any]]  # tuning model -> validation and test AP
-    scaled_means: dict[str, float]  # split -> largest |column mean| after scaling
+    scaled_means: dict[str, float]  # part of the tuning split -> largest |column mean| after scaling
     logged: dict[str, Any]  # evaluation/runs.json: compared models' runs and model URIs, reference runs
+    shared: dict[str, tuple[pd.DataFrame, pd.DataFrame]]  # tuning model of a shared trial -> history, probes
+
+    @property
+    def replicates(self) -> list[int]:
+        """Every replicate, 0 .. n-1."""
+        return list(range(len(self.summary.replicates)))
+
+    def names(self, variant: str) -> list[str]:
+        """A variant's (or a reference's) models, replicate by replicate."""
+        return [model_name(variant, r) for r in self.replicates]
 
     def best_on_validation(self) -> str:
         """The compared model with the best validation AP (never test): the champion."""
-        names = [model_name(v, s) for v in self.params.train.variants for s in self.params.train.seeds]
+        names = [n for v in self.params.train.variants for n in self.names(v)]
         return max(names, key=lambda n: (self.metrics[n]["val_ap"], n))
 
-    def split_scores(self, name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
-        """(labels, scores) that evaluate saved for one model on one split."""
-        rows = self.scores[name][self.scores[name]["split"] == split]
+    def split_scores(self, name: str, part: str) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, scores) that evaluate saved for one model on one part of its split."""
+        rows = self.scores[name][self.scores[name]["split"] == part]
         return rows["y_true"].to_numpy(), rows["score"].to_numpy()
 
-    def val_accuracy(self, name: str) -> float:
-        """Validation accuracy at the model's chosen threshold."""
-        y, p = self.split_scores(name, "val")
-        return float(accuracy_score(y, p >= self.metrics[name]["threshold"]))
-
-    def chosen_lr(self, variant: str) -> float:
-        """The learning rate select chose for a variant."""
-        return float(self.selection["chosen"][variant])
+    def setting(self, variant: str) -> Setting:
+        """The setting select chose for a variant."""
+        return Setting.from_dict(self.selection["variants"][variant]["chosen"])
 
     def compared(self) -> list[str]:
         """The normalised variants, each compared with the baseline (none without a baseline)."""
         variants = list(self.params.train.variants)
         return [v for v in variants if v != BASELINE] if BASELINE in variants else []
 
+    def values(self, model: str, key: str) -> list[float]:
+        """One evaluation metric of a variant's (or reference's) models, replicate by replicate."""
+        return [float(self.metrics[name][key]) for name in self.names(model)]
+
+
+def shared_trials(selection: dict[str, Any], variant: str) -> list[tuple[dict[str, Any], int, int]]:
+    """(setting, the variant's trial, the baseline's trial) for every setting both tuned: the seeded
+    first round of TPE, which is the same for every variant, and all of a grid."""
+    entries = selection["variants"]
+    if variant not in entries or BASELINE not in entries:
+        return []
+    theirs = {json.dumps(t["setting"], sort_keys=True): t["trial"] for t in entries[BASELINE]["trials"]}
+    out = []
+    for trial in entries[variant]["trials"]:
+        key = json.dumps(trial["setting"], sort_keys=True)
+        if key in theirs:
+            out.append((trial["setting"], trial["trial"], theirs[key]))
+    return out
+
+
+def _shared_curves(params: Params, layout: Layout, selection: dict[str, Any]) -> dict[str, tuple[pd.DataFrame,
+                                                                                                     pd.DataFrame]]:
+    """History and probes of every tuning model of a shared trial that did not diverge."""
+    out = {}
+    for variant in params.train.variants:
+        for _, ours, theirs in shared_trials(selection, variant) if variant != BASELINE else []:
+            for seed in params.train.tune.seeds:
+                for name in (model_name(variant, seed, ours), model_name(BASELINE, seed, theirs)):
+                    if layout.probes(name, tuning=True).is_file() and layout.checkpoint(name, tuning=True).is_file():
+                        out[name] = (read_history(layout, name, tuning=True), read_probes(layout, name, tuning=True))
+    return out
+
 
 def gather(params: Params, layout: Layout) -> Evidence:
     """Read the outputs of prepare, select, train and evaluate."""
     summary = PrepareSummary.read(layout)
-    train = params.train
-    names = [model_name(v, s) for v in train.variants for s in train.seeds]
-    evaluated = names + params.evaluate.references.names()
-    histories = {v: {s: read_history(layout, model_name(v, s)) for s in train.seeds} for v in train.variants}
-    scaled = {s: float(np.abs(load_split(layout.prepared, s, summary.label).x.mean(axis=0)).max()) for s in SPLITS}
+    selection = read_selection(layout)
+    replicates = range(len(summary.replicates))
+    variants = params.train.variants
+    names = [model_name(v, r) for v in variants for r in replicates]
+    evaluated = names + [model_name(ref, r) for ref in params.evaluate.references.names() for r in replicates]
+    parts = Prepared(layout, summary).parts(TUNING)
+    scaled = {s: float(np.abs(parts[s].x.mean(axis=0)).max()) for s in SPLITS}
     logged = json.loads(layout.reference_runs.read_text()) if layout.reference_runs.is_file() else {}
-    return Evidence(params, summary, histories, {n: read_model_metrics(layout, n) for n in evaluated},
-                    {n: read_scores(layout, n) for n in evaluated}, {n: RunInfo.read(layout, n) for n in names},
-                    read_selection(layout), json.loads(layout.tuning_scores.read_text()), scaled, logged)
+    return Evidence(params, summary,
+                    {v: {r: read_history(layout, model_name(v, r)) for r in replicates} for v in variants},
+                    {v: {r: read_probes(layout, model_name(v, r)) for r in replicates} for v in variants},
+                    {n: read_model_metrics(layout, n) for n in evaluated}, {n: read_scores(layout, n) for n in evaluated},
+                    {n: RunInfo.read(layout, n) for n in names}, selection,
+                    json.loads(layout.tuning_scores.read_text()), scaled, logged,
+                    _shared_curves(params, layout, selection))
 
 
 def table_epochs(max_epoch: int, every: int = 5) -> list[int]:
@@ -92,13 +139,8 @@ def value_at(history: pd.DataFrame, key: str, epoch: int) -> float:
 
 
 def at_epoch(histories: dict[int, pd.DataFrame], key: str, epoch: int) -> list[float]:
-    """Values of ``key`` at ``epoch`` for every seed whose run got that far."""
+    """Values of ``key`` at ``epoch`` for every replicate whose run got that far."""
     return [value_at(h, key, epoch) for h in histories.values() if epoch in set(h["epoch"])]
-
-
-def variant_values(ev: Evidence, variant: str, key: str) -> list[float]:
-    """One evaluation metric of a variant's compared models, seed by seed."""
-    return [float(ev.metrics[model_name(variant, s)][key]) for s in ev.params.train.seeds]
 
 
 def describe_runs(runs: dict[str, RunInfo]) -> dict[str, Any]:

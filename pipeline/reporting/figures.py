@@ -110,6 +110,34 @@ def loss_curves(histories: dict[str, dict[int, pd.DataFrame]], path: Path) -> Pa
     return save(fig, path)
 
 
+def tuning_curves(best_so_far: dict[str, list[float | None]], path: Path) -> Path:
+    """Each variant's best mean validation AP after each trial: saturated or still climbing."""
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for variant, curve in best_so_far.items():
+        colour = VARIANTS[variant].color if variant in VARIANTS else "black"
+        trials = [i + 1 for i, v in enumerate(curve) if v is not None]
+        ax.step(trials, [v for v in curve if v is not None], where="post", color=colour, label=label(variant))
+    ax.set_xlabel("trials")
+    ax.set_ylabel("best mean validation AP")
+    ax.set_title("Tuning: the best setting found after each trial")
+    ax.legend(fontsize=8)
+    return save(fig, path)
+
+
+def reliability(scores: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> Path:
+    """Reliability (calibration) curves of several models on one chart (name -> (y, p)), quantile bins."""
+    from sklearn.calibration import CalibrationDisplay
+
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    for name, (y, p) in scores.items():
+        variant = VARIANTS.get(name)
+        CalibrationDisplay.from_predictions(y, p, n_bins=10, strategy="quantile", name=label(name), ax=ax,
+                                            color=variant.color if variant else None)
+    ax.set_title("Reliability on the test parts")
+    ax.legend(fontsize=7, loc="upper left")
+    return save(fig, path)
+
+
 def sweep(summary: pd.DataFrame, param: str, path: Path) -> Path:
     """Three panels against a swept param: test AP, final train loss, seconds per epoch, per variant."""
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))

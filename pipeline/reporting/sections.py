@@ -3,76 +3,86 @@ metrics, speed. (What is concluded from them is in ``conclusions``.)"""
 
 from __future__ import annotations
 
+import math
 import platform
 from importlib.metadata import version
 from pathlib import Path
 
-from pipeline.project.layout import SPLITS, lr_text, model_name
+import numpy as np
+
+from pipeline.project.train_config import Setting
+from pipeline.project.layout import SPLITS
 from pipeline.project.variants import BASELINE, label, title
-from pipeline.reporting import claims, figures
+from pipeline.reporting import claims, figures, shared
 from pipeline.reporting.document import Document, mean_sd
 from pipeline.reporting.evidence import Evidence, at_epoch, describe_runs, table_epochs
+from pipeline.reporting.shared import Pair
 
 
 def setup(doc: Document, ev: Evidence) -> None:
-    """Data, model, training settings, seeds, versions."""
+    """Data, model, training settings, replicates, versions."""
     p, s = ev.params, ev.summary
     devices = describe_runs(ev.runs)["devices"]
-    total = sum(s.rows.values())
     doc.heading("2. Setup")
     doc.bullets([
-        f"Data: `{s.source}` (SHA-256 `{s.source_sha256[:16]}…`), {total:,} rows, label `{s.label}`, "
-        f"{s.n_features} features, {s.split_method} split; rows with NaN/inf dropped: {s.dropped_nonfinite:,}.",
-        f"Model: MLP, hidden layers {p.train.model.hidden}, {p.train.model.activation}, dropout "
-        f"{p.train.model.dropout}; `batchnorm` adds BatchNorm1d (`layernorm`: LayerNorm) "
-        f"{p.train.model.batchnorm_placement} each activation; nothing else differs, and shared layers start "
-        "from the same weights.",
-        f"Training: {p.train.epochs} epochs at most (early stopping patience {p.train.patience} on validation AP), "
-        f"batch size {p.train.batch_size:,} (never below {p.train.min_batch}), {p.train.optimizer.name}, "
-        f"weight decay {p.train.optimizer.weight_decay:g}, pos_weight `{p.train.pos_weight}`, gradient clip "
-        f"{p.train.grad_clip:g}; learning rate tuned per variant (section 3).",
-        f"Compared models: seeds {list(p.train.seeds)} per variant. Device: {', '.join(devices)}. Threshold: "
-        f"`{p.evaluate.threshold.strategy}` on validation.",
+        f"Data: `{s.source}` (SHA-256 `{s.source_sha256[:16]}…`), label `{s.label}`, {s.n_features} features, "
+        f"{s.split_method} split; rows with NaN/inf dropped: {s.dropped_nonfinite:,}.",
+        f"Model: MLP, hidden layers {p.train.model.hidden}, {p.train.model.activation}; `batchnorm` adds "
+        f"BatchNorm1d (`layernorm`: LayerNorm) {p.train.model.batchnorm_placement} each activation; nothing else "
+        "differs, shared layers start from the same weights, and the output bias starts at the training prior's "
+        "log-odds (the first predictions are the base rate).",
+        f"Training: at most {p.train.epochs} epochs, early stopping after {p.train.patience} epochs without a better "
+        f"validation AP (the best epoch's weights kept), {p.train.optimizer.name}, batches never below "
+        f"{p.train.min_batch}; validation AP also at probe steps growing {p.train.probe_growth:g}x.",
+        "Settings (tuned per variant, section 3): " + "; ".join(f"{label(v)}: {ev.setting(v).name()}"
+                                                               for v in p.train.variants) + ".",
+        f"Replicates: {len(ev.replicates)}; replicate r trains every variant with seed r on its own "
+        + ("redrawn" if s.redrawn else "(time-ordered, hence identical)") + " split. Device: "
+        f"{', '.join(devices)}. Threshold: `{p.evaluate.threshold.strategy}` on each model's validation part.",
         "Versions: " + ", ".join(f"{pkg} {version(pkg)}" for pkg in ("torch", "scikit-learn", "mlflow", "dvc",
-                                                                    "numpy", "pandas")) +
+                                                                    "optuna", "numpy", "pandas")) +
         f", Python {platform.python_version()}.",
     ])
-    doc.table(["Split", "Rows", "Frauds", "Prevalence"],
+    doc.table(["Part (every split)", "Rows", "Frauds", "Prevalence"],
               [[n, f"{s.rows[n]:,}", f"{s.positives[n]:,}", f"{s.prevalence[n]:.4%}"] for n in SPLITS])
 
 
-def tuning(doc: Document, ev: Evidence) -> None:
-    """The learning-rate grid on validation (the choice), and both variants at every shared setting."""
-    p, grid = ev.params, ev.selection["grid"]
-    variants = list(p.train.variants)
+def tuning(doc: Document, ev: Evidence, figure_dir: Path) -> None:
+    """Each variant's trials: the best so far after each trial, the chosen setting, the best few."""
+    p = ev.params
     doc.heading("3. Tuning: the same budget for every variant")
-    doc.paragraph(f"Every variant trained at each learning rate of `train.lr` on the tuning seeds "
-                  f"{list(p.train.tune_seeds)}, kept apart from the compared models. Each variant keeps the rate "
-                  "with the best mean validation AP (marked **chosen**); test data never takes part. Cells: mean "
-                  "± sd over the tuning seeds.")
+    doc.paragraph(f"Every variant had {p.train.tune.trials} trials (`{p.train.tune.sampler}`, seeded) over the same "
+                  f"space (`train.tune.space`); each trial trained its setting on the tuning seeds "
+                  f"{list(p.train.tune.seeds)}, on a split of its own, and scored the mean of their best validation "
+                  "AP; test data never took part. The best trial is the variant's setting.")
     rows = []
-    for lr in p.train.lr:
-        cells = []
-        for variant in variants:
-            entry = grid[variant][lr_text(lr)]
-            diverged = entry["diverged_at_epoch_by_seed"]
-            text = (f"diverged (seed {', '.join(f'{s} at epoch {e}' for s, e in diverged.items())})" if diverged
-                    else mean_sd(list(entry["val_ap_by_seed"].values()), 3))
-            cells.append(f"**{text} chosen**" if lr == ev.chosen_lr(variant) else text)
-        rows.append([f"{lr:g}", *cells])
-    doc.table(["Learning rate", *[f"Validation AP {label(v)}" for v in variants]], rows)
-    doc.paragraph("**Shared settings** (secondary): both variants at the same learning rate, test AP of the tuning "
-                  "models. The headline compares each variant at its own chosen rate instead.")
-    rows = []
-    for lr in p.train.lr:
-        rows.append([f"{lr:g}", *[mean_sd([ev.tuning[model_name(v, s, lr)].get("test_ap", float("nan"))
-                                           for s in p.train.tune_seeds], 3) for v in variants]])
-    doc.table(["Learning rate", *[f"Test AP {label(v)}" for v in variants]], rows)
+    for variant in p.train.variants:
+        entry = ev.selection["variants"][variant]
+        curve = [v for v in entry["best_so_far"] if v is not None]
+        quarter = max(1, len(curve) // 4)
+        gain = curve[-1] - curve[-quarter - 1] if len(curve) > quarter else math.nan
+        state = "still climbing" if gain > p.report.saturation else "saturated"
+        edges = ", ".join(f"{k} ({v} end)" for k, v in entry["at_edge"].items()) or "none"
+        rows.append([label(variant), f"{entry['val_ap']:.3f}", f"trial {entry['chosen']['trial']}",
+                     ev.setting(variant).name(), f"{state} (last {quarter}: {gain:+.3f})", edges])
+    doc.table(["Variant", "Best validation AP", "Chosen", "Setting", "Budget", "At the edge of the space"], rows)
+    doc.figure(figures.tuning_curves({v: ev.selection["variants"][v]["best_so_far"] for v in p.train.variants},
+                                     figure_dir / "tuning.png"), "Best mean validation AP after each trial")
+    for variant in p.train.variants:
+        trials = sorted((t for t in ev.selection["variants"][variant]["trials"] if t["val_ap"] is not None),
+                        key=lambda t: -t["val_ap"])[:5]
+        doc.paragraph(f"Best trials {label(variant)}:")
+        doc.table(["Trial", "Validation AP (mean over tuning seeds)", "Setting"],
+                  [[str(t["trial"]), f"{t['val_ap']:.3f}", _setting(t["setting"])] for t in trials])
+
+
+def _setting(raw: dict) -> str:
+    return Setting.from_dict(raw).name()
 
 
 def curves(doc: Document, ev: Evidence, figure_dir: Path) -> None:
-    """Train and validation loss by epoch, mean ± sd over seeds, and the loss figure."""
-    seeds = ev.params.train.seeds
+    """Train and validation loss by epoch, mean ± sd over replicates, and the loss figure."""
+    n = len(ev.replicates)
     doc.heading("4. Training curves")
     longest = max(len(h) for runs in ev.histories.values() for h in runs.values())
     for key, name in (("train_loss", "train loss"), ("val_loss", "validation loss")):
@@ -81,74 +91,100 @@ def curves(doc: Document, ev: Evidence, figure_dir: Path) -> None:
             cells = []
             for variant in ev.histories:
                 values = at_epoch(ev.histories[variant], key, epoch)
-                note = f" (n={len(values)})" if 0 < len(values) < len(seeds) else ""
-                cells.append(mean_sd(values) + note)
+                cells.append(mean_sd(values) + (f" (n={len(values)})" if 0 < len(values) < n else ""))
             rows.append([str(epoch), *cells])
-        doc.paragraph(f"**{name.capitalize()}** of the compared models (each variant at its chosen learning rate), "
-                      f"mean ± standard deviation over {len(seeds)} seed(s); n < seeds where early stopping ended "
-                      "a run before that epoch.")
+        doc.paragraph(f"**{name.capitalize()}** of the compared models (each variant at its tuned setting), mean ± "
+                      f"standard deviation over {n} replicate(s); n < replicates where early stopping ended a run "
+                      "before that epoch.")
         doc.table(["Epoch", *[f"{name} {label(v)}" for v in ev.histories]], rows)
     doc.figure(figures.loss_curves(ev.histories, figure_dir / "loss_curves.png"),
                "Training (solid) and validation (dashed) loss")
 
 
 def accuracy(doc: Document, ev: Evidence) -> None:
-    """Validation accuracy next to the majority-class accuracy."""
-    seeds = ev.params.train.seeds
-    majority = 1 - ev.summary.prevalence["val"]
-    doc.heading("5. Validation accuracy")
+    """Test accuracy at each model's threshold and at 0.5, balanced accuracy, MCC, the majority class."""
+    majority = 1 - ev.summary.prevalence["test"]
+    doc.heading("5. Accuracy, on data that chose neither the threshold nor the kept epoch")
     rows = []
-    for variant, runs in ev.histories.items():
-        at_half = [float(h.loc[h["val_ap"].idxmax(), "val_accuracy"]) for h in runs.values()]  # the kept epoch
-        rows.append([label(variant), mean_sd([ev.val_accuracy(model_name(variant, s)) for s in seeds]),
-                     mean_sd(at_half), f"{majority:.4f}"])
-    doc.table(["Model", "At the chosen threshold", "At 0.5 (kept epoch)", "Majority class"], rows)
+    for model in [*ev.histories, *ev.params.evaluate.references.names()]:
+        at_half = [_accuracy_at(ev, n, 0.5) for n in ev.names(model)]
+        rows.append([label(model), mean_sd(ev.values(model, "test_accuracy")), mean_sd(at_half),
+                     mean_sd(ev.values(model, "test_balanced_accuracy"), 3), mean_sd(ev.values(model, "test_mcc"), 3)])
+    doc.table(["Model (mean ± sd over replicates)", "Test accuracy at its threshold", "At 0.5",
+               "Balanced accuracy", "MCC"], rows)
     doc.paragraph("Accuracy is dominated by the majority class: predicting \"legit\" for every row already scores "
-                  f"{majority:.2%}. Judge the models on the minority-class metrics below, not on accuracy.")
+                  f"{majority:.2%}, and moving the threshold trades a few frauds caught for many more rows "
+                  "flagged, so accuracy moves little while recall moves a lot. Balanced accuracy and MCC weigh the "
+                  "fraud class; judge the models on the minority-class metrics below.")
+
+
+def _accuracy_at(ev: Evidence, name: str, threshold: float) -> float:
+    y, p = ev.split_scores(name, "test")
+    return float(np.mean((p >= threshold) == (y > 0)))
 
 
 def minority(doc: Document, ev: Evidence, figure_dir: Path) -> None:
-    """Precision, recall, F1 and AP with intervals; per-variant means; overlaid PR curves."""
-    p, seeds = ev.params, ev.params.train.seeds
-    doc.heading("6. Minority-class precision, recall, F1 and average precision")
-    doc.paragraph(f"Test split ({ev.summary.rows['test']:,} rows, {ev.summary.positives['test']:,} frauds), "
-                  f"threshold chosen on validation (`{p.evaluate.threshold.strategy}`); 95% stratified bootstrap "
-                  f"intervals ({p.evaluate.bootstrap.resamples:,} resamples). Test prevalence "
-                  f"{ev.summary.prevalence['test']:.4f} is the average precision of a random ranking.")
+    """AP, precision, recall and F1 per variant and reference; at 0.5; calibration; PR curves."""
+    p = ev.params
+    doc.heading("6. Minority class: average precision, precision, recall, calibration")
+    doc.paragraph(f"Each replicate's test part ({ev.summary.rows['test']:,} rows, {ev.summary.positives['test']:,} "
+                  f"frauds), each model's threshold chosen on its validation part (`{p.evaluate.threshold.strategy}`). "
+                  f"Mean ± sd over {len(ev.replicates)} replicate(s); test prevalence "
+                  f"{ev.summary.prevalence['test']:.4f} is the AP of a random ranking. Precision and recall hold "
+                  "the chosen threshold fixed; Brier score and the reliability plot say how far the probabilities "
+                  "can be read as such.")
+    keys = ("ap", "precision", "recall", "f1", "brier")
+    models = [*ev.histories, *p.evaluate.references.names()]
+    doc.table(["Model", "Average precision", "Precision", "Recall", "F1", "Brier", "Recall at 0.5"],
+              [[label(m)] + [mean_sd(ev.values(m, f"test_{k}"), 3) for k in keys]
+               + [mean_sd([_recall_at(ev, n, 0.5) for n in ev.names(m)], 3)] for m in models])
+    pooled = {m: tuple(np.concatenate(a) for a in zip(*(ev.split_scores(n, "test") for n in ev.names(m))))
+              for m in models}
+    doc.figure(figures.reliability(pooled, figure_dir / "reliability.png"),
+               "Reliability on the test parts, every replicate pooled")
+    first = {n: ev.split_scores(n, "test") for m in models for n in ev.names(m)[:1]}
+    doc.figure(figures.overlaid_pr(first, ev.summary.prevalence["test"], figure_dir / "precision_recall.png"),
+               "Precision-recall curves on replicate 0's test part")
 
-    def ci(m: dict[str, float], key: str) -> str:
-        return f"{m[f'test_{key}']:.3f} [{m[f'test_{key}_ci_low']:.3f}, {m[f'test_{key}_ci_high']:.3f}]"
 
-    doc.table(["Model", "Threshold", "Precision", "Recall", "F1", "Average precision", "ROC-AUC"],
-              [[n, f"{m['threshold']:.3g}", ci(m, "precision"), ci(m, "recall"), ci(m, "f1"), ci(m, "ap"),
-                f"{m['test_roc_auc']:.3f}"] for n, m in ev.metrics.items()])
-    keys = ("precision", "recall", "f1", "ap")
-    doc.table(["Variant (mean ± sd over seeds)", "Precision", "Recall", "F1", "Average precision"],
-              [[label(v)] + [mean_sd([ev.metrics[model_name(v, s)][f"test_{k}"] for s in seeds], 3) for k in keys]
-               for v in ev.histories])
-    pr = {n: ev.split_scores(n, "test") for n in ev.scores}
-    doc.figure(figures.overlaid_pr(pr, ev.summary.prevalence["test"], figure_dir / "precision_recall.png"),
-               "Precision-recall curves on the test split, every model")
+def _recall_at(ev: Evidence, name: str, threshold: float) -> float:
+    y, p = ev.split_scores(name, "test")
+    return float(np.mean(p[y > 0] >= threshold)) if (y > 0).any() else math.nan
 
 
-def speed(doc: Document, ev: Evidence) -> None:
-    """Epochs to the baseline's best validation loss, censored runs shown as such; seconds per epoch."""
-    devices = describe_runs(ev.runs)["devices"]
-    doc.heading("7. Speed")
+def speed(doc: Document, ev: Evidence, paired: dict[str, list[Pair]]) -> None:
+    """Training time and steps to validation-AP targets both variants reach, replicate by replicate; the
+    same at shared settings."""
+    doc.heading("7. Speed: time to validation-AP targets both variants reach")
+    rungs = ", ".join(f"{f:.0%}" for f in ev.params.report.speed_rungs)
+    doc.paragraph(f"Targets: {rungs} of the lower of the two variants' best validation AP in each replicate, so "
+                  "both reach every target; times are interpolated between validation probes (steps 1, 2, 3, ... "
+                  "growing geometrically, and every epoch end) and count training steps only (a stack's step time "
+                  "shared among its models). Each variant at its own tuned setting: a different batch size makes "
+                  "a step do different work, so training seconds decide, and steps are shown beside.")
     for variant in ev.compared():
-        name = title(variant)
-        doc.paragraph(f"**{name} versus the baseline.** Target: each seed's baseline best validation loss. A run "
-                      "that never got there is *not reached*, never given a number; who got there first is "
-                      "undecided when a run stopped before the other one reached the target.")
         rows = []
-        for seed, (target, ours, base) in claims.targets(ev, variant).items():
-            winner = {1: name, -1: "baseline", 0: "same epoch", None: "undecided"}[claims.first(ours, base)]
-            rows.append([str(seed), f"{target:.4f}", ours.text(), base.text(), winner])
-        doc.table(["Seed", "Target", f"Epochs {label(variant)}", f"Epochs {label(BASELINE)}", "First"], rows)
-    rows = []
-    for variant, runs in ev.histories.items():
-        rows.append([label(variant), mean_sd([float(h["epoch_seconds"].median()) for h in runs.values()], 3, noisy=True),
-                     mean_sd([float(h["samples_per_second"].median()) for h in runs.values()], 0, noisy=True)])
-    doc.paragraph("Timings on " + ", ".join(devices) + " (they vary between runs of the same params; a spread "
-                  "larger than the mean is marked noisy):")
-    doc.table(["Variant", "Seconds per epoch", "Samples per second"], rows, volatile=True)
+        for r in ev.replicates:
+            seconds = claims.rung_times(ev, variant, r, "seconds")
+            steps = claims.rung_times(ev, variant, r, "step")
+            rows.append([str(r)] + [f"{a:.1f}s/{b:.1f}s ({sa:.0f}/{sb:.0f} steps)" for (_, a, b), (_, sa, sb)
+                                    in zip(seconds, steps)])
+        doc.table(["Replicate", *[f"{f:.0%} target: {title(variant)}/{title(BASELINE)}"
+                                  for f in ev.params.report.speed_rungs]], rows, volatile=True)
+    doc.paragraph("Seconds per epoch (wall time of the epoch, shared by the models trained together; they vary "
+                  "between runs of the same params):")
+    doc.table(["Variant", "Seconds per epoch", "Models per stack"],
+              [[label(v), mean_sd([float(h["epoch_seconds"].median()) for h in runs.values()], 3, noisy=True),
+                mean_sd([float(h["stack_size"].iloc[0]) for h in runs.values()], 0)]
+               for v, runs in ev.histories.items()], volatile=True)
+    for variant in ev.compared():
+        if not paired[variant]:
+            continue
+        doc.paragraph(f"**At shared settings**: the tuning trials {title(variant)} and {title(BASELINE)} both trained "
+                      "(the sampler's seeded first round, or the whole grid), on the tuning split, paired by tuning "
+                      "seed. One learning rate and batch for both: here a step does the same work, so steps "
+                      "compare the optimisation itself. Speed-up: the baseline's steps over the variant's, "
+                      "geometric mean over the targets; loss fall as in the loss claim.")
+        doc.table(["Setting", "Seed", "Speed-up in steps", "Loss fall, baseline minus variant",
+                   f"Best validation AP {title(variant)} / {title(BASELINE)}"], shared.table_rows(paired[variant]))
+        doc.bullets([shared.seconds_note(paired[variant], title(variant)) + "."], volatile=True)

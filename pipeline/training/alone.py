@@ -8,27 +8,30 @@ import logging
 from pipeline.evaluation.ranking import epoch_metrics
 from pipeline.modeling import distributed
 from pipeline.modeling.distributed import World
-from pipeline.modeling.fit import BatchError, DivergedError, FitEnv, FitHooks, fit
+from pipeline.modeling.batches import BatchError
+from pipeline.modeling.fit import DivergedError, FitEnv, FitHooks, fit
 from pipeline.modeling.model import MLP, build
-from pipeline.modeling.recipe import fit_config, mlp_config, pos_weight
+from pipeline.modeling.recipe import fit_config, mlp_config, prior_logit
 from pipeline.modeling.snapshots import Snapshot, SnapshotFile, resume_point
 from pipeline.project.config import Params
-from pipeline.project.layout import Layout, PrepareSummary, Split
+from pipeline.data.prepared import Prepared
+from pipeline.project.layout import Layout
 from pipeline.runtime.errors import StageError
 from pipeline.tracking import runs, tags
 from pipeline.tracking.tracker import EpochLog, EpochReporter, Tracker
 from pipeline.training import records
-from pipeline.training.environment import shards
+from pipeline.training.environment import shards, training_rows
 from pipeline.training.jobs import Job, TrainResult
 from pipeline.training.tracked import model_run, record_outputs
 
 log = logging.getLogger("pipeline.train")
 
 
-def train_alone(params: Params, layout: Layout, summary: PrepareSummary, job: Job, data: tuple[Split, Split],
-                env: FitEnv, track: bool) -> TrainResult:
+def train_alone(params: Params, layout: Layout, prepared: Prepared, job: Job, env: FitEnv,
+                track: bool) -> TrainResult:
     """Train one model (on every rank under torchrun; rank 0 alone tracks and writes)."""
-    world = env.world
+    world, summary = env.world, prepared.summary
+    data = training_rows(prepared, job.split)
     snapshot = SnapshotFile(layout.snapshot(job.name), job.group) if world.max_restarts else None
     resume = resume_point(snapshot, world)
     epochs = EpochLog(EpochReporter(job.name, params.train.epochs, show=world.is_main),
@@ -38,10 +41,10 @@ def train_alone(params: Params, layout: Layout, summary: PrepareSummary, job: Jo
         with model_run(track and world.is_main, params, job, summary, env.device,
                        resume.run_id if resume else None, resume.epoch if resume else None) as tracker:
             epochs.tracker = tracker
-            model = _model(params, job, data[0].x.shape[1], env)
             positives = int(data[0].y.sum())
-            cfg = fit_config(params.train, job.seed, job.lr, pos_weight(params.train, data[0].y.size - positives,
-                                                                          positives))
+            counts = (data[0].y.size - positives, positives)
+            model = _model(params, job, data[0].x.shape[1], env, prior_logit(job.setting, *counts))
+            cfg = fit_config(params.train, job.seed, job.setting, *counts)
             hooks = FitHooks(epoch_metrics, epochs if world.is_main else None,
                              _saver(snapshot, tracker, world) if snapshot else None)
             result = fit(model, shards(*data, world), cfg, env, hooks, resume)
@@ -57,7 +60,7 @@ def train_alone(params: Params, layout: Layout, summary: PrepareSummary, job: Jo
         return diverged(job, exc, epochs.records, info, epochs.tracker.run_id, world.is_main)
     except BatchError as exc:
         raise StageError(f"{job.name}: {exc}") from None
-    log.info("train[%s] lr %g, best epoch %d (val_ap %.3f)%s", job.name, job.lr, result.best_epoch,
+    log.info("train[%s] %s: best epoch %d (val_ap %.3f)%s", job.name, job.setting.name(), result.best_epoch,
              result.best_val_ap, ", stopped early" if result.stopped_early else "")
     return TrainResult(job.name, job.checkpoint, job.history, job.run_file, fit=result)
 
@@ -70,7 +73,7 @@ def diverged(job: Job, error: DivergedError, history: list[dict[str, float]], in
         return TrainResult(job.name, None, job.history, job.run_file, fit=None)
     if not job.tuning:
         raise StageError(f"{job.name}: {error}") from None
-    log.warning("train[%s] %s; select will not choose lr %g", job.name, error, job.lr)
+    log.warning("train[%s] %s; select will not choose its trial", job.name, error)
     if run_id:
         runs.set_tag(run_id, tags.DIVERGED_AT, str(error.epoch))
         info = {**info, **runs.run_info(run_id)}
@@ -78,10 +81,10 @@ def diverged(job: Job, error: DivergedError, history: list[dict[str, float]], in
     return TrainResult(job.name, None, job.history, job.run_file, fit=None)
 
 
-def _model(params: Params, job: Job, n_features: int, env: FitEnv) -> MLP:
+def _model(params: Params, job: Job, n_features: int, env: FitEnv, output_bias: float) -> MLP:
     """The freshly initialised network, its BatchNorm synced over the processes when asked."""
-    config = mlp_config(params.train, job.variant, n_features)
-    model = build(config, job.seed)
+    config = mlp_config(params.train, job.variant, n_features, job.setting)
+    model = build(config, job.seed, output_bias)
     if env.world.size > 1 and params.train.batchnorm_sync and config.norm == "batchnorm":
         model = distributed.sync_batchnorm(model, env.device)
     return model

@@ -9,9 +9,10 @@ import torch
 
 from pipeline.modeling import distributed
 from pipeline.modeling.distributed import World
-from pipeline.modeling.fit import FitData, FitEnv, resolve_device
+from pipeline.modeling.devices import resolve_device
+from pipeline.modeling.fit import FitData, FitEnv
 from pipeline.project.config import Params
-from pipeline.project.layout import Layout, PrepareSummary, Split, load_split
+from pipeline.data.prepared import Prepared, Split
 from pipeline.runtime.errors import StageError
 
 log = logging.getLogger("pipeline.train")
@@ -29,13 +30,14 @@ def environment(params: Params, world: World) -> FitEnv:
     return FitEnv(device, world, norm_synced=params.train.batchnorm_sync or world.size == 1)
 
 
-def splits(layout: Layout, summary: PrepareSummary) -> tuple[Split, Split]:
-    """The prepared training and validation splits."""
-    return load_split(layout.prepared, "train", summary.label), load_split(layout.prepared, "val", summary.label)
+def training_rows(prepared: Prepared, split: str) -> tuple[Split, Split]:
+    """A split's training and validation parts, scaled by its own scaler."""
+    parts = prepared.parts(split, ("train", "val"))
+    return parts["train"], parts["val"]
 
 
 def shards(train: Split, val: Split, world: World) -> FitData:
-    """This rank's contiguous shards of the training and validation splits (all of them in one process)."""
+    """This rank's contiguous shards of the training and validation parts (all of them in one process)."""
     def shard(split: Split) -> tuple[torch.Tensor, torch.Tensor]:
         start, stop = world.bounds(split.y.size)
         return torch.from_numpy(split.x[start:stop]), torch.from_numpy(split.y[start:stop])

@@ -1,6 +1,6 @@
-"""Which models a training stage trains: their names, files and execution group, and the key that
-says what trained them. A model on disk whose run file carries its job's key is done: adding a seed
-or a grid value trains only the new models, and a crash loses only the models still training."""
+"""Which models a training stage trains: their names, settings, files and execution group, and the key
+that says what trained them. A model on disk whose run file carries its job's key is done: adding a
+seed or a trial trains only the new models, and a crash loses only the models still training."""
 
 from __future__ import annotations
 
@@ -12,26 +12,34 @@ from typing import Any
 
 from pipeline.modeling.fit import FitResult
 from pipeline.modeling.recipe import training_config
+from pipeline.project.train_config import Setting
 from pipeline.project import provenance
 from pipeline.project.config import Params
-from pipeline.project.layout import Layout, PrepareSummary, model_name, read_chosen
+from pipeline.project.layout import TUNING, Layout, PrepareSummary, model_name, read_chosen, replicate_name
 
 
 @dataclass(frozen=True)
 class Job:
-    """One model to train: which one, its execution group, its key, and where its files go."""
+    """One model to train: which one, its setting, its execution group, its key, where its files go."""
 
     name: str
     variant: str
     seed: int
-    lr: float
-    tuning: bool
+    split: str  # the split it trains on: tuning's, or its replicate's (replicate r: seed r)
+    setting: Setting
+    trial: int | None  # tuning models: their trial's number; compared models: None
     group: str  # the MLflow grouping of one execution (data, params, code and DVC experiment)
     key: str  # what makes this model (data, params, code, variant, seed, setting), not where it ran
     shape: dict[str, Any]  # the train params every model of the execution shares
     checkpoint: Path
     history: Path
+    probes: Path
     run_file: Path
+
+    @property
+    def tuning(self) -> bool:
+        """A tuning model (a trial's), not a compared one."""
+        return self.trial is not None
 
     def done(self) -> bool:
         """Its files are on disk from a training with the same key (a diverged tuning model has no
@@ -53,33 +61,60 @@ class TrainResult:
     fit: FitResult | None  # None: diverged, or kept from an earlier run
 
 
-def plan(params: Params, layout: Layout, summary: PrepareSummary, variant: str, tuning: bool,
-         seeds: list[int] | None = None) -> list[Job]:
-    """The tuning models of a variant (every learning rate of the grid x every tuning seed), or its
-    compared models (``seeds``, default every one of train.seeds) at the rate select chose."""
-    shape = training_config(params.train)
-    identity = {"data": summary.source_sha256, "prepare": summary.params, "train": shape}
-    group = provenance.group_key(identity)
-    code = provenance.code_sha256("train")
-    if tuning:
-        points = [(lr, seed) for lr in params.train.lr for seed in params.train.tune_seeds]
-    else:
-        chosen = float(read_chosen(layout, variant)["lr"])
-        points = [(chosen, seed) for seed in (params.train.seeds if seeds is None else seeds)]
-    jobs = []
-    for lr, seed in points:
-        name = model_name(variant, seed, lr if tuning else None)
-        key = json.dumps({**identity, "code": code, "variant": variant, "seed": seed, "lr": lr, "tuning": tuning},
-                         sort_keys=True, default=str)
-        jobs.append(Job(name, variant, seed, lr, tuning, group, hashlib.sha256(key.encode()).hexdigest()[:16], shape,
-                        layout.checkpoint(name, tuning), layout.history(name, tuning), layout.run_file(name, tuning)))
-    return jobs
+class Planner:
+    """Jobs of one execution: its group, and the part of every key that the data, params and code fix."""
+
+    def __init__(self, params: Params, layout: Layout, summary: PrepareSummary) -> None:
+        self.layout, self.summary = layout, summary
+        self.shape = training_config(params.train)
+        # A model's data: the source and how it was cleaned, and its own split's rows and scaler (adding a
+        # replicate changes no other replicate's models).
+        prepare = {k: v for k, v in summary.params.items() if k not in ("replicates", "seed")}
+        self.identity = {"data": summary.source_sha256, "prepare": prepare, "train": self.shape}
+        self.group = provenance.group_key({**self.identity, "replicates": summary.params.get("replicates")})
+        self.code = provenance.code_sha256("train")
+        self.splits = {name: _file_hash(layout.split_file(name), layout.scaler(name))
+                       for name in (TUNING, *summary.replicates) if layout.split_file(name).is_file()}
+
+    def fingerprint(self, what: dict[str, Any]) -> str:
+        """A short hash of this execution's data, params and code, and ``what``."""
+        payload = json.dumps({**self.identity, "code": self.code, **what}, sort_keys=True, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def job(self, variant: str, seed: int, setting: Setting, trial: int | None = None) -> Job:
+        """One model's job: a trial's on the tuning split, or replicate ``seed``'s on its own split."""
+        name, tuning = model_name(variant, seed, trial), trial is not None
+        split = TUNING if tuning else replicate_name(seed)
+        key = self.fingerprint({"variant": variant, "seed": seed, "trial": trial, "setting": setting.to_dict(),
+                                "split": self.splits.get(split)})
+        layout = self.layout
+        return Job(name, variant, seed, split, setting, trial, self.group, key, self.shape,
+                   layout.checkpoint(name, tuning), layout.history(name, tuning), layout.probes(name, tuning),
+                   layout.run_file(name, tuning))
+
+    def compared(self, variant: str, replicates: list[int] | None = None) -> list[Job]:
+        """A variant's compared models, one per replicate (``replicates``, default all of them), at its
+        chosen setting."""
+        setting = Setting.from_dict(read_chosen(self.layout, variant))
+        every = range(len(self.summary.replicates))
+        return [self.job(variant, r, setting) for r in (every if replicates is None else replicates)]
+
+    def trial(self, params: Params, variant: str, number: int, setting: Setting) -> list[Job]:
+        """One tuning trial: its setting on every tuning seed."""
+        return [self.job(variant, seed, setting, number) for seed in params.train.tune.seeds]
 
 
-def stale(layout: Layout, variant: str, tuning: bool, jobs: list[Job]) -> list[Path]:
-    """Files in the variant's folders that belong to no planned model (a seed or grid value removed
-    from the params): they go, so that the stage's outputs are its params' models and nothing else."""
-    planned = {path for job in jobs for path in (job.checkpoint, job.history, job.run_file)}
+def stale(layout: Layout, variant: str, tuning: bool, jobs: list[Job], keep: tuple[Path, ...] = ()) -> list[Path]:
+    """Files in the variant's folders that belong to no planned model (a seed or trial no longer in the
+    params): they go, so that the stage's outputs are its params' models and nothing else."""
+    planned = {path for job in jobs for path in (job.checkpoint, job.history, job.probes, job.run_file)} | set(keep)
     folders = (layout.variant_folder(variant, tuning), layout.history_folder(variant, tuning))
     return sorted(path for folder in folders if folder.is_dir() for path in folder.glob("*.*")
                   if path.is_file() and path not in planned)
+
+
+def _file_hash(*paths: Path) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]

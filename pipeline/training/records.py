@@ -10,6 +10,7 @@ import torch
 
 from pipeline.modeling.fit import DivergedError, FitResult
 from pipeline.modeling.model import MLP, checkpoint
+from pipeline.modeling.probes import PROBE_COLUMNS
 from pipeline.project.layout import PrepareSummary
 from pipeline.runtime.outputs import staged, write_json
 from pipeline.training.jobs import Job
@@ -18,18 +19,22 @@ from pipeline.training.jobs import Job
 def run_file(job: Job, device: torch.device, ranks: int = 1, synced: bool = True,
              stack_size: int = 1) -> dict[str, Any]:
     """What the run file records of every model, trained or diverged (tracking adds its run's ids)."""
-    return {"model": job.name, "variant": job.variant, "seed": job.seed, "lr": job.lr, "device": str(device),
-            "group": job.group, "key": job.key, "ranks": ranks, "batchnorm_sync": synced, "stack_size": stack_size}
+    return {"model": job.name, "variant": job.variant, "seed": job.seed, "lr": job.setting.lr,
+            "setting": job.setting.to_dict(), "trial": job.trial, "device": str(device), "group": job.group,
+            "key": job.key, "ranks": ranks, "batchnorm_sync": synced, "stack_size": stack_size}
 
 
 def write_trained(job: Job, model: MLP, result: FitResult, summary: PrepareSummary, info: dict[str, Any]) -> None:
     """The checkpoint (best weights, self-describing), the history and the run file."""
-    with staged(job.checkpoint, job.history, job.run_file) as (tmp_ckpt, tmp_history, tmp_run):
-        torch.save(checkpoint(model.cpu().eval(), variant=job.variant, seed=job.seed, lr=job.lr,
+    with staged(job.checkpoint, job.history, job.probes, job.run_file) as (tmp_ckpt, tmp_history, tmp_probes, tmp_run):
+        torch.save(checkpoint(model.cpu().eval(), variant=job.variant, seed=job.seed, lr=job.setting.lr,
+                              setting=job.setting.to_dict(),
                               best_epoch=result.best_epoch, params=job.shape, label=summary.label,
                               features=summary.features, data_sha256=summary.source_sha256), tmp_ckpt)
         pd.DataFrame(result.history).to_csv(tmp_history, index=False)
-        write_json(tmp_run, {**info, "best_epoch": result.best_epoch, "epochs_run": len(result.history),
+        pd.DataFrame(result.probes, columns=list(PROBE_COLUMNS)).to_csv(tmp_probes, index=False)
+        write_json(tmp_run, {**info, "best_epoch": result.best_epoch, "best_val_ap": result.best_val_ap,
+                             "epochs_run": len(result.history),
                              "batch_sizes": result.batch_sizes, "norm_batch_sizes": result.norm_batch_sizes})
 
 

@@ -29,12 +29,14 @@ def model_run(track: bool, params: Params, job: Job, summary: PrepareSummary, de
     if not track:
         yield NullTracker()
         return
-    mlflow_params = {**flatten({"prepare": summary.params, "train": job.shape}), "train.lr": job.lr,
+    mlflow_params = {**flatten({"prepare": summary.params, "train": job.shape}),
+                     **{f"train.{key}": value for key, value in job.setting.to_dict().items()},
                      "variant": job.variant, "seed": job.seed, "device": str(device),
                      **{f"data.rows_{s}": n for s, n in summary.rows.items()},
                      **{f"data.prevalence_{s}": p for s, p in summary.prevalence.items()}}
     run_tags = {tags.ROLE: "tuning" if job.tuning else "model", tags.VARIANT: job.variant, tags.SEED: str(job.seed),
-                tags.LR: str(job.lr), tags.MODEL: job.name, tags.COLOR: catalogue_entry(job.variant).color,
+                tags.LR: str(job.setting.lr), tags.MODEL: job.name, tags.COLOR: catalogue_entry(job.variant).color,
+                **({tags.TRIAL: str(job.trial)} if job.trial is not None else {}),
                 tags.DATA_SHA256: summary.source_sha256,
                 tags.DEVICE: torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}
     with runs.model_run(params.mlflow.experiment, job.name, job.group, mlflow_params, run_tags,

@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score
 
-from pipeline.evaluation.metrics import accuracy_trap, bootstrap_ci, choose_threshold, classification_metrics
+from pipeline.evaluation.metrics import (
+    accuracy_trap,
+    bootstrap_ci,
+    choose_threshold,
+    classification_metrics,
+    paired_draws,
+)
 
 
 @pytest.fixture
@@ -72,3 +78,16 @@ def test_accuracy_trap_flags_high_accuracy_with_low_recall() -> None:
     p[-2:] = 0.9
     assert not accuracy_trap(classification_metrics(y, p, 0.5, []), recall_target=0.5)
 
+
+
+def test_paired_draws_resample_the_same_rows_for_both_models() -> None:
+    """The same model twice: every draw's difference is exactly 0 (the rows are shared); a perfect
+    ranking against its reverse: AP differs by (1 - reversed AP) in each draw, at most 1."""
+    y = np.array([1, 0, 0, 1, 0, 0, 0, 0, 1, 0])
+    p = np.linspace(0.9, 0.1, 10)
+    same = paired_draws(y, (p, 0.5), (p, 0.5), resamples=30, seed=1)
+    assert all(np.array_equal(v, np.zeros(30)) for v in same.values())
+    perfect = np.where(y == 1, 0.9, 0.1)
+    draws = paired_draws(y, (perfect, 0.5), (1 - perfect, 0.5), resamples=30, seed=1)
+    assert draws["ap"].shape == (30,) and ((draws["ap"] > 0) & (draws["ap"] < 1)).all()
+    assert (draws["recall"] == 1.0).all() and (draws["precision"] == 1.0).all()  # 1 - 0 in every draw

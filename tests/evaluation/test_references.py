@@ -7,7 +7,8 @@ from sklearn.metrics import roc_auc_score
 
 from pipeline import prepare
 from pipeline.project.loading import load_params
-from pipeline.project.layout import Layout, load_split
+from pipeline.data.prepared import Prepared
+from pipeline.project.layout import TUNING, Layout, PrepareSummary
 from pipeline.evaluation.references import fit_reference
 from tests.helpers.params import REPO
 
@@ -18,8 +19,8 @@ def test_every_reference_ranks_well_on_the_default_data(layout: Layout) -> None:
     for each (the untuned gradient boosting scored 0.75 here, with 39 test rows at exactly 1.0)."""
     params = load_params(REPO / "params.yaml")
     prepare.run(params.prepare, layout)
-    label = params.prepare.label
-    train, val, test = (load_split(layout.prepared, s, label) for s in ("train", "val", "test"))
+    parts = Prepared(layout, PrepareSummary.read(layout)).parts(TUNING)
+    train, val, test = (parts[s] for s in ("train", "val", "test"))
     for name in params.evaluate.references.names():
         tuned = fit_reference(name, params.evaluate.references, (train.x, train.y), (val.x, val.y), seed=0)
         p = tuned.model.predict_proba(test.x)[:, 1]

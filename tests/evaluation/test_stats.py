@@ -1,4 +1,6 @@
-"""Paired tests across seeds and the censoring rule for speed: what each verdict can and cannot say."""
+"""The verdicts' statistics against values worked out by hand on tiny fixed inputs: the permutation p
+(exact, and sampled with many replicates), Holm's correction, the four words, the nested bootstrap,
+and the simulated power of the decision rule."""
 
 from __future__ import annotations
 
@@ -7,50 +9,94 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.evaluation.stats import (INCONCLUSIVE, NOT_SUPPORTED, SUPPORTED, first_to_target, fewest_permutation_seeds,
-                            paired_test, permutation_p, seeds_needed)
-
-
-@pytest.mark.parametrize(
-    ("diffs", "status"),
-    [([0.30, 0.25, 0.35, 0.28, 0.31, 0.33], SUPPORTED),
-     ([-0.30, -0.25, -0.35, -0.28, -0.31, -0.33], NOT_SUPPORTED),
-     ([0.3, -0.2, 0.1, 0.05, -0.15, 0.2], INCONCLUSIVE),
-     ([0.30, 0.25, 0.35, 0.28, 0.31], INCONCLUSIVE),  # t says yes, but 5 seeds cannot reach p < 0.05
-     ([0.5], INCONCLUSIVE)],
+from pipeline.evaluation.stats import (
+    EQUIVALENT,
+    INCONCLUSIVE,
+    REVERSED,
+    SAMPLED,
+    SUPPORTED,
+    fewest_replicates,
+    holm,
+    holm_levels,
+    nested_bootstrap,
+    outer_bootstrap,
+    permutation_p,
+    replicates_for,
+    rule_power,
+    smallest_p,
+    verdict,
 )
-def test_a_verdict_needs_both_tests(diffs: list[float], status: str) -> None:
-    test = paired_test(diffs, confidence=0.95, power=0.8)
-    assert test.status == status
-    if len(diffs) > 1:
-        assert test.low <= test.mean <= test.high
 
 
-def test_five_unanimous_seeds_pass_the_t_interval_but_not_the_permutation_test() -> None:
-    test = paired_test([0.30, 0.25, 0.35, 0.28, 0.31], confidence=0.95, power=0.8)
-    assert test.low > 0 and test.p_value == pytest.approx(2 / 32) and test.smallest_p == pytest.approx(2 / 32)
-    assert fewest_permutation_seeds(0.05) == 6
+def test_the_exact_permutation_p_counts_sign_patterns() -> None:
+    # [1, 2, 3]: of the 8 sign patterns only +++ and --- have |mean| >= 2 -> 2/8.
+    assert permutation_p([1.0, 2.0, 3.0]) == 0.25
+    # [1, -1]: the mean is 0, every pattern is as extreme -> 1.
+    assert permutation_p([1.0, -1.0]) == 1.0
+    # six agreeing differences: only the two unanimous patterns -> 2/64, the smallest six allow.
+    assert permutation_p([0.3, 0.25, 0.35, 0.28, 0.31, 0.33]) == smallest_p(6) == 2 / 64
 
 
-def test_permutation_p_is_exact() -> None:
-    assert permutation_p([1.0] * 6) == pytest.approx(2 / 64)
-    # one of four signs flipped: |mean| is reached by the patterns with at most one mismatch, both ways
-    assert permutation_p([1.0, 1.0, 1.0, -1.0]) == pytest.approx(10 / 16)
-    assert permutation_p([0.0, 0.0, 0.0]) == 1.0
+def test_with_many_replicates_the_sampled_p_is_never_zero() -> None:
+    """20 agreeing replicates: 2 of 2^20 patterns are as extreme, so 100,000 random ones almost surely
+    miss them; (k + 1) / (N + 1) keeps p above 0."""
+    p = permutation_p([1.0] * 20, seed=3)
+    assert 0 < p <= 3 / (SAMPLED + 1)
+    assert permutation_p([1.0, -1.0] * 10) == 1.0  # a zero mean: every sampled pattern as extreme
 
 
-def test_detectable_difference_shrinks_and_seeds_needed_grows_as_expected() -> None:
-    rng = np.random.default_rng(0)
-    noise = list(rng.normal(0.02, 0.05, 6))
-    small, large = paired_test(noise, 0.95, 0.8), paired_test(noise * 3, 0.95, 0.8)
-    assert large.detectable < small.detectable
-    assert seeds_needed(0.01, 0.05, 0.05, 0.8) > seeds_needed(0.05, 0.05, 0.05, 0.8) >= 6
-    assert seeds_needed(0.0, 0.05, 0.05, 0.8) is None
+def test_holm_by_hand() -> None:
+    # sorted: a 0.01 (x3 = 0.03), c 0.03 (x2 = 0.06), b 0.04 (x1 = 0.04, raised to 0.06: monotone)
+    assert holm({"a": 0.01, "b": 0.04, "c": 0.03}) == pytest.approx({"a": 0.03, "b": 0.06, "c": 0.06})
+    assert holm_levels({"a": 0.01, "b": 0.04, "c": 0.03}, 0.05) == pytest.approx(
+        {"a": 0.05 / 3, "c": 0.05 / 2, "b": 0.05})
+    assert holm({"a": 0.6, "b": 0.7}) == {"a": 1.0, "b": 1.0}  # capped at 1
 
 
-def test_first_to_target_is_a_sign_test_over_decided_seeds() -> None:
-    assert first_to_target([1] * 6, 0.95).status == SUPPORTED
-    assert first_to_target([-1] * 6, 0.95).status == NOT_SUPPORTED
-    undecided = first_to_target([1, 1, 1, 1, 1, None], 0.95)
-    assert undecided.status == INCONCLUSIVE and undecided.wins == 5 and undecided.losses == 0
-    assert math.isclose(undecided.p_value, 2 / 32)
+def test_the_replicates_and_the_family_are_chosen_together() -> None:
+    assert fewest_replicates(0.05) == 6  # 2/2^6 = 0.031 <= 0.05 < 2/2^5
+    assert fewest_replicates(0.05 / 4) == 8  # Holm over four claims: 2/2^8 = 0.0078 <= 0.0125 < 2/2^7
+
+
+@pytest.mark.parametrize(("mean", "low", "high", "p", "word"), [
+    (0.05, 0.03, 0.07, 0.004, SUPPORTED),  # significant, above 0, at least the practical size 0.02
+    (0.005, -0.01, 0.015, 0.2, EQUIVALENT),  # the whole interval within +-0.02
+    (0.004, 0.001, 0.008, 0.001, EQUIVALENT),  # significant yet negligible: equivalent, never "supported"
+    (-0.05, -0.08, -0.03, 0.004, REVERSED),  # significantly the other way: named so
+    (0.012, 0.004, 0.03, 0.004, INCONCLUSIVE),  # significant, but the estimate is below the practical size
+    (0.05, -0.01, 0.11, 0.3, INCONCLUSIVE),  # not significant
+    (0.05, 0.03, 0.07, 0.12, INCONCLUSIVE),  # p 0.03 before correction, 0.12 after Holm over four claims
+])
+def test_the_four_words(mean: float, low: float, high: float, p: float, word: str) -> None:
+    """``p`` is the Holm-adjusted p, compared with 0.05; the practical size is 0.02."""
+    assert verdict(mean, low, high, p, 0.05, 0.02) == word
+
+
+def test_the_nested_bootstrap_by_hand() -> None:
+    """Two replicates whose every inner draw is 1 and 3: a resample of both replicates averages to 1
+    (both the first, 1/4), 2 (one each, 1/2) or 3 (1/4); the 95% interval is [1, 3]."""
+    low, high = nested_bootstrap([np.full(50, 1.0), np.full(50, 3.0)], 4000, 0, 0.95)
+    assert (low, high) == (1.0, 3.0)
+    # One replicate: the interval is its inner draws' own quantiles (0..100 uniform -> 2.5 and 97.5).
+    low, high = nested_bootstrap([np.arange(101.0)], 20000, 1, 0.95)
+    assert low == pytest.approx(2.5, abs=1.0) and high == pytest.approx(97.5, abs=1.0)
+    # The inner level widens the interval of the same replicate means.
+    plain = outer_bootstrap([0.1, 0.2, 0.15, 0.12], 4000, 0, 0.95)
+    nested = nested_bootstrap([np.random.default_rng(r).normal(m, 0.05, 200) for r, m in
+                               enumerate([0.1, 0.2, 0.15, 0.12])], 4000, 0, 0.95)
+    assert nested[1] - nested[0] > plain[1] - plain[0]
+
+
+def test_the_power_of_the_rule_by_simulation() -> None:
+    alpha = 0.05 / 4
+    # A large, clean effect: the rule supports it whenever the permutation test can (8 replicates).
+    assert rule_power(0.1, 0.01, 8, alpha, 0.02, 0.95, seed=0) == 1.0
+    assert rule_power(0.1, 0.01, 7, alpha, 0.02, 0.95, seed=0) == 0.0  # 2/2^7 > 0.0125: never
+    # No effect: support is as rare as the level allows.
+    assert rule_power(0.0, 0.05, 10, alpha, 0.02, 0.95, seed=0) <= alpha
+    # An effect of the practical size with noise: neither never nor always, and more replicates help.
+    few, many = (rule_power(0.02, 0.02, n, alpha, 0.02, 0.95, seed=0) for n in (10, 30))
+    assert 0 < few < many < 1
+    assert replicates_for(0.1, 0.01, alpha, 0.02, 0.95, 0.8, start=2) == 8
+    assert math.isclose(rule_power(0.02, 0.02, 10, alpha, 0.02, 0.95, seed=0),
+                        rule_power(0.02, 0.02, 10, alpha, 0.02, 0.95, seed=0))  # seeded: repeatable

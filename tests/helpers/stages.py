@@ -8,8 +8,9 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline import evaluate, prepare, report, select, train
+from pipeline.data.prepared import Prepared
 from pipeline.project.config import Params
-from pipeline.project.layout import Layout, PrepareSummary
+from pipeline.project.layout import Layout, PrepareSummary, replicate_name
 from pipeline.serving import packaging, scorer
 
 
@@ -34,7 +35,13 @@ def save_model(layout: Layout, name: str, dest: Path, nonfinite: str = "error") 
     """One evaluated model as a servable MLflow model folder (what evaluate logs, without a store)."""
     summary = PrepareSummary.read(layout)
     threshold = json.loads(layout.model_metrics(name).read_text())["threshold"]
-    example = pd.read_parquet(layout.raw_test).head(5)[summary.features]
-    packaging.save_fraud_model(dest, layout.checkpoint(name), layout.scaler,
+    split = replicate_name(int(name.rsplit("-s", 1)[1]))
+    example = Prepared(layout, summary).raw(split, "test").head(5)[summary.features]
+    packaging.save_fraud_model(dest, layout.checkpoint(name), layout.scaler(split),
                                scorer.settings(threshold, nonfinite, summary.source_sha256, model=name), example)
     return dest
+
+
+def raw_test(layout: Layout, replicate: int = 0) -> pd.DataFrame:
+    """A replicate's test rows as they came (label included): what a user's file of transactions holds."""
+    return Prepared(layout, PrepareSummary.read(layout)).raw(replicate_name(replicate), "test")

@@ -18,7 +18,7 @@ from pipeline import prepare
 from pipeline.project.loading import parse
 from pipeline.modeling.distributed import World
 from pipeline.project.layout import Layout
-from tests.helpers.params import REPO, small_raw_params
+from tests.helpers.params import REPO, small_raw_params, space
 from tests.helpers.distributed_fit import train
 
 pytestmark = pytest.mark.slow  # torchrun processes: tens of seconds
@@ -78,7 +78,7 @@ def prepared_two_ways(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Pat
     """Two folders with the same prepared data, params nproc 1 and 2."""
     folders = {}
     for nproc in (1, 2):
-        raw = small_raw_params()
+        raw = space(small_raw_params(), lr=[0.01])  # one trial per variant
         raw["train"]["distributed"]["nproc"] = nproc
         folder = tmp_path_factory.mktemp(f"nproc{nproc}")
         (folder / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -99,14 +99,14 @@ def test_the_train_stage_relaunches_itself_through_torchrun(prepared_two_ways: d
     client = mlflow.MlflowClient(f"sqlite:///{two / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("batchnorm-vs-baseline")
     runs = client.search_runs([experiment.experiment_id], "tags.`pipeline.role` = 'tuning'")
-    assert sorted(r.info.run_name for r in runs) == ["baseline-lr0.01-s100", "batchnorm-lr0.01-s100"]
+    assert sorted(r.info.run_name for r in runs) == ["baseline-t0-s100", "batchnorm-t0-s100"]
     assert all(r.info.status == "FINISHED" and r.data.params["train.distributed.nproc"] == "2" for r in runs)
     layout_one, layout_two = Layout(one), Layout(two)
-    name = "baseline-lr0.01-s100"
+    name = "baseline-t0-s100"
     weights = [torch.load(layout.checkpoint(name, tuning=True), weights_only=False)["model"]
                for layout in (layout_one, layout_two)]
     assert _largest_difference(*weights) < 1e-5
-    info = json.loads(layout_two.run_file("batchnorm-lr0.01-s100", tuning=True).read_text())
+    info = json.loads(layout_two.run_file("batchnorm-t0-s100", tuning=True).read_text())
     assert info["ranks"] == 2 and info["batchnorm_sync"] is True
     assert info["norm_batch_sizes"] == info["batch_sizes"]
 
@@ -123,15 +123,15 @@ def _restartable_tune(folder: Path, kill_rank: int | None) -> str:
     import signal
     import time
 
-    raw = small_raw_params()
-    raw["train"].update(epochs=RESTART_EPOCHS, batch_size=32, min_batch=16, patience=0, tune_seeds=list(RESTART_SEEDS),
+    raw = space(small_raw_params(), lr=[0.01], batch_size=[32], dropout=[0.1])  # dropout: the random state
+    raw["train"].update(epochs=RESTART_EPOCHS, min_batch=16, patience=0,          # must be resumed too, per rank
                         distributed={"nproc": 2, "max_restarts": 1})
-    raw["train"]["model"]["dropout"] = 0.1  # the random state must be resumed too, per rank
+    raw["train"]["tune"]["seeds"] = list(RESTART_SEEDS)
     (folder / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     prepare.run(parse(raw).prepare, Layout(folder))
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}", "OMP_NUM_THREADS": "1"}
     log = folder / "torchrun.log"
-    snapshot = Layout(folder).snapshot(f"{RESTART_MODEL}-lr0.01-s{RESTART_SEEDS[1]}")
+    snapshot = Layout(folder).snapshot(f"{RESTART_MODEL}-t0-s{RESTART_SEEDS[1]}")
     with log.open("w") as out:
         # The stage becomes `torchrun --standalone --nproc_per_node 2 --max-restarts 1` (same pid).
         agent = subprocess.Popen([sys.executable, "-m", "pipeline.train", "--variant", RESTART_MODEL, "--tune"],
@@ -177,7 +177,7 @@ def test_torchrun_restart_resumes_from_the_last_epoch_in_the_same_run(
     experiment = client.get_experiment_by_name("batchnorm-vs-baseline")
     runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id],
                                                             "tags.`pipeline.role` = 'tuning'")}
-    first, second = (f"{RESTART_MODEL}-lr0.01-s{seed}" for seed in RESTART_SEEDS)
+    first, second = (f"{RESTART_MODEL}-t0-s{seed}" for seed in RESTART_SEEDS)
     assert sorted(runs) == [first, second]  # one run per model: none started again
     assert all(run.info.status == "FINISHED" for run in runs.values())
     steps = {name: [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")]

@@ -7,8 +7,9 @@ import torch
 
 from pipeline.evaluation.ranking import epoch_metrics
 from pipeline.modeling.model import MLPConfig, build
-from pipeline.modeling.fit import BatchError, DivergedError, FitConfig, FitData, FitEnv, FitHooks, FitResult, \
-    Scorer, batch_slices, fit, resolve_device
+from pipeline.modeling.batches import BatchError, batch_slices
+from pipeline.modeling.devices import resolve_device
+from pipeline.modeling.fit import DivergedError, FitConfig, FitData, FitEnv, FitHooks, FitResult, Scorer, fit
 from pipeline.modeling.snapshots import Snapshot
 
 
@@ -114,7 +115,7 @@ def test_divergence_raises_with_advice() -> None:
     model = build(mlp(False), seed=0)
     with torch.no_grad():
         model.head.weight.fill_(float("nan"))
-    with pytest.raises(DivergedError, match=r"diverged at epoch 1 .*lower train\.lr \(now 0\.1\)"):
+    with pytest.raises(DivergedError, match=r"diverged at epoch 1 .*lower train\.tune\.space\.lr \(now 0\.1\)"):
         run_fit(model, n_train=200, lr=0.1, batch_size=32)
 
 

@@ -225,6 +225,6 @@ def test_recording_sees_reads_and_dumps() -> None:
     assert params.train.epochs == 3
     params.train.model.model_dump()
     params.evaluate.threshold  # a section, not a value
-    assert read == {"train.epochs", "train.model.hidden", "train.model.dropout", "train.model.activation",
+    assert read == {"train.epochs", "train.model.hidden", "train.model.activation",
                     "train.model.batchnorm_placement"}
     assert isinstance(params, Params)

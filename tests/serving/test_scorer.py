@@ -11,6 +11,7 @@ import pytest
 
 from pipeline.project.layout import Layout
 from pipeline.serving.scorer import FraudScorer, ScoringError
+from tests.helpers.stages import raw_test
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +21,7 @@ def scorer(served_model: Path) -> FraudScorer:
 
 def test_columns_are_found_by_name_whatever_their_order_and_dtype(scorer: FraudScorer,
                                                                    evaluated_shared: Layout) -> None:
-    raw = pd.read_parquet(evaluated_shared.raw_test).head(50)
+    raw = raw_test(evaluated_shared).head(50)
     expected = scorer.score(raw)
     shuffled = raw[list(reversed(raw.columns))].assign(extra="ignored")
     shuffled["Time"] = shuffled["Time"].astype("int64")  # a CSV's whole-number column
@@ -36,6 +37,6 @@ def test_columns_are_found_by_name_whatever_their_order_and_dtype(scorer: FraudS
 ])
 def test_rows_it_cannot_score_are_refused_with_the_reason(scorer: FraudScorer, evaluated_shared: Layout,
                                                           change: object, message: str) -> None:
-    raw = pd.read_parquet(evaluated_shared.raw_test).head(10)
+    raw = raw_test(evaluated_shared).head(10)
     with pytest.raises(ScoringError, match=message):
         scorer.score(change(raw))  # type: ignore[operator]

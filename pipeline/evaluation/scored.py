@@ -1,0 +1,79 @@
+"""Every model's fraud probabilities on the rows of its own split: the compared models of each
+replicate, the reference models fitted on each replicate (tuned once, on the tuning split), and the
+tuning models on the tuning split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from pipeline.data.prepared import Split
+from pipeline.evaluation.references import describe, fit_at, fit_reference
+from pipeline.modeling.model import from_checkpoint, predict_logits
+from pipeline.project.config import Params
+from pipeline.project.layout import TUNING, Layout, PrepareSummary, RunInfo, load_checkpoint, model_name
+from pipeline.runtime.errors import StageError
+
+Parts = dict[str, Split]  # train, val, test of one split
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One model's predicted fraud probabilities on every part of its split."""
+
+    name: str
+    kind: str  # "mlp" or "reference"
+    split: str  # the split it trained on and is evaluated on
+    replicate: int  # its replicate (its seed)
+    probabilities: dict[str, np.ndarray]
+    run: RunInfo | None = None  # trained models: where their MLflow run is
+    model: Any = None  # the network (mlp) or the fitted estimator (reference)
+    details: dict[str, Any] | None = None  # reference models: settings, grid
+
+
+def probabilities(model: torch.nn.Module, parts: Parts) -> dict[str, np.ndarray]:
+    """A network's fraud probabilities on each part, in eval mode."""
+    return {name: torch.sigmoid(predict_logits(model, torch.from_numpy(part.x))).numpy().astype(np.float64)
+            for name, part in parts.items()}
+
+
+def network(payload: dict[str, Any]) -> torch.nn.Module:
+    """The network a checkpoint describes (eval mode)."""
+    try:
+        return from_checkpoint(payload)
+    except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+        raise StageError(f"checkpoint does not match its model config ({exc})") from None
+
+
+def compared(params: Params, layout: Layout, summary: PrepareSummary, parts: dict[str, Parts]) -> list[Scored]:
+    """Every variant's compared model of every replicate, on its replicate's split."""
+    out = []
+    for replicate, split in enumerate(summary.replicates):
+        for variant in params.train.variants:
+            name = model_name(variant, replicate)
+            model = network(load_checkpoint(layout.checkpoint(name), summary))
+            out.append(Scored(name, "mlp", split, replicate, probabilities(model, parts[split]),
+                              run=RunInfo.read(layout, name), model=model))
+    return out
+
+
+def references(params: Params, summary: PrepareSummary, parts: dict[str, Parts]) -> list[Scored]:
+    """Each reference model tuned once on the tuning split (its grid on validation AP), then fitted
+    at that grid point on every replicate's split, as the compared models are."""
+    out, seed = [], params.evaluate.bootstrap.seed
+    for name in params.evaluate.references.names():
+        tuning = parts[TUNING]
+        tuned = fit_reference(name, params.evaluate.references, (tuning["train"].x, tuning["train"].y),
+                              (tuning["val"].x, tuning["val"].y), seed)
+        for replicate, split in enumerate(summary.replicates):
+            rows = parts[split]
+            model = fit_at(name, tuned.chosen, (rows["train"].x, rows["train"].y), (rows["val"].x, rows["val"].y), seed)
+            scores = {p: model.predict_proba(rows[p].x)[:, 1].astype(np.float64) for p in rows}
+            details = {"chosen": tuned.chosen, "grid": tuned.grid,
+                       "params": describe(type(tuned)(name, model, tuned.chosen, tuned.grid))}
+            out.append(Scored(model_name(name, replicate), "reference", split, replicate, scores, model=model,
+                              details=details))
+    return out
