@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline.project.layout import variant_of
 from pipeline.project.loading import load_params
 from pipeline.project.variants import ordered
 from pipeline.reporting.document import mean_sd
@@ -85,7 +86,7 @@ def comparison(experiment: str, group: str) -> tuple[pd.DataFrame, list[str]]:
     columns: dict[str, list[dict[str, float]]] = {}
     for run in kept:
         tags = run.data.tags
-        column = tags.get(VARIANT) if tags.get(ROLE) == "model" else tags[MODEL]
+        column = tags.get(VARIANT) if tags.get(ROLE) == "model" else variant_of(tags[MODEL])  # pooled over replicates
         columns.setdefault(column, []).append(_cells(run))
     order = ordered(list(columns))
     table = {f"{c} (n={len(columns[c])})": {key: _cell([m[key] for m in columns[c] if key in m], len(columns[c]))

@@ -89,7 +89,8 @@ def test_outputs_and_mlflow_run(variant: str, params: Params, chosen: Layout) ->
     assert pipeline_run.data.tags["pipeline.role"] == "pipeline"
     assert pipeline_run.info.run_name == f"pipeline-{info['group']}" and len(info["group"]) == 12
     (dataset,) = run.inputs.dataset_inputs
-    assert dataset.dataset.name == "train" and "V14" in dataset.dataset.schema
+    assert dataset.dataset.name == f"r{info['seed']}/train" and "V14" in dataset.dataset.schema
+    assert "data/prepared/table.parquet" in dataset.dataset.source  # the rows are the table's, by the split file
 
 
 def test_the_output_bias_starts_at_the_training_prior(params: Params, chosen: Layout) -> None:

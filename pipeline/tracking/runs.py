@@ -253,8 +253,9 @@ def metric_steps(run_id: str, key: str) -> list[tuple[int, float]]:
     return [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)]
 
 
-def log_training_data(run_id: str, source: Path, features: list[str], label: str, digest: str) -> None:
-    """Record the training split as a run's dataset input: its file, content hash and schema
+def log_training_data(run_id: str, source: Path, name: str, features: list[str], label: str, digest: str) -> None:
+    """Record the rows a model trained on as its run's dataset input: the table file they are rows of,
+    the part's name (``r3/train``: replicate 3's training part), the table's content hash and schema
     (declared, not inferred from 100,000s of rows: that took seconds per model)."""
     import warnings
 
@@ -267,7 +268,7 @@ def log_training_data(run_id: str, source: Path, features: list[str], label: str
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "can be interpreted in multiple ways": a local file either way
         schema = Schema([ColSpec("float", name) for name in features] + [ColSpec("integer", label)])
-        dataset = MetaDataset(resolve_dataset_source(str(source.resolve())), name="train", digest=digest[:20],
+        dataset = MetaDataset(resolve_dataset_source(str(source.resolve())), name=name, digest=digest[:20],
                               schema=schema)
         used = DatasetInput(dataset=dataset._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, "training")])
         store.client().log_inputs(run_id, datasets=[used])

@@ -51,7 +51,7 @@ def train_alone(params: Params, layout: Layout, prepared: Prepared, job: Job, en
             epochs.close()
             if not world.is_main:
                 return TrainResult(job.name, None, job.history, job.run_file, fit=result)
-            info.update(record_outputs(tracker, layout, summary, result))
+            info.update(record_outputs(tracker, layout, summary, result, job.split))
             records.write_trained(job, model, result, summary, info)
         if snapshot and world.is_main:
             snapshot.clear()

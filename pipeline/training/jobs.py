@@ -71,7 +71,7 @@ class Planner:
         # replicate changes no other replicate's models).
         prepare = {k: v for k, v in summary.params.items() if k not in ("replicates", "seed")}
         self.identity = {"data": summary.source_sha256, "prepare": prepare, "train": self.shape}
-        self.group = provenance.group_key({**self.identity, "replicates": summary.params.get("replicates")})
+        self.group = provenance.group_key(self.identity)  # more replicates: the same execution, grown
         self.code = provenance.code_sha256("train")
         self.splits = {name: _file_hash(layout.split_file(name), layout.scaler(name))
                        for name in (TUNING, *summary.replicates) if layout.split_file(name).is_file()}

@@ -77,7 +77,7 @@ def _stack(params: Params, layout: Layout, prepared: Prepared, jobs: list[Job], 
             except StageError as exc:
                 errors.append(str(exc))
             return
-        info.update(record_outputs(logs[member].tracker, layout, summary, outcome.result))
+        info.update(record_outputs(logs[member].tracker, layout, summary, outcome.result, job.split))
         model = MLP(members[member].config)
         model.load_state_dict(outcome.state)
         records.write_trained(job, model, outcome.result, summary, info)

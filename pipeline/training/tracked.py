@@ -46,7 +46,8 @@ def model_run(track: bool, params: Params, job: Job, summary: PrepareSummary, de
         yield tracker
 
 
-def record_outputs(tracker: Tracker, layout: Layout, summary: PrepareSummary, result: FitResult) -> dict[str, Any]:
+def record_outputs(tracker: Tracker, layout: Layout, summary: PrepareSummary, result: FitResult,
+                   split: str) -> dict[str, Any]:
     """Every epoch sent, then the history artifact, the training data and the summary metrics; returns
     what the run file needs to find the run again (nothing when untracked). Before the model's files
     are written: a model done on disk has everything in MLflow too."""
@@ -58,7 +59,7 @@ def record_outputs(tracker: Tracker, layout: Layout, summary: PrepareSummary, re
         pd.DataFrame(result.history).to_csv(named, index=False)
         runs.log_results(tracker.run_id, {"best_epoch": result.best_epoch, "best_val_ap": result.best_val_ap,
                                           "epochs_run": len(result.history)}, (named,))
-    runs.log_training_data(tracker.run_id, layout.prepared / "train.parquet", summary.features, summary.label,
+    runs.log_training_data(tracker.run_id, layout.table, f"{split}/train", summary.features, summary.label,
                            summary.source_sha256)
     return runs.run_info(tracker.run_id)
 

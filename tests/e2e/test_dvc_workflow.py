@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.params import REPO, small_raw_params
+from tests.helpers.params import REPO, small_raw_params, space
 from tests.helpers.repository import copy_repository, dvc, env_for, run
 
 pytestmark = pytest.mark.slow
@@ -26,15 +26,19 @@ def readme_commands() -> list[str]:
     after = text[text.index(MARKER):]
     start = after.index("```sh\n") + len("```sh\n")
     block = after[start:after.index("```", start)]
-    return [line.split("  #")[0].strip() for line in block.splitlines() if line.strip()]
+    return [re.split(r"\s#", line)[0].strip() for line in block.splitlines() if line.strip()]
 
 
 @pytest.fixture(scope="module")
 def workflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, subprocess.CompletedProcess[str]]]]:
     """A copy with committed results (dvc.lock and metrics/summary.json), then the README block."""
     raw = small_raw_params()
-    raw["train"].update(epochs=6, lr=[0.003])  # both variants still improve after epoch 3: `-S train.epochs=3`
-    # then changes both, as it does on the default data
+    raw["train"]["epochs"] = 6
+    # A four-point grid, of which HEAD runs one trial (lr 0.003, batch 128: both variants still improve
+    # after epoch 3, so `-S train.epochs=3` changes both, as it does on the default data) and the README's
+    # queued sweep two and four.
+    space(raw, lr=[0.01, 0.003], batch_size=[128, 256])
+    raw["train"]["tune"]["trials"] = 1
     raw["evaluate"]["references"] = {"logistic_regression": {"C": [1.0]}}
     repo = copy_repository(tmp_path_factory.mktemp("dvc-workflow"), raw)
     dvc(repo, "repro")
@@ -101,16 +105,17 @@ def test_plots_diff_draws_both_revisions(workflow: tuple) -> None:
     repo, outputs = workflow
     assert "dvc_plots" in _output(outputs, "dvc plots diff HEAD")
     page = (repo / "dvc_plots" / "index.html").read_text()
-    for plot in ("models_history_batchnorm-s0_csv", "models_history_baseline-s0_csv", "Precision-recall__test_",
-                 "ROC__test_"):
+    for plot in ("models_history_batchnorm_batchnorm-s0_csv", "models_history_baseline_baseline-s0_csv",
+                 "Precision-recall__test_", "ROC__test_"):
         assert f"vegaEmbed('#{plot}'" in page, plot
     assert "HEAD" in page and "workspace" in page  # both revisions on each chart
 
 
-def test_queued_grid_ran_with_two_workers(workflow: tuple) -> None:
+def test_queued_sweep_ran_with_two_workers(workflow: tuple) -> None:
+    """Both queued tuning budgets ran to their metrics, each experiment with its own number of trials."""
     repo, _ = workflow
     shown = json.loads(dvc(repo, "exp", "show", "--json").stdout)
-    batch_sizes = set()
+    trials = []
     for baseline in shown:
         for experiment in baseline.get("experiments") or []:
             for revision in experiment["revs"]:
@@ -118,8 +123,8 @@ def test_queued_grid_ran_with_two_workers(workflow: tuple) -> None:
                 params = data.get("params", {}).get("params.yaml", {}).get("data", {})
                 metrics = data.get("metrics", {}).get("metrics/summary.json", {}).get("data", {})
                 if metrics.get("test_ap"):
-                    batch_sizes.add(params["train"]["batch_size"])
-    assert {256, 2048} <= batch_sizes
+                    trials.append(params["train"]["tune"]["trials"])
+    assert sorted(trials) == [1, 2, 4]  # `-S train.epochs=3` (HEAD's one trial), then the sweep's 2 and 4
     assert dvc(repo, "queue", "status").stdout.count("Success") == 2
 
 

@@ -20,22 +20,30 @@ import torch
 import yaml
 from sklearn.metrics import average_precision_score
 
+from pipeline.project.layout import Layout, read_chosen, read_trials
 from pipeline.tracking import tags
-from tests.helpers.params import sample_csv_path, small_raw_params
+from tests.helpers.params import sample_csv_path, small_raw_params, space
 from tests.helpers.repository import copy_repository, dvc, env_for, run
 
-SEEDS = [0, 1, 2]
-MODELS = [f"{v}-s{s}" for v in ("batchnorm", "baseline") for s in SEEDS]
+REPLICATES = 3
+VARIANTS = ("batchnorm", "baseline")
+MODELS = [f"{v}-s{r}" for v in VARIANTS for r in range(REPLICATES)]
 REFERENCES = ["logistic_regression", "hist_gradient_boosting"]
+# A three-point grid of which the first two trials run: 0.01 and 0.003 (the grid's seeded order puts 1e-5
+# last); raising train.tune.trials to 3 then adds 1e-5, which cannot win in 3 epochs.
+GRID = [0.01, 0.00001, 0.003]
+TUNING = [f"{v}-t{t}-s100" for v in VARIANTS for t in range(2)]
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def repro(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One shared `dvc repro` of the whole pipeline in a fresh copy."""
+    """One shared `dvc repro` of the whole pipeline in a fresh copy: three replicates, two trials."""
     raw = small_raw_params()
-    raw["train"]["seeds"] = SEEDS
+    raw["prepare"]["replicates"] = REPLICATES
+    space(raw, lr=GRID, batch_size=[128])
+    raw["train"]["tune"]["trials"] = 2
     repo = copy_repository(tmp_path_factory.mktemp("repo"), raw)
     dvc(repo, "repro")
     return repo
@@ -51,12 +59,23 @@ def _runs(repo: Path, role: str) -> list:
     return client.search_runs([experiment.experiment_id], filter_string=f"tags.`pipeline.role` = '{role}'")
 
 
+def _ran(repro_output: str) -> list[str]:
+    """The stages a `dvc repro` ran, from what it printed."""
+    return [line.split("'")[1] for line in repro_output.splitlines() if line.startswith("Running stage")]
+
+
 def test_prepare_outputs_and_lock(repro: Path) -> None:
     summary = json.loads((repro / "data" / "prepared" / "summary.json").read_text())
     assert summary["rows"] == {"train": 2400, "val": 800, "test": 800}
-    for name in ("train", "val", "test"):
-        assert (repro / "data" / "prepared" / f"{name}.parquet").is_file()
+    assert summary["replicates"] == ["r0", "r1", "r2"] and summary["redrawn"] is True
+    layout = Layout(repro)
+    assert layout.table.is_file()
+    for split in ("tuning", "r0", "r1", "r2"):
+        assert layout.split_file(split).is_file() and layout.scaler(split).is_file(), split
     lock = (repro / "dvc.lock").read_text()
+    for stage in ("prepare", "tune@batchnorm", "tune@baseline", "select", "train@batchnorm", "train@baseline",
+                  "evaluate", "report"):
+        assert f"\n  {stage}:\n" in lock, stage
     assert "data/prepared" in lock and "md5" in lock
     status = dvc(repro, "status")
     assert "up to date" in status.stdout.lower() or status.stdout.strip() == ""
@@ -67,23 +86,36 @@ def test_the_only_dvc_metrics_are_the_headline(repro: Path) -> None:
     (workspace,) = shown.values()
     assert list(workspace["data"]) == ["metrics/summary.json"]
     headline = workspace["data"]["metrics/summary.json"]["data"]
-    assert set(headline["test_ap"]) == {"batchnorm", "baseline"}
-    assert set(headline["reference_test_ap"]) == set(REFERENCES) and headline["seeds"] == 3
+    written = json.loads((repro / "metrics" / "summary.json").read_text())
+    assert [k for k in written if k != "shared_setting"] == [
+        "test_ap", "verdict", "effect", "test_recall", "test_precision", "test_f1", "reference_test_ap", "caveats",
+        "setting", "threshold", "replicates"]  # the answer first: what `dvc exp show` shows first
+    assert list(headline) == [k for k in written if k != "caveats"]  # DVC reads all but the caveats' sentences
+    assert list(headline["test_ap"]) == ["batchnorm", "baseline"]
+    assert list(headline["verdict"]) == ["minority", "accuracy", "loss", "speed"]
+    assert set(headline["verdict"].values()) <= {"supported", "equivalent", "reversed", "inconclusive"}
+    assert set(headline["reference_test_ap"]) == set(REFERENCES) and headline["replicates"] == REPLICATES
+    for variant in VARIANTS:  # each variant's tuned setting, as select chose it
+        chosen = {k: v for k, v in read_chosen(Layout(repro), variant).items() if k != "trial"}
+        assert headline["setting"][variant] == chosen, variant
 
 
 def test_one_complete_mlflow_run_per_model_with_clean_per_epoch_keys(repro: Path) -> None:
     """Per-epoch keys hold steps 1..N and nothing else, after evaluate has logged into the same runs."""
-    client = _client(repro)
-    runs = _runs(repro, "model")
+    client, layout = _client(repro), Layout(repro)
+    runs, tuning = _runs(repro, "model"), _runs(repro, "tuning")
     assert sorted(r.info.run_name for r in runs) == sorted(MODELS)
-    assert len({r.data.tags["pipeline.group"] for r in runs}) == 1
-    for model_run in runs:
+    assert sorted(r.info.run_name for r in tuning) == sorted(TUNING)
+    assert len({r.data.tags["pipeline.group"] for r in runs + tuning}) == 1
+    for model_run in runs + tuning:
+        is_tuning = model_run.data.tags["pipeline.role"] == "tuning"
         assert model_run.info.status == "FINISHED" and "mlflow.parentRunId" not in model_run.data.tags
         epochs = int(model_run.data.metrics["epochs_run"])
         for key in tags.EPOCH_KEYS:
             assert [m.step for m in client.get_metric_history(model_run.info.run_id, key)] == list(range(1, epochs + 1))
-        assert set(model_run.data.metrics) == {*tags.EPOCH_KEYS, *tags.EVALUATION_KEYS, *tags.SUMMARY_KEYS}
-        info = json.loads((repro / "models" / f"{model_run.info.run_name}.run.json").read_text())
+        evaluation = () if is_tuning else tags.EVALUATION_KEYS  # tuning models are scored in evaluate/tuning.json
+        assert set(model_run.data.metrics) == {*tags.EPOCH_KEYS, *evaluation, *tags.SUMMARY_KEYS}
+        info = json.loads(layout.run_file(model_run.info.run_name, tuning=is_tuning).read_text())
         assert info["run_id"] == model_run.info.run_id
     assert (repro / "mlartifacts").is_dir()  # artifacts live beside the store, in the repository
 
@@ -92,37 +124,33 @@ def test_history_plots_render(repro: Path) -> None:
     shown = json.loads(dvc(repro, "plots", "show", "--json").stdout)
     assert not shown.get("errors")
     for name in MODELS:
-        (plot,) = [v for k, v in shown["data"].items() if k.endswith(f"models/history/{name}.csv")]
+        variant = name.split("-")[0]
+        (plot,) = [v for k, v in shown["data"].items() if k.endswith(f"models/history/{variant}/{name}.csv")]
         fields = {row["field"] for row in plot[0]["content"]["data"]["values"]}
         assert fields == {"train_loss", "val_loss"}
 
 
-def test_overlay_plots_have_every_model(repro: Path) -> None:
+def test_overlay_plots_have_every_model_of_replicate_0(repro: Path) -> None:
+    """The PR and ROC overlays draw replicate 0's models, compared and reference, on one chart each."""
     shown = json.loads(dvc(repro, "plots", "show", "--json").stdout)
-    (pr,) = [v for k, v in shown["data"].items() if "Precision-recall" in k]
-    models = {row["model"] for row in pr[0]["content"]["data"]["values"]}
-    assert models == set(MODELS) | set(REFERENCES)
-    assert pr[0]["content"]["encoding"]["color"]["field"] == "model"
-
-
-def test_adding_a_seed_only_adds_its_models(repro: Path) -> None:
-    params_file = repro / "params.yaml"
-    before = params_file.read_text()
-    raw = yaml.safe_load(before)
-    raw["train"]["seeds"] = [*SEEDS, 3]
-    params_file.write_text(yaml.safe_dump(raw, sort_keys=False))
-    try:
-        changed = json.loads(dvc(repro, "status", "--json").stdout)
-    finally:
-        params_file.write_text(before)
-    trains = sorted(name for name in changed if name.startswith("train@"))
-    assert trains == ["train@baseline-3", "train@batchnorm-3"]  # existing models are not retrained
+    for title in ("Precision-recall", "ROC"):
+        (plot,) = [v for k, v in shown["data"].items() if title in k]
+        models = {row["model"] for row in plot[0]["content"]["data"]["values"]}
+        assert models == {f"{m}-s0" for m in (*VARIANTS, *REFERENCES)}, title
+        assert plot[0]["content"]["encoding"]["color"]["field"] == "model"
+    figures = repro / "evaluation" / "figures"  # so are evaluate's per-model figures
+    assert sorted(p.name for p in figures.iterdir()) == sorted(f"{m}-s0" for m in (*VARIANTS, *REFERENCES))
 
 
 def test_report_verdict_and_comparison_view_in_mlflow(repro: Path) -> None:
     md = (repro / "reports" / "report.md").read_text()
     assert md.index("## 1. Summary") < md.index("## 3. Tuning") < md.index("## 8. Verdicts in detail")
-    assert "## 10. Provenance" in md and "models/batchnorm-s0.pt" in md
+    assert "## 10. Provenance" in md
+    assert all(f"`models/{name.split('-')[0]}/{name}.pt`" in md for name in MODELS)  # every checkpoint's hash
+    for claim in ("BatchNorm catches more fraud (test average precision)", "BatchNorm raises test accuracy",
+                  "BatchNorm lowers training loss sooner",
+                  "BatchNorm reaches validation-AP targets sooner (training seconds)"):
+        assert claim in md, claim
     html = (repro / "reports" / "report.html").read_text()
     assert html.startswith("<!DOCTYPE html>") and "data:image/png;base64," in html
     client = _client(repro)
@@ -139,18 +167,22 @@ def test_report_verdict_and_comparison_view_in_mlflow(repro: Path) -> None:
 
 
 def test_training_and_evaluation_agree_on_the_kept_model(repro: Path) -> None:
-    """The best epoch's val_ap in the history equals the AP evaluate recomputes from the checkpoint."""
+    """The best epoch's val_ap in the history equals the AP evaluate recomputes from the checkpoint, on the
+    validation part of the model's own replicate."""
+    layout = Layout(repro)
     for name in MODELS:
-        history = pd.read_csv(repro / "models" / "history" / f"{name}.csv")
+        history = pd.read_csv(layout.history(name))
         best = history.loc[history["val_ap"].idxmax()]
-        checkpoint = torch.load(repro / "models" / f"{name}.pt", weights_only=True)
+        checkpoint = torch.load(layout.checkpoint(name), weights_only=True)
         assert checkpoint["best_epoch"] == int(best["epoch"]), name
+        assert json.loads(layout.run_file(name).read_text())["best_val_ap"] == pytest.approx(best["val_ap"]), name
         scores = pd.read_parquet(repro / "evaluation" / "scores" / f"{name}.parquet")
         val = scores[scores["split"] == "val"]
         recomputed = average_precision_score(val["y_true"], val["score"])
         assert recomputed == pytest.approx(best["val_ap"], abs=1e-6), name
         saved = json.loads((repro / "evaluation" / "metrics" / f"{name}.json").read_text())
         assert saved["val_ap"] == pytest.approx(recomputed), name
+        assert saved["split"] == f"r{name.rsplit('-s', 1)[1]}", name
 
 
 def _free_port() -> int:
@@ -214,30 +246,54 @@ def test_report_fits_a_1024px_page(repro: Path) -> None:
     assert too_wide == [] and first_heading == "1. Summary"
 
 
+def _compare(repro: Path) -> str:
+    return run(repro, sys.executable, "-m", "pipeline.compare").stdout
+
+
+def test_compare_pools_reference_models_over_replicates(repro: Path) -> None:
+    """Reference models, like the variants, are one column each, pooled over the replicates."""
+    header = _compare(repro).splitlines()[1]
+    for column in ("batchnorm", "baseline", *REFERENCES):
+        assert f"{column} (n={REPLICATES})" in header, header
+
+
 def test_compare_counts_each_model_once(repro: Path) -> None:
-    """A re-run replaces a model's run; it never adds a seed."""
-    dvc(repro, "repro", "-f", "train@batchnorm-0")
-    out = run(repro, sys.executable, "-m", "pipeline.compare").stdout
+    """A re-trained model's run replaces its earlier one in compare; it never adds a replicate. (A model
+    done with the same data, params and code is kept: the lost checkpoint is what makes it train again.)"""
+    Layout(repro).checkpoint("batchnorm-s0").unlink()
+    ran = _ran(dvc(repro, "repro", "train@batchnorm").stdout)
+    assert ran == ["train@batchnorm"]
+    assert len([r for r in _runs(repro, "model") if r.info.run_name == "batchnorm-s0"]) == 2
+    out = _compare(repro)
     header = out.splitlines()[1]
     assert "batchnorm (n=3)" in header and "baseline (n=3)" in header, out
     assert "1 older run(s) of the same models ignored" in out
     test_ap = next(line for line in out.splitlines() if line.startswith("test_ap"))
     assert "(n=2)" in test_ap  # the re-trained model has no test metrics until evaluate re-runs
     dvc(repro, "repro")
-    out = run(repro, sys.executable, "-m", "pipeline.compare").stdout
+    out = _compare(repro)
     assert "batchnorm (n=3)" in out.splitlines()[1] and "(n=2)" not in out
 
 
-def test_adding_a_grid_value_trains_only_its_tuning_models(repro: Path) -> None:
-    """A new learning rate trains its grid points; select re-runs; the compared models do not retrain
-    while the choice stays (1e-5 for 3 epochs cannot win)."""
+def test_raising_the_trials_trains_only_the_new_trial(repro: Path) -> None:
+    """train.tune.trials 2 -> 3 asks the study for one more trial and trains only its models; select
+    re-runs; the compared models do not retrain while the choice stays (1e-5 for 3 epochs cannot win)."""
+    layout = Layout(repro)
+    assert [t["setting"]["lr"] for t in read_trials(layout, "batchnorm")] == [0.01, 0.003]
+    chosen = {variant: read_chosen(layout, variant) for variant in VARIANTS}
     params_file = repro / "params.yaml"
     raw = yaml.safe_load(params_file.read_text())
-    raw["train"]["lr"] = [*raw["train"]["lr"], 0.00001]
+    raw["train"]["tune"]["trials"] = 3
     params_file.write_text(yaml.safe_dump(raw, sort_keys=False))
-    ran = [line.split("'")[1] for line in dvc(repro, "repro").stdout.splitlines() if line.startswith("Running stage")]
-    assert sorted(s for s in ran if s.startswith(("tune", "train"))) == ["tune@baseline-1e-05", "tune@batchnorm-1e-05"]
-    assert "select" in ran
+    ran = _ran(dvc(repro, "repro").stdout)
+    assert sorted(s for s in ran if s.startswith(("tune", "train"))) == ["tune@baseline", "tune@batchnorm"]
+    assert "select" in ran and "report" in ran
+    for variant in VARIANTS:
+        assert [t["setting"]["lr"] for t in read_trials(layout, variant)] == [0.01, 0.003, 0.00001]
+        assert read_chosen(layout, variant) == chosen[variant]
+    names = [r.info.run_name for r in _runs(repro, "tuning")]
+    assert sorted(names) == sorted([*TUNING, "batchnorm-t2-s100", "baseline-t2-s100"])  # one run each: none retrained
+    assert json.loads((repro / "metrics" / "summary.json").read_text())["replicates"] == REPLICATES
 
 
 def test_champion_is_the_best_on_validation_and_tagged(repro: Path) -> None:
@@ -250,7 +306,9 @@ def test_champion_is_the_best_on_validation_and_tagged(repro: Path) -> None:
     tags = champion.tags
     assert f"{tags['pipeline.variant']}-s{tags['pipeline.seed']}" == best
     assert tags["pipeline.group"] == client.get_run(champion.run_id).data.tags["pipeline.group"]
-    assert tags["verdict"].startswith("loss ") and len(tags["data.sha256"]) == 64
+    headline = json.loads((repro / "metrics" / "summary.json").read_text())["verdict"]
+    assert tags["verdict"] == "; ".join(f"{claim} {status}" for claim, status in headline.items())
+    assert len(tags["data.sha256"]) == 64
 
 
 def _ulb_rows(tmp_path: Path, n: int = 40) -> Path:
@@ -303,6 +361,27 @@ def test_three_ways_to_score_give_the_same_numbers(repro: Path, tmp_path: Path) 
         server.wait(timeout=30)
 
 
+def test_adding_a_replicate_trains_only_its_models(repro: Path) -> None:
+    """prepare.replicates 3 -> 4: prepare re-runs, but no tuning model and no model of replicates 0-2
+    trains again (their splits and scalers are unchanged); the report and compare count four."""
+    layout = Layout(repro)
+    kept = {name: layout.checkpoint(name).read_bytes() for name in MODELS}
+    runs_before = {r.info.run_id for r in _runs(repro, "model") + _runs(repro, "tuning")}
+    params_file = repro / "params.yaml"
+    raw = yaml.safe_load(params_file.read_text())
+    raw["prepare"]["replicates"] = REPLICATES + 1
+    params_file.write_text(yaml.safe_dump(raw, sort_keys=False))
+    dvc(repro, "repro")
+    assert {name: layout.checkpoint(name).read_bytes() for name in MODELS} == kept
+    new = [r for r in _runs(repro, "model") + _runs(repro, "tuning") if r.info.run_id not in runs_before]
+    assert sorted(r.info.run_name for r in new) == ["baseline-s3", "batchnorm-s3"]
+    headline = json.loads((repro / "metrics" / "summary.json").read_text())
+    assert headline["replicates"] == REPLICATES + 1
+    assert "up to date" in dvc(repro, "status").stdout.lower()
+    header = _compare(repro).splitlines()[1]  # the latest execution holds every replicate's model
+    assert "batchnorm (n=4)" in header and "baseline (n=4)" in header, header
+
+
 def test_real_ulb_sample_end_to_end(tmp_path: Path) -> None:
     """The whole pipeline on the 5,099-row ULB sample (unnamed index column, 96 frauds)."""
     sample = sample_csv_path()
@@ -314,6 +393,8 @@ def test_real_ulb_sample_end_to_end(tmp_path: Path) -> None:
     summary = json.loads((repo / "data" / "prepared" / "summary.json").read_text())
     assert sum(summary["positives"].values()) == 96 and summary["n_features"] == 30
     overview = json.loads((repo / "evaluation" / "overview.json").read_text())
-    assert set(overview["models"]) == {"batchnorm-s0", "baseline-s0", *REFERENCES}
+    assert set(overview["models"]) == {f"{m}-s0" for m in (*VARIANTS, *REFERENCES)}
     md = (repo / "reports" / "report.md").read_text()
-    assert str(sample) in md and "cannot judge seed-to-seed noise" in md
+    assert str(sample) in md and "cannot judge replicate-to-replicate noise" in md
+    headline = json.loads((repo / "metrics" / "summary.json").read_text())
+    assert headline["replicates"] == 1 and set(headline["verdict"].values()) == {"inconclusive"}

@@ -12,11 +12,13 @@ from pathlib import Path
 import mlflow
 import pytest
 
+from pipeline.project.layout import Layout
 from tests.helpers.params import small_raw_params
 from tests.helpers.repository import copy_repository, dvc, env_for, run, start_queue
 
 pytestmark = pytest.mark.slow
 MODELS = ["batchnorm-s0", "baseline-s0"]
+TUNING = ["batchnorm-t0-s100", "batchnorm-t1-s100", "baseline-t0-s100", "baseline-t1-s100"]
 EXPERIMENT = "batchnorm-vs-baseline"
 
 
@@ -78,7 +80,7 @@ def test_exp_run_adds_tagged_runs_and_keeps_earlier_ones(repo: Path) -> None:
 def test_exp_run_over_two_processes_leaves_one_run_per_model(repo: Path) -> None:
     """torchrun starts 2 ranks per model; rank 0 alone talks to MLflow."""
     dvc(repo, "exp", "run", "-S", "train.distributed.nproc=2", "--name", "two-procs")
-    for role, names in (("model", MODELS), ("tuning", ["batchnorm-lr0.01-s100", "baseline-lr0.01-s100"])):
+    for role, names in (("model", MODELS), ("tuning", TUNING)):
         c = client(repo)
         exp = c.get_experiment_by_name(EXPERIMENT)
         runs = c.search_runs([exp.experiment_id], f"tags.`pipeline.role` = '{role}' and "
@@ -88,8 +90,8 @@ def test_exp_run_over_two_processes_leaves_one_run_per_model(repo: Path) -> None
 
 
 def test_queue_with_two_workers_loses_nothing(repo: Path) -> None:
-    for lr in ("0.02", "0.005"):  # train.lr is the tuning grid: a list
-        dvc(repo, "exp", "run", "--queue", "-S", f"train.lr=[{lr}]", "--name", f"lr-{lr.replace('.', 'p')}")
+    for seed in (101, 102):  # another tuning seed: every stage from tune on runs again
+        dvc(repo, "exp", "run", "--queue", "-S", f"train.tune.seeds=[{seed}]", "--name", f"tune-{seed}")
     start_queue(repo, 2)
     deadline = time.time() + 600
     while time.time() < deadline:
@@ -98,10 +100,16 @@ def test_queue_with_two_workers_loses_nothing(repo: Path) -> None:
             break
         time.sleep(3)
     assert "Failed" not in status, status
-    for name in ("lr-0p02", "lr-0p005"):
+    c = client(repo)
+    for seed in (101, 102):
+        name = f"tune-{seed}"
         runs = model_runs(repo, f" and tags.`dvc.exp_name` = '{name}'")
         assert sorted(r.info.run_name for r in runs) == sorted(MODELS), name
         assert all(r.info.status == "FINISHED" and "test_ap" in r.data.metrics for r in runs), name
+        tuning = c.search_runs([runs[0].info.experiment_id], "tags.`pipeline.role` = 'tuning' and "
+                               f"tags.`dvc.exp_name` = '{name}'")
+        assert sorted(r.info.run_name for r in tuning) == sorted(t.replace("-s100", f"-s{seed}") for t in TUNING)
+        assert all(r.info.status == "FINISHED" for r in tuning), name
         logs = dvc(repo, "queue", "logs", name, check=False)
         assert "database is locked" not in logs.stdout + logs.stderr
 
@@ -110,12 +118,17 @@ def test_mlflow_run_lands_in_the_pipeline_grouping(repo: Path) -> None:
     """A model trained through `mlflow run` and the same model trained by DVC share one group; the
     launcher runs that `mlflow run` creates are filed in that group, described, and hold no metrics.
     The `main` entry point (`dvc repro`, then compare) files its launcher even when nothing re-ran,
-    and leaves the comparison in it."""
+    and leaves the comparison in it. (A model done with the same data, params and code is kept, not
+    retrained: each time its checkpoint is removed first, so that it trains.)"""
     mlflow_cli = str(Path(sys.executable).with_name("mlflow"))
     env = {**env_for(repo), "MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlflow.db'}"}
+    checkpoint = Layout(repo).checkpoint("batchnorm-s0")
+    checkpoint.unlink()
     run(repo, mlflow_cli, "run", ".", "-e", "train", "-P", "variant=batchnorm", "-P", "seed=0", "--env-manager",
         "local", "--experiment-name", EXPERIMENT, env=env)
-    dvc(repo, "repro", "-f", "train@batchnorm-0")
+    assert checkpoint.is_file()
+    checkpoint.unlink()
+    dvc(repo, "repro", "train@batchnorm")
     via_mlflow, via_dvc = sorted(model_runs(repo, " and attributes.run_name = 'batchnorm-s0'"),
                                  key=lambda r: r.info.start_time)[-2:]
     group = via_mlflow.data.tags["pipeline.group"]
@@ -137,9 +150,10 @@ def test_mlflow_run_lands_in_the_pipeline_grouping(repo: Path) -> None:
 
 
 def test_tiny_study_runs_end_to_end_and_shows_failures(repo: Path) -> None:
-    """lr=10 with SGD diverges; --keep-going lets the other model of that experiment still run."""
+    """lr=10 with SGD diverges while tuning; --keep-going lets the rest of that experiment still run. (The
+    study holds the learning rate at each value: one setting, so a grid of one trial.)"""
     run(repo, sys.executable, "-m", "pipeline.study", "lr", "--values", "0.01,10", "-S", "train.optimizer.name=sgd",
-        "-S", "train.model.hidden=[256,256]", "--jobs", "1", timeout=900)
+        "-S", "train.model.hidden=[256,256]", "-S", "train.tune.trials=1", "--jobs", "1", timeout=900)
     (study_dir,) = (repo / "reports" / "studies").iterdir()
     md = (study_dir / "study.md").read_text()
     assert "| train.lr | Variant |" in md and (study_dir / "study.png").is_file()

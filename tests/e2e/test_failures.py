@@ -17,7 +17,7 @@ import yaml
 
 from pipeline.project.loading import parse
 from pipeline.project.layout import Layout
-from tests.helpers.params import small_raw_params
+from tests.helpers.params import small_raw_params, space
 
 
 @pytest.fixture
@@ -26,7 +26,8 @@ def slow_training(tmp_path: Path) -> Path:
     from pipeline import prepare
 
     raw = small_raw_params()
-    raw["train"].update(epochs=400, batch_size=32, min_batch=16)
+    space(raw, lr=[0.01, 0.003], batch_size=[32])
+    raw["train"].update(epochs=400, min_batch=16)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     prepare.run(parse(raw).prepare, Layout(tmp_path))
     return tmp_path
@@ -38,8 +39,13 @@ def _start_training(folder: Path) -> subprocess.Popen:
                             cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def _model_files(folder: Path) -> list[Path]:
+    """Every file under tuning/ but the Optuna study (kept by design: the next run finishes its trials)."""
+    return [p for p in (folder / "tuning").rglob("*") if p.is_file() and p.name != "study.journal"]
+
+
 def _wait_for_epochs(folder: Path, process: subprocess.Popen) -> str:
-    """Wait until the run has logged an epoch; return its id."""
+    """Wait until a tuning run has logged an epoch; return its id."""
     client = mlflow.MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -64,10 +70,14 @@ def test_a_signal_mid_training_ends_the_run_killed_and_leaves_nothing(slow_train
     last = err.strip().splitlines()[-1]
     assert last.startswith(f"train: interrupted by {signal.Signals(sig).name}; its MLflow runs are marked KILLED")
     assert "dvc repro" in last and "Traceback" not in err
-    run = mlflow.MlflowClient(f"sqlite:///{slow_training / 'mlflow.db'}").get_run(run_id)
+    client = mlflow.MlflowClient(f"sqlite:///{slow_training / 'mlflow.db'}")
+    run = client.get_run(run_id)
     assert run.info.status == "KILLED" and run.info.end_time is not None
     assert len(run.data.metrics) > 0  # the buffered epochs were flushed before the run ended
-    assert [p for p in (slow_training / "tuning").rglob("*") if p.is_file()] == []
+    stack = client.search_runs([run.info.experiment_id], "tags.`pipeline.role` = 'tuning'")
+    assert sorted(r.info.run_name for r in stack) == ["batchnorm-t0-s100", "batchnorm-t1-s100"]
+    assert {r.info.status for r in stack} == {"KILLED"}  # both trials trained together; both runs end
+    assert _model_files(slow_training) == []  # no checkpoint, history, run file or trials.json
 
 
 def test_a_dead_server_fails_at_once_with_the_fix(prepared: Layout, raw_params: dict) -> None:
@@ -89,7 +99,8 @@ def _dvc_repo(tmp_path: Path, epochs: int = 200) -> tuple[Path, mlflow.MlflowCli
     from tests.helpers.repository import copy_repository
 
     raw = small_raw_params()
-    raw["train"].update(epochs=epochs, batch_size=32, min_batch=16, patience=0)
+    space(raw, lr=[0.01, 0.003], batch_size=[32])
+    raw["train"].update(epochs=epochs, min_batch=16, patience=0)
     raw["evaluate"]["references"] = {"logistic_regression": {"C": [1.0]}}
     repo = copy_repository(tmp_path / "repo", raw)
     return repo, mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")

@@ -17,11 +17,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
-import pandas as pd
 import pytest
 
+from pipeline.project.layout import Layout
 from tests.helpers.params import small_raw_params
 from tests.helpers.repository import copy_repository, dvc, env_for, run, start_queue
+from tests.helpers.stages import raw_test
 
 pytestmark = pytest.mark.slow
 EXPERIMENT = "batchnorm-vs-baseline"
@@ -126,7 +127,7 @@ def test_pipeline_runs_land_in_postgres_and_artifacts_in_s3(stack: dict, tmp_pat
     assert Path(report).read_text() == (stack["repo"] / "reports" / "report.md").read_text()
     mlflow.set_tracking_uri(stack["uri"])
     champion = mlflow.pyfunc.load_model("models:/bn-fraud@champion")  # downloaded through the server
-    rows = pd.read_parquet(stack["repo"] / "data" / "prepared" / "test_raw.parquet").head(5)
+    rows = raw_test(Layout(stack["repo"])).head(5)  # transactions as they came, label included
     scored = champion.predict(rows)
     assert list(scored.columns) == ["fraud_probability", "fraud"] and len(scored) == 5
 
@@ -134,15 +135,15 @@ def test_pipeline_runs_land_in_postgres_and_artifacts_in_s3(stack: dict, tmp_pat
 def test_exp_run_queue_and_compare_against_the_server(stack: dict) -> None:
     repo, env = stack["repo"], stack["env"]
     dvc(repo, "exp", "run", "-S", "train.epochs=2", "--name", "short", env=env)
-    for batch in ("64", "256"):
-        dvc(repo, "exp", "run", "--queue", "-S", f"train.batch_size={batch}", "--name", f"b{batch}", env=env)
+    for width in ("8", "32"):
+        dvc(repo, "exp", "run", "--queue", "-S", f"train.model.hidden=[{width}]", "--name", f"h{width}", env=env)
     start_queue(repo, 2, env)
     deadline = time.time() + 600
     while "Queued" in (status := dvc(repo, "queue", "status", env=env).stdout) or "Running" in status:
         assert time.time() < deadline, status
         time.sleep(3)
     assert status.count("Success") == 2, status
-    for name in ("short", "b64", "b256"):
+    for name in ("short", "h8", "h32"):
         runs = _model_runs(stack, f" and tags.`dvc.exp_name` = '{name}'")
         assert sorted(r.info.run_name for r in runs) == sorted(MODELS), name
         assert all(r.info.status == "FINISHED" for r in runs), name
