@@ -30,6 +30,7 @@ from pipeline.runtime.errors import StageError, UserError
 from pipeline.tracking import access, store
 
 DEFAULT_STATE_DIR = Path(".team-server")
+PROJECT_PARAMS = Path(__file__).resolve().parents[1] / PARAMS_FILE  # the checkout's, wherever the server starts
 
 
 def start(args: argparse.Namespace) -> tuple[str, str | None]:
@@ -100,8 +101,9 @@ def _start_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-login", action="store_true", help="serve without login (127.0.0.1 only)")
     parser.add_argument(launch.UNSAFE_FLAG, action="store_true",
                         help="allow --no-login with a --host other machines reach (anyone may then write)")
-    parser.add_argument("--params", type=Path, default=PARAMS_FILE,
-                        help="params file naming the project's experiment and registered model (default params.yaml)")
+    parser.add_argument("--params", type=Path, default=PROJECT_PARAMS,
+                        help="params file naming the project's experiment and registered model (default: the "
+                             "project's params.yaml)")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -94,8 +94,7 @@ def _connect(port: int, database: str, password: str | None):  # noqa: ANN202 (a
         raise StageError("the team server needs psycopg and MLflow's auth extra; install them with "
                          "`pip install -e '.[server]'` (or `make server`, which does)") from None
     kwargs = {"password": password} if password is not None else {}
-    return psycopg.connect(host="127.0.0.1", port=port, user=PG_USER, dbname=database, autocommit=True,
-                           passfile=os.devnull, **kwargs)
+    return psycopg.connect(host="127.0.0.1", port=port, user=PG_USER, dbname=database, autocommit=True, **kwargs)
 
 
 def _require_passwords(bin_dir: Path, data: Path, port: int, password: str) -> None:
