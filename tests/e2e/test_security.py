@@ -124,7 +124,7 @@ def test_a_member_logs_runs_but_cannot_move_the_champion(stack: dict, monkeypatc
     with pytest.raises(mlflow.exceptions.MlflowException, match="403"):
         client.set_registered_model_alias(MODEL, "champion", champion.version)
     with pytest.raises(mlflow.exceptions.MlflowException, match="403"):
-        client.create_model_version(MODEL, champion.source, champion.run_id)
+        mlflow.register_model(champion.source, MODEL)
     report = stack["repo"] / "reports" / "report.md"
     before = report.read_bytes()
     refused = run(stack["repo"], sys.executable, "-m", "pipeline.report", check=False, env=stack["member"])
@@ -143,7 +143,7 @@ def test_a_maintainer_registers_and_moves_the_champion(stack: dict, monkeypatch:
     client = _as(monkeypatch, stack, "maintainer")
     champion = client.get_model_version_by_alias(MODEL, "champion")  # registered by the maintainer's dvc repro
     assert champion.tags["pipeline.variant"] in ("batchnorm", "baseline")
-    again = client.create_model_version(MODEL, champion.source, champion.run_id)
+    again = mlflow.register_model(champion.source, MODEL)
     client.set_registered_model_alias(MODEL, "champion", again.version)
     assert client.get_model_version_by_alias(MODEL, "champion").version == again.version
     client.set_registered_model_alias(MODEL, "champion", champion.version)
