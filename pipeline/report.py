@@ -80,9 +80,14 @@ def run(params: Params, layout: Layout = Layout(), track: bool = True) -> Path:
         (tmp / "report.html").write_text(doc.html())
         tmp_summary.write_text(json.dumps(claims.headline(ev, found, found_caveats,
                                                                shared.headline(paired)), indent=2) + "\n")
-        if track:
+        if track:  # the champion first: a user who may not move it stops the stage before anything is published
+            try:
+                _register(ev, found)
+            except registry.NotAllowed:
+                for run_id in sorted({r.pipeline_run_id for r in ev.runs.values() if r.pipeline_run_id}):
+                    runs.mark_failed(run_id)
+                raise
             _publish(ev, found, found_caveats, tmp)
-            _register(ev, found)
     log.info("report: wrote %s, %s and %s", layout.reports / "report.md", layout.reports / "report.html",
              layout.summary)
     return layout.reports

@@ -105,7 +105,7 @@ def score_file(scorer: FraudScorer, source: Path, target: Path, keep: list[str] 
         for chunk in prefetched(chunks(source, rows)):
             if chunk.empty:  # a header-only file: its empty chunk has no dtypes to check
                 continue
-            chunk = chunk.reset_index(drop=True)  # CSV chunks continue the index; positions come from `seen`
+            chunk.index = pd.RangeIndex(seen, seen + len(chunk))  # each row's position in the file
             missing = [c for c in keep if c not in chunk.columns]
             if missing:
                 raise DataError(f"--keep names columns not in the input: {', '.join(missing)}")
@@ -113,7 +113,7 @@ def score_file(scorer: FraudScorer, source: Path, target: Path, keep: list[str] 
                 scored = scorer.score(chunk)
             except ScoringError as exc:
                 raise ScoringError(f"{source} (rows {seen:,} to {seen + len(chunk) - 1:,}): {exc}") from None
-            out = pd.concat([pd.DataFrame({"row": scored.index + seen}, index=scored.index),
+            out = pd.concat([pd.DataFrame({"row": scored.index}, index=scored.index),
                              chunk.loc[scored.index, keep], scored], axis=1)
             table = pa.Table.from_pandas(out.reset_index(drop=True), preserve_index=False)
             # dictionary encoding only where it pays (copied columns): on probabilities it costs 3x the time

@@ -1,181 +1,152 @@
-"""The team's shared MLflow server on one host: runs in PostgreSQL, artifacts proxied by the server.
+"""The team's shared MLflow server on one host: runs in PostgreSQL, artifacts proxied, login required.
 
     python -m pipeline.server start [--port 5000] [--state-dir .team-server] [--artifacts DEST]
+                                    [--host 0.0.0.0 --public-url https://mlflow.example.com]
     python -m pipeline.server stop  [--state-dir .team-server]
+    python -m pipeline.server user add NAME --role member|maintainer | user remove NAME | user list
 
-``start`` initialises a PostgreSQL cluster in ``<state-dir>/pgdata`` (Debian's ``postgresql``
-package; as root, PostgreSQL's tools run as the ``postgres`` user), creates and migrates the
-``mlflow`` database once, starts ``mlflow server`` with ``--artifacts-destination`` (a folder, or
-``s3://bucket/prefix`` with ``MLFLOW_S3_ENDPOINT_URL`` for any S3-compatible store) and prints the
-URI to export as ``MLFLOW_TRACKING_URI``. It is idempotent: a second call restarts only what is
-down, keeping every run. ``stop`` stops both; the data stay in the state folder.
+``start`` initialises a PostgreSQL cluster in ``<state-dir>/pgdata`` with a generated password
+(scram-sha-256; a cluster of an earlier version, which trusted local connections, is migrated with
+every run kept), creates and migrates the databases, starts ``mlflow server --app-name basic-auth``
+with ``--artifacts-destination`` (a folder, or ``s3://bucket/prefix`` with ``MLFLOW_S3_ENDPOINT_URL``)
+and prints the URI to export as ``MLFLOW_TRACKING_URI``. The first start generates the admin password
+and the server's secret key, keeps them in ``<state-dir>/secrets.json`` (readable only by its owner)
+and prints the password once. It is idempotent: a second call restarts only what is down. ``stop``
+stops both; the data stay in the state folder. ``user`` manages who may sign in, as the admin.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import signal
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
-from pipeline.runtime.errors import StageError
-from pipeline.runtime.processes import alive
+from pipeline.hosting import launch, postgres, secrets
+from pipeline.hosting.postgres import postgres_bin  # noqa: F401 (tests find PostgreSQL through the command)
+from pipeline.hosting.secrets import ADMIN
+from pipeline.project.loading import PARAMS_FILE, load_params
+from pipeline.runtime.errors import StageError, UserError
+from pipeline.tracking import access, store
 
 DEFAULT_STATE_DIR = Path(".team-server")
-START_SECONDS = 90
+PROJECT_PARAMS = Path(__file__).resolve().parents[1] / PARAMS_FILE  # the checkout's, wherever the server starts
 
 
-def postgres_bin() -> Path:
-    """The folder of PostgreSQL's server tools (initdb, pg_ctl), newest version first."""
-    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
-                        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0)
-    if candidates:
-        return candidates[-1].parent
-    found = shutil.which("initdb")
-    if found:
-        return Path(found).parent
-    raise StageError("PostgreSQL is not installed (no initdb found); install it with "
-                     "`apt-get install postgresql` (Debian/Ubuntu) and run this again")
-
-
-def _as_postgres(cmd: list[str]) -> list[str]:
-    """PostgreSQL refuses to run as root: run its tools as the `postgres` user then."""
-    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
-
-
-def _run(cmd: list[str], what: str, log: Path | None = None) -> None:
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        detail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-        where = f"; see {log}" if log else ""
-        raise StageError(f"{what} failed: {detail[0]}{where}")
-
-
-def start_postgres(state: Path, port: int) -> str:
-    """Initialise (once) and start PostgreSQL on 127.0.0.1:port; return the backend store URI."""
-    bin_dir, data = postgres_bin(), state / "pgdata"
-    log = state / "postgres.log"
-    data.mkdir(parents=True, exist_ok=True)
-    log.touch()
-    if os.geteuid() == 0:
-        if subprocess.run(_as_postgres(["test", "-x", str(state.resolve())])).returncode != 0:
-            raise StageError(f"the postgres user cannot reach {state.resolve()} (a parent folder is private); "
-                             "pick a --state-dir that every user may traverse, e.g. /srv/bn-fraud-server")
-        shutil.chown(data, "postgres", "postgres")
-        shutil.chown(log, "postgres", "postgres")
-        data.chmod(0o700)
-    if not (data / "PG_VERSION").exists():
-        _run(_as_postgres([str(bin_dir / "initdb"), "-D", str(data.resolve()), "-U", "mlflow",
-                           "--auth=trust", "-E", "UTF8"]), "initdb")
-    running = subprocess.run(_as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data.resolve()), "status"]),
-                             capture_output=True).returncode == 0
-    if not running:
-        options = f"-p {port} -c listen_addresses=127.0.0.1 -k {data.resolve()}"
-        _run(_as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data.resolve()), "-l", str(log.resolve()),
-                           "-o", options, "-w", "-t", "60", "start"]), "starting PostgreSQL", log)
-    _create_database(port)
-    return f"postgresql+psycopg://mlflow@127.0.0.1:{port}/mlflow"
-
-
-def _create_database(port: int) -> None:
-    try:
-        import psycopg
-    except ImportError:
-        raise StageError("the team server needs psycopg; install it with `pip install -e '.[server]'` "
-                         "(or `make server`, which does)") from None
-    with psycopg.connect(f"host=127.0.0.1 port={port} user=mlflow dbname=postgres", autocommit=True) as conn:
-        if conn.execute("SELECT 1 FROM pg_database WHERE datname = 'mlflow'").fetchone() is None:
-            conn.execute("CREATE DATABASE mlflow")
-
-
-def _healthy(uri: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{uri}/health", timeout=2) as answer:
-            return answer.status == 200
-    except OSError:
-        return False
-
-
-def start(state: Path, port: int, pg_port: int, artifacts: str | None, host: str, workers: int) -> str:
-    """Start what is down; return the tracking URI."""
+def start(args: argparse.Namespace) -> tuple[str, str | None]:
+    """Start what is down; return the tracking URI, and the admin password when it was just made."""
+    login, state = not args.no_login, args.state_dir
+    launch.check_exposure(args.host, login, args.public_url, args.unsafe_no_login_on_network)
+    flags = launch.network_flags(args.port, args.public_url)
+    names = load_params(args.params).mlflow
     state.mkdir(parents=True, exist_ok=True)
-    info_path = state / "server.json"
-    info = json.loads(info_path.read_text()) if info_path.exists() else {}
-    uri = f"http://127.0.0.1:{port}"
-    backend = start_postgres(state, pg_port)
-    if info.get("pid") and alive(info["pid"]) and _healthy(uri):
-        return uri
-    artifacts = artifacts or str((state / "artifacts").resolve())
-    _run([sys.executable, "-m", "mlflow", "db", "upgrade", backend], "migrating the mlflow database")
-    log = state / "server.log"
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend,
-             "--artifacts-destination", artifacts, "--host", host, "--port", str(port),
-             "--workers", str(workers)],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + START_SECONDS
-    while not _healthy(uri):
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise StageError(f"mlflow server did not start on {uri} (port taken?); see {log}, or pick "
-                             "another port with --port")
-        time.sleep(0.5)
-    info_path.write_text(json.dumps({"pid": process.pid, "uri": uri, "backend": backend,
-                                     "artifacts": artifacts, "pg_port": pg_port}, indent=1))
-    return uri
+    found, created = secrets.load_or_create(state)
+    secrets.write_pgpass(state, found)
+    uris = postgres.start(state, args.pg_port, found)
+    uri = f"http://127.0.0.1:{args.port}"
+    if launch.running(state) is None:
+        env = launch.environment(state, found, uris["mlflow_auth"] if login else None)
+        flags += ["--host", args.host, "--workers", str(args.workers), *(["--app-name", "basic-auth"] if login else [])]
+        artifacts = args.artifacts or str((state / "artifacts").resolve())
+        launch.launch(state, env, uris["mlflow"], artifacts, flags, args.port,
+                      {"backend": uris["mlflow"], "artifacts": artifacts, "pg_port": args.pg_port, "login": login})
+    if login:
+        with access.signed_in(ADMIN, found.admin_password):
+            access.prepare(uri, names.experiment, names.registered_model, store.EXPERIMENT_NOTE)
+    return uri, found.admin_password if created and login else None
 
 
 def stop(state: Path) -> None:
     """Stop the MLflow server and PostgreSQL; keep their data."""
-    info_path = state / "server.json"
-    if info_path.exists():
-        pid = json.loads(info_path.read_text()).get("pid")
-        if pid and alive(pid):
-            os.killpg(pid, signal.SIGTERM)
-            for _ in range(40):
-                if not alive(pid):
-                    break
-                time.sleep(0.25)
-            else:
-                os.killpg(pid, signal.SIGKILL)
-        info_path.unlink()
-    data = state / "pgdata"
-    if (data / "postmaster.pid").exists():
-        _run(_as_postgres([str(postgres_bin() / "pg_ctl"), "-D", str(data.resolve()), "-m", "fast",
-                           "-w", "stop"]), "stopping PostgreSQL")
+    launch.stop(state)
+    postgres.stop(state)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.server", description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=["start", "stop"])
-    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
-                        help="PostgreSQL data, artifacts and logs (default .team-server/)")
+def _admin_uri(state: Path) -> tuple[str, secrets.Secrets]:
+    """The running server's URI and the admin's secrets, for user management."""
+    info = launch.running(state)
+    found = secrets.load(state)
+    if info is None or found is None:
+        raise StageError(f"no team server runs from {state}/; start it with `python -m pipeline.server start`")
+    if not info.get("login"):
+        raise StageError("the server runs without login (--no-login); restart it without that flag to manage users")
+    return info["uri"], found
+
+
+def user(args: argparse.Namespace) -> str:
+    """Add, remove or list users as the admin; return what to print."""
+    uri, found = _admin_uri(args.state_dir)
+    with access.signed_in(ADMIN, found.admin_password):
+        if args.user_action == "add":
+            password = access.add_user(uri, args.name, args.role)
+            return (f"user {args.name} ({args.role}) created; their password, shown once and stored nowhere: "
+                    f"{password}\n  they sign in with MLFLOW_TRACKING_USERNAME={args.name} and "
+                    "MLFLOW_TRACKING_PASSWORD=<password> (or ~/.mlflow/credentials)")
+        if args.user_action == "remove":
+            access.remove_user(uri, args.name)
+            return f"user {args.name} removed (their runs stay)"
+        return "\n".join(f"{name}\t{role}" for name, role in access.users(uri))
+
+
+def _start_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=5000, help="MLflow server port (default 5000)")
     parser.add_argument("--pg-port", type=int, default=15432, help="PostgreSQL port (default 15432)")
     parser.add_argument("--artifacts", help="artifact destination: a folder or s3://bucket/prefix "
                                             "(default <state-dir>/artifacts)")
     parser.add_argument("--host", default="127.0.0.1",
-                        help="interface to listen on; 0.0.0.0 to serve other machines")
+                        help="interface to listen on; 0.0.0.0 to serve other machines (needs login and --public-url)")
+    parser.add_argument("--public-url", help="the address clients use (behind a TLS proxy), e.g. "
+                                             "https://mlflow.example.com: sets the allowed hosts and CORS origins")
     parser.add_argument("--workers", type=int, default=2)
-    args = parser.parse_args(argv)
+    parser.add_argument("--no-login", action="store_true", help="serve without login (127.0.0.1 only)")
+    parser.add_argument(launch.UNSAFE_FLAG, action="store_true",
+                        help="allow --no-login with a --host other machines reach (anyone may then write)")
+    parser.add_argument("--params", type=Path, default=PROJECT_PARAMS,
+                        help="params file naming the project's experiment and registered model (default: the "
+                             "project's params.yaml)")
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line: start, stop, user add/remove/list."""
+    top = argparse.ArgumentParser(prog="python -m pipeline.server", description=__doc__.splitlines()[0])
+    state = argparse.ArgumentParser(add_help=False)
+    state.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
+                       help="PostgreSQL data, secrets, artifacts and logs (default .team-server/)")
+    actions = top.add_subparsers(dest="action", required=True)
+    _start_arguments(actions.add_parser("start", parents=[state], help="start what is down"))
+    actions.add_parser("stop", parents=[state], help="stop the server and PostgreSQL")
+    users = actions.add_parser("user", help="manage who may sign in").add_subparsers(dest="user_action", required=True)
+    added = users.add_parser("add", parents=[state], help="create a user with a generated password")
+    added.add_argument("name")
+    added.add_argument("--role", choices=access.ROLES, required=True)
+    users.add_parser("remove", parents=[state], help="delete a user").add_argument("name")
+    users.add_parser("list", parents=[state], help="every user and their role")
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line (see module docstring)."""
+    args = parser().parse_args(argv)
     try:
         if args.action == "stop":
             stop(args.state_dir)
             print(f"stopped the MLflow server and PostgreSQL; their data stay in {args.state_dir}/")
             return 0
-        uri = start(args.state_dir, args.port, args.pg_port, args.artifacts, args.host, args.workers)
-    except StageError as exc:
+        if args.action == "user":
+            print(user(args))
+            return 0
+        uri, password = start(args)
+    except UserError as exc:
         print(f"pipeline.server: {exc}", file=sys.stderr)
         return 2
-    print(f"MLflow server running at {uri} (runs in PostgreSQL, artifacts proxied); use it with:\n"
-          f"  export MLFLOW_TRACKING_URI={uri}")
+    login = json.loads((args.state_dir / launch.INFO).read_text()).get("login")
+    print(f"MLflow server running at {uri} (runs in PostgreSQL, artifacts proxied, "
+          f"{'login required' if login else 'NO LOGIN'}); use it with:\n  export MLFLOW_TRACKING_URI={uri}")
+    if login:
+        print("  export MLFLOW_TRACKING_USERNAME=<you> MLFLOW_TRACKING_PASSWORD=<your password>  "
+              "(or ~/.mlflow/credentials); the admin adds users: python -m pipeline.server user add NAME --role member")
+    if password:
+        print(f"admin password (shown once; kept in {args.state_dir / secrets.FILE}, readable only by you): {password}")
     return 0
 
 

@@ -76,6 +76,11 @@ def _corrupt(kind: str, rows: pd.DataFrame, path: Path) -> str:
         rows.loc[rows.index[700], "Amount"] = np.inf
         rows.to_csv(path, index=False)
         return "rows 0 to 149.*1 rows hold NaN or infinite values .columns: V2.*prepare.nonfinite: drop"
+    if kind == "overflow":  # the float32 cast in the scaler would make it inf, then NaN, then `fraud: 0`
+        rows.loc[rows.index[523], "V1"] = 1e308
+        rows.to_csv(path, index=False)
+        return (r"rows 450 to 599.*row 523: V1 = 1e\+308 is outside what the model's scaler can represent: scaled "
+                r"for the network it overflows float32; the model takes V1 within .*no row was scored")
     if kind == "empty":
         path.write_text("")
         return "file is empty"
@@ -88,7 +93,8 @@ def _corrupt(kind: str, rows: pd.DataFrame, path: Path) -> str:
     raise AssertionError(kind)
 
 
-@pytest.mark.parametrize("kind", ["missing columns", "non-numeric", "nan", "empty", "header only", "not csv"])
+@pytest.mark.parametrize("kind", ["missing columns", "non-numeric", "nan", "overflow", "empty", "header only",
+                                  "not csv"])
 def test_bad_input_is_one_line_exit_2_and_no_output(served_model: Path, raw_rows: pd.DataFrame, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str], kind: str) -> None:
     tmp_path = tmp_path / "files"

@@ -32,6 +32,14 @@ class ScoringError(DataError):
     """Rows the model cannot score; the message names the problem and the fix."""
 
 
+class Unscorable(Exception):
+    """One row the network cannot score: its position among the scored values and why."""
+
+    def __init__(self, position: int, reason: str) -> None:
+        super().__init__(reason)
+        self.position, self.reason = position, reason
+
+
 @dataclass
 class FraudScorer:
     """A trained network with everything needed to score raw rows."""
@@ -79,21 +87,57 @@ class FraudScorer:
     @torch.inference_mode()
     def probabilities(self, values: np.ndarray) -> np.ndarray:
         """Fraud probabilities of raw feature values (rows x features, float64), scaled and run
-        BATCH_ROWS at a time: small blocks stay in cache (about 2x faster than 200,000 at once)."""
+        BATCH_ROWS at a time: small blocks stay in cache (about 2x faster than 200,000 at once).
+        A row the model cannot score (a value the scaler cannot represent, an output that is not a
+        number) raises Unscorable with its position in ``values``: no row gets a label without a score."""
         out = np.empty(len(values), dtype=np.float64)
         for start in range(0, len(values), BATCH_ROWS):
-            x = torch.from_numpy(self.scaler.apply(values[start:start + BATCH_ROWS]))
-            out[start:start + len(x)] = torch.sigmoid(self.network(x).float()).numpy()
+            block = values[start:start + BATCH_ROWS]
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                scaled = self.scaler.apply(block)
+            self._check_scaled(block, scaled, start)
+            logits = self.network(torch.from_numpy(scaled)).float()
+            if not bool(torch.isfinite(logits).all()):  # values near float32's limit overflow inside
+                row = int(torch.nonzero(~torch.isfinite(logits))[0, 0])
+                column = int(np.argmax(np.abs(scaled[row])))
+                raise Unscorable(start + row, f"the network overflows on this row (its output is "
+                                 f"{float(logits[row]):.3g}): {self.features[column]} = {block[row, column]:.6g} "
+                                 f"lies {abs(float(scaled[row, column])):.3g} standard deviations from the training "
+                                 "mean")
+            p = torch.sigmoid(logits).numpy()
+            out[start:start + len(block)] = p
         return out
+
+    def _check_scaled(self, block: np.ndarray, scaled: np.ndarray, start: int) -> None:
+        """Raise Unscorable for the first row whose scaled value is not a finite float32."""
+        bad = ~np.isfinite(scaled)
+        if not bad.any():
+            return
+        row, column = (int(i[0]) for i in np.nonzero(bad))
+        name, value = self.features[column], float(block[row, column])
+        if name in self.scaler.log1p:  # log1p of anything above -1 is far inside float32
+            reason = f"the model applies log1p to {name}, which needs values above -1"
+        else:
+            mean, scale = self.scaler.mean[column], self.scaler.scale[column]
+            limit = float(np.finfo(np.float32).max) * scale
+            reason = (f"scaled for the network it overflows float32; the model takes {name} within "
+                      f"{mean - limit:.3g} .. {mean + limit:.3g}")
+        raise Unscorable(start + row, f"{name} = {value:.6g} is outside what the model's scaler can "
+                         f"represent: {reason}")
 
     def score(self, frame: pd.DataFrame) -> pd.DataFrame:
         """`fraud_probability` and `fraud` (0/1 at the chosen threshold) per row, indexed like the input;
-        rows skipped under the `drop` policy are absent."""
+        rows skipped under the `drop` policy are absent. A row the model cannot score stops the whole
+        call with ScoringError naming its index label, column and reason."""
         values, finite = self.check(frame)
         everything = bool(finite.all())
-        p = self.probabilities(values if everything else values[finite])
-        return pd.DataFrame({"fraud_probability": p, "fraud": (p >= self.threshold).astype(np.int64)},
-                            index=frame.index if everything else frame.index[finite])
+        index = frame.index if everything else frame.index[finite]
+        try:
+            p = self.probabilities(values if everything else values[finite])
+        except Unscorable as exc:
+            raise ScoringError(f"row {index[exc.position]}: {exc.reason}; no row was scored (fix or "
+                               "remove that row)") from None
+        return pd.DataFrame({"fraud_probability": p, "fraud": (p >= self.threshold).astype(np.int64)}, index=index)
 
 
 def settings(threshold: float, nonfinite: str, data_sha256: str, **model: Any) -> dict[str, Any]:

@@ -215,6 +215,11 @@ def reference_run(experiment: str, group: str, name: str, params: Mapping[str, A
         return find_or_create_run(store.experiment_id(experiment), all_tags, name, (GROUP, MODEL, ROLE), params)
 
 
+def mark_failed(run_id: str) -> None:
+    """End a run FAILED (now)."""
+    store.client().set_terminated(run_id, "FAILED")
+
+
 def set_tag(run_id: str, key: str, value: str) -> None:
     """Set one tag of a run."""
     store.client().set_tag(run_id, key, value)

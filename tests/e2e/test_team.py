@@ -23,6 +23,7 @@ from pipeline.project.layout import Layout
 from tests.helpers.params import small_raw_params
 from tests.helpers.repository import copy_repository, dvc, env_for, run, start_queue
 from tests.helpers.stages import raw_test
+from tests.helpers.team import admin_password, credentials
 
 pytestmark = pytest.mark.slow
 EXPERIMENT = "batchnorm-vs-baseline"
@@ -78,6 +79,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         for bucket in ("mlflow", "dvc"):
             s3.create_bucket(Bucket=bucket)
         started = run(base, *server, env=env)
+        signed_in = credentials("admin", admin_password(started.stdout))  # login is on: the admin signs in
+        env.update(signed_in)
+        os.environ.update(signed_in)  # and the tests' own MLflow clients
         uri = f"http://127.0.0.1:{port}"
         assert f"export MLFLOW_TRACKING_URI={uri}" in started.stdout
         raw = small_raw_params()
@@ -98,6 +102,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         moto.terminate()
         moto.wait(10)
         shutil.rmtree(base, ignore_errors=True)
+        for key in credentials("", ""):
+            os.environ.pop(key, None)
 
 
 def _client(stack: dict) -> mlflow.MlflowClient:
