@@ -27,6 +27,8 @@ from pipeline.evaluation.metrics import (
     classification_metrics,
     pr_roc_points,
 )
+from pipeline.evaluation.ledger import ledgers
+from pipeline.evaluation.money import Transactions, cost_threshold, money_summary
 from pipeline.evaluation.scored import Parts, Scored, network, probabilities
 from pipeline.project.config import EvaluateParams, Params
 from pipeline.project.layout import (
@@ -53,10 +55,11 @@ KEY_METRICS = ("threshold", "test_precision", "test_recall", "test_f1", "test_ap
                "test_accuracy", "test_balanced_accuracy", "test_mcc", "train_ap", "train_f1")
 
 
-def evaluate_model(item: Scored, splits: Parts, params: EvaluateParams) -> dict[str, float]:
-    """Threshold from validation; metrics on every split; bootstrap CIs on test; the accuracy trap."""
-    threshold = choose_threshold(splits["val"].y, item.probabilities["val"], params.threshold.strategy,
-                                 params.threshold.target)
+def evaluate_model(item: Scored, splits: Parts, params: EvaluateParams,
+                   money: dict[str, Transactions]) -> dict[str, float]:
+    """Threshold from validation; metrics on every split; bootstrap CIs on test; the accuracy trap;
+    money and the alert budget on test when the data has amounts."""
+    threshold = threshold_for(splits["val"].y, item.probabilities["val"], params, money.get("val"))
     out: dict[str, float] = {"threshold": threshold}
     for split in SPLITS:
         values = classification_metrics(splits[split].y, item.probabilities[split], threshold,
@@ -67,7 +70,22 @@ def evaluate_model(item: Scored, splits: Parts, params: EvaluateParams) -> dict[
                              params.bootstrap.resamples, params.bootstrap.seed)
     for key, (low, high) in intervals.items():
         out[f"test_{key}_ci_low"], out[f"test_{key}_ci_high"] = low, high
+    if "test" in money:
+        values = money_summary(money["test"], item.probabilities["test"], threshold, params.cost_per_alert,
+                               params.bootstrap.resamples, params.bootstrap.seed)
+        out.update({f"test_{k}": v for k, v in values.items()})
+        out["test_alert_budget"] = float(sum(money["test"].budget.values()))
     return out
+
+
+def threshold_for(y: np.ndarray, p: np.ndarray, params: EvaluateParams, money: Transactions | None) -> float:
+    """The threshold the strategy chooses on validation (cost: the lowest alert cost plus missed amount)."""
+    if params.threshold.strategy != "cost":
+        return choose_threshold(y, p, params.threshold.strategy, params.threshold.target)
+    if money is None:
+        raise StageError("evaluate.threshold.strategy cost needs each transaction's amount: set prepare.amount to "
+                         "the amount column, or choose another strategy")
+    return cost_threshold(money.y, p, money.amount, params.cost_per_alert)
 
 
 def tuning_scores(params: Params, layout: Layout, summary: PrepareSummary, parts: Parts) -> dict[str, dict[str, Any]]:
@@ -102,6 +120,7 @@ def run(params: Params, layout: Layout = Layout(), track: bool = True) -> dict[s
             if int(rows[part].y.sum()) == 0:
                 raise StageError(f"the {part} part of split '{split}' holds no positives: thresholds, recall and AP "
                                  "are undefined; raise prepare.split.min_positives or use more data")
+    money = {split: ledgers(prepared, split, params) for split in summary.replicates}
     items = scored.compared(params, layout, summary, parts) + scored.references(params, summary, parts)
     tuning = tuning_scores(params, layout, summary, parts[TUNING])
     results: dict[str, dict[str, float]] = {}
@@ -113,7 +132,7 @@ def run(params: Params, layout: Layout = Layout(), track: bool = True) -> dict[s
 
         tmp_curves.mkdir()
         for item in items:
-            results[item.name] = _write_model(item, parts[item.split], params, layout, at)
+            results[item.name] = _write_model(item, parts[item.split], money[item.split], params, layout, at)
         _write_curves([item for item in items if item.replicate == 0], parts, tmp_curves)
         write_json(at(layout.tuning_scores), tuning)
         write_json(at(layout.overview), overview(results, params, summary))
@@ -125,16 +144,22 @@ def run(params: Params, layout: Layout = Layout(), track: bool = True) -> dict[s
     return results
 
 
-def _write_model(item: Scored, rows: Parts, params: Params, layout: Layout, at: Any) -> dict[str, float]:
-    """One model's metrics file, saved scores and figures."""
-    metrics = evaluate_model(item, rows, params.evaluate)
+def _write_model(item: Scored, rows: Parts, money: dict[str, Transactions], params: Params, layout: Layout,
+                 at: Any) -> dict[str, float]:
+    """One model's metrics file, saved scores (with each row's amount and day, when there is money)
+    and figures."""
+    metrics = evaluate_model(item, rows, params.evaluate, money)
     extra = {k: v for k, v in (item.details or {}).items() if k in ("chosen", "grid")}
-    write_json(at(layout.model_metrics(item.name)), {**metrics, **extra, "split": item.split,
+    budget = {"alert_budget_by_day": {str(d): k for d, k in money["test"].budget.items()}} if money else {}
+    write_json(at(layout.model_metrics(item.name)), {**metrics, **extra, **budget, "split": item.split,
                                                      "replicate": item.replicate})
-    pd.DataFrame({"split": np.repeat(["val", "test"], [rows["val"].y.size, rows["test"].y.size]),
-                  "y_true": np.concatenate([rows["val"].y, rows["test"].y]),
-                  "score": np.concatenate([item.probabilities["val"], item.probabilities["test"]])}
-                 ).to_parquet(at(layout.scores(item.name)), index=False)
+    columns = {"split": np.repeat(["val", "test"], [rows["val"].y.size, rows["test"].y.size]),
+               "y_true": np.concatenate([rows["val"].y, rows["test"].y]),
+               "score": np.concatenate([item.probabilities["val"], item.probabilities["test"]])}
+    if money:
+        columns.update(amount=np.concatenate([money["val"].amount, money["test"].amount]),
+                       day=np.concatenate([money["val"].day, money["test"].day]))
+    pd.DataFrame(columns).to_parquet(at(layout.scores(item.name)), index=False)
     if item.replicate == 0:
         figures.model_figures(item.name, rows["test"].y, item.probabilities["test"], metrics["threshold"],
                               at(layout.figures(item.name)))
@@ -167,9 +192,11 @@ def overview(results: dict[str, dict[str, float]], params: Params, summary: Prep
 
 def _log_line(name: str, m: dict[str, float]) -> None:
     trap = "  ACCURACY TRAP (high accuracy, low recall)" if m["test_accuracy_trap"] else ""
+    money = (f"  value recall {m['test_value_recall']:.3f}" if "test_value_recall" in m else "") + (
+        f"  alert precision {m['test_alert_precision']:.3f}" if "test_alert_precision" in m else "")
     log.info("evaluate[%s] threshold %.3g  test precision %.3f  recall %.3f  f1 %.3f  ap %.3f [%.3f, %.3f]"
-             "  roc_auc %.3f%s", name, m["threshold"], m["test_precision"], m["test_recall"], m["test_f1"],
-             m["test_ap"], m["test_ap_ci_low"], m["test_ap_ci_high"], m["test_roc_auc"], trap)
+             "  roc_auc %.3f%s%s", name, m["threshold"], m["test_precision"], m["test_recall"], m["test_f1"],
+             m["test_ap"], m["test_ap_ci_low"], m["test_ap_ci_high"], m["test_roc_auc"], money, trap)
 
 
 def _track(params: Params, layout: Layout, prepared: Prepared, items: list[Scored],
@@ -177,7 +204,7 @@ def _track(params: Params, layout: Layout, prepared: Prepared, items: list[Score
     """Evaluation, and the servable model, into each compared model's run; reference models get runs
     of their own. Returns where they went: {"models": {name: {run_id, model_uri}}, "references": ...}.
 
-    Only tags.EVALUATION_KEYS become MLflow metrics (distinct from the per-epoch keys); every
+    Only tags.EVALUATION_KEYS (and tags.MONEY_KEYS, with amounts) become MLflow metrics (distinct from the per-epoch keys); every
     number is in the run's evaluation JSON artifact.
     """
     trained = [item.run for item in items if item.run is not None and item.run.run_id]
@@ -203,7 +230,8 @@ def _track(params: Params, layout: Layout, prepared: Prepared, items: list[Score
                                         {tags.VARIANT: "reference", tags.COLOR: REFERENCE_COLOR})
             out["references"][item.name] = run_id
         if run_id:
-            runs.log_results(run_id, {k: results[item.name][k] for k in tags.EVALUATION_KEYS},
+            keys = [*tags.EVALUATION_KEYS, *(k for k in tags.MONEY_KEYS if k in results[item.name])]
+            runs.log_results(run_id, {k: results[item.name][k] for k in keys},
                              artifacts[item.name], "evaluation")
     return out
 

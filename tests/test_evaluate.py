@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score, roc_auc_score
 
-from pipeline import evaluate
+from pipeline import evaluate, prepare
 from pipeline.tracking import tags
 from pipeline.project.config import Params
 from pipeline.project.loading import parse
@@ -56,7 +56,8 @@ def test_every_model_and_reference_is_evaluated_and_tracked(params: Params, prep
     run_id = json.loads(trained.run_file("batchnorm-s0").read_text())["run_id"]
     run = client.get_run(run_id)
     assert run.data.metrics["test_ap"] == pytest.approx(results["batchnorm-s0"]["test_ap"])
-    assert set(run.data.metrics) == {*tags.EVALUATION_KEYS, *tags.EPOCH_KEYS, *tags.SUMMARY_KEYS}
+    assert set(run.data.metrics) == {*tags.EVALUATION_KEYS, *tags.MONEY_KEYS, *tags.EPOCH_KEYS, *tags.SUMMARY_KEYS}
+    assert run.data.metrics["test_value_recall"] == pytest.approx(results["batchnorm-s0"]["test_value_recall"])
     for key in tags.EPOCH_KEYS:  # evaluation never writes into a per-epoch key
         assert [m.step for m in client.get_metric_history(run_id, key)] == [1, 2, 3], key
     logged = {a.path for a in client.list_artifacts(run_id, "evaluation")}
@@ -68,6 +69,7 @@ def test_every_model_and_reference_is_evaluated_and_tracked(params: Params, prep
     assert sorted(refs["tags.mlflow.runName"]) == sorted(["logistic_regression-s0", "hist_gradient_boosting-s0"])
     assert set(refs["tags.pipeline.group"]) == {run.data.tags["pipeline.group"]}
     assert refs["metrics.test_ap"].notna().all()
+    assert all(refs[f"metrics.{key}"].notna().all() for key in tags.MONEY_KEYS)  # same keys: charts compare them
     _evaluate(params, trained)  # a second evaluation reuses the reference runs
     again = mlflow.search_runs(search_all_experiments=True, filter_string="tags.`pipeline.role` = 'reference'")
     assert len(again) == 2
@@ -107,6 +109,38 @@ def test_saved_scores_reproduce_metrics_with_sklearn(params: Params, evaluated: 
         assert average_precision_score(y, p) == pytest.approx(metrics["test_ap"])
         assert roc_auc_score(y, p) == pytest.approx(metrics["test_roc_auc"])
         assert metrics["test_ap_ci_low"] <= metrics["test_ap"] <= metrics["test_ap_ci_high"]
+        # Money from the saved rows by hand: the fraud amount among the alerts over all fraud amount.
+        fraud = test["amount"].to_numpy() * y
+        assert fraud[p >= threshold].sum() / fraud.sum() == pytest.approx(metrics["test_value_recall"])
+        assert fraud[p >= threshold].sum() == pytest.approx(metrics["test_amount_caught"])
+        cost = params.evaluate.cost_per_alert * (p >= threshold).sum() + fraud[p < threshold].sum()
+        assert metrics["test_savings_vs_none"] == pytest.approx(fraud.sum() - cost)
+        assert metrics["test_value_recall_ci_low"] <= metrics["test_value_recall"] <= metrics["test_value_recall_ci_high"]
+        # Each day's k highest scores (no ties here): precision averaged over the days.
+        budget = metrics["alert_budget_by_day"]
+        daily = [y[test["day"] == int(d)][np.argsort(-p[test["day"] == int(d)], kind="stable")[:k]].mean()
+                 for d, k in budget.items()]
+        assert metrics["test_alert_precision"] == pytest.approx(np.mean(daily))
+        assert sum(budget.values()) == metrics["test_alert_budget"] and set(test["day"].astype(str)) == set(budget)
+
+
+def test_the_cost_strategy_chooses_on_validation_amounts(raw_params: dict, trained: Layout) -> None:
+    raw_params["evaluate"]["threshold"]["strategy"] = "cost"
+    raw_params["evaluate"]["references"] = {}
+    params = parse(raw_params)
+    results = _evaluate(params, trained, track=False)
+    scores = pd.read_parquet(trained.scores("batchnorm-s0"))
+    val = scores[scores["split"] == "val"]
+    y, p, amount = val["y_true"].to_numpy(), val["score"].to_numpy(), val["amount"].to_numpy()
+    cost = {t: params.evaluate.cost_per_alert * (p >= t).sum() + (amount * y)[p < t].sum() for t in np.unique(p)}
+    assert results["batchnorm-s0"]["threshold"] == min(cost, key=lambda t: (cost[t], -t))
+    raw_params["prepare"]["amount"] = None  # no amounts: the cost strategy cannot run, and says why
+    unpriced = parse(raw_params)
+    prepare.run(unpriced.prepare, trained)
+    before = trained.model_metrics("batchnorm-s0").read_text()
+    with pytest.raises(StageError, match="strategy cost needs each transaction's amount: set prepare.amount"):
+        _evaluate(unpriced, trained, track=False)
+    assert trained.model_metrics("batchnorm-s0").read_text() == before  # the last evaluation is kept whole
 
 
 def _relabel(layout: Layout, part: str, labels: object) -> None:
@@ -143,8 +177,6 @@ def test_corrupt_or_mismatched_model_is_a_clear_error(params: Params, trained: L
         _evaluate(params, trained)
     raw = params.model_dump()
     raw["prepare"]["seed"] = 1  # other data: the checkpoint's data hash no longer matches
-    from pipeline import prepare
-
     prepare.run(parse(raw).prepare, trained)
     trained.checkpoint("baseline-s0").unlink()
     with pytest.raises(StageError, match="trained on other data"):

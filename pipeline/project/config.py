@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -22,6 +23,10 @@ class SyntheticParams(_Strict):
     fraud_rate: float = Field(gt=0, lt=0.5)
 
 
+DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
 class SplitParams(_Strict):
     """How rows are divided into train, validation and test."""
 
@@ -29,6 +34,22 @@ class SplitParams(_Strict):
     fractions: list[float]
     time_column: str
     min_positives: int = Field(ge=1)
+    delay: str  # time only: a gap after the training block (labels arrive late), e.g. 30m, 12h, 7d
+    folds: int = Field(ge=1, le=100)  # time only: consecutive train/delay/val/test windows (prequential)
+
+    @field_validator("delay")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        if not DURATION.match(value):
+            raise ValueError("must be a duration: a number and s, m, h or d, such as 0s, 30m, 12h or 7d")
+        return value
+
+    @property
+    def delay_seconds(self) -> float:
+        """The delay in seconds (the unit of a numeric time column; date-times are read as seconds)."""
+        match = DURATION.match(self.delay)
+        assert match is not None  # the pattern was checked at load
+        return float(match.group(1)) * SECONDS[match.group(2)]
 
     @field_validator("fractions")
     @classmethod
@@ -48,6 +69,7 @@ class PrepareParams(_Strict):
     synthetic: SyntheticParams
     split: SplitParams
     log1p: list[str]
+    amount: str | None  # each transaction's amount, for the money metrics (used when the column exists)
     nonfinite: Literal["error", "drop"]
     drop_columns: list[str]
 
@@ -63,7 +85,7 @@ class PrepareParams(_Strict):
 class ThresholdParams(_Strict):
     """How the decision threshold is chosen on the validation split."""
 
-    strategy: Literal["max_f1", "recall_at_precision", "precision_at_recall", "fixed"]
+    strategy: Literal["max_f1", "recall_at_precision", "precision_at_recall", "fixed", "cost"]
     target: float = Field(ge=0, le=1)
 
 
@@ -106,6 +128,8 @@ class EvaluateParams(_Strict):
     bootstrap: BootstrapParams
     precision_at_k: list[PositiveInt]
     recall_target: float = Field(gt=0, le=1)
+    alerts_per_day: PositiveInt  # the investigators' daily capacity on the whole day's traffic
+    cost_per_alert: PositiveFloat  # what reviewing one alert costs, in the amount column's currency
 
 
 class MinEffectParams(_Strict):

@@ -7,7 +7,7 @@ when DVC runs a stage, a temporary folder in tests), and matches the `outs` in d
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -181,11 +181,14 @@ class PrepareSummary:
     split_method: str
     dropped_nonfinite: int
     replicates: list[str]  # the replicates' split names, r0, r1, ...
-    redrawn: bool  # each replicate its own split (stratified); a time split is the same for all
+    redrawn: bool  # each replicate its own split (stratified); a time split's windows are fixed
     rows: dict[str, int]
     positives: dict[str, int]
     prevalence: dict[str, float]
     params: dict[str, Any]  # the prepare params that made these splits
+    folds: int = 0  # a time split's windows (0: stratified)
+    blocks: dict[str, Any] = field(default_factory=dict)  # a time split's parts per split: rows, positives, times
+    amount: str | None = None  # the column holding each transaction's amount (money metrics), if any
 
     @classmethod
     def read(cls, layout: Layout) -> PrepareSummary:

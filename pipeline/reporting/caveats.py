@@ -26,7 +26,7 @@ def below_yardstick(ev: Evidence) -> list[str]:
         return []
     out, b, level = [], ev.params.report.bootstrap, ev.params.report.confidence
     for variant in ev.histories:
-        ap = test_measures(ev, variant, YARDSTICK)["ap"]
+        ap = test_measures(ev, variant, YARDSTICK, money=False)["ap"]
         auc = [x - y for x, y in zip(ev.values(variant, "test_roc_auc"), ev.values(YARDSTICK, "test_roc_auc"))]
         auc_low, auc_high = outer_bootstrap(auc, b.resamples, b.seed, level)
         for what, mean, high, low in (("average precision", ap.mean, ap.high, ap.low),
@@ -85,11 +85,11 @@ def replicates(ev: Evidence, found: dict[str, list[Claim]]) -> list[str]:
 
 
 def split(ev: Evidence) -> list[str]:
-    """A time split is the same for every replicate: intervals cannot cover the split."""
-    if ev.summary.redrawn:
+    """A time split in one window is the same for every replicate: intervals cannot cover the split."""
+    if ev.summary.redrawn or ev.summary.folds > 1:
         return []
     return ["The split is by time and the same for every replicate: the intervals cover seeds and test rows, "
-            "not the choice of split."]
+            "not the choice of split (prepare.split.folds > 1 evaluates on several consecutive windows)."]
 
 
 def _start(text: str) -> str:

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.evaluation.metrics import paired_draws
+from pipeline.evaluation.money import paired_money_draws
 from pipeline.evaluation.stats import (
     INCONCLUSIVE,
     Power,
@@ -81,34 +82,49 @@ class Claim:
 
 def covers(ev: Evidence, test_rows: bool) -> str:
     """Which sources of variance an interval covers."""
-    split = ("splits (redrawn per replicate)" if ev.summary.redrawn
-             else "not the split (a time split is the same for every replicate)")
+    if ev.summary.redrawn:
+        split = "splits (redrawn per replicate)"
+    elif ev.summary.folds > 1:
+        split = f"{ev.summary.folds} consecutive time windows"
+    else:
+        split = "not the split (a time split is the same for every replicate)"
     return f"seeds, {split}" + (" and test rows" if test_rows else "; measured on training and validation")
 
 
-def test_measures(ev: Evidence, ours: str, theirs: str) -> dict[str, Measure]:
+TEST_MEASURES = {"ap": ("test_ap", "test average precision"), "accuracy": ("test_accuracy", "test accuracy"),
+                 "precision": ("test_precision", "test precision"), "recall": ("test_recall", "test recall"),
+                 "value_recall": ("test_value_recall", "value-weighted recall (share of the fraud amount caught)"),
+                 "alert_precision": ("test_alert_precision", "precision within the daily alert budget")}
+
+
+def test_measures(ev: Evidence, ours: str, theirs: str, money: bool = True) -> dict[str, Measure]:
     """Paired test differences per replicate (AP, accuracy, precision, recall at each model's own
-    threshold), intervals from the nested bootstrap (replicates, then test rows)."""
+    threshold; with amounts, value-weighted recall and precision within the alert budget), intervals
+    from the nested bootstrap (replicates, then test rows)."""
     b = ev.params.report.bootstrap
-    inner: dict[str, list[np.ndarray]] = {k: [] for k in ("ap", "accuracy", "precision", "recall")}
+    inner: dict[str, list[np.ndarray]] = {}
     for r in ev.replicates:
         a, t = model_name(ours, r), model_name(theirs, r)
         y, p_a = ev.split_scores(a, "test")
         _, p_t = ev.split_scores(t, "test")
-        draws = paired_draws(y, (p_a, ev.metrics[a]["threshold"]), (p_t, ev.metrics[t]["threshold"]), b.inner,
-                             b.seed + r)
-        for key in inner:
-            inner[key].append(draws[key])
+        pair = (p_a, ev.metrics[a]["threshold"]), (p_t, ev.metrics[t]["threshold"])
+        draws = paired_draws(y, *pair, b.inner, b.seed + r)
+        ledger = ev.ledger(a) if money else None
+        if ledger is not None:
+            draws.update(paired_money_draws(ledger, *pair, b.inner, b.seed + r, ev.params.evaluate.cost_per_alert))
+        for key, values in draws.items():
+            inner.setdefault(key, []).append(values)
     out = {}
     level = ev.params.report.confidence
-    for key, metric in (("ap", "test_ap"), ("accuracy", "test_accuracy"), ("precision", "test_precision"),
-                        ("recall", "test_recall")):
+    for key, (metric, text) in TEST_MEASURES.items():
+        if key not in inner or len(inner[key]) != len(ev.replicates):
+            continue
         differences = [x - y for x, y in zip(ev.values(ours, metric), ev.values(theirs, metric))]
         low, high = nested_bootstrap(inner[key], b.resamples, b.seed, level)
         spread = float(np.sqrt(np.var(differences, ddof=1) + np.mean([np.var(d) for d in inner[key]]))) \
             if len(differences) > 1 else 0.0
-        out[key] = Measure(f"{title(ours)} minus {title(theirs)} test {key.replace('ap', 'average precision')}",
-                           key, differences, low, high, covers(ev, True), spread)
+        out[key] = Measure(f"{title(ours)} minus {title(theirs)} {text}", key, differences, low, high,
+                           covers(ev, True), spread)
     return out
 
 
@@ -200,7 +216,8 @@ def claims(ev: Evidence, variant: str) -> list[Claim]:
     primaries = {"minority": minority, "accuracy": tests["accuracy"], "loss": loss_measure(ev, variant), "speed": speed}
     bands = {"minority": rp.min_effect.minority, "accuracy": rp.min_effect.accuracy, "loss": rp.min_effect.loss,
              "speed": math.log(1 + rp.min_effect.speed)}
-    secondary = {"minority": (tests["precision"], tests["recall"]), "speed": (steps,)}
+    money = tuple(tests[k] for k in ("value_recall", "alert_precision") if k in tests)
+    secondary = {"minority": (tests["precision"], tests["recall"], *money), "speed": (steps,)}
     name = title(variant)
     texts = {"minority": f"{name} catches more fraud (test average precision)",
              "accuracy": f"{name} raises test accuracy",
@@ -243,6 +260,15 @@ def headline(ev: Evidence, found: dict[str, list[Claim]], caveats: list[str],
                                           "high": round(c.primary.high, 5), "band": round(c.band, 5),
                                           "p_holm": round(c.p_adjusted, 5)} for c in variant_claims}
     out.update({key: per_variant(key) for key in ("test_recall", "test_precision", "test_f1")})
+    money = [k for k in ("test_value_recall", "test_alert_precision", "test_savings_vs_none")
+             if all(k in ev.metrics[n] for v in variants for n in ev.names(v))]
+    out.update({key: per_variant(key) for key in money})
+    for variant, variant_claims in found.items():
+        minority = next(c for c in variant_claims if c.key == "minority")
+        suffix = "" if variant == PRIMARY else f"_{variant}"
+        out[f"effect{suffix}"]["minority"]["secondary"] = {
+            m.unit: {"mean": round(m.mean, 5), "low": round(m.low, 5), "high": round(m.high, 5)}
+            for m in minority.secondary}
     references = ev.params.evaluate.references.names()
     if references:
         out["reference_test_ap"] = {r: round(float(np.mean(ev.values(r, "test_ap"))), 4) for r in references}

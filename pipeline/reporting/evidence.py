@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.data.prepared import Prepared
+from pipeline.evaluation.money import Transactions
 from pipeline.project.train_config import Setting
 from pipeline.project.config import Params
 from pipeline.project.layout import (
@@ -65,6 +66,15 @@ class Evidence:
         """(labels, scores) that evaluate saved for one model on one part of its split."""
         rows = self.scores[name][self.scores[name]["split"] == part]
         return rows["y_true"].to_numpy(), rows["score"].to_numpy()
+
+    def ledger(self, name: str) -> Transactions | None:
+        """One model's test part as money (amounts, days, the daily alert budgets), when it has them."""
+        rows = self.scores[name][self.scores[name]["split"] == "test"]
+        if "amount" not in rows.columns:
+            return None
+        budget = {int(d): int(k) for d, k in self.metrics[name].get("alert_budget_by_day", {}).items()}
+        return Transactions(rows["y_true"].to_numpy().astype(bool), rows["amount"].to_numpy(dtype=np.float64),
+                            rows["day"].to_numpy(dtype=np.int64), budget)
 
     def setting(self, variant: str) -> Setting:
         """The setting select chose for a variant."""

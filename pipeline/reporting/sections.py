@@ -13,7 +13,7 @@ import numpy as np
 from pipeline.project.train_config import Setting
 from pipeline.project.layout import SPLITS
 from pipeline.project.variants import BASELINE, label, title
-from pipeline.reporting import claims, figures, shared
+from pipeline.reporting import claims, figures, operations, shared
 from pipeline.reporting.document import Document, mean_sd
 from pipeline.reporting.evidence import Evidence, at_epoch, describe_runs, table_epochs
 from pipeline.reporting.shared import Pair
@@ -36,15 +36,18 @@ def setup(doc: Document, ev: Evidence) -> None:
         f"{p.train.min_batch}; validation AP also at probe steps growing {p.train.probe_growth:g}x.",
         "Settings (tuned per variant, section 3): " + "; ".join(f"{label(v)}: {ev.setting(v).name()}"
                                                                for v in p.train.variants) + ".",
-        f"Replicates: {len(ev.replicates)}; replicate r trains every variant with seed r on its own "
-        + ("redrawn" if s.redrawn else "(time-ordered, hence identical)") + " split. Device: "
+        f"Replicates: {len(ev.replicates)}; replicate r trains every variant with seed r on "
+        + ("its own redrawn split" if s.redrawn else f"time window r mod {s.folds}") + ". Device: "
         f"{', '.join(devices)}. Threshold: `{p.evaluate.threshold.strategy}` on each model's validation part.",
         "Versions: " + ", ".join(f"{pkg} {version(pkg)}" for pkg in ("torch", "scikit-learn", "mlflow", "dvc",
                                                                     "optuna", "numpy", "pandas")) +
         f", Python {platform.python_version()}.",
     ])
-    doc.table(["Part (every split)", "Rows", "Frauds", "Prevalence"],
-              [[n, f"{s.rows[n]:,}", f"{s.positives[n]:,}", f"{s.prevalence[n]:.4%}"] for n in SPLITS])
+    if s.blocks:
+        operations.blocks(doc, ev)
+    else:
+        doc.table(["Part (every split)", "Rows", "Frauds", "Prevalence"],
+                  [[n, f"{s.rows[n]:,}", f"{s.positives[n]:,}", f"{s.prevalence[n]:.4%}"] for n in SPLITS])
 
 
 def tuning(doc: Document, ev: Evidence, figure_dir: Path) -> None:
@@ -140,6 +143,7 @@ def minority(doc: Document, ev: Evidence, figure_dir: Path) -> None:
                + [mean_sd([_recall_at(ev, n, 0.5) for n in ev.names(m)], 3)] for m in models])
     pooled = {m: tuple(np.concatenate(a) for a in zip(*(ev.split_scores(n, "test") for n in ev.names(m))))
               for m in models}
+    operations.money(doc, ev)
     doc.figure(figures.reliability(pooled, figure_dir / "reliability.png"),
                "Reliability on the test parts, every replicate pooled")
     first = {n: ev.split_scores(n, "test") for m in models for n in ev.names(m)[:1]}

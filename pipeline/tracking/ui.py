@@ -19,6 +19,7 @@ from pipeline.tracking import store
 from pipeline.tracking.tags import (
     EPOCH_KEYS,
     EVALUATION_KEYS,
+    MONEY_KEYS,
     GROUP,
     ROLE,
     RUN_NAME,
@@ -30,6 +31,7 @@ from pipeline.tracking.tags import (
 SECTIONS = (
     ("learning-curves", "Learning curves per epoch", "LINE", EPOCH_KEYS[:-1]),
     ("test-split", "Test split, kept model", "BAR", EVALUATION_KEYS),
+    ("money", "Money and alerts on the test split", "BAR", MONEY_KEYS),
     ("training", "Training", "BAR", SUMMARY_KEYS),
     ("timing", "Seconds per epoch", "LINE", EPOCH_KEYS[-1:]),
 )

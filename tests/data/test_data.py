@@ -5,11 +5,12 @@ import pytest
 from pipeline.project.config import SplitParams
 from pipeline.data.cleaning import clean
 from pipeline.data.scaler import Scaler
-from pipeline.data.splits import split_indices
+from pipeline.data.splits import as_seconds, split_indices, time_parts
 from pipeline.data.synthetic import synthetic_transactions
 from pipeline.runtime.errors import DataError
 
-SPLIT = SplitParams(method="stratified", fractions=[0.6, 0.2, 0.2], time_column="Time", min_positives=5)
+SPLIT = SplitParams(method="stratified", fractions=[0.6, 0.2, 0.2], time_column="Time", min_positives=5, delay="0s",
+                    folds=1)
 
 
 def test_synthetic_schema_rate_and_determinism() -> None:
@@ -63,12 +64,34 @@ def test_time_split_orders_train_before_val_before_test(labels: np.ndarray) -> N
     assert times[parts["val"]].max() < times[parts["test"]].min()
 
 
+def test_time_windows_by_hand() -> None:
+    """20 rows at times 0..19 (seconds), fractions 0.6/0.2/0.2, 3 folds: windows of
+    20 / (1 + 2 x 0.2) = 14.3 -> 14 rows, starting round(0.2 x 14.29 x f) = 0, 3, 6 rows apart; 8 train
+    rows (round(14 x 0.6)), then validation and test halve the rest."""
+    times = np.arange(20, dtype=float)[::-1].copy()  # rows stored latest first: the order comes from times
+    y = np.ones(20, dtype=np.int8)
+    y[::2] = 0
+    params = SPLIT.model_copy(update={"method": "time", "folds": 3, "min_positives": 1})
+    windows = [{k: sorted(times[v].astype(int)) for k, v in time_parts(times, params, f).items()} for f in range(3)]
+    assert windows[0] == {"train": list(range(0, 8)), "gap": [], "val": [8, 9, 10], "test": [11, 12, 13]}
+    assert windows[1]["train"] == list(range(3, 11)) and windows[1]["test"] == [14, 15, 16]
+    assert windows[2]["test"] == [17, 18, 19]  # the test blocks follow one another to the last row
+    # A delay of 2 s after the last training row (time 7) leaves rows 8 and 9 out.
+    delayed = time_parts(times, params.model_copy(update={"delay": "2s"}), 0)
+    assert sorted(times[delayed["gap"]]) == [8, 9] and sorted(times[delayed["val"]]) == [10, 11]
+    assert sorted(times[delayed["test"]]) == [12, 13]
+    assert params.model_copy(update={"delay": "1.5h"}).delay_seconds == 5400
+    with pytest.raises(DataError, match="time window 0 leaves an empty part.*shorter prepare.split.delay"):
+        time_parts(times, params.model_copy(update={"delay": "1d"}), 0)
+    assert np.array_equal(as_seconds(np.array(["1970-01-01T00:01:00"], dtype="datetime64[s]")), [60.0])
+
+
 def test_too_few_positives_names_the_split(labels: np.ndarray) -> None:
     times = np.arange(labels.size, dtype=float)
     late = labels.copy()
     late[:] = 0
     late[:40] = 1  # every positive is early: val and test get none
-    with pytest.raises(DataError, match="split 'val' holds 0 positives.*min_positives=5"):
+    with pytest.raises(DataError, match="split 'val' \(time window 0\) holds 0 positives.*min_positives=5"):
         split_indices(late, SPLIT.model_copy(update={"method": "time"}), seed=0, times=times)
     with pytest.raises(DataError, match="only 10 positives"):
         split_indices(late * (np.arange(late.size) < 10), SPLIT, seed=0)

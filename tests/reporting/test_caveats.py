@@ -76,9 +76,10 @@ def test_too_few_replicates_and_a_time_split_are_named(params: Params, evaluated
     assert "With 1 replicate(s) the permutation test cannot go below p = 1" in line and "use at least 8" in line
     assert line in screen
     assert not any("same for every replicate" in c for c in found)  # a stratified split is redrawn
-    assert caveats.split(SimpleNamespace(summary=SimpleNamespace(redrawn=False))) == [
+    assert caveats.split(SimpleNamespace(summary=SimpleNamespace(redrawn=False, folds=1))) == [
         "The split is by time and the same for every replicate: the intervals cover seeds and test rows, not the "
-        "choice of split."]
+        "choice of split (prepare.split.folds > 1 evaluates on several consecutive windows)."]
+    assert caveats.split(SimpleNamespace(summary=SimpleNamespace(redrawn=False, folds=3))) == []
 
 
 def test_low_power_is_named_whatever_the_outcome(params: Params) -> None:

@@ -1,0 +1,183 @@
+"""What a fraud team measures: money caught and missed, precision within a daily alert budget, the
+cost of a threshold and the savings it brings. Every function takes row weights (1 per row, or a
+bootstrap resample's counts, one row of ``weights`` per resample), so point values and bootstrap
+draws are the same computation.
+
+- Value-weighted recall: the share of the fraudulent amount among the alerts (p >= threshold).
+- Alert budget (the Fraud Detection Handbook's daily precision@k): each day, the k highest scores
+  are alerted; precision is the share of them that are fraud, averaged over the days, and the amount
+  they catch is summed. Rows with equal scores at the budget's edge share the last places: each gets
+  the same fraction of an alert (the expected count under random tie-breaking). With an entity (a card),
+  the units are entity-days (score: the entity's highest that day; fraud: any of its rows), one alert
+  per card per day.
+- Cost: each alert costs ``cost_per_alert`` and each missed fraud its amount. Savings compare a model
+  with no model (every fraud lost, no alert) and with alerting everything (every row reviewed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.evaluation.metrics import stratified_weights
+
+DAY_SECONDS = 86_400.0
+
+
+@dataclass(frozen=True)
+class Transactions:
+    """A part of a split as money: labels, amounts, days, entities and the daily alert budgets."""
+
+    y: np.ndarray  # bool, (rows,)
+    amount: np.ndarray  # float64, (rows,)
+    day: np.ndarray  # int64 day index of each row
+    budget: dict[int, int]  # alerts per day (of the days in ``day``)
+    entity: np.ndarray | None = None  # the card or customer of each row, if the data names one
+
+
+def days(seconds: np.ndarray) -> np.ndarray:
+    """Day index of each time in seconds (from the first day of the time column's origin)."""
+    return np.floor(np.asarray(seconds, dtype=np.float64) / DAY_SECONDS).astype(np.int64)
+
+
+def daily_budgets(part_days: np.ndarray, all_days: np.ndarray, per_day: int) -> dict[int, int]:
+    """The alert budget of each day of a part: ``per_day`` is the team's capacity on the whole day's
+    traffic, so a part holding a share s of a day's rows gets round(per_day x s) alerts (at least 1)."""
+    seen, counts = np.unique(part_days, return_counts=True)
+    total = dict(zip(*np.unique(all_days, return_counts=True)))
+    return {int(d): max(1, round(per_day * c / total[d])) for d, c in zip(seen, counts)}
+
+
+def value_counts(t: Transactions, alerted: np.ndarray, weights: np.ndarray) -> dict[str, np.ndarray]:
+    """Amount caught and missed, alerts, and value-weighted recall, under each row of ``weights``."""
+    fraud_amount = t.amount * t.y
+    caught = weights @ (fraud_amount * alerted)
+    total = weights @ fraud_amount
+    return {"amount_caught": caught, "amount_missed": total - caught, "alerts": weights @ alerted.astype(float),
+            "value_recall": np.divide(caught, total, out=np.zeros_like(caught), where=total > 0)}
+
+
+def costs(t: Transactions, alerted: np.ndarray, weights: np.ndarray, cost_per_alert: float) -> dict[str, np.ndarray]:
+    """The model's cost and its savings against no model and against alerting every row."""
+    counts = value_counts(t, alerted, weights)
+    cost = cost_per_alert * counts["alerts"] + counts["amount_missed"]
+    lost = counts["amount_caught"] + counts["amount_missed"]  # every fraud, with no model
+    reviewed = cost_per_alert * weights.sum(axis=1)  # every row alerted, no fraud missed
+    return {"cost": cost, "savings_vs_none": lost - cost, "savings_vs_all": reviewed - cost}
+
+
+def cost_threshold(y: np.ndarray, p: np.ndarray, amount: np.ndarray, cost_per_alert: float) -> float:
+    """The threshold with the lowest cost on these rows (alerts x cost_per_alert + missed fraud
+    amount); among equal costs the highest threshold (fewest alerts). Above every score: no alert."""
+    order = np.argsort(-p, kind="stable")
+    scores = p[order]
+    ends = np.r_[np.flatnonzero(scores[1:] != scores[:-1]), scores.size - 1]  # last row of each tie group
+    alerts = ends + 1
+    caught = np.cumsum((amount * y)[order])[ends]
+    cost = cost_per_alert * alerts + (float((amount * y).sum()) - caught)
+    none = float((amount * y).sum())
+    best = int(np.argmin(cost))
+    return float(scores[ends[best]]) if cost[best] < none else float(np.nextafter(scores[0], np.inf))
+
+
+def units(y: np.ndarray, p: np.ndarray, amount: np.ndarray, day: np.ndarray,
+          entity: np.ndarray | None) -> tuple[np.ndarray, ...]:
+    """The alerted units: rows, or entity-days (highest score, any fraud, the fraud amount summed)."""
+    if entity is None:
+        return y.astype(bool), p, amount * y, day
+    keys = np.stack([day, np.unique(entity, return_inverse=True)[1]], axis=1)
+    _, group = np.unique(keys, axis=0, return_inverse=True)
+    count = group.max() + 1
+    score = np.full(count, -np.inf)
+    np.maximum.at(score, group, p)
+    fraud = np.bincount(group, weights=y.astype(float), minlength=count) > 0
+    value = np.bincount(group, weights=amount * y, minlength=count)
+    unit_day = np.zeros(count, dtype=np.int64)
+    unit_day[group] = day
+    return fraud, score, value, unit_day
+
+
+def alert_budget(fraud: np.ndarray, score: np.ndarray, value: np.ndarray, day: np.ndarray, budget: dict[int, int],
+                 weights: np.ndarray) -> dict[str, np.ndarray]:
+    """Precision among each day's top-k units, averaged over the days, and the fraud amount they
+    catch as a share of all fraud amount, under each row of ``weights`` (one weight per unit)."""
+    precisions, caught = [], np.zeros(weights.shape[0])
+    for d, k in sorted(budget.items()):
+        rows = np.flatnonzero(day == d)
+        order = rows[np.argsort(-score[rows], kind="stable")]
+        ordered = score[order]
+        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+        w = weights[:, order].astype(np.float64)
+        per_group = [np.add.reduceat(w * x, starts, axis=1) for x in (np.ones(order.size), fraud[order], value[order])]
+        size, positives, amount = per_group
+        before = np.cumsum(size, axis=1) - size  # units ranked above each tie group
+        share = np.clip((k - before) / np.where(size > 0, size, 1), 0.0, 1.0) * (size > 0)
+        alerts = np.minimum(k, size.sum(axis=1))  # a day with fewer units than k alerts them all
+        precisions.append(np.divide((share * positives).sum(axis=1), alerts, out=np.zeros(alerts.shape),
+                                    where=alerts > 0))
+        caught += (share * amount).sum(axis=1)
+    total = weights @ value
+    return {"alert_precision": np.mean(precisions, axis=0),
+            "alert_value_recall": np.divide(caught, total, out=np.zeros_like(caught), where=total > 0)}
+
+
+def money_metrics(t: Transactions, p: np.ndarray, threshold: float, weights: np.ndarray,
+                  cost_per_alert: float) -> dict[str, np.ndarray]:
+    """Every money and alert-budget number of one model under each row of ``weights`` (row weights;
+    with an entity, the alert budget weighs each entity-day by its rows' mean weight)."""
+    out = {**value_counts(t, p >= threshold, weights), **costs(t, p >= threshold, weights, cost_per_alert)}
+    if not t.budget:  # no time column: no days to budget
+        return out
+    fraud, score, value, unit_day = units(t.y, p, t.amount, t.day, t.entity)
+    unit_weights = weights if t.entity is None else _unit_weights(t, weights)
+    return {**out, **alert_budget(fraud, score, value, unit_day, t.budget, unit_weights)}
+
+
+def _unit_weights(t: Transactions, weights: np.ndarray) -> np.ndarray:
+    """Each entity-day's weight in a resample: the mean of its rows' weights."""
+    keys = np.stack([t.day, np.unique(t.entity, return_inverse=True)[1]], axis=1)
+    _, group = np.unique(keys, axis=0, return_inverse=True)
+    sizes = np.bincount(group)
+    summed = np.stack([np.bincount(group, weights=row, minlength=sizes.size) for row in weights])
+    return summed / sizes
+
+
+INTERVALS = ("value_recall", "amount_caught", "alert_precision", "alert_value_recall", "savings_vs_none",
+             "savings_vs_all")
+
+
+def money_summary(t: Transactions, p: np.ndarray, threshold: float, cost_per_alert: float, resamples: int,
+                  seed: int, level: float = 0.95) -> dict[str, float]:
+    """Point values, and stratified bootstrap percentile intervals of the main ones (the threshold
+    held fixed, as for precision and recall)."""
+    point = {k: float(v[0]) for k, v in money_metrics(t, p, threshold, np.ones((1, t.y.size)), cost_per_alert).items()}
+    draws: dict[str, list[np.ndarray]] = {}
+    for weights in stratified_weights(t.y, resamples, seed):
+        for key, values in money_metrics(t, p, threshold, weights, cost_per_alert).items():
+            draws.setdefault(key, []).append(values)
+    tail = (1 - level) / 2 * 100
+    out = dict(point)
+    for key in INTERVALS:
+        if key in draws:
+            values = np.concatenate(draws[key])
+            out[f"{key}_ci_low"], out[f"{key}_ci_high"] = (float(np.percentile(values, tail)),
+                                                           float(np.percentile(values, 100 - tail)))
+    return out
+
+
+PAIRED = ("value_recall", "alert_precision")
+
+
+def paired_money_draws(t: Transactions, ours: tuple[np.ndarray, float], theirs: tuple[np.ndarray, float],
+                       resamples: int, seed: int, cost_per_alert: float) -> dict[str, np.ndarray]:
+    """Bootstrap draws of the paired differences (ours minus theirs) in value-weighted recall and in
+    precision within the alert budget, both models on the same resampled rows (the seed and the
+    stratification of metrics.paired_draws, so that the draws pair with its draws too)."""
+    out: dict[str, list[np.ndarray]] = {}
+    for weights in stratified_weights(t.y, resamples, seed):
+        a, b = (money_metrics(t, p, threshold, weights, cost_per_alert) for p, threshold in (ours, theirs))
+        for key in PAIRED:
+            if key in a:
+                out.setdefault(key, []).append(a[key] - b[key])
+    return {k: np.concatenate(v) for k, v in out.items()}
