@@ -5,9 +5,7 @@ of the version before login is migrated with its runs."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
