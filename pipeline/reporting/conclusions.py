@@ -41,11 +41,12 @@ def _num(value: float, digits: int = 3) -> str:
 
 
 def effect_text(m: Measure, band: float, digits: int = 3) -> str:
-    """`+0.198 [+0.152, +0.24] (seeds, splits and test rows); practical size 0.02`."""
+    """`+0.198 [+0.152, +0.24] (seeds, splits and test rows); practical size 0.02` (a secondary measure,
+    ``band`` NaN, has no practical size)."""
     if len(m.differences) < 2:
         return f"{_num(m.mean, digits)} (one replicate: no interval)"
-    return (f"{_num(m.mean, digits)} [{_num(m.low, digits)}, {_num(m.high, digits)}] over {m.covers}; practical size "
-            f"{band:.3g}")
+    size = "" if math.isnan(band) else f"; practical size {band:.3g}"
+    return f"{_num(m.mean, digits)} [{_num(m.low, digits)}, {_num(m.high, digits)}] over {m.covers}{size}"
 
 
 def _in_unit(value: float, unit: str) -> str:

@@ -70,3 +70,12 @@ def test_loss_measure_is_the_relative_fall_after_the_early_epoch() -> None:
     m = loss_measure(ev, "batchnorm")
     assert m.differences == pytest.approx([0.5, 0.2])  # (0.10 - 0.05) / 0.10 and (0.10 - 0.08) / 0.10
     assert m.mean == pytest.approx(0.35) and m.spread == pytest.approx(0.2121, abs=1e-4)
+
+
+def test_a_secondary_measure_is_shown_without_a_practical_size() -> None:
+    from pipeline.reporting.claims import Measure
+    from pipeline.reporting.conclusions import effect_text
+
+    m = Measure("test recall", "recall", [0.1, 0.3], 0.05, 0.35, "seeds")
+    assert effect_text(m, 0.02) == "+0.2 [+0.05, +0.35] over seeds; practical size 0.02"
+    assert effect_text(m, math.nan) == "+0.2 [+0.05, +0.35] over seeds"
