@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from pipeline.project.loading import parse
-from pipeline.reporting.claims import loss_measure, rung_times, speed_measures, time_to
+from pipeline.reporting.claims import Measure, loss_measure, rung_times, speed_measures, time_to
+from pipeline.reporting.conclusions import effect_text
 from tests.helpers.params import small_raw_params
 
 
@@ -73,9 +74,6 @@ def test_loss_measure_is_the_relative_fall_after_the_early_epoch() -> None:
 
 
 def test_a_secondary_measure_is_shown_without_a_practical_size() -> None:
-    from pipeline.reporting.claims import Measure
-    from pipeline.reporting.conclusions import effect_text
-
     m = Measure("test recall", "recall", [0.1, 0.3], 0.05, 0.35, "seeds")
     assert effect_text(m, 0.02) == "+0.2 [+0.05, +0.35] over seeds; practical size 0.02"
     assert effect_text(m, math.nan) == "+0.2 [+0.05, +0.35] over seeds"
