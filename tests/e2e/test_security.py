@@ -12,13 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
-import pandas as pd
 import psycopg
 import pytest
 import requests
 
+from pipeline.project.layout import Layout
 from tests.helpers.params import small_raw_params
 from tests.helpers.repository import REPO, copy_repository, dvc, env_for, run
+from tests.helpers.stages import raw_test
 from tests.helpers.team import (
     S3_KEYS,
     admin_password,
@@ -53,7 +54,7 @@ def stack() -> Iterator[dict]:
     try:
         first = run(REPO, *start, env=env)
         again = run(REPO, *start, env=env)  # idempotent, and the password is printed once only
-        logs += [first.stdout, first.stderr, again.stdout, again.stderr]
+        logs += [first.stderr, again.stdout, again.stderr]  # first.stdout prints the admin password, by design
         added = {name: run(REPO, *_server(state, "user", "add", name, "--role", role), env=env).stdout
                  for name, role in (("maria", "maintainer"), ("mike", "member"))}
         users = {name: user_password(out) for name, out in added.items()}
@@ -162,7 +163,7 @@ def test_postgres_refuses_connections_without_the_password(stack: dict) -> None:
 
 
 def test_an_overflowing_row_is_never_labelled(stack: dict, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    rows = pd.read_parquet(stack["repo"] / "data" / "prepared" / "test_raw.parquet").head(20).reset_index(drop=True)
+    rows = raw_test(Layout(stack["repo"])).head(20).reset_index(drop=True)
     rows.loc[7, "V1"] = 1e308
     rows.to_csv(tmp_path / "rows.csv", index=False)
     scored = run(stack["repo"], sys.executable, "-m", "pipeline.score", "--model", f"models:/{MODEL}@champion",
