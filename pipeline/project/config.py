@@ -38,6 +38,9 @@ class SplitParams(_Strict):
         return value
 
 
+ColumnRole = Literal["numeric", "categorical", "datetime", "id", "entity", "drop"]
+
+
 class PrepareParams(_Strict):
     """Parameters of the prepare stage."""
 
@@ -50,6 +53,8 @@ class PrepareParams(_Strict):
     log1p: list[str]
     nonfinite: Literal["error", "drop"]
     drop_columns: list[str]
+    columns: dict[str, ColumnRole]  # declared roles, over any inference (data.roles)
+    min_category_count: int = Field(ge=1)  # rarer categories of the training part share the "other" index
 
     @field_validator("source")
     @classmethod
