@@ -178,7 +178,6 @@ def _count(total: int, rows: np.ndarray | slice | None) -> int:
     return int(np.count_nonzero(rows)) if rows.dtype == bool else len(rows)
 
 
-
 def embedding_dim(levels: int) -> int:
     """The width of a categorical column's embedding in the network: fastai's rule, round(1.6 x
     levels^0.56), at most 16 (``levels`` counts every index, the reserved other and missing ones included)."""

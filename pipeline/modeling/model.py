@@ -53,7 +53,6 @@ class MLPConfig:
                       "embeddings": tuple(tuple(e) for e in raw.get("embeddings", ()))})
 
 
-
 def inert_bias(config: MLPConfig) -> bool:
     """Whether each linear layer's bias feeds a BatchNorm in training mode directly: BatchNorm subtracts
     the batch mean, so the bias has no effect on training and its exact gradient is zero. Float

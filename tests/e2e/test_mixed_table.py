@@ -27,7 +27,7 @@ def test_a_mixed_table_runs_from_a_fresh_clone_and_its_champion_scores_raw_rows(
     out = dvc(repo, "repro")
     assert "column roles" in out.stderr + out.stdout and "cc_num                 id (entity)" in out.stderr + out.stdout
     setup = (repo / "reports" / "report.md").read_text().split("## 2. Setup", 1)[1].split("\n## ", 1)[0]
-    assert "| categorical | 7 |" in setup and "`cc_num` (the entity)" in setup
+    assert "| categorical | 6 |" in setup and "`cc_num` (the entity)" in setup
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
     champion = client.get_model_version_by_alias("bn-fraud", "champion").tags
