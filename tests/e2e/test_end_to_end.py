@@ -316,6 +316,7 @@ def test_real_ulb_sample_end_to_end(tmp_path: Path) -> None:
     summary = json.loads((repo / "data" / "prepared" / "summary.json").read_text())
     assert sum(summary["positives"].values()) == 96 and summary["n_features"] == 30
     overview = json.loads((repo / "evaluation" / "overview.json").read_text())
-    assert set(overview["models"]) == {"batchnorm-s0", "baseline-s0", *REFERENCES}
+    assert set(overview["models"]) == {"batchnorm-s0", "baseline-s0", *(f"{r}-s0" for r in REFERENCES)}
+    assert set(summary["roles"].values()) == {"numeric"} and summary["entity"] is None  # ULB: numbers only
     md = (repo / "reports" / "report.md").read_text()
-    assert str(sample) in md and "cannot judge seed-to-seed noise" in md
+    assert str(sample) in md and "cannot judge replicate-to-replicate noise" in md
