@@ -221,7 +221,7 @@ def _track(params: Params, layout: Layout, prepared: Prepared, items: list[Score
                                        seed=item.run.seed, lr=item.run.lr, label=summary.label,
                                        group=item.run.group, split=item.split)
             example = prepared.raw(item.split, "test").head(5)[summary.features]
-            uri = packaging.log_fraud_model(run_id, layout.checkpoint(item.name), layout.scaler(item.split), settings,
+            uri = packaging.log_fraud_model(run_id, layout.checkpoint(item.name), layout.encoder(item.split), settings,
                                             example)
             out["models"][item.name] = {"run_id": run_id, "model_uri": uri}
         elif item.kind == "reference" and trained:  # references join the group of the trained models
