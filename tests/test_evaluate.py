@@ -76,13 +76,14 @@ def test_every_model_and_reference_is_evaluated_and_tracked(params: Params, prep
 
 
 def _assert_pyfunc_agrees(layout: Layout, logged: dict, run_id: str) -> None:
-    """The logged pyfunc, given the test split's raw rows (label included, as a user might), returns
-    evaluate's saved test scores to 1e-6 and the same decisions at the saved threshold."""
+    """The logged pyfunc, given the test split's raw rows (label and card id included, as a user might),
+    returns evaluate's saved test scores to 1e-6 and the same decisions at the saved threshold; its
+    signature names the feature columns only."""
     assert set(logged) == {"batchnorm-s0", "baseline-s0"} and logged["batchnorm-s0"]["run_id"] == run_id
     raw = raw_test(layout)
     for name, entry in logged.items():
         model = mlflow.pyfunc.load_model(entry["model_uri"])
-        assert [c.name for c in model.metadata.get_input_schema().inputs] == [c for c in raw.columns if c != "Class"]
+        assert [c.name for c in model.metadata.get_input_schema().inputs] == PrepareSummary.read(layout).features
         out = model.predict(raw)
         scores = pd.read_parquet(layout.scores(name))
         saved = scores.loc[scores["split"] == "test", "score"].to_numpy()
