@@ -159,6 +159,8 @@ def _write_model(item: Scored, rows: Parts, money: dict[str, Transactions], para
     if money:
         columns.update(amount=np.concatenate([money["val"].amount, money["test"].amount]),
                        day=np.concatenate([money["val"].day, money["test"].day]))
+        if money["test"].entity is not None:  # the card or customer: alerts count one per entity-day
+            columns["entity"] = np.concatenate([money["val"].entity, money["test"].entity])
     pd.DataFrame(columns).to_parquet(at(layout.scores(item.name)), index=False)
     if item.replicate == 0:
         figures.model_figures(item.name, rows["test"].y, item.probabilities["test"], metrics["threshold"],

@@ -117,10 +117,11 @@ def test_saved_scores_reproduce_metrics_with_sklearn(params: Params, evaluated: 
         cost = params.evaluate.cost_per_alert * (p >= threshold).sum() + fraud[p < threshold].sum()
         assert metrics["test_savings_vs_none"] == pytest.approx(fraud.sum() - cost)
         assert metrics["test_value_recall_ci_low"] <= metrics["test_value_recall"] <= metrics["test_value_recall_ci_high"]
-        # Each day's k highest scores (no ties here): precision averaged over the days.
+        # Each day's k highest cards (a card's highest score that day; a fraud if any of its rows is; no
+        # ties here): precision averaged over the days.
         budget = metrics["alert_budget_by_day"]
-        daily = [y[test["day"] == int(d)][np.argsort(-p[test["day"] == int(d)], kind="stable")[:k]].mean()
-                 for d, k in budget.items()]
+        cards = test.groupby(["day", "entity"]).agg(score=("score", "max"), fraud=("y_true", "max")).reset_index()
+        daily = [cards[cards["day"] == int(d)].nlargest(k, "score")["fraud"].mean() for d, k in budget.items()]
         assert metrics["test_alert_precision"] == pytest.approx(np.mean(daily))
         assert sum(budget.values()) == metrics["test_alert_budget"] and set(test["day"].astype(str)) == set(budget)
 

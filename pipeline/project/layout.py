@@ -201,8 +201,7 @@ class PrepareSummary:
 
     @property
     def embedding_rows(self) -> dict[str, int]:
-        """Each categorical column's embedding rows, in the order of its index in the network's input (that of
-        the features: summary.json sorts its keys, so ``categories`` has lost it)."""
+        """Each categorical column's embedding rows, in the features' order (that of its index in the input)."""
         return {name: self.categories[name] for name in self.features if name in self.categories}
 
     @classmethod
