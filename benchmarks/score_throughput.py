@@ -33,12 +33,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import SETTING, spread  # noqa: E402
+from common import SETTING, spread, ulb_transactions  # noqa: E402
 
 from pipeline import score  # noqa: E402
 from pipeline.project.loading import load_params  # noqa: E402
 from pipeline.data.scaler import Scaler  # noqa: E402
-from pipeline.data.synthetic import synthetic_transactions  # noqa: E402
+from pipeline.data.encoder import Encoder  # noqa: E402
 from pipeline.modeling.model import build  # noqa: E402
 from pipeline.serving.scorer import FraudScorer  # noqa: E402
 from pipeline.modeling.recipe import mlp_config  # noqa: E402
@@ -76,11 +76,12 @@ def main() -> int:
     args = parser.parse_args()
 
     params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
-    frame = synthetic_transactions(args.rows, 0.002, seed=0)
+    frame = ulb_transactions(args.rows)
     features = frame.drop(columns="Class")
     scaler = Scaler.fit(features, params.prepare.log1p)
     network = build(mlp_config(params.train, "batchnorm", features.shape[1], SETTING), seed=0).eval()
-    scorer = FraudScorer(network, scaler, threshold=0.5, nonfinite="error", settings={})
+    encoder = Encoder({name: "numeric" for name in scaler.features}, {}, {}, {}, scaler)
+    scorer = FraudScorer(network, encoder, threshold=0.5, nonfinite="error", settings={})
     x = torch.from_numpy(scaler.apply(features.to_numpy(np.float64)))
     block = fastest_block(network, x)
 

@@ -159,6 +159,8 @@ def _write_model(item: Scored, rows: Parts, money: dict[str, Transactions], para
     if money:
         columns.update(amount=np.concatenate([money["val"].amount, money["test"].amount]),
                        day=np.concatenate([money["val"].day, money["test"].day]))
+        if money["test"].entity is not None:  # the card or customer: alerts count one per entity-day
+            columns["entity"] = np.concatenate([money["val"].entity, money["test"].entity])
     pd.DataFrame(columns).to_parquet(at(layout.scores(item.name)), index=False)
     if item.replicate == 0:
         figures.model_figures(item.name, rows["test"].y, item.probabilities["test"], metrics["threshold"],
@@ -221,7 +223,7 @@ def _track(params: Params, layout: Layout, prepared: Prepared, items: list[Score
                                        seed=item.run.seed, lr=item.run.lr, label=summary.label,
                                        group=item.run.group, split=item.split)
             example = prepared.raw(item.split, "test").head(5)[summary.features]
-            uri = packaging.log_fraud_model(run_id, layout.checkpoint(item.name), layout.scaler(item.split), settings,
+            uri = packaging.log_fraud_model(run_id, layout.checkpoint(item.name), layout.encoder(item.split), settings,
                                             example)
             out["models"][item.name] = {"run_id": run_id, "model_uri": uri}
         elif item.kind == "reference" and trained:  # references join the group of the trained models

@@ -34,7 +34,7 @@ CHUNK_ROWS = 200_000
 
 
 def load_scorer(uri: str) -> FraudScorer:
-    """The scorer inside a logged model (its network, scaler, threshold and policy)."""
+    """The scorer inside a logged model (its network, encoder, threshold and policy)."""
     import mlflow.pyfunc
     from mlflow.exceptions import MlflowException
 

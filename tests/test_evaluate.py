@@ -76,13 +76,14 @@ def test_every_model_and_reference_is_evaluated_and_tracked(params: Params, prep
 
 
 def _assert_pyfunc_agrees(layout: Layout, logged: dict, run_id: str) -> None:
-    """The logged pyfunc, given the test split's raw rows (label included, as a user might), returns
-    evaluate's saved test scores to 1e-6 and the same decisions at the saved threshold."""
+    """The logged pyfunc, given the test split's raw rows (label and card id included, as a user might),
+    returns evaluate's saved test scores to 1e-6 and the same decisions at the saved threshold; its
+    signature names the feature columns only."""
     assert set(logged) == {"batchnorm-s0", "baseline-s0"} and logged["batchnorm-s0"]["run_id"] == run_id
     raw = raw_test(layout)
     for name, entry in logged.items():
         model = mlflow.pyfunc.load_model(entry["model_uri"])
-        assert [c.name for c in model.metadata.get_input_schema().inputs] == [c for c in raw.columns if c != "Class"]
+        assert [c.name for c in model.metadata.get_input_schema().inputs] == PrepareSummary.read(layout).features
         out = model.predict(raw)
         scores = pd.read_parquet(layout.scores(name))
         saved = scores.loc[scores["split"] == "test", "score"].to_numpy()
@@ -116,10 +117,11 @@ def test_saved_scores_reproduce_metrics_with_sklearn(params: Params, evaluated: 
         cost = params.evaluate.cost_per_alert * (p >= threshold).sum() + fraud[p < threshold].sum()
         assert metrics["test_savings_vs_none"] == pytest.approx(fraud.sum() - cost)
         assert metrics["test_value_recall_ci_low"] <= metrics["test_value_recall"] <= metrics["test_value_recall_ci_high"]
-        # Each day's k highest scores (no ties here): precision averaged over the days.
+        # Each day's k highest cards (a card's highest score that day; a fraud if any of its rows is; no
+        # ties here): precision averaged over the days.
         budget = metrics["alert_budget_by_day"]
-        daily = [y[test["day"] == int(d)][np.argsort(-p[test["day"] == int(d)], kind="stable")[:k]].mean()
-                 for d, k in budget.items()]
+        cards = test.groupby(["day", "entity"]).agg(score=("score", "max"), fraud=("y_true", "max")).reset_index()
+        daily = [cards[cards["day"] == int(d)].nlargest(k, "score")["fraud"].mean() for d, k in budget.items()]
         assert metrics["test_alert_precision"] == pytest.approx(np.mean(daily))
         assert sum(budget.values()) == metrics["test_alert_budget"] and set(test["day"].astype(str)) == set(budget)
 

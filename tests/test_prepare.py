@@ -12,10 +12,11 @@ import pytest
 
 from pipeline import prepare
 from pipeline.project.loading import parse
+from pipeline.data.encoder import Encoder
 from pipeline.data.prepared import Prepared
-from pipeline.data.scaler import Scaler
 from pipeline.runtime.errors import DataError
 from pipeline.project.layout import Layout, PrepareSummary
+from tests.helpers.mixed import ROLES, mixed_params, mixed_table
 
 
 def _run(raw_params: dict, tmp_path: Path) -> dict:
@@ -28,7 +29,7 @@ def test_synthetic_outputs(raw_params: dict, tmp_path: Path) -> None:
     layout = Layout(tmp_path)
     out = layout.prepared
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
-        "scalers/r0.json", "scalers/r1.json", "scalers/tuning.json", "splits/r0.npz", "splits/r1.npz",
+        "encoders/r0.json", "encoders/r1.json", "encoders/tuning.json", "splits/r0.npz", "splits/r1.npz",
         "splits/tuning.npz", "summary.json", "table.parquet"]
     assert json.loads(layout.prepare_summary.read_text()) == summary
     assert PrepareSummary.read(layout).params == parse(raw_params).prepare.model_dump()
@@ -36,7 +37,15 @@ def test_synthetic_outputs(raw_params: dict, tmp_path: Path) -> None:
     assert summary["rows"] == {"train": 2400, "val": 800, "test": 800}
     assert summary["positives"] == {"train": 48, "val": 16, "test": 16}
     assert summary["prevalence"]["test"] == pytest.approx(0.02)
-    assert summary["n_features"] == 30 and summary["features"][0] == "Time"
+    assert summary["n_features"] == 34 and summary["features"][0] == "Time"
+    assert summary["roles"] == {"Time": "numeric", **{f"V{i}": "numeric" for i in range(1, 29)}, "Amount": "numeric",
+                                "merchant_category": "categorical", "channel": "categorical",
+                                "country": "categorical", "timestamp": "datetime", "card_id": "id"}
+    assert summary["entity"] == "card_id" and "card_id" not in summary["features"]
+    assert summary["inputs"][-5:] == [f"timestamp:{p}" for p in ("hour_sin", "hour_cos", "weekday_sin", "weekday_cos",
+                                                                  "days")]
+    assert list(summary["categories"]) == ["merchant_category", "channel", "country"]
+    numeric = len(summary["inputs"])
     prepared = Prepared(layout, PrepareSummary.read(layout))
     for split in ("tuning", "r0", "r1"):
         rows = prepared.indices(split)
@@ -44,22 +53,32 @@ def test_synthetic_outputs(raw_params: dict, tmp_path: Path) -> None:
         assert np.array_equal(np.sort(together), np.arange(4000))  # every row in exactly one part
         parts = prepared.parts(split)
         assert [int(parts[p].y.sum()) for p in ("train", "val", "test")] == [48, 16, 16]  # stratified
-        assert np.abs(parts["train"].x.mean(axis=0)).max() < 1e-4  # scaled on its own training part
+        assert np.abs(parts["train"].x[:, :numeric].mean(axis=0)).max() < 1e-4  # scaled on its own training part
+        indices = parts["train"].x[:, numeric:]
+        assert (indices == np.round(indices)).all() and indices.min() >= 0  # category indices
+        assert (indices.max(axis=0) < list(summary["categories"].values())).all()
         raw = prepared.raw(split, "test")
-        assert list(raw.columns) == [*summary["features"], "Class"]  # as they came, label included
-        scaled = Scaler.load(str(layout.scaler(split))).transform(raw.drop(columns="Class"))  # a str path works
-        np.testing.assert_array_equal(scaled.to_numpy(), parts["test"].x)
-    # Each replicate redraws the split (and so refits the scaler).
+        assert list(raw.columns) == [*summary["features"], "card_id", "Class"]  # as they came, ids and label included
+        encoded = Encoder.load(str(layout.encoder(split))).encode(raw.drop(columns="Class"))  # a str path works
+        np.testing.assert_array_equal(encoded, parts["test"].x)
+    # Each replicate redraws the split (and so refits the encoder).
     assert not np.array_equal(prepared.indices("r0")["test"], prepared.indices("r1")["test"])
-    assert Scaler.load(layout.scaler("r0")).log1p == ["Amount"]
+    assert Encoder.load(layout.encoder("r0")).scaler.log1p == ["Amount"]
     assert len(summary["source_sha256"]) == 64
     assert _run(raw_params, tmp_path)["source_sha256"] == summary["source_sha256"]
 
 
-def test_real_ulb_sample_drops_index_column(raw_params: dict, tmp_path: Path, sample_csv: Path) -> None:
+def test_real_ulb_sample_drops_index_column(raw_params: dict, tmp_path: Path, sample_csv: Path,
+                                           caplog: pytest.LogCaptureFixture) -> None:
     raw_params["prepare"]["source"] = str(sample_csv)
-    summary = _run(raw_params, tmp_path)
+    with caplog.at_level("INFO", logger="pipeline.prepare"):
+        summary = _run(raw_params, tmp_path)
     assert summary["features"] == ["Time", *[f"V{i}" for i in range(1, 29)], "Amount"]
+    assert set(summary["roles"].values()) == {"numeric"} and summary["categories"] == {} and summary["entity"] is None
+    assert summary["inputs"] == summary["features"]  # all numbers: the encoder is the scaler alone
+    table = next(r.getMessage() for r in caplog.records if "column roles" in r.getMessage()).splitlines()
+    assert [line.split()[:2] for line in table[2:]] == [[c, "numeric"] for c in summary["features"]] + [
+        ["Class", "label"]]
     assert sum(summary["positives"].values()) == 96
     assert sum(summary["rows"].values()) == 5099
 
@@ -123,8 +142,16 @@ BAD_INPUTS = {
                    "1 rows hold NaN or infinite values \\(columns: V1\\)"),
     "infinite values": (lambda t: _frame_csv(t, V1=[np.inf] * 2 + list(range(N - 2)), Class=_labels()),
                         "2 rows hold NaN or infinite"),
-    "non-numeric feature": (lambda t: _frame_csv(t, V1=list(range(N)), City=["x"] * N, Class=_labels()),
-                            "non-numeric feature columns: City"),
+    "column changes type": (lambda t: _frame_csv(t, V1=list(range(N)), Amt=[str(i) for i in range(N - 1)] + ["1,5"],
+                                                 Class=_labels()), "column 'Amt' changes type between rows"),
+    "date does not parse": (lambda t: _frame_csv(t, V1=list(range(N)), Day=[f"2024-01-{1 + i % 28:02d}" for i in
+                                                                          range(N - 1)] + ["2024-13-01"],
+                                                 Class=_labels()), "date column 'Day' does not parse"),
+    "too many categories": (lambda t: _frame_csv(t, V1=list(range(N)), Shop=[f"s{i % 25}" for i in range(N)],
+                                                 Class=_labels()),
+                            "categorical column 'Shop' has 25 distinct values, more than 36 training rows"),
+    "nothing but ids": (lambda t: _frame_csv(t, card_id=list(range(N)), Kind=["x"] * N, Class=_labels()),
+                        "no feature columns left"),
     "single class": (lambda t: _frame_csv(t, V1=list(range(N)), Class=[0] * N), "holds a single class"),
     "too few positives": (lambda t: _frame_csv(t, V1=list(range(N)), Class=_labels(6)),
                           "only 6 positives in the data"),
@@ -164,6 +191,27 @@ def test_compressed_csv_reads_like_the_plain_one(suffix: str, raw_params: dict, 
     for split in ("tuning", "r0"):
         assert (Layout(tmp_path / "packed").split_file(split).read_bytes()
                 == Layout(tmp_path / "plain").split_file(split).read_bytes())
+
+
+def test_a_mixed_table_gets_its_roles_encoders_and_raw_rows(raw_params: dict, tmp_path: Path) -> None:
+    """Categories, date-time text, identifiers and missing cells: every column's role, missing amounts
+    dropped, ids kept in the table but never features, and raw rows that encode as the training parts."""
+    frame = mixed_table()
+    frame.to_csv(tmp_path / "cards.csv", index=False)
+    summary = _run(mixed_params(raw_params, str(tmp_path / "cards.csv")), tmp_path)
+    assert summary["roles"] == {k: v for k, v in ROLES.items() if v != "label"}
+    assert summary["entity"] == "cc_num" and summary["dropped_nonfinite"] == 3
+    assert summary["features"] == [c for c, r in ROLES.items() if r not in ("id", "label")]
+    layout = Layout(tmp_path)
+    prepared = Prepared(layout, PrepareSummary.read(layout))
+    raw = prepared.raw("r0", "test")
+    assert raw["trans_date_trans_time"].dtype == frame["trans_date_trans_time"].dtype  # text, as it came
+    assert raw["category"].isna().any() and "cc_num" in raw.columns
+    encoder = prepared.encoder("r0")
+    assert encoder.formats == {"trans_date_trans_time": "%Y-%m-%d %H:%M:%S", "dob": "%Y-%m-%d", "unix_time": "unix"}
+    np.testing.assert_array_equal(encoder.encode(raw), prepared.parts("r0")["test"].x)
+    merchant = prepared.parts("r0")["train"].x[:, len(encoder.scaler.features) + encoder.categorical.index("merchant")]
+    assert (merchant == 0).mean() > 0.01  # the one-off merchants share "other" in training too
 
 
 def test_nan_drop_policy_counts_rows(raw_params: dict, tmp_path: Path) -> None:

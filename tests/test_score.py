@@ -50,13 +50,15 @@ def test_score_writes_evaluates_numbers_in_chunks(served_model: Path, evaluated_
 
 
 def test_pyfunc_predict_equals_score(served_model: Path, raw_rows: pd.DataFrame, tmp_path: Path) -> None:
-    """The MLflow pyfunc (float32 columns here: any float dtype) gives what pipeline.score writes."""
+    """The MLflow pyfunc (float32 numbers here: any float dtype; categories and date-times as text) gives
+    what pipeline.score writes."""
     source = tmp_path / "rows.csv"
     raw_rows.to_csv(source, index=False)
     score.run(str(served_model), source, tmp_path / "scored.parquet")
     model = mlflow.pyfunc.load_model(str(served_model))
     features = [c.name for c in model.metadata.get_input_schema().inputs]
-    out = model.predict(raw_rows[features].astype("float32").astype("float64"))
+    numbers = {c: "float32" for c, role in model.metadata.metadata["roles"].items() if role in ("numeric", "boolean")}
+    out = model.predict(raw_rows[features].astype(numbers).astype({c: "float64" for c in numbers}))
     written = pd.read_parquet(tmp_path / "scored.parquet")
     np.testing.assert_allclose(out["fraud_probability"], written["fraud_probability"], rtol=0, atol=1e-6)
 

@@ -1,1 +1,1 @@
-"""The data: users' table files, the synthetic source, validation, splits and the scaler."""
+"""The data: users' table files, the synthetic source, column roles, validation, splits and the encoder."""

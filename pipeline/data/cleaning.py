@@ -1,4 +1,4 @@
-"""Validation of the source's rows: the label, the feature columns, and the non-finite policy."""
+"""Validation of the source's rows: the label, every column's role (data.roles), and the non-finite policy."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from pipeline.data.roles import Columns, infer_roles
+from pipeline.data.values import NUMBER_ROLES, Decoded, decode
+from pipeline.project.config import PrepareParams
 from pipeline.runtime.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -15,53 +18,72 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Cleaned:
-    """Validated features and labels."""
+    """The validated rows: the kept columns (features and ids; numbers as float64, other columns as they
+    came), the labels, every column's role, and the features read once (``decoded``)."""
 
-    features: pd.DataFrame
+    table: pd.DataFrame
     labels: np.ndarray
+    columns: Columns
+    decoded: Decoded
     dropped_nonfinite: int
 
 
-def clean(frame: pd.DataFrame, label: str, nonfinite: str, drop_columns: list[str],
-          log1p: list[str]) -> Cleaned:
-    """Check the label and feature columns and apply the non-finite policy."""
+def clean(frame: pd.DataFrame, params: PrepareParams) -> Cleaned:
+    """Check the label, give every column its role, and apply the non-finite policy."""
+    label = params.label
     columns = list(map(str, frame.columns))
     if label not in columns:
         raise DataError(f"label column '{label}' not found (columns: {', '.join(columns[:12])}"
                         f"{', ...' if len(columns) > 12 else ''}); set prepare.label to the label column")
-    for key, names in (("prepare.drop_columns", drop_columns), ("prepare.log1p", log1p)):
+    for key, names in (("prepare.drop_columns", params.drop_columns), ("prepare.log1p", params.log1p),
+                       ("prepare.columns", list(params.columns))):
         missing = [c for c in names if c not in columns]
         if missing:
             raise DataError(f"{key} names columns not in the data: {', '.join(missing)}; fix {key}")
-    features = frame.drop(columns=[label, *drop_columns])
-    if features.shape[1] == 0:
-        raise DataError("no feature columns left after removing the label and prepare.drop_columns")
-    non_numeric = [str(c) for c in features.columns
-                   if not (pd.api.types.is_numeric_dtype(features[c]) and not pd.api.types.is_bool_dtype(features[c]))]
-    if non_numeric:
-        raise DataError(f"non-numeric feature columns: {', '.join(non_numeric)}; encode them as numbers "
-                        "or list them in prepare.drop_columns")
+    if label in params.columns:
+        raise DataError(f"prepare.columns names the label column '{label}'; remove it from prepare.columns")
     raw_labels = frame[label]
     if not (pd.api.types.is_numeric_dtype(raw_labels) or pd.api.types.is_bool_dtype(raw_labels)):
         examples = ", ".join(repr(v) for v in raw_labels.dropna().unique()[:3])
         raise DataError(f"label column '{label}' must hold 0/1 values, found text such as {examples}")
-    label_values = raw_labels.to_numpy(dtype=np.float64)
-    bad, where = ~np.isfinite(label_values), []
-    for column in features.columns:  # one column at a time: no float64 copy of the whole table
-        column_bad = ~np.isfinite(features[column].to_numpy(dtype=np.float64))
-        if column_bad.any():
-            bad |= column_bad
-            where.append(str(column))
+    train_rows = round(len(frame) * params.split.fractions[0])
+    roles = infer_roles(frame.drop(columns=[label]), params.columns, params.drop_columns, train_rows,
+                        params.min_category_count)
+    features = roles.features
+    if not features:
+        raise DataError("no feature columns left after removing the label, the id, constant and dropped columns; "
+                        "declare some in prepare.columns")
+    not_numbers = [c for c in params.log1p if features.get(c) not in NUMBER_ROLES]
+    if not_numbers:
+        raise DataError(f"prepare.log1p names columns that are not numeric features: {', '.join(not_numbers)} "
+                        f"({', '.join(roles.roles[c] for c in not_numbers)}); remove them from prepare.log1p")
+    kept = frame[roles.kept]
+    decoded = decode(kept, features, roles.formats)
+    label_values = raw_labels.to_numpy(dtype=np.float64, na_value=np.nan)
+    bad, where = decoded.nonfinite()
+    bad |= ~np.isfinite(label_values)
     n_bad = int(bad.sum())
-    if n_bad and nonfinite == "error":
+    if n_bad and params.nonfinite == "error":
         if not np.isfinite(label_values).all():
             where.append(label)
         raise DataError(f"{n_bad} rows hold NaN or infinite values (columns: {', '.join(where)}); "
                         "clean the data or set prepare.nonfinite: drop")
     if n_bad:
         log.warning("dropped %d rows with NaN or infinite values (prepare.nonfinite: drop)", n_bad)
-        features, label_values = features.loc[~bad], label_values[~bad]
-    classes = np.unique(label_values)
+        kept, label_values, decoded = kept.loc[~bad], label_values[~bad], decoded.take(~bad)
+    _check_labels(label, label_values)
+    negative = [c for c in params.log1p if (decoded.numbers[c] < 0).any()]
+    if negative:
+        raise DataError(f"prepare.log1p columns hold negative values: {', '.join(negative)}; "
+                        "remove them from prepare.log1p")
+    table = pd.DataFrame({name: pd.Series(decoded.numbers[name]) if features.get(name) in NUMBER_ROLES
+                          else kept[name].reset_index(drop=True) for name in roles.kept})
+    return Cleaned(table, label_values.astype(np.int8), roles, decoded, n_bad)
+
+
+def _check_labels(label: str, values: np.ndarray) -> None:
+    """Binary 0/1 labels with both classes."""
+    classes = np.unique(values)
     if not set(classes.tolist()) <= {0.0, 1.0}:
         shown = ", ".join(f"{v:g}" for v in classes[:5])
         raise DataError(f"label column '{label}' must be binary 0/1, found {classes.size} distinct values "
@@ -69,9 +91,3 @@ def clean(frame: pd.DataFrame, label: str, nonfinite: str, drop_columns: list[st
     if classes.size < 2:
         raise DataError(f"label column '{label}' holds a single class ({classes[0]:g}); "
                         "fraud detection needs both 0 and 1 rows")
-    negative = [c for c in log1p if (features[c] < 0).any()]
-    if negative:
-        raise DataError(f"prepare.log1p columns hold negative values: {', '.join(negative)}; "
-                        "remove them from prepare.log1p")
-    return Cleaned(features.reset_index(drop=True).astype(np.float64),
-                   label_values.astype(np.int8), n_bad)

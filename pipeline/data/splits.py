@@ -73,10 +73,3 @@ def time_parts(times: np.ndarray, params: SplitParams, fold: int) -> dict[str, n
         raise DataError(f"time window {fold} leaves an empty part (delay {params.delay} holds {gap.size} of its "
                         f"{window.size} rows); use a shorter prepare.split.delay or fewer prepare.split.folds")
     return {"train": np.sort(train), "val": np.sort(rest[:cut]), "test": np.sort(rest[cut:]), "gap": np.sort(gap)}
-
-
-def as_seconds(values: np.ndarray) -> np.ndarray:
-    """A time column as float seconds: numbers as they are, date-times since the epoch."""
-    if np.issubdtype(values.dtype, np.datetime64):
-        return values.astype("datetime64[ns]").astype(np.int64) / 1e9
-    return values.astype(np.float64)

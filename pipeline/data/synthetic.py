@@ -1,4 +1,5 @@
-"""The embedded synthetic source: credit-card-like transactions with the public ULB schema."""
+"""The embedded synthetic source: credit-card-like transactions with the public ULB schema, and the
+categorical, date-time and identifier columns of real card tables."""
 
 from __future__ import annotations
 
@@ -6,17 +7,40 @@ import numpy as np
 import pandas as pd
 
 SECONDS_PER_DAY = 86_400
+START = np.datetime64("2024-01-01T00:00:00", "s")  # a Monday: `timestamp` is this plus `Time`
+CARDS_EVERY = 25  # one card per this many transactions
+# Categorical columns: their values, how often each occurs in legitimate transactions and in fraud-like
+# ones (a fraud-like transaction draws from the fraud mix FRAUD_MIX of the time, else from the legitimate one).
+CATEGORIES = {
+    "merchant_category": (
+        ["grocery", "restaurant", "fuel", "pharmacy", "clothing", "utilities", "entertainment", "travel",
+         "online_retail", "electronics", "gift_cards", "cash_advance"],
+        [0.22, 0.18, 0.12, 0.07, 0.08, 0.07, 0.07, 0.05, 0.08, 0.03, 0.01, 0.02],
+        [0.05, 0.04, 0.03, 0.02, 0.05, 0.02, 0.04, 0.10, 0.22, 0.22, 0.13, 0.08]),
+    "channel": (["chip", "contactless", "swipe", "online", "phone"],
+                [0.40, 0.30, 0.10, 0.18, 0.02], [0.10, 0.07, 0.15, 0.58, 0.10]),
+    "country": (["US", "CA", "GB", "MX", "DE", "FR", "BR", "NG", "RU", "CN"],
+                [0.880, 0.040, 0.020, 0.020, 0.010, 0.010, 0.010, 0.003, 0.003, 0.004],
+                [0.450, 0.050, 0.070, 0.060, 0.040, 0.040, 0.080, 0.080, 0.070, 0.060]),
+}
+FRAUD_MIX = 0.8  # how often a fraud-like row draws from the fraud mix (fraud rates then differ ~5x by channel)
+MISSING_COUNTRY = 0.01  # share of rows whose country is unknown
 
 
 def synthetic_transactions(rows: int, fraud_rate: float, seed: int) -> pd.DataFrame:
-    """Credit-card-like transactions with the ULB schema (Time, V1..V28, Amount, Class).
+    """Credit-card-like transactions: the ULB schema (Time, V1..V28, Amount), then merchant_category,
+    channel, country, timestamp and card_id, then Class.
 
     Legitimate rows: 28 independent Gaussian "PCA components" with decreasing spread, and a
     log-normal Amount, at times that follow a day/night cycle over two days. Fraud rows come
     from two overlapping patterns, each moving three or four components by two to three standard
     deviations on average (pattern B also widens V7, a non-linear cue), with small or large amounts and no
     day/night cycle. Label noise keeps the classes overlapping: 10% of frauds look legitimate
-    and 0.02% of legitimate rows look like fraud.
+    and 0.02% of legitimate rows look like fraud. Fraud-like rows also lean to risky merchant
+    categories, card-not-present channels and foreign countries (CATEGORIES); 1% of countries are
+    missing. Cards: one per CARDS_EVERY rows, 16-digit numbers; frauds hit a few compromised cards,
+    about three each. The ULB columns are drawn first, so they are what they were before the others
+    existed.
     """
     rng = np.random.default_rng(seed)
     n_pos = max(1, round(rows * fraud_rate))
@@ -50,14 +74,39 @@ def synthetic_transactions(rows: int, fraud_rate: float, seed: int) -> pd.DataFr
     cycle = np.interp(day_phase, cdf, grid)
     phase = np.where(looks_fraud, day_phase, cycle)
     time = np.floor((rng.integers(0, 2, rows) + phase) * SECONDS_PER_DAY)
+    return _in_time_order(x, {"Time": time, "Amount": np.round(amount, 2),
+                              **_mixed_columns(rng, looks_fraud, y == 1, time), "Class": y})
 
-    # Rows in time order. Permute column by column, in place: a sorted copy of x would double the
-    # memory at 10^7 rows.
-    order = np.argsort(time, kind="stable")
+
+def _in_time_order(x: np.ndarray, columns: dict[str, np.ndarray]) -> pd.DataFrame:
+    """The frame, rows in time order: Time, V1..V28 (``x``), then the other columns in the given order.
+    ``x`` is permuted column by column, in place: a sorted copy would double the memory at 10^7 rows."""
+    order = np.argsort(columns["Time"], kind="stable")
     for j in range(x.shape[1]):
         x[:, j] = x[order, j]
     frame = pd.DataFrame(x, columns=[f"V{i}" for i in range(1, 29)], copy=False)
-    frame.insert(0, "Time", time[order])
-    frame["Amount"] = np.round(amount, 2)[order]
-    frame["Class"] = y[order]
+    frame.insert(0, "Time", columns.pop("Time")[order])
+    for name, values in columns.items():
+        frame[name] = values[order]
     return frame
+
+
+def _mixed_columns(rng: np.random.Generator, looks_fraud: np.ndarray, fraud: np.ndarray,
+                   time: np.ndarray) -> dict[str, np.ndarray]:
+    """The categorical columns (fraud-like rows lean to the fraud mix), the timestamp text and the card."""
+    rows = looks_fraud.size
+    out: dict[str, np.ndarray] = {}
+    for name, (values, legit, risky) in CATEGORIES.items():
+        mixed = looks_fraud & (rng.random(rows) < FRAUD_MIX)
+        chosen = np.where(mixed, rng.choice(len(values), rows, p=risky), rng.choice(len(values), rows, p=legit))
+        out[name] = np.array(values, dtype=object)[chosen]
+    out["country"][rng.random(rows) < MISSING_COUNTRY] = None
+    stamps = np.datetime_as_string(START + time.astype("timedelta64[s]"), unit="s")
+    out["timestamp"] = np.char.replace(stamps, "T", " ").astype(object)
+    n_cards = max(50, rows // CARDS_EVERY)
+    numbers = 4_000_000_000_000_000 + rng.choice(10 ** 15, n_cards, replace=False)
+    card = rng.integers(0, n_cards, rows)
+    compromised = rng.choice(n_cards, size=max(1, int(fraud.sum()) // 3), replace=False)
+    card[fraud] = rng.choice(compromised, int(fraud.sum()))
+    out["card_id"] = numbers[card]
+    return out

@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.data.prepared import Prepared
-from pipeline.data.splits import as_seconds
 from pipeline.evaluation.money import Transactions, daily_budgets, days
 from pipeline.project.config import Params
 
@@ -17,12 +16,11 @@ def ledgers(prepared: Prepared, split: str, params: Params) -> dict[str, Transac
     summary, table = prepared.summary, prepared.table
     if summary.amount is None:
         return {}
-    column = params.prepare.split.time_column
-    every_day = days(as_seconds(table[column].to_numpy())) if column in table.columns else None
+    seconds = prepared.seconds(params.prepare.split.time_column)
+    every_day = days(seconds) if seconds is not None else None
     labels = table[summary.label].to_numpy().astype(bool)
     amounts = table[summary.amount].to_numpy(dtype=np.float64)
-    entity = getattr(summary, "entity", None)
-    entities = table[entity].astype(str).to_numpy() if entity in table.columns else None
+    entities = table[summary.entity].astype(str).to_numpy() if summary.entity is not None else None
     out = {}
     for part, rows in prepared.indices(split).items():
         if part not in ("val", "test"):

@@ -64,13 +64,16 @@ def references(params: Params, summary: PrepareSummary, parts: dict[str, Parts])
     """Each reference model tuned once on the tuning split (its grid on validation AP), then fitted
     at that grid point on every replicate's split, as the compared models are."""
     out, seed = [], params.evaluate.bootstrap.seed
+    first = len(summary.numeric_inputs)  # the category indices follow the numeric inputs
+    categories = {first + j: size for j, size in enumerate(summary.embedding_rows.values())}
     for name in params.evaluate.references.names():
         tuning = parts[TUNING]
         tuned = fit_reference(name, params.evaluate.references, (tuning["train"].x, tuning["train"].y),
-                              (tuning["val"].x, tuning["val"].y), seed)
+                              (tuning["val"].x, tuning["val"].y), seed, categories)
         for replicate, split in enumerate(summary.replicates):
             rows = parts[split]
-            model = fit_at(name, tuned.chosen, (rows["train"].x, rows["train"].y), (rows["val"].x, rows["val"].y), seed)
+            model = fit_at(name, tuned.chosen, (rows["train"].x, rows["train"].y), (rows["val"].x, rows["val"].y), seed,
+                           categories)
             scores = {p: model.predict_proba(rows[p].x)[:, 1].astype(np.float64) for p in rows}
             details = {"chosen": tuned.chosen, "grid": tuned.grid,
                        "params": describe(type(tuned)(name, model, tuned.chosen, tuned.grid))}

@@ -1,5 +1,10 @@
 """The MLP compared with and without BatchNorm (or LayerNorm): one class, one field; its checkpoints
-and its predictions. Torch only."""
+and its predictions. Torch only.
+
+Its input is one float32 matrix: ``n_features`` numeric inputs, then one category index per categorical
+column (data.encoder). Each categorical column has an embedding (``embeddings``: its rows and width, the
+width by data.encoder.embedding_dim), looked up and concatenated with the numeric inputs before the first linear
+layer; without categorical columns the network is the plain MLP."""
 
 from __future__ import annotations
 
@@ -24,17 +29,28 @@ class MLPConfig:
     activation: str
     norm: Literal["batchnorm", "layernorm", "none"]
     norm_placement: Literal["before", "after"]
+    embeddings: tuple[tuple[int, int], ...] = ()  # per categorical column: (rows, width) of its embedding
+
+    @property
+    def n_inputs(self) -> int:
+        """The first linear layer's inputs: the numeric inputs and every embedding's width."""
+        return self.n_features + sum(width for _, width in self.embeddings)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-Python form for checkpoints and tracking."""
+        """Plain-Python form for checkpoints and tracking (no ``embeddings`` key without categorical
+        columns: such a checkpoint is what it was before embeddings existed)."""
         out = asdict(self)
         out["hidden"] = list(self.hidden)
+        out["embeddings"] = [list(e) for e in self.embeddings]
+        if not self.embeddings:
+            del out["embeddings"]
         return out
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> MLPConfig:
         """Inverse of to_dict()."""
-        return cls(**{**raw, "hidden": tuple(raw["hidden"])})
+        return cls(**{**raw, "hidden": tuple(raw["hidden"]),
+                      "embeddings": tuple(tuple(e) for e in raw.get("embeddings", ()))})
 
 
 def inert_bias(config: MLPConfig) -> bool:
@@ -68,9 +84,9 @@ class Block(nn.Module):
 class MLP(nn.Module):
     """A binary classifier returning one logit per row.
 
-    Every variant names its shared layers alike (``blocks.0.linear.weight``, ..., ``head.weight``),
-    and ``init_weights(seed)`` draws those layers identically, so the only difference between
-    ``batchnorm``, ``layernorm`` and ``baseline`` is the ``blocks.N.norm`` layers.
+    Every variant names its shared layers alike (``embeddings.0.weight``, ``blocks.0.linear.weight``,
+    ..., ``head.weight``), and ``init_weights(seed)`` draws those layers identically, so the only
+    difference between ``batchnorm``, ``layernorm`` and ``baseline`` is the ``blocks.N.norm`` layers.
     """
 
     def __init__(self, config: MLPConfig) -> None:
@@ -80,12 +96,14 @@ class MLP(nn.Module):
         if config.norm not in (*NORMS, "none"):
             raise ValueError(f"unknown normalisation {config.norm!r}")
         self.config = config
-        sizes = (config.n_features, *config.hidden)
+        self.embeddings = nn.ModuleList(nn.Embedding(rows, width) for rows, width in config.embeddings)
+        sizes = (config.n_inputs, *config.hidden)
         self.blocks = nn.ModuleList(Block(a, b, config) for a, b in zip(sizes, sizes[1:]))
         self.head = nn.Linear(sizes[-1], 1)
 
     def init_weights(self, seed: int) -> None:
-        """Draw every linear layer from one seeded generator, in a fixed order."""
+        """Draw every linear layer from one seeded generator, in a fixed order, then the embeddings
+        (standard normal, as nn.Embedding's default) from the same generator."""
         generator = torch.Generator().manual_seed(seed)
         with torch.no_grad():
             for linear in [block.linear for block in self.blocks] + [self.head]:
@@ -94,8 +112,14 @@ class MLP(nn.Module):
                 bias = torch.empty(linear.bias.shape).uniform_(-bound, bound, generator=generator)
                 linear.weight.copy_(weight)
                 linear.bias.copy_(bias)
+            for embedding in self.embeddings:
+                embedding.weight.copy_(torch.empty(embedding.weight.shape).normal_(generator=generator))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.embeddings:
+            n = self.config.n_features
+            index = x[:, n:].long()
+            x = torch.cat([x[:, :n], *(e(index[:, j]) for j, e in enumerate(self.embeddings))], dim=1)
         for block in self.blocks:
             x = block(x)
         return self.head(x).squeeze(-1)

@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 from pipeline.modeling.fit import FitConfig
+from pipeline.data.encoder import embedding_dim
 from pipeline.modeling.model import MLPConfig
 from pipeline.project.train_config import Setting, TrainParams
 from pipeline.project.variants import variant as catalogue_entry
@@ -19,12 +20,16 @@ def training_config(train: TrainParams) -> dict[str, Any]:
     return train.model_dump(exclude={"variants", "seeds", "tune", "stack"})
 
 
-def mlp_config(train: TrainParams, variant: str, n_features: int, setting: Setting) -> MLPConfig:
-    """The network of one variant: variants differ in their normalisation layers only."""
+def mlp_config(train: TrainParams, variant: str, n_features: int, setting: Setting,
+               categories: tuple[int, ...] = ()) -> MLPConfig:
+    """The network of one variant: ``n_features`` numeric inputs and an embedding per categorical column
+    (``categories``: each one's rows, its width by data.encoder.embedding_dim); variants differ in their
+    normalisation layers only."""
     model = train.model
     return MLPConfig(n_features=n_features, hidden=tuple(model.hidden), dropout=setting.dropout,
                      activation=model.activation, norm=catalogue_entry(variant).norm,
-                     norm_placement=model.batchnorm_placement)
+                     norm_placement=model.batchnorm_placement,
+                     embeddings=tuple((rows, embedding_dim(rows)) for rows in categories))
 
 
 def fit_config(train: TrainParams, seed: int, setting: Setting, negatives: int, positives: int) -> FitConfig:

@@ -5,7 +5,8 @@ weights), but the k of them run as batched matrix products, and every parameter 
 lives in one flat tensor ``flat`` of shape ``(k, P)``: one leaf, one gradient, so that an optimizer
 step or a gradient clip is a few operations on the whole stack whatever k is. A BatchNorm over the
 k x width channels of a stacked layer is exactly k independent BatchNorms: the statistics of a
-model's channels come from that model's batch alone. Torch only.
+model's channels come from that model's batch alone. Each model's embeddings are its own tables in
+``flat`` (``(k, rows, width)`` viewed), each model's rows looking up its own. Torch only.
 """
 
 from __future__ import annotations
@@ -40,13 +41,14 @@ class Slot:
 
 def slots(config: MLPConfig) -> list[Slot]:
     """Every parameter of one MLP, in a fixed order, with its place in a row of ``flat``."""
-    sizes = (config.n_features, *config.hidden)
+    sizes = (config.n_inputs, *config.hidden)
     shapes: list[tuple[str, tuple[int, ...]]] = []
     for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
         shapes += [(f"blocks.{i}.linear.weight", (n_out, n_in)), (f"blocks.{i}.linear.bias", (n_out, 1))]
         if config.norm != "none":
             shapes += [(f"blocks.{i}.norm.weight", (n_out, 1)), (f"blocks.{i}.norm.bias", (n_out, 1))]
     shapes += [("head.weight", (1, sizes[-1])), ("head.bias", (1, 1))]
+    shapes += [(f"embeddings.{j}.weight", (rows, width)) for j, (rows, width) in enumerate(config.embeddings)]
     out, start = [], 0
     for name, shape in shapes:
         out.append(Slot(name, start, shape))
@@ -70,6 +72,7 @@ class StackedMLP(nn.Module):
         if any(replace(c, dropout=0.0) != self.config for c in configs):
             raise ValueError("a stack holds models of one architecture (only their dropout may differ)")
         self.slots = slots(self.config)
+        self.head = len(self.slots) - 2 - len(self.config.embeddings)  # head.weight's slot (head.bias next)
         rows = [torch.cat([m.state_dict()[s.name].reshape(-1) for s in self.slots]) for m in models]
         self.flat = nn.Parameter(torch.stack(rows))
         self.register_buffer("dropout", torch.tensor([c.dropout for c in configs]))
@@ -101,7 +104,18 @@ class StackedMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(k, rows)`` of each model's own rows ``x`` of shape ``(k, rows, features)``."""
         weight, bias = self._param(0), self._bias(0)
-        return self._run(torch.baddbmm(bias, weight, x.transpose(1, 2)))
+        return self._run(torch.baddbmm(bias, weight, self._embedded(x).transpose(1, 2)))
+
+    def _embedded(self, x: torch.Tensor) -> torch.Tensor:
+        """Each model's rows ``(k, rows, features)`` with its category indices replaced by its own
+        embeddings' rows: ``(k, rows, n_inputs)``."""
+        if not self.config.embeddings:
+            return x
+        n, first = self.config.n_features, self.head + 2
+        index = x[..., n:].long()
+        members = torch.arange(self.k, device=x.device).view(-1, 1)
+        looked_up = [self._param(first + j)[members, index[..., j]] for j in range(len(self.config.embeddings))]
+        return torch.cat([x[..., :n], *looked_up], dim=-1)
 
     @torch.inference_mode()
     def predict(self, x: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
@@ -114,10 +128,11 @@ class StackedMLP(nn.Module):
         flat_weight = weight.reshape(-1, weight.shape[-1])  # (k x width, features): one product for all models
         parts = []
         for i in range(0, x.shape[-2], chunk):
-            if x.dim() == 2:
+            if x.dim() == 2 and not self.config.embeddings:
                 first = (flat_weight @ x[i:i + chunk].T).view(self.k, weight.shape[1], -1) + bias
-            else:
-                first = torch.baddbmm(bias, weight, x[:, i:i + chunk].transpose(1, 2))
+            else:  # each model its own rows, or its own embeddings of the same rows
+                rows = x[i:i + chunk].expand(self.k, -1, -1) if x.dim() == 2 else x[:, i:i + chunk]
+                first = torch.baddbmm(bias, weight, self._embedded(rows).transpose(1, 2))
             parts.append(self._run(first).float())
         self.train(was_training)
         return torch.cat(parts, dim=1)
@@ -136,7 +151,7 @@ class StackedMLP(nn.Module):
             if self.training and self.dropping:
                 keep = 1 - self.dropout.view(-1, 1, 1)
                 x = x * (torch.rand_like(x) < keep) / keep
-        head_weight, head_bias = self._param(len(self.slots) - 2), self._param(len(self.slots) - 1)
+        head_weight, head_bias = self._param(self.head), self._param(self.head + 1)
         return torch.baddbmm(head_bias, head_weight, x).squeeze(1)
 
     def _norm(self, h: torch.Tensor, i: int) -> torch.Tensor:
@@ -170,7 +185,7 @@ class StackedMLP(nn.Module):
         buffers = dict(self._buffers) if buffers is None else buffers
         state = {}
         for slot in self.slots:
-            matrix = slot.name.endswith(".linear.weight") or slot.name == "head.weight"  # else a vector
+            matrix = slot.name.endswith((".linear.weight", "head.weight")) or slot.name.startswith("embeddings.")
             state[slot.name] = flat[slot.start:slot.start + slot.size].view(slot.shape if matrix else (-1,)).clone()
         if self.batchnorm:
             for i in range(len(self.config.hidden)):

@@ -59,6 +59,9 @@ class SplitParams(_Strict):
         return value
 
 
+ColumnRole = Literal["numeric", "categorical", "datetime", "id", "entity", "drop"]
+
+
 class PrepareParams(_Strict):
     """Parameters of the prepare stage."""
 
@@ -72,6 +75,8 @@ class PrepareParams(_Strict):
     amount: str | None  # each transaction's amount, for the money metrics (used when the column exists)
     nonfinite: Literal["error", "drop"]
     drop_columns: list[str]
+    columns: dict[str, ColumnRole]  # declared roles, over any inference (data.roles)
+    min_category_count: int = Field(ge=1)  # rarer categories of the training part share the "other" index
 
     @field_validator("source")
     @classmethod

@@ -42,7 +42,7 @@ def variant_of(name: str) -> str:
 
 # Where each artefact lives, relative to the root: the `outs` of dvc.yaml.
 PATHS = {
-    "prepared": "data/prepared",  # the validated table, every split's row indices and scaler, summary.json
+    "prepared": "data/prepared",  # the validated table, every split's row indices and encoder, summary.json
     "models": "models",  # the compared models: one folder per variant (checkpoints and run files)
     "histories": "models/history",  # per-epoch history of every compared model, a folder per variant (DVC plots)
     "tuning": "tuning/models",  # the tuning models: one folder per variant (checkpoints, run files, histories)
@@ -78,13 +78,13 @@ class Layout:
         """One split's row indices (train, val, test): the tuning split or a replicate's."""
         return self.prepared / "splits" / f"{split}.npz"
 
-    def scaler(self, split: str) -> Path:
-        """One split's log1p columns and its training part's means and scales."""
-        return self.prepared / "scalers" / f"{split}.json"
+    def encoder(self, split: str) -> Path:
+        """One split's encoder (data.encoder), fitted on its training part."""
+        return self.prepared / "encoders" / f"{split}.json"
 
     @property
     def prepare_summary(self) -> Path:
-        """What prepare did: rows, positives, features, hashes, its params."""
+        """What prepare did: rows, positives, features and column roles, hashes, its params."""
         return self.prepared / "summary.json"
 
     def variant_folder(self, variant: str, tuning: bool = False) -> Path:
@@ -189,6 +189,20 @@ class PrepareSummary:
     folds: int = 0  # a time split's windows (0: stratified)
     blocks: dict[str, Any] = field(default_factory=dict)  # a time split's parts per split: rows, positives, times
     amount: str | None = None  # the column holding each transaction's amount (money metrics), if any
+    roles: dict[str, str] = field(default_factory=dict)  # every column but the label: its role (data.roles)
+    entity: str | None = None  # the id column naming the card or customer (never a feature)
+    inputs: list[str] | None = None  # the network's numeric inputs, in order (None: the features)
+    categories: dict[str, int] = field(default_factory=dict)  # categorical column -> its embedding's rows
+
+    @property
+    def numeric_inputs(self) -> list[str]:
+        """The network's numeric inputs (date-time columns give five each), before the category indices."""
+        return self.features if self.inputs is None else self.inputs
+
+    @property
+    def embedding_rows(self) -> dict[str, int]:
+        """Each categorical column's embedding rows, in the features' order (that of its index in the input)."""
+        return {name: self.categories[name] for name in self.features if name in self.categories}
 
     @classmethod
     def read(cls, layout: Layout) -> PrepareSummary:

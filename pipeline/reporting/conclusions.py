@@ -19,7 +19,7 @@ from pipeline.tracking import ui
 
 METHOD = (
     "**How the verdicts are decided.** Replicate r trains both variants on the same redrawn split (stratified; "
-    "the scaler refitted on its training part) from the same initial shared weights and row order (seed r), so "
+    "the encoder refitted on its training part) from the same initial shared weights and row order (seed r), so "
     "each claim's unit is the per-replicate difference. The test is the sign-flip permutation test of its mean "
     "(exact over the 2^n sign patterns up to 16 replicates; it assumes only that, with no effect, a difference is "
     "as likely positive as negative); the four claims are one family, corrected with Holm's step-down method "

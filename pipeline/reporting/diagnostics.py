@@ -125,11 +125,12 @@ def accuracy_trap_finding(ev: Evidence) -> list[str]:
 
 
 def leakage_finding(ev: Evidence) -> list[str]:
-    """The scaler's statistics come from the training split only."""
+    """The encoder's statistics come from the training split only."""
     m = ev.scaled_means
-    return [f"Leakage guard: each split's scaler was fitted on its training part only (the tuning split's "
-            f"largest |column mean| after scaling: train {m['train']:.1e}, validation {m['val']:.1e}, test "
-            f"{m['test']:.1e}); validation and test never inform scaling or the threshold's choice on test."]
+    return [f"Leakage guard: each split's encoder (categories, date-time origins, scaling) was fitted on its "
+            f"training part only (the tuning split's largest |numeric input mean| after scaling: train "
+            f"{m['train']:.1e}, validation {m['val']:.1e}, test {m['test']:.1e}); validation and test never inform "
+            "the encoding or the threshold's choice on test."]
 
 
 def diagnostics(ev: Evidence) -> list[str]:

@@ -127,7 +127,8 @@ def gather(params: Params, layout: Layout) -> Evidence:
     names = [model_name(v, r) for v in variants for r in replicates]
     evaluated = names + [model_name(ref, r) for ref in params.evaluate.references.names() for r in replicates]
     parts = Prepared(layout, summary).parts(TUNING)
-    scaled = {s: float(np.abs(parts[s].x.mean(axis=0)).max()) for s in SPLITS}
+    numeric = len(summary.numeric_inputs)  # the standardised inputs (category indices follow them)
+    scaled = {s: float(np.abs(parts[s].x[:, :numeric].mean(axis=0)).max()) for s in SPLITS}
     logged = json.loads(layout.reference_runs.read_text()) if layout.reference_runs.is_file() else {}
     return Evidence(params, summary,
                     {v: {r: read_history(layout, model_name(v, r)) for r in replicates} for v in variants},

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.data.encoder import embedding_dim
 from pipeline.project.train_config import Setting
 from pipeline.project.layout import SPLITS
 from pipeline.project.variants import BASELINE, label, title
@@ -27,7 +28,8 @@ def setup(doc: Document, ev: Evidence) -> None:
     doc.bullets([
         f"Data: `{s.source}` (SHA-256 `{s.source_sha256[:16]}…`), label `{s.label}`, {s.n_features} features, "
         f"{s.split_method} split; rows with NaN/inf dropped: {s.dropped_nonfinite:,}.",
-        f"Model: MLP, hidden layers {p.train.model.hidden}, {p.train.model.activation}; `batchnorm` adds "
+        f"Model: MLP{' over the numeric inputs and one embedding per categorical column' if s.categories else ''}, "
+        f"hidden layers {p.train.model.hidden}, {p.train.model.activation}; `batchnorm` adds "
         f"BatchNorm1d (`layernorm`: LayerNorm) {p.train.model.batchnorm_placement} each activation; nothing else "
         "differs, shared layers start from the same weights, and the output bias starts at the training prior's "
         "log-odds (the first predictions are the base rate).",
@@ -48,6 +50,39 @@ def setup(doc: Document, ev: Evidence) -> None:
     else:
         doc.table(["Part (every split)", "Rows", "Frauds", "Prevalence"],
                   [[n, f"{s.rows[n]:,}", f"{s.positives[n]:,}", f"{s.prevalence[n]:.4%}"] for n in SPLITS])
+    _columns(doc, ev)
+
+
+ROLE_INPUTS = {"numeric": "standardised (fitted on each split's training part)", "boolean": "0/1, standardised",
+               "categorical": "an embedding each (rows x width), concatenated with the numeric inputs",
+               "datetime": "five numbers each: hour of day and day of week as (sin, cos) pairs, days elapsed",
+               "id": "never a feature", "constant": "dropped", "drop": "dropped (declared)"}
+
+
+def _columns(doc: Document, ev: Evidence) -> None:
+    """The column roles prepare gave (or was told), and what the network gets of each."""
+    s, log1p = ev.summary, ev.params.prepare.log1p
+    if not s.roles:
+        return
+    # The features in the table's order, then the ids and dropped columns (summary.json sorts its keys).
+    ordered = sorted(s.roles, key=lambda n: s.features.index(n) if n in s.features else len(s.features))
+    rows = []
+    for role, what in ROLE_INPUTS.items():
+        names = [n for n in ordered if s.roles[n] == role]
+        if not names:
+            continue
+        if role == "categorical":
+            shown = [f"`{n}` ({s.categories[n] - 2} categories, {s.categories[n]} x {embedding_dim(s.categories[n])})"
+                     for n in names]
+        else:
+            shown = [f"`{n}`" + (" (the entity)" if n == s.entity else "") + (" (log1p)" if n in log1p else "")
+                     for n in names]
+        rows.append([role, str(len(names)), ", ".join(shown if len(shown) <= 8 else [*shown[:4], "…", *shown[-2:]]),
+                     what])
+    doc.paragraph("Column roles (inferred from values and names, or declared in `prepare.columns`); categories "
+                  f"seen fewer than {ev.params.prepare.min_category_count} times in a training part, or first seen "
+                  "later, share an \"other\" index, and missing categories have their own:")
+    doc.table(["Role", "Columns", "Which", "What the network gets"], rows)
 
 
 def tuning(doc: Document, ev: Evidence, figure_dir: Path) -> None:

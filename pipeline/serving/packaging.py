@@ -13,6 +13,8 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline.data.encoder import Encoder
+from pipeline.data.values import is_text
 from pipeline.serving.scorer import OUTPUT_COLUMNS
 from pipeline.tracking import store
 
@@ -26,28 +28,39 @@ def _requirements() -> list[str]:
     return [f"{name}=={version(name).split('+')[0]}" for name in REQUIREMENTS]
 
 
-@contextmanager
-def _fraud_model(network: Path, scaler: Path, settings: dict[str, Any], example: pd.DataFrame) -> Iterator[dict[str, Any]]:
-    """The arguments that make the servable pyfunc: model code (models from code, no pickling), its
-    files, a signature naming the raw columns, the raw example rows and pinned requirements."""
+def signature(encoder: Encoder, example: pd.DataFrame) -> Any:
+    """The model's signature: every raw feature column by name, text columns (categories, date-times
+    as text) typed `string`, the others `any`; the outputs."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
     from mlflow.types.schema import AnyType
 
-    # Inputs are named, of type `any`: MLflow's own check refuses int64 for a double column (a CSV's
-    # whole-number `Time`); the model checks that every feature is numeric and says so in one line.
-    signature = ModelSignature(inputs=Schema([ColSpec(AnyType(), c) for c in example.columns]),
-                               outputs=Schema([ColSpec("double", OUTPUT_COLUMNS[0]), ColSpec("long", OUTPUT_COLUMNS[1])]))
+    # Numbers are of type `any`: MLflow's own check refuses int64 for a double column (a CSV's whole-number
+    # `Time`), and its `datetime` refuses text; the model reads each column by its role (the model's
+    # metadata names them: numeric, boolean, categorical, datetime) and says in one line what does not fit.
+    def kind(name: str) -> Any:
+        return "string" if encoder.roles[name] in ("categorical", "datetime") and is_text(example[name]) else AnyType()
+
+    return ModelSignature(inputs=Schema([ColSpec(kind(c), c) for c in encoder.features]),
+                          outputs=Schema([ColSpec("double", OUTPUT_COLUMNS[0]), ColSpec("long", OUTPUT_COLUMNS[1])]))
+
+
+@contextmanager
+def _fraud_model(network: Path, encoder: Path, settings: dict[str, Any], example: pd.DataFrame) -> Iterator[dict[str, Any]]:
+    """The arguments that make the servable pyfunc: model code (models from code, no pickling), its
+    files, a signature naming the raw columns, the raw example rows and pinned requirements."""
+    fitted = Encoder.load(encoder)
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         settings_file = Path(tmp) / "settings.json"
         settings_file.write_text(json.dumps(settings, indent=2))
-        yield {"python_model": str(ENTRY), "signature": signature,
-               "input_example": example, "code_paths": [str(PACKAGE_DIR)], "pip_requirements": _requirements(),
-               "artifacts": {"network": str(network), "scaler": str(scaler), "settings": str(settings_file)}}
+        yield {"python_model": str(ENTRY), "signature": signature(fitted, example), "input_example": example,
+               "code_paths": [str(PACKAGE_DIR)], "pip_requirements": _requirements(),
+               "metadata": {"roles": fitted.roles},
+               "artifacts": {"network": str(network), "encoder": str(encoder), "settings": str(settings_file)}}
 
 
-def log_fraud_model(run_id: str, network: Path, scaler: Path, settings: dict[str, Any],
+def log_fraud_model(run_id: str, network: Path, encoder: Path, settings: dict[str, Any],
                     example: pd.DataFrame) -> str:
     """Log the servable model (raw rows in, probability and decision out) into a finished run,
     keeping the run's status and end time; return its model URI."""
@@ -56,16 +69,16 @@ def log_fraud_model(run_id: str, network: Path, scaler: Path, settings: dict[str
     client = store.client()
     before = client.get_run(run_id).info
     try:
-        with _fraud_model(network, scaler, settings, example) as model, mlflow.start_run(run_id=run_id):
+        with _fraud_model(network, encoder, settings, example) as model, mlflow.start_run(run_id=run_id):
             info = mlflow.pyfunc.log_model(name="model", **model)
     finally:  # the run stays what training left it, even when this is interrupted
         client.set_terminated(run_id, before.status, end_time=before.end_time)
     return info.model_uri
 
 
-def save_fraud_model(path: Path, network: Path, scaler: Path, settings: dict[str, Any], example: pd.DataFrame) -> None:
+def save_fraud_model(path: Path, network: Path, encoder: Path, settings: dict[str, Any], example: pd.DataFrame) -> None:
     """The same servable model as a local folder, outside any tracking store."""
     import mlflow
 
-    with _fraud_model(network, scaler, settings, example) as model:
+    with _fraud_model(network, encoder, settings, example) as model:
         mlflow.pyfunc.save_model(str(path), **model)

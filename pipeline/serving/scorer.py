@@ -1,11 +1,13 @@
 """The fraud scorer: raw transactions in, the fraud probability and the 0/1 decision out.
 
-``FraudScorer`` does the work with numpy, pandas and torch: it checks the raw rows (the source's
-feature columns by name, any numeric dtype; other columns are ignored), applies the training
-split's log1p and scaler, runs the network in eval mode and the threshold chosen on validation.
+``FraudScorer`` does the work with numpy, pandas and torch: it reads the raw rows by the source's
+feature columns' names and roles (numbers of any numeric dtype; categories as text or numbers, unseen
+ones and missing ones included; date-times as text or datetimes; other columns are ignored), encodes
+them with the training split's encoder (data.encoder: its categories, date-time origins, log1p and
+scaler), runs the network in eval mode and the threshold chosen on validation.
 ``serving.pyfunc.FraudModel`` wraps it as an MLflow pyfunc, so that `mlflow models predict`,
 `mlflow models serve` and ``pipeline.score`` all give the same numbers. Everything it needs travels
-inside the logged model: the network, the scaler, the threshold, the non-finite policy and the
+inside the logged model: the network, the encoder, the threshold, the non-finite policy and the
 training data's hash.
 """
 
@@ -20,7 +22,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.data.scaler import Scaler
+from pipeline.data.encoder import Encoder
+from pipeline.data.values import Decoded
 from pipeline.modeling.model import from_checkpoint
 from pipeline.runtime.errors import DataError
 
@@ -45,95 +48,97 @@ class FraudScorer:
     """A trained network with everything needed to score raw rows."""
 
     network: torch.nn.Module
-    scaler: Scaler
+    encoder: Encoder
     threshold: float
     nonfinite: str  # "error" or "drop", as prepare.nonfinite was for training
     settings: dict[str, Any]
 
     @classmethod
     def load(cls, artifacts: dict[str, str]) -> FraudScorer:
-        """Rebuild from the files a logged model carries (network, scaler, settings)."""
+        """Rebuild from the files a logged model carries (network, encoder, settings; models logged before
+        encoders existed carry a scaler instead)."""
         settings = json.loads(Path(artifacts["settings"]).read_text())
         payload = torch.load(artifacts["network"], map_location="cpu", weights_only=True)
-        return cls(from_checkpoint(payload), Scaler.load(artifacts["scaler"]), float(settings["threshold"]),
-                   settings["nonfinite"], settings)
+        encoder = Encoder.load(artifacts["encoder"] if "encoder" in artifacts else artifacts["scaler"])
+        return cls(from_checkpoint(payload), encoder, float(settings["threshold"]), settings["nonfinite"], settings)
 
     @property
     def features(self) -> list[str]:
         """The raw columns a row must have, by name."""
-        return self.scaler.features
+        return self.encoder.features
 
-    def check(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """The feature values as float64, and which rows to score (all, or the finite ones when the
-        policy is `drop`); a problem raises ScoringError."""
+    def check(self, frame: pd.DataFrame) -> tuple[Decoded, np.ndarray]:
+        """The rows read by their columns' roles, and which rows to score (all, or those without missing
+        or infinite numbers and date-times when the policy is `drop`); a problem raises ScoringError."""
         missing = [c for c in self.features if c not in frame.columns]
         if missing:
             raise ScoringError(f"input lacks feature columns {', '.join(missing)}; the model needs "
                                f"{', '.join(self.features)} (other columns are ignored)")
-        bad = [c for c in self.features if not pd.api.types.is_numeric_dtype(frame[c])
-               or pd.api.types.is_bool_dtype(frame[c])]
-        if bad:
-            raise ScoringError(f"non-numeric values in feature columns {', '.join(bad)}; every feature must be "
-                               "a number")
-        values = frame[self.features].to_numpy(dtype=np.float64)
-        finite = np.isfinite(values).all(axis=1)
-        if not finite.all() and self.nonfinite == "error":
-            columns = [c for c, ok in zip(self.features, np.isfinite(values).all(axis=0)) if not ok]
-            raise ScoringError(f"{int((~finite).sum()):,} rows hold NaN or infinite values (columns: "
+        try:
+            decoded = self.encoder.decode(frame)
+        except DataError as exc:
+            raise ScoringError(str(exc)) from None
+        bad, columns = decoded.nonfinite()
+        if bad.any() and self.nonfinite == "error":
+            raise ScoringError(f"{int(bad.sum()):,} rows hold NaN or infinite values (columns: "
                                f"{', '.join(columns)}); clean them, or train with prepare.nonfinite: drop to skip "
                                "such rows")
-        return values, finite
+        return decoded, ~bad
 
     @torch.inference_mode()
-    def probabilities(self, values: np.ndarray) -> np.ndarray:
-        """Fraud probabilities of raw feature values (rows x features, float64), scaled and run
-        BATCH_ROWS at a time: small blocks stay in cache (about 2x faster than 200,000 at once).
-        A row the model cannot score (a value the scaler cannot represent, an output that is not a
-        number) raises Unscorable with its position in ``values``: no row gets a label without a score."""
-        out = np.empty(len(values), dtype=np.float64)
-        for start in range(0, len(values), BATCH_ROWS):
-            block = values[start:start + BATCH_ROWS]
+    def probabilities(self, decoded: Decoded) -> np.ndarray:
+        """Fraud probabilities of decoded rows, encoded and run BATCH_ROWS at a time: small blocks stay in
+        cache (about 2x faster than 200,000 at once). A row the model cannot score (a value the scaler
+        cannot represent, an output that is not a number) raises Unscorable with its position among the
+        decoded rows: no row gets a label without a score."""
+        out = np.empty(decoded.rows, dtype=np.float64)
+        inputs = self.encoder.scaler.features  # the numeric inputs, first in the encoded matrix
+        for start in range(0, decoded.rows, BATCH_ROWS):
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                scaled = self.scaler.apply(block)
-            self._check_scaled(block, scaled, start)
-            logits = self.network(torch.from_numpy(scaled)).float()
+                x = self.encoder.transform(decoded, slice(start, start + BATCH_ROWS))
+            self._check_scaled(decoded, x, start)
+            logits = self.network(torch.from_numpy(x)).float()
             if not bool(torch.isfinite(logits).all()):  # values near float32's limit overflow inside
                 row = int(torch.nonzero(~torch.isfinite(logits))[0, 0])
-                column = int(np.argmax(np.abs(scaled[row])))
+                column = int(np.argmax(np.abs(x[row, :len(inputs)])))
                 raise Unscorable(start + row, f"the network overflows on this row (its output is "
-                                 f"{float(logits[row]):.3g}): {self.features[column]} = {block[row, column]:.6g} "
-                                 f"lies {abs(float(scaled[row, column])):.3g} standard deviations from the training "
-                                 "mean")
-            p = torch.sigmoid(logits).numpy()
-            out[start:start + len(block)] = p
+                                 f"{float(logits[row]):.3g}): {self._raw(decoded, start + row, inputs[column])} "
+                                 f"lies {abs(float(x[row, column])):.3g} standard deviations from the training mean")
+            out[start:start + len(x)] = torch.sigmoid(logits).numpy()
         return out
 
-    def _check_scaled(self, block: np.ndarray, scaled: np.ndarray, start: int) -> None:
-        """Raise Unscorable for the first row whose scaled value is not a finite float32."""
-        bad = ~np.isfinite(scaled)
+    def _check_scaled(self, decoded: Decoded, x: np.ndarray, start: int) -> None:
+        """Raise Unscorable for the first row with an encoded value that is not a finite float32 (only the
+        numeric inputs can be: category indices are small whole numbers)."""
+        bad = ~np.isfinite(x)
         if not bad.any():
             return
         row, column = (int(i[0]) for i in np.nonzero(bad))
-        name, value = self.features[column], float(block[row, column])
-        if name in self.scaler.log1p:  # log1p of anything above -1 is far inside float32
+        scaler, name = self.encoder.scaler, self.encoder.scaler.features[column]
+        if name in scaler.log1p:  # log1p of anything above -1 is far inside float32
             reason = f"the model applies log1p to {name}, which needs values above -1"
         else:
-            mean, scale = self.scaler.mean[column], self.scaler.scale[column]
-            limit = float(np.finfo(np.float32).max) * scale
+            limit = float(np.finfo(np.float32).max) * scaler.scale[column]
             reason = (f"scaled for the network it overflows float32; the model takes {name} within "
-                      f"{mean - limit:.3g} .. {mean + limit:.3g}")
-        raise Unscorable(start + row, f"{name} = {value:.6g} is outside what the model's scaler can "
-                         f"represent: {reason}")
+                      f"{scaler.mean[column] - limit:.3g} .. {scaler.mean[column] + limit:.3g}")
+        raise Unscorable(start + row, f"{self._raw(decoded, start + row, name)} is outside what the model's "
+                         f"scaler can represent: {reason}")
+
+    @staticmethod
+    def _raw(decoded: Decoded, row: int, name: str) -> str:
+        """``V1 = 1e+308``: a numeric input's raw value (a date-time part names its column's instant)."""
+        column = name.split(":")[0]
+        return f"{column} = {float(decoded.numbers[column][row]):.6g}"
 
     def score(self, frame: pd.DataFrame) -> pd.DataFrame:
         """`fraud_probability` and `fraud` (0/1 at the chosen threshold) per row, indexed like the input;
         rows skipped under the `drop` policy are absent. A row the model cannot score stops the whole
         call with ScoringError naming its index label, column and reason."""
-        values, finite = self.check(frame)
+        decoded, finite = self.check(frame)
         everything = bool(finite.all())
         index = frame.index if everything else frame.index[finite]
         try:
-            p = self.probabilities(values if everything else values[finite])
+            p = self.probabilities(decoded if everything else decoded.take(finite))
         except Unscorable as exc:
             raise ScoringError(f"row {index[exc.position]}: {exc.reason}; no row was scored (fix or "
                                "remove that row)") from None
@@ -141,5 +146,5 @@ class FraudScorer:
 
 
 def settings(threshold: float, nonfinite: str, data_sha256: str, **model: Any) -> dict[str, Any]:
-    """What a logged model records besides its network and scaler."""
+    """What a logged model records besides its network and encoder."""
     return {"threshold": float(threshold), "nonfinite": nonfinite, "data_sha256": data_sha256, **model}

@@ -258,10 +258,12 @@ def metric_steps(run_id: str, key: str) -> list[tuple[int, float]]:
     return [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)]
 
 
-def log_training_data(run_id: str, source: Path, name: str, features: list[str], label: str, digest: str) -> None:
+def log_training_data(run_id: str, source: Path, name: str, features: dict[str, str], label: str,
+                      digest: str) -> None:
     """Record the rows a model trained on as its run's dataset input: the table file they are rows of,
     the part's name (``r3/train``: replicate 3's training part), the table's content hash and schema
-    (declared, not inferred from 100,000s of rows: that took seconds per model)."""
+    (``features``: each column's MLflow type; declared, not inferred from 100,000s of rows: that took
+    seconds per model)."""
     import warnings
 
     from mlflow.data.dataset_source_registry import resolve_dataset_source
@@ -272,7 +274,7 @@ def log_training_data(run_id: str, source: Path, name: str, features: list[str],
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "can be interpreted in multiple ways": a local file either way
-        schema = Schema([ColSpec("float", name) for name in features] + [ColSpec("integer", label)])
+        schema = Schema([ColSpec(kind, name) for name, kind in features.items()] + [ColSpec("integer", label)])
         dataset = MetaDataset(resolve_dataset_source(str(source.resolve())), name=name, digest=digest[:20],
                               schema=schema)
         used = DatasetInput(dataset=dataset._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, "training")])

@@ -15,7 +15,7 @@ from pipeline.modeling.recipe import fit_config, mlp_config, prior_logit
 from pipeline.modeling.snapshots import Snapshot, SnapshotFile, resume_point
 from pipeline.project.config import Params
 from pipeline.data.prepared import Prepared
-from pipeline.project.layout import Layout
+from pipeline.project.layout import Layout, PrepareSummary
 from pipeline.runtime.errors import StageError
 from pipeline.tracking import runs, tags
 from pipeline.tracking.tracker import EpochLog, EpochReporter, Tracker
@@ -43,7 +43,7 @@ def train_alone(params: Params, layout: Layout, prepared: Prepared, job: Job, en
             epochs.tracker = tracker
             positives = int(data[0].y.sum())
             counts = (data[0].y.size - positives, positives)
-            model = _model(params, job, data[0].x.shape[1], env, prior_logit(job.setting, *counts))
+            model = _model(params, job, summary, env, prior_logit(job.setting, *counts))
             cfg = fit_config(params.train, job.seed, job.setting, *counts)
             hooks = FitHooks(epoch_metrics, epochs if world.is_main else None,
                              _saver(snapshot, tracker, world) if snapshot else None)
@@ -81,9 +81,10 @@ def diverged(job: Job, error: DivergedError, history: list[dict[str, float]], in
     return TrainResult(job.name, None, job.history, job.run_file, fit=None)
 
 
-def _model(params: Params, job: Job, n_features: int, env: FitEnv, output_bias: float) -> MLP:
+def _model(params: Params, job: Job, summary: PrepareSummary, env: FitEnv, output_bias: float) -> MLP:
     """The freshly initialised network, its BatchNorm synced over the processes when asked."""
-    config = mlp_config(params.train, job.variant, n_features, job.setting)
+    config = mlp_config(params.train, job.variant, len(summary.numeric_inputs), job.setting,
+                        tuple(summary.embedding_rows.values()))
     model = build(config, job.seed, output_bias)
     if env.world.size > 1 and params.train.batchnorm_sync and config.norm == "batchnorm":
         model = distributed.sync_batchnorm(model, env.device)

@@ -31,7 +31,7 @@ def environment(params: Params, world: World) -> FitEnv:
 
 
 def training_rows(prepared: Prepared, split: str) -> tuple[Split, Split]:
-    """A split's training and validation parts, scaled by its own scaler."""
+    """A split's training and validation parts, encoded by its own encoder."""
     parts = prepared.parts(split, ("train", "val"))
     return parts["train"], parts["val"]
 

@@ -67,13 +67,13 @@ class Planner:
     def __init__(self, params: Params, layout: Layout, summary: PrepareSummary) -> None:
         self.layout, self.summary = layout, summary
         self.shape = training_config(params.train)
-        # A model's data: the source and how it was cleaned, and its own split's rows and scaler (adding a
+        # A model's data: the source and how it was cleaned, and its own split's rows and encoder (adding a
         # replicate changes no other replicate's models).
         prepare = {k: v for k, v in summary.params.items() if k not in ("replicates", "seed")}
         self.identity = {"data": summary.source_sha256, "prepare": prepare, "train": self.shape}
         self.group = provenance.group_key(self.identity)  # more replicates: the same execution, grown
         self.code = provenance.code_sha256("train")
-        self.splits = {name: _file_hash(layout.split_file(name), layout.scaler(name))
+        self.splits = {name: _file_hash(layout.split_file(name), layout.encoder(name))
                        for name in (TUNING, *summary.replicates) if layout.split_file(name).is_file()}
 
     def fingerprint(self, what: dict[str, Any]) -> str:

@@ -52,7 +52,8 @@ def _stack(params: Params, layout: Layout, prepared: Prepared, jobs: list[Job], 
         train = rows[job.split][0]
         positives = int(train.y.sum())
         counts = (train.y.size - positives, positives)
-        members.append(Member(mlp_config(params.train, job.variant, train.x.shape[1], job.setting),
+        members.append(Member(mlp_config(params.train, job.variant, len(summary.numeric_inputs), job.setting,
+                                         tuple(summary.embedding_rows.values())),
                               fit_config(params.train, job.seed, job.setting, *counts),
                               prior_logit(job.setting, *counts)))
     data = (shards(*rows[jobs[0].split], env.world) if len(rows) == 1  # one split: the stack shares its rows

@@ -59,7 +59,9 @@ def record_outputs(tracker: Tracker, layout: Layout, summary: PrepareSummary, re
         pd.DataFrame(result.history).to_csv(named, index=False)
         runs.log_results(tracker.run_id, {"best_epoch": result.best_epoch, "best_val_ap": result.best_val_ap,
                                           "epochs_run": len(result.history)}, (named,))
-    runs.log_training_data(tracker.run_id, layout.table, f"{split}/train", summary.features, summary.label,
+    kinds = {"categorical": "string", "datetime": "datetime"}  # numbers: float
+    types = {name: kinds.get(summary.roles.get(name, ""), "float") for name in summary.features}
+    runs.log_training_data(tracker.run_id, layout.table, f"{split}/train", types, summary.label,
                            summary.source_sha256)
     return runs.run_info(tracker.run_id)
 

@@ -5,7 +5,7 @@ import pytest
 from pipeline.project.config import SplitParams
 from pipeline.data.cleaning import clean
 from pipeline.data.scaler import Scaler
-from pipeline.data.splits import as_seconds, split_indices, time_parts
+from pipeline.data.splits import split_indices, time_parts
 from pipeline.data.synthetic import synthetic_transactions
 from pipeline.runtime.errors import DataError
 
@@ -15,10 +15,17 @@ SPLIT = SplitParams(method="stratified", fractions=[0.6, 0.2, 0.2], time_column=
 
 def test_synthetic_schema_rate_and_determinism() -> None:
     a = synthetic_transactions(20_000, 0.002, seed=3)
-    assert list(a.columns) == ["Time", *[f"V{i}" for i in range(1, 29)], "Amount", "Class"]
+    assert list(a.columns) == ["Time", *[f"V{i}" for i in range(1, 29)], "Amount", "merchant_category", "channel",
+                               "country", "timestamp", "card_id", "Class"]
     assert int(a["Class"].sum()) == 40
     assert a["Time"].is_monotonic_increasing
     assert (a["Amount"] >= 0).all()
+    stamps = pd.to_datetime(a["timestamp"], format="%Y-%m-%d %H:%M:%S")
+    assert ((stamps - pd.Timestamp("2024-01-01")).dt.total_seconds() == a["Time"]).all()  # the same instant
+    assert 0 < a["country"].isna().mean() < 0.02 and a["merchant_category"].notna().all()
+    cards = a.groupby("card_id")["Class"].agg(["size", "sum"])
+    assert len(cards) == 20_000 // 25 and cards["size"].max() > 1  # cards repeat
+    assert (cards["sum"] > 1).any()  # a compromised card is hit more than once
     pd.testing.assert_frame_equal(a, synthetic_transactions(20_000, 0.002, seed=3))
     assert not a.equals(synthetic_transactions(20_000, 0.002, seed=4))
 
@@ -28,7 +35,7 @@ def test_synthetic_fraud_is_learnable_but_overlapping() -> None:
     from sklearn.metrics import average_precision_score
 
     frame = synthetic_transactions(60_000, 0.01, seed=0)
-    x, y = frame.drop(columns="Class").to_numpy(), frame["Class"].to_numpy()
+    x, y = frame.loc[:, "Time":"Amount"].to_numpy(), frame["Class"].to_numpy()
     x[:, -1] = np.log1p(x[:, -1])
     x = (x - x.mean(0)) / x.std(0)
     model = LogisticRegression(max_iter=500).fit(x[::2], y[::2])
@@ -83,7 +90,6 @@ def test_time_windows_by_hand() -> None:
     assert params.model_copy(update={"delay": "1.5h"}).delay_seconds == 5400
     with pytest.raises(DataError, match="time window 0 leaves an empty part.*shorter prepare.split.delay"):
         time_parts(times, params.model_copy(update={"delay": "1d"}), 0)
-    assert np.array_equal(as_seconds(np.array(["1970-01-01T00:01:00"], dtype="datetime64[s]")), [60.0])
 
 
 def test_too_few_positives_names_the_split(labels: np.ndarray) -> None:
@@ -115,8 +121,17 @@ def test_scaler_round_trips(tmp_path) -> None:
     pd.testing.assert_frame_equal(Scaler.load(tmp_path / "scaler.json").transform(frame), scaler.transform(frame))
 
 
-def test_clean_drop_policy_reports_count() -> None:
+def test_synthetic_fraud_depends_on_the_categorical_columns() -> None:
+    frame = synthetic_transactions(100_000, 0.01, seed=0)
+    by_channel = frame.groupby("channel")["Class"].mean()
+    assert by_channel["online"] > 3 * by_channel["chip"]
+    domestic = frame["country"] == "US"
+    assert frame.loc[~domestic & frame["country"].notna(), "Class"].mean() > 3 * frame.loc[domestic, "Class"].mean()
+
+
+def test_clean_drop_policy_reports_count(params) -> None:
     frame = pd.DataFrame({"a": [1.0, np.nan, 3.0, np.inf, 5.0], "Class": [0, 1, 0, 1, 1]})
-    cleaned = clean(frame, "Class", "drop", [], [])
+    cleaned = clean(frame, params.prepare.model_copy(update={"nonfinite": "drop", "log1p": []}))
     assert cleaned.dropped_nonfinite == 2
     assert cleaned.labels.tolist() == [0, 0, 1]
+    assert cleaned.table["a"].tolist() == [1.0, 3.0, 5.0]

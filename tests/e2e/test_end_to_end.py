@@ -311,16 +311,18 @@ def test_champion_is_the_best_on_validation_and_tagged(repro: Path) -> None:
     assert len(tags["data.sha256"]) == 64
 
 
-def _ulb_rows(tmp_path: Path, n: int = 40) -> Path:
-    """The first rows of the real ULB sample as they come: unnamed index column, integer Time, Class."""
-    rows = tmp_path / "ulb_rows.csv"
-    rows.write_text("".join(sample_csv_path().read_text().splitlines(keepends=True)[:n + 1]))
+def _raw_rows(repro: Path, tmp_path: Path, n: int = 40) -> Path:
+    """The default source's rows as they come: category and timestamp text, missing countries, the card id
+    and the label (columns the model ignores)."""
+    rows = tmp_path / "raw_rows.csv"
+    table = pd.read_parquet(repro / "data" / "prepared" / "table.parquet")
+    pd.concat([table[table["country"].isna()].head(3), table.head(n - 3)]).to_csv(rows, index=False)
     return rows
 
 
 def test_three_ways_to_score_give_the_same_numbers(repro: Path, tmp_path: Path) -> None:
-    """README's `mlflow models predict`, `pipeline.score` and `mlflow models serve` on raw ULB rows."""
-    rows = _ulb_rows(tmp_path)
+    """README's `mlflow models predict`, `pipeline.score` and `mlflow models serve` on raw rows."""
+    rows = _raw_rows(repro, tmp_path)
     mlflow_cli = str(Path(sys.executable).with_name("mlflow"))
     run(repro, mlflow_cli, "models", "predict", "-m", "models:/bn-fraud@champion", "-i", str(rows), "-t", "csv",
         "--env-manager", "local", "-o", str(tmp_path / "predicted.json"))
@@ -394,6 +396,7 @@ def test_real_ulb_sample_end_to_end(tmp_path: Path) -> None:
     assert sum(summary["positives"].values()) == 96 and summary["n_features"] == 30
     overview = json.loads((repo / "evaluation" / "overview.json").read_text())
     assert set(overview["models"]) == {f"{m}-s0" for m in (*VARIANTS, *REFERENCES)}
+    assert set(summary["roles"].values()) == {"numeric"} and summary["entity"] is None  # ULB: numbers only
     md = (repo / "reports" / "report.md").read_text()
     assert str(sample) in md and "cannot judge replicate-to-replicate noise" in md
     headline = json.loads((repo / "metrics" / "summary.json").read_text())

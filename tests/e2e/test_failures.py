@@ -85,8 +85,10 @@ def test_a_dead_server_fails_at_once_with_the_fix(prepared: Layout, raw_params: 
     env = {**os.environ, "MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}
     start = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "pipeline.train", "--variant", "batchnorm", "--tune"],
-                            cwd=prepared.root, env=env, capture_output=True, text=True, timeout=60)
-    assert time.monotonic() - start < 10
+                            cwd=prepared.root, env=env, capture_output=True, text=True, timeout=120)
+    # "At once": the process's imports plus one refused connection, not MLflow's ~4 minutes of retries; the
+    # margin covers a loaded 2-core machine, where importing the training stack alone can take 20 s.
+    assert time.monotonic() - start < 60
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1, result.stderr
     assert lines[0].startswith("train: error: MLflow tracking server http://127.0.0.1:9 is unreachable ([Errno 111] "

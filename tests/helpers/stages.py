@@ -37,7 +37,7 @@ def save_model(layout: Layout, name: str, dest: Path, nonfinite: str = "error") 
     threshold = json.loads(layout.model_metrics(name).read_text())["threshold"]
     split = replicate_name(int(name.rsplit("-s", 1)[1]))
     example = Prepared(layout, summary).raw(split, "test").head(5)[summary.features]
-    packaging.save_fraud_model(dest, layout.checkpoint(name), layout.scaler(split),
+    packaging.save_fraud_model(dest, layout.checkpoint(name), layout.encoder(split),
                                scorer.settings(threshold, nonfinite, summary.source_sha256, model=name), example)
     return dest
 

@@ -26,53 +26,75 @@ OWN = [dict(seed=0, lr=3e-3), dict(seed=1, lr=1e-3, weight_decay=1e-4, pos_weigh
        dict(seed=2, lr=2e-3), dict(seed=3, lr=3e-4, weight_decay=1e-3, pos_weight=2.0)]
 
 
-def rows(n: int, seed: int, features: int = 30) -> tuple[torch.Tensor, torch.Tensor]:
+EMBEDDINGS = ((14, 7), (7, 5), (12, 6))  # (rows, width) per categorical column, as the synthetic source's
+
+
+def rows(n: int, seed: int, features: int = 30, categorical: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows whose last ``categorical`` columns are category indices (data.encoder), the label depending
+    on the first numeric columns and on the first category."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, features, generator=g)
-    y = ((x[:, 0] + 0.5 * x[:, 1] + 0.8 * torch.randn(n, generator=g)) > 2.5).to(torch.int8)
+    signal = x[:, 0] + 0.5 * x[:, 1]
+    for j, (levels, _) in enumerate(EMBEDDINGS[:categorical]):
+        x[:, features - categorical + j] = torch.randint(0, levels, (n,), generator=g).float()
+    if categorical:
+        signal = signal + 1.5 * (x[:, features - categorical] >= 10)  # a few "risky" categories
+    y = ((signal + 0.8 * torch.randn(n, generator=g)) > 2.5).to(torch.int8)
     return x, y
 
 
 DATA = FitData(rows(20000, 0), rows(5000, 1))
+CATEGORICAL = FitData(rows(20000, 0, categorical=3), rows(5000, 1, categorical=3))
 
 
-def mlp(norm: str, dropout: float = 0.0, placement: str = "before") -> MLPConfig:
+def mlp(norm: str, dropout: float = 0.0, placement: str = "before", categorical: bool = False) -> MLPConfig:
+    if categorical:  # 27 numeric inputs, then 3 category indices
+        return MLPConfig(27, (64, 32), dropout, "relu", norm, placement, EMBEDDINGS)  # type: ignore[arg-type]
     return MLPConfig(30, (64, 32), dropout, "relu", norm, placement)  # type: ignore[arg-type]
+
+
+def data_for(config: MLPConfig) -> FitData:
+    return CATEGORICAL if config.embeddings else DATA
 
 
 def alone(config: MLPConfig, cfg: FitConfig) -> tuple[FitResult, list[float], MLP]:
     losses: list[float] = []
     model = build(config, cfg.seed)
-    result = fit(model, DATA, cfg, CPU, FitHooks(epoch_metrics, on_step=lambda loss: losses.append(float(loss))))
+    result = fit(model, data_for(config), cfg, CPU,
+                 FitHooks(epoch_metrics, on_step=lambda loss: losses.append(float(loss))))
     return result, losses, model
 
 
 def stacked(config: MLPConfig, cfgs: list[FitConfig]) -> tuple[list[Outcome], list[list[float]]]:
     steps: list[list[float]] = []
-    outcomes = fit_stack([Member(config, c) for c in cfgs], DATA, CPU,
+    outcomes = fit_stack([Member(config, c) for c in cfgs], data_for(config), CPU,
                          StackHooks(epoch_metrics, on_step=lambda losses: steps.append(losses.tolist())))
     return outcomes, steps
 
 
-@pytest.mark.parametrize("norm", ["batchnorm", "none", "layernorm"])
-def test_a_stacked_model_trains_as_it_would_alone(norm: str) -> None:
+@pytest.mark.parametrize(("norm", "categorical"), [("batchnorm", False), ("none", False), ("layernorm", False),
+                                                   ("batchnorm", True), ("none", True)])
+def test_a_stacked_model_trains_as_it_would_alone(norm: str, categorical: bool) -> None:
     """Per-step training losses within 1e-5 over the first 100 steps, and the same best epoch of a
     short run (3 epochs, 237 steps: beyond that, float32 rounding differences of any two
-    implementations, or of the same one on 1-ulp different inputs, have grown past 1e-3 here)."""
+    implementations, or of the same one on 1-ulp different inputs, have grown past 1e-3 here); with
+    embeddings too (each member looks up its own tables)."""
     cfgs = [replace(BASE, epochs=3, **own) for own in OWN]
-    outcomes, steps = stacked(mlp(norm), cfgs)
+    config = mlp(norm, categorical=categorical)
+    outcomes, steps = stacked(config, cfgs)
     assert len(steps) >= 100
     for member, cfg in enumerate(cfgs):
-        result, losses, model = alone(mlp(norm), cfg)
+        result, losses, model = alone(config, cfg)
         ours = [step[member] for step in steps]
         assert max(abs(a - b) for a, b in zip(losses[:100], ours[:100])) < 1e-5, (norm, member)
         assert outcomes[member].result.best_epoch == result.best_epoch, (norm, member)
         assert [h["epoch"] for h in outcomes[member].result.history] == [h["epoch"] for h in result.history]
 
 
-def test_every_member_starts_from_the_weights_it_has_alone() -> None:
+@pytest.mark.parametrize("categorical", [False, True])
+def test_every_member_starts_from_the_weights_it_has_alone(categorical: bool) -> None:
     for norm in ("batchnorm", "none", "layernorm"):
-        models = [build(mlp(norm), seed) for seed in (5, 6, 7)]
+        models = [build(mlp(norm, categorical=categorical), seed) for seed in (5, 6, 7)]
         stack = StackedMLP(models)
         for row, model in enumerate(models):
             state, expected = stack.member_state(row), model.state_dict()
@@ -80,12 +102,14 @@ def test_every_member_starts_from_the_weights_it_has_alone() -> None:
             assert all(torch.equal(state[k], expected[k]) for k in expected), (norm, row)
 
 
-@pytest.mark.parametrize("norm", ["batchnorm", "layernorm", "none"])
-def test_a_members_checkpoint_loads_into_the_mlp_and_scores_the_same(norm: str) -> None:
-    outcomes, _ = stacked(mlp(norm), [replace(BASE, epochs=2, **own) for own in OWN[:3]])
-    x_val = DATA.val[0]
+@pytest.mark.parametrize(("norm", "categorical"), [("batchnorm", False), ("layernorm", False), ("none", False),
+                                                   ("batchnorm", True)])
+def test_a_members_checkpoint_loads_into_the_mlp_and_scores_the_same(norm: str, categorical: bool) -> None:
+    config = mlp(norm, categorical=categorical)
+    outcomes, _ = stacked(config, [replace(BASE, epochs=2, **own) for own in OWN[:3]])
+    x_val = data_for(config).val[0]
     for outcome in outcomes:
-        model = MLP(mlp(norm))
+        model = MLP(config)
         model.load_state_dict(outcome.state)  # strict: every key, every shape
         alone_scores = torch.sigmoid(predict_logits(model, x_val))
         rebuilt = StackedMLP([model])
@@ -93,11 +117,13 @@ def test_a_members_checkpoint_loads_into_the_mlp_and_scores_the_same(norm: str) 
     assert outcomes[0].state["blocks.0.norm.num_batches_tracked"].item() > 0 if norm == "batchnorm" else True
 
 
-def test_in_eval_mode_a_rows_score_does_not_depend_on_its_batch() -> None:
-    stack = StackedMLP([build(mlp("batchnorm"), seed) for seed in range(3)])
+@pytest.mark.parametrize("categorical", [False, True])
+def test_in_eval_mode_a_rows_score_does_not_depend_on_its_batch(categorical: bool) -> None:
+    config = mlp("batchnorm", categorical=categorical)
+    stack = StackedMLP([build(config, seed) for seed in range(3)])
     stack.train()
-    stack(torch.randn(3, 64, 30))  # running statistics move away from their start
-    x = DATA.val[0][:100]
+    stack(data_for(config).train[0][:192].view(3, 64, 30))  # running statistics move away from their start
+    x = data_for(config).val[0][:100]
     whole = stack.predict(x)
     pieces = torch.cat([stack.predict(x[:7]), stack.predict(x[7:])], dim=1)
     torch.testing.assert_close(whole, pieces, rtol=0, atol=1e-6)
