@@ -6,9 +6,11 @@ import numpy as np
 import pandas as pd
 
 SECONDS_PER_DAY = 86_400
+SIGNALS = ("mixed", "linear", "nonlinear")
 
 
-def synthetic_transactions(rows: int, fraud_rate: float, seed: int) -> pd.DataFrame:
+def synthetic_transactions(rows: int, fraud_rate: float, seed: int, signal: str = "mixed",
+                           extra_features: int = 0) -> pd.DataFrame:
     """Credit-card-like transactions with the ULB schema (Time, V1..V28, Amount, Class).
 
     Legitimate rows: 28 independent Gaussian "PCA components" with decreasing spread, and a
@@ -17,7 +19,16 @@ def synthetic_transactions(rows: int, fraud_rate: float, seed: int) -> pd.DataFr
     deviations on average (pattern B also widens V7, a non-linear cue), with small or large amounts and no
     day/night cycle. Label noise keeps the classes overlapping: 10% of frauds look legitimate
     and 0.02% of legitimate rows look like fraud.
+
+    ``signal`` changes where the fraud cue lives (``mixed`` is the default above, bit for bit):
+    ``linear`` keeps only the mean shifts (no widened V7, log-normal fraud amounts shifted up, the same
+    day/night cycle as legitimate rows), which a logistic regression can use fully; ``nonlinear`` gives
+    every shift a random sign per row, so the fraud rows' means equal the legitimate ones' and only a
+    non-linear model separates them. ``extra_features`` appends pure-noise Gaussian columns
+    ``N1``.. (drawn last, so the other columns are unchanged).
     """
+    if signal not in SIGNALS:
+        raise ValueError(f"signal must be one of {', '.join(SIGNALS)} (got {signal!r})")
     rng = np.random.default_rng(seed)
     n_pos = max(1, round(rows * fraud_rate))
     y = np.zeros(rows, dtype=np.int8)
@@ -36,19 +47,24 @@ def synthetic_transactions(rows: int, fraud_rate: float, seed: int) -> pd.DataFr
     shifts_b = {16: -3.0, 10: 2.5, 2: -2.0}  # V17, V11, V3
     for shifts, rows_of in ((shifts_a, idx[~pattern_b]), (shifts_b, idx[pattern_b])):
         for col, shift in shifts.items():
-            x[rows_of, col] = scales[col] * (shift + 1.0 * rng.standard_normal(rows_of.size))
-    x[idx[pattern_b], 6] *= 2.5  # V7
+            sign = rng.choice([-1.0, 1.0], rows_of.size) if signal == "nonlinear" else 1.0
+            x[rows_of, col] = scales[col] * (sign * shift + 1.0 * rng.standard_normal(rows_of.size))
+    if signal != "linear":
+        x[idx[pattern_b], 6] *= 2.5  # V7
 
     amount = rng.lognormal(3.0, 1.3, rows)
     small = rng.random(idx.size) < 0.4
-    amount[idx] = np.where(small, rng.uniform(0.0, 2.0, idx.size), rng.lognormal(4.5, 1.2, idx.size))
+    if signal == "linear":
+        amount[idx] = rng.lognormal(4.0, 1.3, idx.size)
+    else:
+        amount[idx] = np.where(small, rng.uniform(0.0, 2.0, idx.size), rng.lognormal(4.5, 1.2, idx.size))
 
     day_phase = rng.random(rows)
     # Legit activity follows a day/night cycle (inverse-CDF of 1 - 0.8*cos); fraud does not.
     grid = np.linspace(0, 1, 2001)
     cdf = grid - 0.8 * np.sin(2 * np.pi * grid) / (2 * np.pi)
     cycle = np.interp(day_phase, cdf, grid)
-    phase = np.where(looks_fraud, day_phase, cycle)
+    phase = cycle if signal == "linear" else np.where(looks_fraud, day_phase, cycle)
     time = np.floor((rng.integers(0, 2, rows) + phase) * SECONDS_PER_DAY)
 
     # Rows in time order. Permute column by column, in place: a sorted copy of x would double the
@@ -59,5 +75,7 @@ def synthetic_transactions(rows: int, fraud_rate: float, seed: int) -> pd.DataFr
     frame = pd.DataFrame(x, columns=[f"V{i}" for i in range(1, 29)], copy=False)
     frame.insert(0, "Time", time[order])
     frame["Amount"] = np.round(amount, 2)[order]
+    for k in range(1, extra_features + 1):
+        frame[f"N{k}"] = rng.standard_normal(rows)
     frame["Class"] = y[order]
     return frame
