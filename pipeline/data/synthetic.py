@@ -20,12 +20,9 @@ def synthetic_transactions(rows: int, fraud_rate: float, seed: int, signal: str 
     day/night cycle. Label noise keeps the classes overlapping: 10% of frauds look legitimate
     and 0.02% of legitimate rows look like fraud.
 
-    ``signal`` changes where the fraud cue lives (``mixed`` is the default above, bit for bit):
-    ``linear`` keeps only the mean shifts (no widened V7, log-normal fraud amounts shifted up, the same
-    day/night cycle as legitimate rows), which a logistic regression can use fully; ``nonlinear`` gives
-    every shift a random sign per row, so the fraud rows' means equal the legitimate ones' and only a
-    non-linear model separates them. ``extra_features`` appends pure-noise Gaussian columns
-    ``N1``.. (drawn last, so the other columns are unchanged).
+    ``signal``: ``mixed`` (the above, bit for bit); ``linear`` keeps only mean shifts (no widened V7,
+    log-normal fraud amounts shifted up, the legitimate day/night cycle); ``nonlinear`` gives every shift a
+    random sign per row (no linear cue). ``extra_features``: pure-noise columns ``N1``.. appended, drawn last.
     """
     if signal not in SIGNALS:
         raise ValueError(f"signal must be one of {', '.join(SIGNALS)} (got {signal!r})")
@@ -42,15 +39,7 @@ def synthetic_transactions(rows: int, fraud_rate: float, seed: int, signal: str 
     decoys = (y == 0) & (rng.random(rows) < 0.0002)  # legit rows with fraud-like features
     looks_fraud |= decoys
     idx = np.flatnonzero(looks_fraud)
-    pattern_b = rng.random(idx.size) < 0.4
-    shifts_a = {13: -3.0, 11: -2.5, 9: -2.0, 3: 2.0}  # V14, V12, V10, V4
-    shifts_b = {16: -3.0, 10: 2.5, 2: -2.0}  # V17, V11, V3
-    for shifts, rows_of in ((shifts_a, idx[~pattern_b]), (shifts_b, idx[pattern_b])):
-        for col, shift in shifts.items():
-            sign = rng.choice([-1.0, 1.0], rows_of.size) if signal == "nonlinear" else 1.0
-            x[rows_of, col] = scales[col] * (sign * shift + 1.0 * rng.standard_normal(rows_of.size))
-    if signal != "linear":
-        x[idx[pattern_b], 6] *= 2.5  # V7
+    _fraud_patterns(x, idx, scales, rng, signal)
 
     amount = rng.lognormal(3.0, 1.3, rows)
     small = rng.random(idx.size) < 0.4
@@ -79,3 +68,17 @@ def synthetic_transactions(rows: int, fraud_rate: float, seed: int, signal: str 
         frame[f"N{k}"] = rng.standard_normal(rows)
     frame["Class"] = y[order]
     return frame
+
+
+def _fraud_patterns(x: np.ndarray, idx: np.ndarray, scales: np.ndarray, rng: np.random.Generator,
+                    signal: str) -> None:
+    """Move the fraud-looking rows ``idx`` of ``x`` in place: pattern A (60%) or B (40%)."""
+    pattern_b = rng.random(idx.size) < 0.4
+    shifts_a = {13: -3.0, 11: -2.5, 9: -2.0, 3: 2.0}  # V14, V12, V10, V4
+    shifts_b = {16: -3.0, 10: 2.5, 2: -2.0}  # V17, V11, V3
+    for shifts, rows_of in ((shifts_a, idx[~pattern_b]), (shifts_b, idx[pattern_b])):
+        for col, shift in shifts.items():
+            sign = rng.choice([-1.0, 1.0], rows_of.size) if signal == "nonlinear" else 1.0
+            x[rows_of, col] = scales[col] * (sign * shift + 1.0 * rng.standard_normal(rows_of.size))
+    if signal != "linear":
+        x[idx[pattern_b], 6] *= 2.5  # V7
