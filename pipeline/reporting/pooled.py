@@ -69,7 +69,8 @@ def variants_of(tables: list[TableResult]) -> list[str]:
     return ordered(sorted(set.intersection(*found))) if found else []
 
 
-def pool(tables: list[TableResult], variant: str, claim: str, confidence: float, seed: int) -> PooledClaim:
+def pool(tables: list[TableResult], variant: str, claim: str, confidence: float, seed: int,
+         samples: int = 20_000) -> PooledClaim:
     """One claim's per-table effects and their four pooled readings."""
     effects, ses, rope = [], [], math.nan
     rows = []
@@ -82,15 +83,16 @@ def pool(tables: list[TableResult], variant: str, claim: str, confidence: float,
         effects.append(e["mean"])
         ses.append(pooling.standard_error(e["low"], e["high"], confidence))
         rope = e["band"]
-    bayes = (pooling.bayes_signed_rank(effects, rope, seed) if effects
+    bayes = (pooling.bayes_signed_rank(effects, rope, seed, samples) if effects
              else pooling.BayesSignedRank(math.nan, math.nan, math.nan, rope))
     return PooledClaim(variant, claim, rope, rows, pooling.dersimonian_laird(effects, ses, confidence),
                        pooling.wilcoxon_p(effects), bayes, pooling.win_tie_loss(effects, rope))
 
 
-def pooled_claims(tables: list[TableResult], confidence: float, seed: int) -> list[PooledClaim]:
-    """Every claim of every compared variant, pooled over the finished tables."""
-    return [pool(tables, v, c, confidence, seed) for v in variants_of(tables) for c in FAMILY]
+def pooled_claims(tables: list[TableResult], confidence: float, seed: int, samples: int = 20_000) -> list[PooledClaim]:
+    """Every claim of every compared variant, pooled over the finished tables (``samples``: posterior draws
+    of the Bayesian test)."""
+    return [pool(tables, v, c, confidence, seed, samples) for v in variants_of(tables) for c in FAMILY]
 
 
 def ranks(tables: list[TableResult]) -> dict[str, dict[str, tuple[int, float]]]:
