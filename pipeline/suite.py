@@ -38,7 +38,6 @@ from pipeline.tracking import store, ui
 log = logging.getLogger("pipeline.suite")
 DEFAULT_SUITE = Path("suites/default.yaml")
 OUT_DIR = Path("reports/suite")
-CODE = ("pipeline", "params.yaml", "dvc.yaml")  # what a table's result depends on, besides its settings
 
 
 @dataclass(frozen=True)
@@ -54,11 +53,17 @@ class Plan:
         return f"{suite}-{self.table.name}-{self.key}"
 
 
-def fingerprint() -> str:
-    """The committed code and params, and any change to them in the working tree."""
-    return "\n".join([experiments.git("rev-parse", *[f"HEAD:{p}" for p in CODE]),
-                      experiments.git("diff", "HEAD", "--", *CODE),
-                      experiments.git("status", "--porcelain", "--", *CODE)])
+def fingerprint(root: Path) -> str:
+    """What a table's result depends on besides its settings: dvc.yaml, params.yaml and every code file a
+    stage lists as a dependency, as they are in the working tree (what the queue runs). Commands outside
+    the protocol (this one, score, study) are not in it: editing them re-runs no table."""
+    stages = read_yaml((root / "dvc.yaml").read_text())["stages"]
+    code = sorted({d for s in stages.values() for d in s.get("deps", []) if str(d).startswith("pipeline/")})
+    digest = hashlib.sha256()
+    for name in ["dvc.yaml", "params.yaml", *code]:
+        path = root / name
+        digest.update(name.encode() + b"\0" + (path.read_bytes() if path.is_file() else b"(missing)") + b"\0")
+    return digest.hexdigest()
 
 
 def plan(suite: Suite, base: dict[str, Any], root: Path, code: str) -> tuple[list[Plan], list[TableResult]]:
@@ -174,7 +179,9 @@ def run(suite_file: Path = DEFAULT_SUITE, jobs: int = 1, out_dir: Path = OUT_DIR
     base = read_yaml(params_file.read_text())
     params = params_for(copy.deepcopy(base), overrides(suite, TableSpec(name="suite", source="synthetic"),
                                                        Path.cwd()), "suite")
-    plans, failed = plan(suite, base, Path.cwd(), fingerprint())
+    plans, failed = plan(suite, base, Path.cwd(), fingerprint(Path.cwd()))
+    if track:  # create the store before the workers do: two fresh workers would race to set up its tables
+        store.experiment_id(params.mlflow.experiment)
     done = {p.table.name for p in plans if experiments.find_ref(p.experiment(suite.name)) is not None}
     problems = launch(suite, plans, jobs)
     order = [t.name for t in suite.tables]

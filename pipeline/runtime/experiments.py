@@ -15,6 +15,8 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 ERROR_LINE = re.compile(r"^([a-z_]+): error: (.+)$")
+EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception|Interrupt)\b[^:]*: .+")
+STAGE_FAILED = re.compile(r"^ERROR: failed to reproduce '([^']+)'")
 
 
 def dvc(*args: str) -> subprocess.CompletedProcess[str]:
@@ -68,5 +70,7 @@ def failure_reason(name: str) -> str:
     errors = [line for line in lines if ERROR_LINE.match(line)]
     if errors:
         return errors[-1]
-    failed = [line for line in lines if line.startswith("ERROR")]
-    return (failed[-1] if failed else "it failed") + f" (see `dvc queue logs {name}`)"
+    stages = [m.group(1) for m in map(STAGE_FAILED.match, lines) if m]
+    crashes = [line for line in lines if EXCEPTION_LINE.match(line)]
+    where = f"stage {stages[-1]} crashed" if stages else "it failed"
+    return where + (f": {crashes[-1][:300]}" if crashes else "") + f" (see `dvc queue logs {name}`)"
