@@ -70,6 +70,8 @@ def failure_reason(name: str) -> str:
     errors = [line for line in lines if ERROR_LINE.match(line)]
     if errors:
         return errors[-1]
+    if any("has not been started" in line or "No output logs found" in line for line in lines):
+        return "it never ran: the queue stopped before it started (run the suite again)"
     stages = [m.group(1) for m in map(STAGE_FAILED.match, lines) if m]
     crashes = [line for line in lines if EXCEPTION_LINE.match(line)]
     where = f"stage {stages[-1]} crashed" if stages else "it failed"

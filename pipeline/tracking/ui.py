@@ -101,9 +101,13 @@ def _save(exp_id: str, key: str, name: str, state: dict[str, Any]) -> None:
 
 def save_suite_view(exp_id: str, suite: str) -> str:
     """Store (or refresh) a suite's comparison view; return the link that opens it in chart mode."""
-    key = f"suite-{suite}"
-    _save(exp_id, key, f"Suite {suite}: variants pooled over tables and seeds", suite_view_state(suite))
-    return _view_url(exp_id, key)
+    _save(exp_id, f"suite-{suite}", f"Suite {suite}: variants pooled over tables and seeds", suite_view_state(suite))
+    return suite_url(exp_id, suite)
+
+
+def suite_url(exp_id: str, suite: str) -> str:
+    """The link that opens a suite's view, charts first."""
+    return _view_url(exp_id, f"suite-{suite}")
 
 
 def _view_url(exp_id: str, key: str) -> str:
