@@ -51,13 +51,13 @@ def test_bayesian_signed_rank_matches_its_posterior_by_hand() -> None:
     # Every effect above twice the ROPE: the only mass not "better" is the pseudo-observation at 0 paired
     # with itself, w0^2, with w0 ~ Beta(0.5, 4) (Dirichlet(0.5, 1, 1, 1, 1)). "Better" wins when
     # 1 - w0^2 > w0^2, i.e. w0 < 1/sqrt(2); "equivalent" otherwise; "worse" never.
-    found = pooling.bayes_signed_rank([0.1, 0.2, 0.3, 0.4], rope=0.02, seed=0, samples=50_000)
+    found = pooling.bayes_signed_rank([0.1, 0.2, 0.3, 0.4], rope=0.02, seed=0, samples=20_000)
     by_hand = stats.beta.cdf(1 / math.sqrt(2), 0.5, 4)
-    assert found.better == pytest.approx(by_hand, abs=0.005)
-    assert found.equivalent == pytest.approx(1 - by_hand, abs=0.005)
+    assert found.better == pytest.approx(by_hand, abs=0.01)
+    assert found.equivalent == pytest.approx(1 - by_hand, abs=0.01)
     assert found.worse == 0.0
-    flipped = pooling.bayes_signed_rank([-0.1, -0.2, -0.3, -0.4], rope=0.02, seed=0, samples=50_000)
-    assert flipped.worse == pytest.approx(by_hand, abs=0.005) and flipped.better == 0.0
+    flipped = pooling.bayes_signed_rank([-0.1, -0.2, -0.3, -0.4], rope=0.02, seed=0, samples=20_000)
+    assert flipped.worse == pytest.approx(by_hand, abs=0.01) and flipped.better == 0.0
     tiny = pooling.bayes_signed_rank([0.001, -0.002, 0.0005, 0.0], rope=0.02, seed=0, samples=5_000)
     assert tiny.equivalent == 1.0  # every pair sum lies inside twice the ROPE
 
