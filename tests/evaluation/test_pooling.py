@@ -58,6 +58,9 @@ def test_bayesian_signed_rank_matches_its_posterior_by_hand() -> None:
     assert found.worse == 0.0
     flipped = pooling.bayes_signed_rank([-0.1, -0.2, -0.3, -0.4], rope=0.02, seed=0, samples=20_000)
     assert flipped.worse == pytest.approx(by_hand, abs=0.01) and flipped.better == 0.0
+    # One table: w0 ~ Beta(0.5, 1), whose CDF is sqrt(x): P(better) = (1/sqrt(2))^(1/2) = 2^(-1/4) = 0.8409.
+    one = pooling.bayes_signed_rank([0.1], rope=0.02, seed=0, samples=20_000)
+    assert one.better == pytest.approx(2 ** -0.25, abs=0.01) and one.worse == 0.0
     tiny = pooling.bayes_signed_rank([0.001, -0.002, 0.0005, 0.0], rope=0.02, seed=0, samples=5_000)
     assert tiny.equivalent == 1.0  # every pair sum lies inside twice the ROPE
 
