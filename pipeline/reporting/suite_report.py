@@ -92,6 +92,11 @@ def build(suite: Suite, tables: list[TableResult], claims: list[PooledClaim],
                      else ("finished (reused)" if t.reused else "finished"), effects or "–", f"`{t.experiment}`"])
     doc.table(["Table", "What it tests", "Status", "Effects (verdict in the table's own report)",
                "DVC experiment"], rows)
+    few = sorted({t.headline.get("replicates", 0) for t in finished if t.headline.get("replicates", 0) < 8})
+    if few:
+        doc.paragraph(f"Tables with {', '.join(map(str, few))} replicate(s) cannot reach a single-table verdict other "
+                      "than inconclusive or equivalent (8 replicates are the fewest that can pass Holm's correction "
+                      "over the four claims); the suite pools their effects and intervals, not their verdicts.")
     doc.paragraph("Each table ran the single-table protocol as its own DVC experiment; its full report is in the "
                   "experiment (`dvc exp apply <experiment>`, then `reports/report.html`) and its MLflow runs carry "
                   "the tag `pipeline.table`.")
