@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -46,8 +47,17 @@ def queue(name: str, items: list[str]) -> str | None:
 
 
 def run_queue(jobs: int) -> bool:
-    """Run every queued experiment with ``jobs`` workers and wait; False when some failed."""
-    return dvc("exp", "run", "--run-all", "--jobs", str(jobs)).returncode == 0
+    """Run every queued experiment with ``jobs`` workers and wait; False when some failed.
+
+    The queue's workers are daemons that inherit dvc's stdout and stderr and may idle on after the queue
+    is empty: they get a file, never a pipe, or waiting for the pipe to close would wait for them.
+    """
+    found = Path(sys.executable).with_name("dvc")
+    command = [str(found) if found.exists() else "dvc", "exp", "run", "--run-all", "--jobs", str(jobs)]
+    with tempfile.TemporaryFile("w+") as out:
+        code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                              env={**os.environ, "DVC_NO_ANALYTICS": "1"}).returncode
+    return code == 0
 
 
 def find_ref(name: str) -> str | None:
