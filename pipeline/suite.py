@@ -3,7 +3,7 @@
 ``python -m pipeline.suite [SUITE.yaml] [-j JOBS]`` (default ``suites/default.yaml``: synthetic regimes
 that differ where the answer might). Each table is its own DVC experiment (queued, run with JOBS
 workers), named ``<suite>-<table>-<key>``; the key covers the table's settings, the code and params.yaml,
-so re-running the suite runs only the tables that are new or changed, and reuses the others. A table
+so re-running the suite runs only the tables that are new, changed or failed, and reuses the others. A table
 that fails (bad settings, a missing file, too few positives) is reported with its one-line reason;
 the others go on. Writes ``reports/suite/`` (suite.md, self-contained suite.html, headline.json,
 figures), tags each table's MLflow runs ``pipeline.table``, records one MLflow run per table with its
