@@ -36,6 +36,13 @@ def newest_pipeline_run(experiment: str) -> Any:
     return found[0]
 
 
+def newest_suite_run(experiment: str) -> Any | None:
+    """The run of the latest suite, if any suite ran."""
+    found = runs.search(experiment, f"tags.`{tags.ROLE}` = 'suite'", order_by=["attributes.start_time DESC"],
+                        max_results=1)
+    return found[0] if found else None
+
+
 def open_page(page: Page, url: str, must_show: list[str], expand: str | None = None) -> None:
     """Load a UI page, close the assistant side panel, click ``expand`` if given, then wait until
     every text in must_show is visible."""
@@ -52,7 +59,8 @@ def open_page(page: Page, url: str, must_show: list[str], expand: str | None = N
 
 
 def take(ui: str, experiment: str, chromium: str, out: Path = OUT) -> list[Path]:
-    """The three screenshots of the README's steps; returns their paths."""
+    """The three screenshots of the README's steps (and the latest suite's view, when a suite ran); returns
+    their paths."""
     run = newest_pipeline_run(experiment)
     group, exp_id = run.data.tags[tags.GROUP], run.info.experiment_id
     from pipeline.tracking import ui as links
@@ -65,6 +73,11 @@ def take(ui: str, experiment: str, chromium: str, out: Path = OUT) -> list[Path]
         ("3-verdict.png", f"{ui.rstrip('/')}/#/experiments/{exp_id}/runs/{run.info.run_id}",
          [f"pipeline-{group}", "Does BatchNorm help?", "Compare the runs:"], "Show more"),
     ]
+    suite = newest_suite_run(experiment)
+    if suite is not None:  # a suite's view: every table's compared models, grouped by variant
+        name = suite.data.tags[tags.SUITE]
+        shots.append(("4-suite.png", links.suite_url(exp_id, name).replace(links.store.ui_base(), ui.rstrip("/")),
+                      ["Learning curves per epoch", "train_loss", "batchnorm"], None))
     paths = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)

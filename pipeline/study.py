@@ -17,9 +17,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
-import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +26,7 @@ import pandas as pd
 from pipeline.project.loading import load_params
 from pipeline.reporting import figures
 from pipeline.reporting.document import Document, mean_sd
+from pipeline.runtime import experiments
 from pipeline.runtime.cli import run_stage
 from pipeline.runtime.errors import StageError
 from pipeline.runtime.outputs import staged
@@ -70,26 +68,17 @@ STUDIES = {
 OUT_DIR = Path("reports/studies")
 
 
-def _dvc(*args: str) -> subprocess.CompletedProcess[str]:
-    dvc = Path(sys.executable).with_name("dvc")
-    command = [str(dvc) if dvc.exists() else "dvc", *args]
-    return subprocess.run(command, capture_output=True, text=True, env={**os.environ, "DVC_NO_ANALYTICS": "1"})
-
-
 def launch(study_id: str, study: Study, values: list[str], overrides: list[str], jobs: int) -> list[str]:
     """Queue one DVC experiment per value and run the queue; return the experiment names."""
     names = []
     for index, value in enumerate(values):
         name = f"{study_id}-v{index}"
-        sets = [arg for item in [*study.overrides(value), *overrides] for arg in ("-S", item)]
-        # --keep-going: a diverged model fails its own stage only; the other models still train.
-        queued = _dvc("exp", "run", "--queue", "--keep-going", "--name", name, *sets)
-        if queued.returncode != 0:
-            raise StageError(f"could not queue {name}: {queued.stderr.strip().splitlines()[-1:]}")
+        problem = experiments.queue(name, [*study.overrides(value), *overrides])
+        if problem is not None:
+            raise StageError(f"could not queue {name}: {problem}")
         names.append(name)
     log.info("study %s: running %d experiments with %d worker(s)", study_id, len(names), jobs)
-    ran = _dvc("exp", "run", "--run-all", "--jobs", str(jobs))
-    if ran.returncode != 0:  # a failed experiment (a diverged model) is a result; the study goes on
+    if not experiments.run_queue(jobs):  # a failed experiment (a diverged model) is a result; the study goes on
         log.warning("study %s: some experiments failed (see `dvc queue logs`); they are shown as FAILED", study_id)
     return names
 

@@ -17,7 +17,8 @@ def load_source(params: PrepareParams) -> tuple[pd.DataFrame, str]:
     """The source's rows as a frame, and the SHA-256 that identifies them (of the generated frame, or of
     the file's bytes)."""
     if params.source == "synthetic":
-        frame = synthetic_transactions(params.synthetic.rows, params.synthetic.fraud_rate, params.seed)
+        s = params.synthetic
+        frame = synthetic_transactions(s.rows, s.fraud_rate, params.seed, s.signal, s.extra_features)
         return frame, frame_sha256(frame)
     path = Path(params.source)
     return read_table(path), file_sha256(path)

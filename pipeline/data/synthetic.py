@@ -25,11 +25,13 @@ CATEGORIES = {
 }
 FRAUD_MIX = 0.8  # how often a fraud-like row draws from the fraud mix (fraud rates then differ ~5x by channel)
 MISSING_COUNTRY = 0.01  # share of rows whose country is unknown
+SIGNALS = ("mixed", "linear", "nonlinear")
 
 
-def synthetic_transactions(rows: int, fraud_rate: float, seed: int) -> pd.DataFrame:
-    """Credit-card-like transactions: the ULB schema (Time, V1..V28, Amount), then merchant_category,
-    channel, country, timestamp and card_id, then Class.
+def synthetic_transactions(rows: int, fraud_rate: float, seed: int, signal: str = "mixed",
+                           extra_features: int = 0) -> pd.DataFrame:
+    """Credit-card-like transactions: the ULB schema (Time, V1..V28, Amount), any noise columns N1..,
+    then merchant_category, channel, country, timestamp and card_id, then Class.
 
     Legitimate rows: 28 independent Gaussian "PCA components" with decreasing spread, and a
     log-normal Amount, at times that follow a day/night cycle over two days. Fraud rows come
@@ -41,7 +43,13 @@ def synthetic_transactions(rows: int, fraud_rate: float, seed: int) -> pd.DataFr
     missing. Cards: one per CARDS_EVERY rows, 16-digit numbers; frauds hit a few compromised cards,
     about three each. The ULB columns are drawn first, so they are what they were before the others
     existed.
+
+    ``signal``: ``mixed`` (the above, bit for bit); ``linear`` keeps only mean shifts (no widened V7,
+    log-normal fraud amounts shifted up, the legitimate day/night cycle); ``nonlinear`` gives every shift a
+    random sign per row (no linear cue). ``extra_features``: pure-noise columns ``N1``.. drawn last.
     """
+    if signal not in SIGNALS:
+        raise ValueError(f"signal must be one of {', '.join(SIGNALS)} (got {signal!r})")
     rng = np.random.default_rng(seed)
     n_pos = max(1, round(rows * fraud_rate))
     y = np.zeros(rows, dtype=np.int8)
@@ -55,27 +63,25 @@ def synthetic_transactions(rows: int, fraud_rate: float, seed: int) -> pd.DataFr
     decoys = (y == 0) & (rng.random(rows) < 0.0002)  # legit rows with fraud-like features
     looks_fraud |= decoys
     idx = np.flatnonzero(looks_fraud)
-    pattern_b = rng.random(idx.size) < 0.4
-    shifts_a = {13: -3.0, 11: -2.5, 9: -2.0, 3: 2.0}  # V14, V12, V10, V4
-    shifts_b = {16: -3.0, 10: 2.5, 2: -2.0}  # V17, V11, V3
-    for shifts, rows_of in ((shifts_a, idx[~pattern_b]), (shifts_b, idx[pattern_b])):
-        for col, shift in shifts.items():
-            x[rows_of, col] = scales[col] * (shift + 1.0 * rng.standard_normal(rows_of.size))
-    x[idx[pattern_b], 6] *= 2.5  # V7
+    _fraud_patterns(x, idx, scales, rng, signal)
 
     amount = rng.lognormal(3.0, 1.3, rows)
     small = rng.random(idx.size) < 0.4
-    amount[idx] = np.where(small, rng.uniform(0.0, 2.0, idx.size), rng.lognormal(4.5, 1.2, idx.size))
+    if signal == "linear":
+        amount[idx] = rng.lognormal(4.0, 1.3, idx.size)
+    else:
+        amount[idx] = np.where(small, rng.uniform(0.0, 2.0, idx.size), rng.lognormal(4.5, 1.2, idx.size))
 
     day_phase = rng.random(rows)
     # Legit activity follows a day/night cycle (inverse-CDF of 1 - 0.8*cos); fraud does not.
     grid = np.linspace(0, 1, 2001)
     cdf = grid - 0.8 * np.sin(2 * np.pi * grid) / (2 * np.pi)
     cycle = np.interp(day_phase, cdf, grid)
-    phase = np.where(looks_fraud, day_phase, cycle)
+    phase = cycle if signal == "linear" else np.where(looks_fraud, day_phase, cycle)
     time = np.floor((rng.integers(0, 2, rows) + phase) * SECONDS_PER_DAY)
-    return _in_time_order(x, {"Time": time, "Amount": np.round(amount, 2),
-                              **_mixed_columns(rng, looks_fraud, y == 1, time), "Class": y})
+    mixed = _mixed_columns(rng, looks_fraud, y == 1, time)
+    noise = {f"N{k}": rng.standard_normal(rows) for k in range(1, extra_features + 1)}
+    return _in_time_order(x, {"Time": time, "Amount": np.round(amount, 2), **noise, **mixed, "Class": y})
 
 
 def _in_time_order(x: np.ndarray, columns: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -110,3 +116,17 @@ def _mixed_columns(rng: np.random.Generator, looks_fraud: np.ndarray, fraud: np.
     card[fraud] = rng.choice(compromised, int(fraud.sum()))
     out["card_id"] = numbers[card]
     return out
+
+
+def _fraud_patterns(x: np.ndarray, idx: np.ndarray, scales: np.ndarray, rng: np.random.Generator,
+                    signal: str) -> None:
+    """Move the fraud-looking rows ``idx`` of ``x`` in place: pattern A (60%) or B (40%)."""
+    pattern_b = rng.random(idx.size) < 0.4
+    shifts_a = {13: -3.0, 11: -2.5, 9: -2.0, 3: 2.0}  # V14, V12, V10, V4
+    shifts_b = {16: -3.0, 10: 2.5, 2: -2.0}  # V17, V11, V3
+    for shifts, rows_of in ((shifts_a, idx[~pattern_b]), (shifts_b, idx[pattern_b])):
+        for col, shift in shifts.items():
+            sign = rng.choice([-1.0, 1.0], rows_of.size) if signal == "nonlinear" else 1.0
+            x[rows_of, col] = scales[col] * (sign * shift + 1.0 * rng.standard_normal(rows_of.size))
+    if signal != "linear":
+        x[idx[pattern_b], 6] *= 2.5  # V7

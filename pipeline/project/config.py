@@ -17,10 +17,12 @@ PositiveFloat = Annotated[float, Field(gt=0)]
 
 
 class SyntheticParams(_Strict):
-    """Size and fraud rate of the embedded synthetic data set."""
+    """Size, fraud rate, fraud signal and noise columns of the embedded synthetic data set."""
 
     rows: int = Field(ge=1000)
     fraud_rate: float = Field(gt=0, lt=0.5)
+    signal: Literal["mixed", "linear", "nonlinear"]
+    extra_features: int = Field(ge=0, le=1000)
 
 
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")

@@ -29,7 +29,8 @@ def setup_logging() -> None:
 
 
 RESUME = {"score": "run the same command again", "study": "run the same command again",
-          "compare": "run the same command again"}
+          "compare": "run the same command again",
+          "suite": "run the same command again (finished tables are reused)"}
 
 
 def on_signals() -> None:

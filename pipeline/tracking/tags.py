@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 # Tags of the pipeline's own runs
-ROLE = "pipeline.role"  # model | tuning | reference | pipeline | launcher
+ROLE = "pipeline.role"  # model | tuning | reference | pipeline | launcher | table | suite
 GROUP = "pipeline.group"  # one pipeline execution: same data, params, training code and DVC experiment
 MODEL = "pipeline.model"  # the model's name (batchnorm-s0), as in file names
 VARIANT = "pipeline.variant"
@@ -14,6 +14,9 @@ PROCESS = "pipeline.process"  # host:pid of the process that owns a model run wh
 SELECTED = "pipeline.selected"  # on tuning runs: "true" for the trial chosen for the variant
 DIVERGED_AT = "pipeline.diverged_at"  # a tuning run whose loss became NaN or infinite at this epoch
 RESUMED_AFTER = "pipeline.resumed_after_epoch"  # a run that torchrun restarted, going on after this epoch
+TABLE = "pipeline.table"  # a suite's table: on its experiment's runs and on the table's own run
+SUITE = "pipeline.suite"  # the suite a table run belongs to
+SUITE_KEY = "pipeline.suite_key"  # what a table's result depends on (its settings, the code, the params)
 DATA_SHA256 = "data.sha256"
 DEVICE = "device"
 

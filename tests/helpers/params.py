@@ -18,7 +18,7 @@ def small_raw_params() -> dict[str, Any]:
     """params.yaml shrunk to a few thousand rows, one replicate, tiny models, a two-trial grid on one
     tuning seed."""
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    raw["prepare"]["synthetic"] = {"rows": 4000, "fraud_rate": 0.02}
+    raw["prepare"]["synthetic"].update(rows=4000, fraud_rate=0.02)
     raw["prepare"]["split"]["min_positives"] = 5
     raw["prepare"]["replicates"] = 1
     raw["train"].update(epochs=3, device="cpu", patience=0)

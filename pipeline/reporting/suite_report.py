@@ -1,0 +1,103 @@
+"""The suite's report, answer first: the pooled verdict per claim and its forest plot, what each pooled
+reading answers and where they disagree, each model's rank per table, then the tables one by one."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from pipeline.project.suite_config import Suite
+from pipeline.project.variants import title
+from pipeline.reporting import suite_figures
+from pipeline.reporting.claims import SHORT_CLAIMS
+from pipeline.reporting.document import Document
+from pipeline.reporting.pooled import FAILED, PooledClaim, TableResult, answer, disagreements
+
+UNITS = {"minority": "test AP", "accuracy": "test accuracy", "loss": "relative fall of the training loss",
+         "speed": "log of the time ratio"}
+READINGS = [
+    "**Random effects** (DerSimonian-Laird; each table's standard error from its interval, (high - low) / 2z): "
+    "the average effect over tables like these, with its interval, and I², the share of the spread between "
+    "tables that their own uncertainty does not explain. It weighs precise tables more.",
+    "**Wilcoxon signed-rank** (scipy, two-sided, over the per-table effects): does the effect have a consistent "
+    "sign across tables? It counts every table once, whatever its size or noise, and with n tables its p "
+    "cannot go below 2/2^n (0.031 for 6 tables).",
+    "**Bayesian signed-rank** (baycomp, Benavoli et al. 2014; prior 0.5 on a pseudo-table at 0): on a new table "
+    "like these, how probable is it that the variant is better, practically equivalent (within the ROPE: the "
+    "claim's practical size, `report.min_effect`) or worse?",
+    "**Win / tie / loss**: on how many tables the effect lies above, inside or below the ROPE.",
+    "They disagree when a few precise tables carry the pooled mean (random effects against Wilcoxon), when the "
+    "tables differ a lot (high I²: the pooled mean hides the differences), or when the effects are small but "
+    "consistent (Wilcoxon against the ROPE-based readings). The report names every such case below.",
+]
+
+
+def _f(x: float, digits: int = 3) -> str:
+    return "–" if x is None or not math.isfinite(x) else f"{x:+.{digits}g}"
+
+
+def verdict_table(doc: Document, claims: list[PooledClaim]) -> None:
+    """One row per claim: the pooled answer and its four readings."""
+    rows = []
+    for c in claims:
+        p, b, n = c.pooled, c.bayes, c.counts
+        rows.append([f"{title(c.variant)} {SHORT_CLAIMS[c.claim]}", f"**{answer(c)}**",
+                     f"{_f(p.mean)} [{_f(p.low)}, {_f(p.high)}]", "–" if math.isnan(p.i2) else f"{p.i2:.0%}",
+                     f"{c.wilcoxon_p:.3g}", f"{b.better:.2f} / {b.equivalent:.2f} / {b.worse:.2f}",
+                     f"{n.wins} / {n.ties} / {n.losses}", f"±{c.rope:.3g}", str(len(c.tables))])
+    doc.table(["Claim", "Pooled", "Random effects [interval]", "I²", "Wilcoxon p", "P(better / equiv. / worse)",
+               "Win / tie / loss", "ROPE", "Tables"], rows)
+
+
+def build(suite: Suite, tables: list[TableResult], claims: list[PooledClaim],
+          table_ranks: dict[str, dict[str, tuple[int, float]]], figure_dir: Path, confidence: float,
+          generated: str) -> Document:
+    """The whole suite report."""
+    doc = Document(f"Does BatchNorm help across tables? Suite `{suite.name}`")
+    finished = [t for t in tables if t.status != FAILED]
+    failed = [t for t in tables if t.status == FAILED]
+    doc.paragraph(f"{len(finished)} of {len(tables)} table(s) finished"
+                  + (f"; **{len(failed)} failed**: " + "; ".join(f"`{t.name}`: {t.reason}" for t in failed)
+                     if failed else "") + f". Generated {generated}.", volatile=True)
+    if suite.description:
+        doc.paragraph(suite.description)
+    doc.heading("Pooled verdict per claim")
+    if not claims:
+        doc.paragraph("**No table finished**, so there is nothing to pool; the reasons are above.")
+    else:
+        verdict_table(doc, claims)
+        doc.paragraph(f"Pooled: the random-effects {confidence:.0%} interval read against the ROPE as each table's "
+                      "verdict is (better: above 0 and the mean past the ROPE; equivalent: inside the ROPE; worse: "
+                      "the mirror image; else inconclusive). Effects are the variant minus the baseline, positive "
+                      "favouring the variant, each table's the single-table report's (paired over its replicates).")
+        for c in claims:
+            doc.figure(suite_figures.forest(c, SHORT_CLAIMS[c.claim], UNITS[c.claim],
+                                            figure_dir / f"forest_{c.key}.png"),
+                       f"{title(c.variant)} {SHORT_CLAIMS[c.claim]}: each table's effect and interval, pooled below")
+    doc.heading("What each reading answers, and when they disagree")
+    doc.bullets(READINGS)
+    notes = [f"{title(c.variant)} {SHORT_CLAIMS[c.claim]}: {note}" for c in claims
+             for note in disagreements(c, 1 - confidence)]
+    doc.paragraph("Disagreements in this suite: " + ("; ".join(notes) + "." if notes else "none."))
+    if table_ranks:
+        doc.heading("Is the MLP even competitive? Rank against the reference models")
+        doc.figure(suite_figures.ranks(table_ranks, figure_dir / "ranks.png"),
+                   "Each model's rank by mean test AP on each table")
+    doc.heading("The tables")
+    rows = []
+    for t in tables:
+        effects = ", ".join(f"{c.claim} {_f(e.mean)} ({e.verdict})" for c in claims if c.variant == claims[0].variant
+                            for e in c.tables if e.table == t.name)
+        rows.append([f"`{t.name}`", t.question or "–", "**failed**: " + t.reason if t.status == FAILED
+                     else ("finished (reused)" if t.reused else "finished"), effects or "–", f"`{t.experiment}`"])
+    doc.table(["Table", "What it tests", "Status", "Effects (verdict in the table's own report)",
+               "DVC experiment"], rows)
+    few = sorted({t.headline.get("replicates", 0) for t in finished if t.headline.get("replicates", 0) < 8})
+    if few:
+        doc.paragraph(f"Tables with {', '.join(map(str, few))} replicate(s) cannot reach a single-table verdict other "
+                      "than inconclusive or equivalent (8 replicates are the fewest that can pass Holm's correction "
+                      "over the four claims); the suite pools their effects and intervals, not their verdicts.")
+    doc.paragraph("Each table ran the single-table protocol as its own DVC experiment; its full report is in the "
+                  "experiment (`dvc exp apply <experiment>`, then `reports/report.html`) and its MLflow runs carry "
+                  "the tag `pipeline.table`.")
+    return doc
