@@ -17,6 +17,7 @@ draws are the same computation.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -34,6 +35,15 @@ class Transactions:
     day: np.ndarray  # int64 day index of each row
     budget: dict[int, int]  # alerts per day (of the days in ``day``)
     entity: np.ndarray | None = None  # the card or customer of each row, if the data names one
+
+    @cached_property
+    def groups(self) -> np.ndarray | None:
+        """Each row's entity-day (an index from 0), found once: every resample and model reuses it; None
+        without an entity."""
+        if self.entity is None:
+            return None
+        keys = np.stack([self.day, np.unique(self.entity, return_inverse=True)[1]], axis=1)
+        return np.unique(keys, axis=0, return_inverse=True)[1].ravel()
 
 
 def days(seconds: np.ndarray) -> np.ndarray:
@@ -82,12 +92,11 @@ def cost_threshold(y: np.ndarray, p: np.ndarray, amount: np.ndarray, cost_per_al
 
 
 def units(y: np.ndarray, p: np.ndarray, amount: np.ndarray, day: np.ndarray,
-          entity: np.ndarray | None) -> tuple[np.ndarray, ...]:
-    """The alerted units: rows, or entity-days (highest score, any fraud, the fraud amount summed)."""
-    if entity is None:
+          group: np.ndarray | None) -> tuple[np.ndarray, ...]:
+    """The alerted units: rows, or entity-days (``group``: each row's; highest score, any fraud, the
+    fraud amount summed)."""
+    if group is None:
         return y.astype(bool), p, amount * y, day
-    keys = np.stack([day, np.unique(entity, return_inverse=True)[1]], axis=1)
-    _, group = np.unique(keys, axis=0, return_inverse=True)
     count = group.max() + 1
     score = np.full(count, -np.inf)
     np.maximum.at(score, group, p)
@@ -129,18 +138,15 @@ def money_metrics(t: Transactions, p: np.ndarray, threshold: float, weights: np.
     out = {**value_counts(t, p >= threshold, weights), **costs(t, p >= threshold, weights, cost_per_alert)}
     if not t.budget:  # no time column: no days to budget
         return out
-    fraud, score, value, unit_day = units(t.y, p, t.amount, t.day, t.entity)
-    unit_weights = weights if t.entity is None else _unit_weights(t, weights)
+    fraud, score, value, unit_day = units(t.y, p, t.amount, t.day, t.groups)
+    unit_weights = weights if t.groups is None else _unit_weights(t.groups, weights)
     return {**out, **alert_budget(fraud, score, value, unit_day, t.budget, unit_weights)}
 
 
-def _unit_weights(t: Transactions, weights: np.ndarray) -> np.ndarray:
+def _unit_weights(group: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Each entity-day's weight in a resample: the mean of its rows' weights."""
-    keys = np.stack([t.day, np.unique(t.entity, return_inverse=True)[1]], axis=1)
-    _, group = np.unique(keys, axis=0, return_inverse=True)
     sizes = np.bincount(group)
-    summed = np.stack([np.bincount(group, weights=row, minlength=sizes.size) for row in weights])
-    return summed / sizes
+    return np.stack([np.bincount(group, weights=row, minlength=sizes.size) for row in weights]) / sizes
 
 
 INTERVALS = ("value_recall", "amount_caught", "alert_precision", "alert_value_recall", "savings_vs_none",

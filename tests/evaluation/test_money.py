@@ -29,7 +29,7 @@ def _two_days() -> tuple[Transactions, np.ndarray]:
 
 def test_ties_at_the_edge_share_the_last_alert_and_a_day_without_fraud_counts_zero() -> None:
     t, p = _two_days()
-    out = alert_budget(*units(t.y, p, t.amount, t.day, None), t.budget, ONE)
+    out = alert_budget(*units(t.y, p, t.amount, t.day, t.groups), t.budget, ONE)
     # Day 0, k=2: 0.9 (fraud) in; the two rows at 0.8 share the last alert (half each): 1 + 0.5 of 2
     # frauds -> 0.75. Day 1: no fraud, 0. Mean over days 0.375. Amount: 10 + 0.5 x 30 = 25 of 40.
     assert out["alert_precision"] == pytest.approx([0.375])
