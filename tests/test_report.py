@@ -78,7 +78,7 @@ def test_single_replicate_verdict_says_it_cannot_judge_noise(params: Params, eva
 @pytest.mark.slow  # runs the pipeline or training processes: over the fast suite's budget
 def test_headline_puts_the_answer_first(two_replicate_params: Params, tmp_path: Path) -> None:
     """metrics/summary.json: both variants' test AP, then the verdicts and effects, then the rest."""
-    run_pipeline(two_replicate_params, Layout(tmp_path), track=False)
+    reports = run_pipeline(two_replicate_params, Layout(tmp_path), track=False)
     summary = json.loads(Layout(tmp_path).summary.read_text())
     assert list(summary) == ["test_ap", "verdict", "effect", "test_recall", "test_precision", "test_f1",
                              "test_value_recall", "test_alert_precision", "test_savings_vs_none",
@@ -97,6 +97,10 @@ def test_headline_puts_the_answer_first(two_replicate_params: Params, tmp_path: 
         (metrics["batchnorm-s0"]["test_value_recall"] + metrics["batchnorm-s1"]["test_value_recall"]) / 2, abs=1e-4)
     secondary = effect["secondary"]
     assert {"value_recall", "alert_precision"} <= set(secondary)
+    md = (reports / "report.md").read_text()
+    screen = md[:md.index("## 2. Setup")]  # the first screen names them beside AP, with their intervals
+    m = secondary["value_recall"]
+    assert f"value recall {m['mean']:+.3g} [{m['low']:+.3g}, {m['high']:+.3g}]" in screen and "alert precision" in screen
     # Both grid points are shared settings (the same trials for both variants), on one tuning seed.
     assert summary["shared_setting"]["batchnorm"]["pairs"] == 2
     assert summary["threshold"] == "max_f1" and summary["replicates"] == 2
