@@ -84,9 +84,9 @@ def amount_column(table: pd.DataFrame, roles: dict[str, str], name: str | None) 
     if roles.get(name) not in NUMBER_ROLES:
         raise DataError(f"prepare.amount column '{name}' is {roles.get(name)}, not numbers; declare it numeric in "
                         "prepare.columns, or set prepare.amount to another column or null")
-    features = table
-    if (features[name] < 0).any():
-        raise DataError(f"prepare.amount column '{name}' holds {int((features[name] < 0).sum())} negative values; "
+    negative = int((table[name] < 0).sum())
+    if negative:
+        raise DataError(f"prepare.amount column '{name}' holds {negative} negative values; "
                         "money caught and missed need amounts >= 0: set prepare.amount to another column or null")
     return name
 
