@@ -147,6 +147,7 @@ body {{ font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width
 table {{ border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; max-width: 100%; }}
 th, td {{ border: 1px solid #d0d7de; padding: 0.3rem 0.6rem; text-align: right; overflow-wrap: anywhere; }}
 th:first-child, td:first-child {{ text-align: left; }}
+td strong {{ overflow-wrap: normal; }}
 thead {{ background: #f6f8fa; }}
 code {{ background: #f6f8fa; padding: 0.1rem 0.3rem; border-radius: 4px; overflow-wrap: anywhere; }}
 li, p {{ overflow-wrap: anywhere; }}
