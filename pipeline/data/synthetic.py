@@ -46,7 +46,8 @@ def synthetic_transactions(rows: int, fraud_rate: float, seed: int, signal: str 
 
     ``signal``: ``mixed`` (the above, bit for bit); ``linear`` keeps only mean shifts (no widened V7,
     log-normal fraud amounts shifted up, the legitimate day/night cycle); ``nonlinear`` gives every shift a
-    random sign per row (no linear cue). ``extra_features``: pure-noise columns ``N1``.. drawn last.
+    random sign per row, and its categories do not lean with fraud (no linear cue; the hour of day still
+    differs, fraud ignoring the day/night cycle). ``extra_features``: pure-noise columns ``N1``.. drawn last.
     """
     if signal not in SIGNALS:
         raise ValueError(f"signal must be one of {', '.join(SIGNALS)} (got {signal!r})")
@@ -79,7 +80,8 @@ def synthetic_transactions(rows: int, fraud_rate: float, seed: int, signal: str 
     cycle = np.interp(day_phase, cdf, grid)
     phase = cycle if signal == "linear" else np.where(looks_fraud, day_phase, cycle)
     time = np.floor((rng.integers(0, 2, rows) + phase) * SECONDS_PER_DAY)
-    mixed = _mixed_columns(rng, looks_fraud, y == 1, time)
+    # The non-linear regime keeps its categories free of the (linear, one-hot) fraud cue; same draws.
+    mixed = _mixed_columns(rng, looks_fraud & (signal != "nonlinear"), y == 1, time)
     noise = {f"N{k}": rng.standard_normal(rows) for k in range(1, extra_features + 1)}
     return _in_time_order(x, {"Time": time, "Amount": np.round(amount, 2), **noise, **mixed, "Class": y})
 

@@ -50,16 +50,21 @@ def test_synthetic_regimes_move_the_fraud_cue_and_add_noise_columns() -> None:
     default = synthetic_transactions(20_000, 0.01, seed=1)
     pd.testing.assert_frame_equal(default, synthetic_transactions(20_000, 0.01, 1, "mixed", 0))
     wide = synthetic_transactions(20_000, 0.01, 1, "mixed", extra_features=3)
-    assert list(wide.columns[-4:]) == ["N1", "N2", "N3", "Class"]
+    after_amount = list(wide.columns).index("Amount") + 1
+    assert list(wide.columns[after_amount:after_amount + 4]) == ["N1", "N2", "N3", "merchant_category"]
     pd.testing.assert_frame_equal(wide.drop(columns=["N1", "N2", "N3"]), default)
     aps = {}
     for signal in ("linear", "nonlinear"):
         frame = synthetic_transactions(40_000, 0.02, 0, signal)
-        x, y = frame.drop(columns="Class").to_numpy(), frame["Class"].to_numpy()
+        ulb = ["Time", *(f"V{i}" for i in range(1, 29)), "Amount"]  # the numbers; Amount last
+        x, y = frame[ulb].to_numpy(), frame["Class"].to_numpy()
         x[:, -1] = np.log1p(x[:, -1])
         x = (x - x.mean(0)) / x.std(0)
         model = LogisticRegression(max_iter=500).fit(x[::2], y[::2])
         aps[signal] = average_precision_score(y[1::2], model.predict_proba(x[1::2])[:, 1])
+        if signal == "nonlinear":  # nor do its categories lean with fraud
+            by_channel = frame.groupby("channel")["Class"].mean()
+            assert by_channel["online"] < 1.5 * by_channel["chip"]
     assert aps["linear"] > 0.4 and aps["nonlinear"] < 0.1  # a linear model finds no cue in the non-linear regime
     with pytest.raises(ValueError, match="signal must be one of"):
         synthetic_transactions(1000, 0.01, 0, "quadratic")
