@@ -71,7 +71,7 @@ def test_prepare_outputs_and_lock(repro: Path) -> None:
     layout = Layout(repro)
     assert layout.table.is_file()
     for split in ("tuning", "r0", "r1", "r2"):
-        assert layout.split_file(split).is_file() and layout.scaler(split).is_file(), split
+        assert layout.split_file(split).is_file() and layout.encoder(split).is_file(), split
     lock = (repro / "dvc.lock").read_text()
     for stage in ("prepare", "tune@batchnorm", "tune@baseline", "select", "train@batchnorm", "train@baseline",
                   "evaluate", "report"):
@@ -88,8 +88,9 @@ def test_the_only_dvc_metrics_are_the_headline(repro: Path) -> None:
     headline = workspace["data"]["metrics/summary.json"]["data"]
     written = json.loads((repro / "metrics" / "summary.json").read_text())
     assert [k for k in written if k != "shared_setting"] == [
-        "test_ap", "verdict", "effect", "test_recall", "test_precision", "test_f1", "reference_test_ap", "caveats",
-        "setting", "threshold", "replicates"]  # the answer first: what `dvc exp show` shows first
+        "test_ap", "verdict", "effect", "test_recall", "test_precision", "test_f1", "test_value_recall",
+        "test_alert_precision", "test_savings_vs_none", "reference_test_ap", "caveats", "setting", "threshold",
+        "replicates"]  # the answer first: what `dvc exp show` shows first
     assert list(headline) == [k for k in written if k != "caveats"]  # DVC reads all but the caveats' sentences
     assert list(headline["test_ap"]) == ["batchnorm", "baseline"]
     assert list(headline["verdict"]) == ["minority", "accuracy", "loss", "speed"]
@@ -113,7 +114,8 @@ def test_one_complete_mlflow_run_per_model_with_clean_per_epoch_keys(repro: Path
         epochs = int(model_run.data.metrics["epochs_run"])
         for key in tags.EPOCH_KEYS:
             assert [m.step for m in client.get_metric_history(model_run.info.run_id, key)] == list(range(1, epochs + 1))
-        evaluation = () if is_tuning else tags.EVALUATION_KEYS  # tuning models are scored in evaluate/tuning.json
+        # tuning models are scored in evaluate/tuning.json; the default data has amounts: the money keys too
+        evaluation = () if is_tuning else (*tags.EVALUATION_KEYS, *tags.MONEY_KEYS)
         assert set(model_run.data.metrics) == {*tags.EPOCH_KEYS, *evaluation, *tags.SUMMARY_KEYS}
         info = json.loads(layout.run_file(model_run.info.run_name, tuning=is_tuning).read_text())
         assert info["run_id"] == model_run.info.run_id
