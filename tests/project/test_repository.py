@@ -32,7 +32,7 @@ def test_committed_headline_is_the_one_dvc_lock_records() -> None:
 def test_readme_screenshots_exist_and_are_real_pngs() -> None:
     readme = (REPO / "README.md").read_text()
     shots = re.findall(r"!\[[^\]]+\]\((docs/[^)]+\.png)\)", readme)
-    assert shots == ["docs/1-runs-table.png", "docs/2-comparison.png", "docs/3-verdict.png"]
+    assert shots == ["docs/1-runs-table.png", "docs/2-comparison.png", "docs/3-verdict.png", "docs/4-suite.png"]
     for shot in shots:
         data = (REPO / shot).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000, shot
