@@ -27,7 +27,7 @@ from pipeline.data.tables import KIND_NAMES, check_header, table_kind
 from pipeline.runtime.cli import run_stage
 from pipeline.runtime.errors import DataError
 from pipeline.serving.scorer import FraudScorer, ScoringError
-from pipeline.tracking import store
+from pipeline.serving.loading import load_fraud_model
 
 log = logging.getLogger("pipeline.score")
 CHUNK_ROWS = 200_000
@@ -35,19 +35,7 @@ CHUNK_ROWS = 200_000
 
 def load_scorer(uri: str) -> FraudScorer:
     """The scorer inside a logged model (its network, encoder, threshold and policy)."""
-    import mlflow.pyfunc
-    from mlflow.exceptions import MlflowException
-
-    store.client()  # points MLflow at this project's store
-    try:
-        model = mlflow.pyfunc.load_model(uri)
-    except (MlflowException, OSError) as exc:
-        raise DataError(f"cannot load model {uri} ({str(exc).splitlines()[0]}); check the URI, and "
-                        f"MLFLOW_TRACKING_URI ({store.tracking_uri()})") from None
-    scorer = getattr(model.unwrap_python_model(), "scorer", None)
-    if not isinstance(scorer, FraudScorer):
-        raise DataError(f"{uri} is not a fraud model logged by this pipeline")
-    return scorer
+    return load_fraud_model(uri).unwrap_python_model().scorer
 
 
 def check_input(path: Path) -> str:

@@ -14,27 +14,14 @@ import sys
 
 from pipeline.runtime.errors import DataError
 from pipeline.serving import endpoint
-from pipeline.tracking import store
+from pipeline.serving.loading import load_fraud_model
 
 log = logging.getLogger("pipeline.serve")
 
 
 def load(uri: str) -> object:
     """The pyfunc model at ``uri`` (any MLflow model URI of a model this pipeline logged)."""
-    import mlflow.pyfunc
-    from mlflow.exceptions import MlflowException
-
-    from pipeline.serving.scorer import FraudScorer
-
-    store.client()  # points MLflow at this project's store
-    try:
-        model = mlflow.pyfunc.load_model(uri)
-    except (MlflowException, OSError) as exc:
-        raise DataError(f"cannot load model {uri} ({str(exc).splitlines()[0]}); check the URI, and "
-                        f"MLFLOW_TRACKING_URI ({store.tracking_uri()})") from None
-    if not isinstance(getattr(model.unwrap_python_model(), "scorer", None), FraudScorer):
-        raise DataError(f"{uri} is not a fraud model logged by this pipeline")
-    return model
+    return load_fraud_model(uri)
 
 
 def main(argv: list[str] | None = None) -> int:
