@@ -17,7 +17,7 @@ from pipeline.project.variants import PRIMARY, label
 from pipeline.reporting import claims, conclusions, sections, shared
 from pipeline.reporting.claims import Claim
 from pipeline.reporting.document import Document, mean_sd
-from pipeline.reporting.caveats import caveats
+from pipeline.reporting.caveats import by_kind, kinds, sentences
 from pipeline.reporting.evidence import Evidence, gather
 from pipeline.reporting.shared import Pair
 from pipeline.runtime.cli import stage_main
@@ -70,7 +70,8 @@ def run(params: Params, layout: Layout = Layout(), track: bool = True) -> Path:
     """Write reports/ (Markdown, HTML, figures) and metrics/summary.json; publish both to MLflow."""
     ev = gather(params, layout)
     found = {variant: claims.claims(ev, variant) for variant in ev.compared()}
-    found_caveats = caveats(ev, found)
+    found_kinds = by_kind(ev, found)
+    found_caveats = sentences(found_kinds)
     paired = {variant: shared.pairs(ev, variant) for variant in ev.compared()}
     with staged(layout.reports, layout.summary) as (tmp, tmp_summary):
         (tmp / "figures").mkdir(parents=True)
@@ -78,8 +79,8 @@ def run(params: Params, layout: Layout = Layout(), track: bool = True) -> Path:
         doc = build(ev, found, found_caveats, paired, layout, tmp / "figures", generated)
         (tmp / "report.md").write_text(doc.markdown(tmp))
         (tmp / "report.html").write_text(doc.html())
-        tmp_summary.write_text(json.dumps(claims.headline(ev, found, found_caveats,
-                                                               shared.headline(paired)), indent=2) + "\n")
+        tmp_summary.write_text(json.dumps(claims.headline(ev, found, found_caveats, kinds(found_kinds),
+                                                          shared.headline(paired)), indent=2) + "\n")
         if track:  # the champion first: a user who may not move it stops the stage before anything is published
             try:
                 _register(ev, found)

@@ -82,7 +82,8 @@ def test_headline_puts_the_answer_first(two_replicate_params: Params, tmp_path: 
     summary = json.loads(Layout(tmp_path).summary.read_text())
     assert list(summary) == ["test_ap", "verdict", "effect", "test_recall", "test_precision", "test_f1",
                              "test_value_recall", "test_alert_precision", "test_savings_vs_none",
-                             "reference_test_ap", "shared_setting", "caveats", "setting", "threshold", "replicates"]
+                             "reference_test_ap", "shared_setting", "caveats", "caveat_kinds", "setting", "threshold",
+                             "replicates"]
     assert list(summary["test_ap"]) == ["batchnorm", "baseline"]
     assert set(summary["verdict"]) == {"minority", "accuracy", "loss", "speed"}
     assert set(summary["verdict"].values()) <= WORDS

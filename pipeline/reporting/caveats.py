@@ -14,9 +14,26 @@ from pipeline.reporting.evidence import Evidence
 YARDSTICK = "logistic_regression"
 
 
-def caveats(ev: Evidence, found: dict[str, list[Claim]]) -> list[str]:
-    """Every caveat that applies, in a fixed order (the same list goes to metrics/summary.json)."""
-    return [*below_yardstick(ev), *capped(ev), *tuning(ev), *replicates(ev, found), *split(ev)]
+# The kinds of caveat, in the report's order; the first three say the comparison itself is weak (a suite
+# reads them from each table's metrics/summary.json, ``caveat_kinds``, to pool without such tables).
+KINDS = ("below_yardstick", "cut_off", "tuning_climbing", "at_edge", "few_replicates", "fixed_split")
+WEAK_COMPARISON = KINDS[:3]
+
+
+def by_kind(ev: Evidence, found: dict[str, list[Claim]]) -> dict[str, list[str]]:
+    """Every caveat that applies, by kind (every kind present, possibly with no sentence)."""
+    return {"below_yardstick": below_yardstick(ev), "cut_off": capped(ev), "tuning_climbing": climbing(ev),
+            "at_edge": at_edge(ev), "few_replicates": replicates(ev, found), "fixed_split": split(ev)}
+
+
+def sentences(found_kinds: dict[str, list[str]]) -> list[str]:
+    """Every caveat of ``by_kind``, in a fixed order (the same list goes to metrics/summary.json)."""
+    return [c for said in found_kinds.values() for c in said]
+
+
+def kinds(found_kinds: dict[str, list[str]]) -> list[str]:
+    """The kinds of ``by_kind`` that apply, in KINDS' order."""
+    return [k for k in KINDS if found_kinds.get(k)]
 
 
 def below_yardstick(ev: Evidence) -> list[str]:
@@ -50,13 +67,17 @@ def capped(ev: Evidence) -> list[str]:
     return out
 
 
-def tuning(ev: Evidence) -> list[str]:
-    """A chosen value at the edge of the space, and a search whose last quarter still raised the best."""
+def at_edge(ev: Evidence) -> list[str]:
+    """A chosen value at the edge of the space."""
+    return [f"{_start(title(variant))}'s tuned {name} sits at the {end} end of train.tune.space.{name}: the best "
+            "may lie beyond it; widen the space."
+            for variant, entry in ev.selection["variants"].items() for name, end in entry["at_edge"].items()]
+
+
+def climbing(ev: Evidence) -> list[str]:
+    """A search whose last quarter still raised the best validation AP by more than report.saturation."""
     out, tolerance = [], ev.params.report.saturation
     for variant, entry in ev.selection["variants"].items():
-        for name, end in entry["at_edge"].items():
-            out.append(f"{_start(title(variant))}'s tuned {name} sits at the {end} end of "
-                       f"train.tune.space.{name}: the best may lie beyond it; widen the space.")
         curve = [v for v in entry["best_so_far"] if v is not None]
         quarter = max(1, len(curve) // 4)
         if len(curve) > quarter and curve[-1] - curve[-quarter - 1] > tolerance:

@@ -240,9 +240,10 @@ def claims(ev: Evidence, variant: str) -> list[Claim]:
     return out
 
 
-def headline(ev: Evidence, found: dict[str, list[Claim]], caveats: list[str],
+def headline(ev: Evidence, found: dict[str, list[Claim]], caveats: list[str], caveat_kinds: list[str],
              shared: dict[str, Any] | None = None) -> dict[str, Any]:
-    """metrics/summary.json, answer first: test AP per variant, the verdicts, their effects, the caveats.
+    """metrics/summary.json, answer first: test AP per variant, the verdicts, their effects, the caveats
+    (their sentences, and their kinds: ``reporting.caveats.KINDS``).
 
     `dvc exp show` keeps this key order and fits the table to the terminal, so what comes first is
     what a user sees.
@@ -275,6 +276,7 @@ def headline(ev: Evidence, found: dict[str, list[Claim]], caveats: list[str],
     if shared:
         out["shared_setting"] = shared
     out["caveats"] = caveats
+    out["caveat_kinds"] = caveat_kinds
     out["setting"] = {v: ev.setting(v).to_dict() for v in variants}
     out["threshold"] = ev.params.evaluate.threshold.strategy
     out["replicates"] = len(ev.replicates)

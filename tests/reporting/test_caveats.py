@@ -22,6 +22,13 @@ def _first_screen(params: Params, layout: Layout) -> tuple[str, list[str]]:
     return md[:md.index("## 2. Setup")], json.loads(layout.summary.read_text())["caveats"]
 
 
+def _kinds(layout: Layout) -> list[str]:
+    """metrics/summary.json's ``caveat_kinds``: what a suite reads of each table's caveats."""
+    found = json.loads(layout.summary.read_text())["caveat_kinds"]
+    assert found == [k for k in caveats.KINDS if k in found]  # in the report's order
+    return found
+
+
 def _say(found: list[str], fragment: str) -> str:
     hits = [c for c in found if fragment in c]
     assert len(hits) == 1, (fragment, found)
@@ -45,6 +52,7 @@ def test_a_variant_below_the_logistic_regression_is_named(params: Params, evalua
     line = _say(found, "The baseline ranks below the logistic regression on test average precision")
     assert "a comparison of MLPs worse than a linear model says little" in line and line in screen
     assert not any(c.startswith("BatchNorm ranks below") for c in found)
+    assert "below_yardstick" in _kinds(evaluated)
 
 
 def test_a_run_stopped_while_improving_is_named(params: Params, evaluated: Layout) -> None:
@@ -56,6 +64,7 @@ def test_a_run_stopped_while_improving_is_named(params: Params, evaluated: Layou
     screen, found = _first_screen(params, evaluated)
     line = _say(found, "had their best validation AP at the epoch cap (3)")
     assert line.startswith("BatchNorm: replicate(s) [0]") and "raise train.epochs" in line and line in screen
+    assert "cut_off" in _kinds(evaluated)
 
 
 def test_a_choice_at_the_edge_and_a_search_still_climbing_are_named(params: Params, evaluated: Layout) -> None:
@@ -68,6 +77,7 @@ def test_a_choice_at_the_edge_and_a_search_still_climbing_are_named(params: Para
     climbing = _say(found, "still climbing: its last 1 trial(s) raised the best validation AP by 0.050")
     assert edge.startswith("The baseline") and climbing.startswith("BatchNorm") and "raise train.tune.trials" in climbing
     assert edge in screen and climbing in screen
+    assert {"at_edge", "tuning_climbing"} <= set(_kinds(evaluated))
 
 
 def test_too_few_replicates_and_a_time_split_are_named(params: Params, evaluated: Layout) -> None:
@@ -76,6 +86,7 @@ def test_too_few_replicates_and_a_time_split_are_named(params: Params, evaluated
     assert "With 1 replicate(s) the permutation test cannot go below p = 1" in line and "use at least 8" in line
     assert line in screen
     assert not any("same for every replicate" in c for c in found)  # a stratified split is redrawn
+    assert "few_replicates" in _kinds(evaluated) and "fixed_split" not in _kinds(evaluated)
     assert caveats.split(SimpleNamespace(summary=SimpleNamespace(redrawn=False, folds=1))) == [
         "The split is by time and the same for every replicate: the intervals cover seeds and test rows, not the "
         "choice of split (prepare.split.folds > 1 evaluates on several consecutive windows)."]
