@@ -146,10 +146,12 @@ def publish(suite: Suite, params: Params, results: list[TableResult], plans: lis
             tracked.table_run(experiment, suite.name, r.name, keys[r.name].key, r.experiment, keys[r.name].sets,
                               table_metrics(r, claims))
     url = ui.save_suite_view(store.experiment_id(experiment), suite.name)
-    lines = [f"**Suite `{suite.name}`**: {sum(r.status == FINISHED for r in results)} of {len(results)} tables "
-             "finished.", "", "| Claim | Pooled | Random effects [interval] | I² |", "|---|---|---|---|"]
+    finished = [r for r in results if r.status == FINISHED]
+    lines = [f"**Suite `{suite.name}`**: {len(finished)} of {len(results)} tables finished, "
+             f"{sum(r.sound for r in finished)} with a sound comparison (see the report's caveats).", "",
+             "| Claim | Pooled | Random effects [interval] | I² | Sound tables only |", "|---|---|---|---|---|"]
     lines += [f"| {c.key} | **{pooled.answer(c)}** | {c.pooled.mean:+.3g} [{c.pooled.low:+.3g}, "
-              f"{c.pooled.high:+.3g}] | {c.pooled.i2:.0%} |" for c in claims]
+              f"{c.pooled.high:+.3g}] | {c.pooled.i2:.0%} | {pooled.sound_answer(c)} |" for c in claims]
     lines += ["", f"**Every table's models, grouped by variant:** [{url}]({url}). The report is in this run's "
               "artifacts (`suite/suite.html`)."]
     tracked.suite_run(experiment, suite.name, report_dir, "\n".join(lines))

@@ -9,6 +9,7 @@ from typing import Any
 
 from pipeline.evaluation import pooling
 from pipeline.project.variants import PRIMARY, ordered
+from pipeline.reporting.caveats import KINDS, WEAK_COMPARISON
 from pipeline.reporting.claims import FAMILY
 
 FINISHED, FAILED = "finished", "failed"
@@ -25,6 +26,18 @@ class TableResult:
     reason: str = ""  # one line, for a failed table
     headline: dict[str, Any] = field(default_factory=dict)  # the table's metrics/summary.json
     reused: bool = False  # found finished from an earlier run of the suite (same table, code and params)
+
+    @property
+    def caveat_kinds(self) -> list[str] | None:
+        """The kinds of the table's caveats (``reporting.caveats.KINDS``); None when its headline predates them."""
+        found = self.headline.get("caveat_kinds")
+        return None if found is None else [k for k in KINDS if k in found]
+
+    @property
+    def sound(self) -> bool:
+        """A finished table whose comparison has none of the weaknesses of ``WEAK_COMPARISON``."""
+        kinds = self.caveat_kinds
+        return self.status == FINISHED and kinds is not None and not set(kinds) & set(WEAK_COMPARISON)
 
 
 @dataclass(frozen=True)
@@ -50,6 +63,8 @@ class PooledClaim:
     wilcoxon_p: float
     bayes: pooling.BayesSignedRank
     counts: pooling.Counts
+    sound: pooling.RandomEffects  # pooled over the sound tables only (``TableResult.sound``)
+    sound_tables: list[str]
 
     @property
     def key(self) -> str:
@@ -72,7 +87,7 @@ def variants_of(tables: list[TableResult]) -> list[str]:
 def pool(tables: list[TableResult], variant: str, claim: str, confidence: float, seed: int,
          samples: int = 20_000) -> PooledClaim:
     """One claim's per-table effects and their four pooled readings."""
-    effects, ses, rope = [], [], math.nan
+    effects, ses, sound, rope = [], [], [], math.nan
     rows = []
     for t in tables:
         if t.status != FINISHED:
@@ -82,11 +97,15 @@ def pool(tables: list[TableResult], variant: str, claim: str, confidence: float,
         rows.append(TableEffect(t.name, e["mean"], e["low"], e["high"], verdict))
         effects.append(e["mean"])
         ses.append(pooling.standard_error(e["low"], e["high"], confidence))
+        sound.append(t.sound)
         rope = e["band"]
     bayes = (pooling.bayes_signed_rank(effects, rope, seed, samples) if effects
              else pooling.BayesSignedRank(math.nan, math.nan, math.nan, rope))
+    kept = [i for i, ok in enumerate(sound) if ok]
     return PooledClaim(variant, claim, rope, rows, pooling.dersimonian_laird(effects, ses, confidence),
-                       pooling.wilcoxon_p(effects), bayes, pooling.win_tie_loss(effects, rope))
+                       pooling.wilcoxon_p(effects), bayes, pooling.win_tie_loss(effects, rope),
+                       pooling.dersimonian_laird([effects[i] for i in kept], [ses[i] for i in kept], confidence),
+                       [rows[i].table for i in kept])
 
 
 def pooled_claims(tables: list[TableResult], confidence: float, seed: int, samples: int = 20_000) -> list[PooledClaim]:
@@ -108,19 +127,37 @@ def ranks(tables: list[TableResult]) -> dict[str, dict[str, tuple[int, float]]]:
     return out
 
 
+MIN_SOUND = 2  # sound tables needed to pool them on their own
+
+
 def answer(claim: PooledClaim) -> str:
     """A one-word pooled reading: the random-effects interval against the ROPE, as the tables' verdicts
     are read (above the ROPE: better; inside it: equivalent; below: worse; else inconclusive)."""
-    p = claim.pooled
-    if not claim.tables or math.isnan(p.mean):
+    return reading(claim.pooled, claim.rope) if claim.tables else "no tables"
+
+
+def sound_answer(claim: PooledClaim) -> str:
+    """The same reading over the sound tables only; "too few" below MIN_SOUND of them."""
+    return reading(claim.sound, claim.rope) if len(claim.sound_tables) >= MIN_SOUND else "too few"
+
+
+def reading(p: pooling.RandomEffects, rope: float) -> str:
+    """A pooled interval read against the ROPE."""
+    if math.isnan(p.mean):
         return "no tables"
-    if p.low > 0 and p.mean >= claim.rope:
+    if p.low > 0 and p.mean >= rope:
         return "better"
-    if -claim.rope < p.low and p.high < claim.rope:
+    if -rope < p.low and p.high < rope:
         return "equivalent"
-    if p.high < 0 and p.mean <= -claim.rope:
+    if p.high < 0 and p.mean <= -rope:
         return "worse"
     return "inconclusive"
+
+
+def weak_tables(tables: list[TableResult]) -> dict[str, list[str]]:
+    """Per caveat kind that any finished table has: those tables (kinds in ``KINDS``' order)."""
+    finished = [t for t in tables if t.status == FINISHED and t.caveat_kinds]
+    return {k: names for k in KINDS if (names := [t.name for t in finished if k in t.caveat_kinds])}
 
 
 def disagreements(claim: PooledClaim, alpha: float) -> list[str]:
@@ -157,11 +194,15 @@ def headline(suite: str, tables: list[TableResult], claims: list[PooledClaim],
                            "bayes": {"better": r(c.bayes.better), "equivalent": r(c.bayes.equivalent),
                                      "worse": r(c.bayes.worse)},
                            "wins": c.counts.wins, "ties": c.counts.ties, "losses": c.counts.losses,
-                           "tables": len(c.tables)} for c in claims},
+                           "tables": len(c.tables),
+                           "sound": {"answer": sound_answer(c), "mean": r(c.sound.mean), "low": r(c.sound.low),
+                                     "high": r(c.sound.high), "tables": c.sound_tables}} for c in claims},
+        "weak_tables": weak_tables(tables),
         "tables": {t.name: {"status": t.status, "experiment": t.experiment, **({"reason": t.reason} if t.reason else {}),
                             **({"effects": {c.key: next((r(e.mean) for e in c.tables if e.table == t.name), None)
                                             for c in claims},
-                                "ranks": {m: rank for m, (rank, _) in table_ranks.get(t.name, {}).items()}}
+                                "ranks": {m: rank for m, (rank, _) in table_ranks.get(t.name, {}).items()},
+                                "caveat_kinds": t.caveat_kinds, "sound": t.sound}
                                if t.status == FINISHED else {})} for t in tables},
         "finished": sum(t.status == FINISHED for t in tables),
         "failed": sum(t.status == FAILED for t in tables),

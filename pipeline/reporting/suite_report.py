@@ -1,4 +1,5 @@
-"""The suite's report, answer first: the pooled verdict per claim and its forest plot, what each pooled
+"""The suite's report, answer first: the pooled verdict per claim, what weakens it (each table's comparison
+caveats, and the verdict re-pooled over the sound tables alone), the forest plots, what each pooled
 reading answers and where they disagree, each model's rank per table, then the tables one by one."""
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from pipeline.project.variants import title
 from pipeline.reporting import suite_figures
 from pipeline.reporting.claims import SHORT_CLAIMS
 from pipeline.reporting.document import Document
-from pipeline.reporting.pooled import FAILED, PooledClaim, TableResult, answer, disagreements
+from pipeline.reporting.caveats import WEAK_COMPARISON
+from pipeline.reporting.pooled import (FAILED, MIN_SOUND, PooledClaim, TableResult, answer, disagreements,
+                                       sound_answer, weak_tables)
 
 UNITS = {"minority": "test AP", "accuracy": "test accuracy", "loss": "relative fall of the training loss",
          "speed": "log of the time ratio"}
@@ -30,6 +33,20 @@ READINGS = [
     "tables differ a lot (high I²: the pooled mean hides the differences), or when the effects are small but "
     "consistent (Wilcoxon against the ROPE-based readings). The report names every such case below.",
 ]
+# What each caveat kind of a table's own report means for the suite (reporting.caveats.KINDS).
+WEAKNESSES = {
+    "below_yardstick": "an MLP ranked below the logistic regression (paired interval below 0): a comparison of MLPs "
+                       "worse than a linear model says little",
+    "cut_off": "a run had its best validation AP at the epoch cap: still improving when stopped (raise "
+               "train.epochs)",
+    "tuning_climbing": "the tuning's last trials still raised the best validation AP: the budget was still paying "
+                       "off (raise train.tune.trials)",
+    "at_edge": "a tuned value sits at the edge of its space (widen train.tune.space); milder, such tables stay in "
+               "the sound set",
+    "few_replicates": "too few replicates for a single-table verdict; the suite pools their effects and intervals",
+    "fixed_split": "the split is by time and the same for every replicate: the table's interval does not cover the "
+                   "choice of split",
+}
 
 
 def _f(x: float, digits: int = 3) -> str:
@@ -44,9 +61,55 @@ def verdict_table(doc: Document, claims: list[PooledClaim]) -> None:
         rows.append([f"{title(c.variant)} {SHORT_CLAIMS[c.claim]}", f"**{answer(c)}**",
                      f"{_f(p.mean)} [{_f(p.low)}, {_f(p.high)}]", "–" if math.isnan(p.i2) else f"{p.i2:.0%}",
                      f"{c.wilcoxon_p:.3g}", f"{b.better:.2f} / {b.equivalent:.2f} / {b.worse:.2f}",
-                     f"{n.wins} / {n.ties} / {n.losses}", f"±{c.rope:.3g}", str(len(c.tables))])
+                     f"{n.wins} / {n.ties} / {n.losses}", f"±{c.rope:.3g}", str(len(c.tables)), _sound(c)])
     doc.table(["Claim", "Pooled", "Random effects [interval]", "I²", "Wilcoxon p", "P(better / equiv. / worse)",
-               "Win / tie / loss", "ROPE", "Tables"], rows)
+               "Win / tie / loss", "ROPE", "Tables", "Sound tables only"], rows)
+
+
+def _sound(c: PooledClaim) -> str:
+    """The claim pooled over the sound tables: its reading, interval and how many."""
+    n = len(c.sound_tables)
+    if n < MIN_SOUND:
+        return f"too few ({n})"
+    return f"**{sound_answer(c)}** {_f(c.sound.mean)} [{_f(c.sound.low)}, {_f(c.sound.high)}] ({n})"
+
+
+def weaknesses(doc: Document, tables: list[TableResult], claims: list[PooledClaim]) -> None:
+    """What weakens the pooled verdict: each table's comparison caveats, by kind, and whether the verdict
+    holds on the sound tables alone."""
+    finished = [t for t in tables if t.status != FAILED]
+    weak = weak_tables(tables)
+    doc.paragraph("**What weakens this verdict.** A pooled verdict is only as good as its weakest tables. From each "
+                  "table's own caveats (its report's first screen):")
+    doc.bullets([f"**{len(names)} of {len(finished)}** ({', '.join(f'`{n}`' for n in names)}): {WEAKNESSES[k]}."
+                 for k, names in weak.items()] or ["none of the tables has a caveat."])
+    unknown = [t.name for t in finished if t.caveat_kinds is None]
+    sound = [t.name for t in finished if t.sound]
+    text = (f"**Sound tables** (no {', '.join(k.replace('_', ' ') for k in WEAK_COMPARISON)}): "
+            f"{len(sound)} of {len(finished)}" + (f" ({', '.join(f'`{n}`' for n in sound)})" if sound else "") + ". ")
+    if len(sound) < MIN_SOUND:
+        text += (f"With fewer than {MIN_SOUND}, the verdict cannot be checked on them: read it as provisional and "
+                 "give the tables the budget their caveats ask for.")
+    elif len(sound) == len(finished):
+        text += "The pooled verdict rests on sound comparisons only."
+    else:
+        changed = [f"{title(c.variant)} {SHORT_CLAIMS[c.claim]} ({answer(c)} → {sound_answer(c)})"
+                   for c in claims if sound_answer(c) != answer(c)]
+        text += ("On them alone " + ("every claim reads the same." if not changed else
+                                     "the reading changes for " + "; ".join(changed) + ": trust the sound one."))
+    if unknown:
+        text += (f" {len(unknown)} table(s) finished before their caveats were recorded "
+                 f"({', '.join(f'`{n}`' for n in unknown)}): they count as not sound; re-run them.")
+    doc.paragraph(text)
+
+
+def _caveats(t: TableResult) -> str:
+    """A table's caveat kinds, the comparison's weaknesses in bold."""
+    if t.status == FAILED:
+        return "–"
+    if t.caveat_kinds is None:
+        return "not recorded"
+    return ", ".join(f"**{k}**" if k in WEAK_COMPARISON else k for k in t.caveat_kinds) or "none"
 
 
 def build(suite: Suite, tables: list[TableResult], claims: list[PooledClaim],
@@ -70,6 +133,7 @@ def build(suite: Suite, tables: list[TableResult], claims: list[PooledClaim],
                       "verdict is (better: above 0 and the mean past the ROPE; equivalent: inside the ROPE; worse: "
                       "the mirror image; else inconclusive). Effects are the variant minus the baseline, positive "
                       "favouring the variant, each table's the single-table report's (paired over its replicates).")
+        weaknesses(doc, tables, claims)
         for c in claims:
             doc.figure(suite_figures.forest(c, SHORT_CLAIMS[c.claim], UNITS[c.claim],
                                             figure_dir / f"forest_{c.key}.png"),
@@ -89,8 +153,9 @@ def build(suite: Suite, tables: list[TableResult], claims: list[PooledClaim],
         effects = ", ".join(f"{c.claim} {_f(e.mean)} ({e.verdict})" for c in claims if c.variant == claims[0].variant
                             for e in c.tables if e.table == t.name)
         rows.append([f"`{t.name}`", t.question or "–", "**failed**: " + t.reason if t.status == FAILED
-                     else ("finished (reused)" if t.reused else "finished"), effects or "–", f"`{t.experiment}`"])
-    doc.table(["Table", "What it tests", "Status", "Effects (verdict in the table's own report)",
+                     else ("finished (reused)" if t.reused else "finished"), effects or "–", _caveats(t),
+                     f"`{t.experiment}`"])
+    doc.table(["Table", "What it tests", "Status", "Effects (verdict in the table's own report)", "Caveats",
                "DVC experiment"], rows)
     few = sorted({t.headline.get("replicates", 0) for t in finished if t.headline.get("replicates", 0) < 8})
     if few:

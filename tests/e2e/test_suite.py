@@ -44,8 +44,11 @@ def test_a_broken_table_fails_alone_and_is_named(repo: Path) -> None:
     assert "min_positives" in rare["reason"]
     assert "nope.csv not found" in head["tables"]["no-file"]["reason"]
     assert "minority" in head["pooled"] and head["pooled"]["minority"]["tables"] == 1
+    assert "few_replicates" in head["tables"]["ok"]["caveat_kinds"]  # read from the table's own summary.json
     md = (repo / "reports" / "suite" / "suite.md").read_text()
-    assert md.index("## Pooled verdict per claim") < md.index("forest_minority.png")
+    assert md.index("## Pooled verdict per claim") < md.index("**What weakens this verdict.**") < md.index(
+        "forest_minority.png")
+    assert "With fewer than 2, the verdict cannot be checked on them" in md  # one table: nothing to re-pool
     assert "table too-rare failed" in done.stderr
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
@@ -56,6 +59,9 @@ def test_a_broken_table_fails_alone_and_is_named(repo: Path) -> None:
     assert [r.data.tags["pipeline.table"] for r in table_runs] == ["ok"]
     assert "minority_effect" in table_runs[0].data.metrics
     assert any(k.startswith("mlflow.sharedViewState.suite-tiny") for k in exp.tags)
+    (suite_run,) = client.search_runs([exp.experiment_id], "tags.`pipeline.role` = 'suite'")
+    assert "| minority | **" in suite_run.data.tags["mlflow.note.content"] and "| too few |" in (
+        suite_run.data.tags["mlflow.note.content"])
 
     start = time.monotonic()
     again = run(repo, sys.executable, "-m", "pipeline.suite", "suites/tiny.yaml", timeout=600)

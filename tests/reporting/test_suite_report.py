@@ -84,6 +84,44 @@ def test_report_opens_with_the_pooled_verdict_and_forest_plots(tables: list[Tabl
     json.dumps(head, allow_nan=False)  # no NaN in the headline
 
 
+def test_weak_tables_are_named_and_the_verdict_is_rechecked_on_the_sound_ones(tmp_path: Path) -> None:
+    """t0 was cut off while improving, t1 only sits at an edge (still sound), t3 predates caveat kinds (not
+    sound): the minority claim re-pooled over t1 and t2 alone, against hand values (DerSimonian-Laird of
+    0.05 and -0.01 with standard errors 0.02 and 0.015)."""
+    kinds = [["cut_off", "few_replicates"], ["at_edge"], [], None]
+    found = [TableResult(f"t{i}", f"default-t{i}-0000000{i}", FINISHED, f"table {i}",
+                         headline={**headline(e, s, 0.55), **({} if k is None else {"caveat_kinds": k})})
+             for i, (e, s, k) in enumerate(zip(EFFECTS, SES, kinds))]
+    assert [t.sound for t in found] == [False, True, True, False]
+    claims = pooled.pooled_claims(found, 0.95, seed=0, samples=2000)
+    minority = claims[0]
+    assert minority.sound_tables == ["t1", "t2"]
+    assert pooled.answer(minority) == "better"
+    # weights 2500 and 4444.4: fixed mean 0.0116, Q = 5.76, c = 6944.4 - (2500^2 + 4444.4^2) / 6944.4 = 3200,
+    # tau2 = (Q - 1) / c = 0.0014875, weights 1 / (se^2 + tau2): mean 0.0185417, se 0.0299645
+    assert minority.sound.tau2 == pytest.approx(0.0014875, rel=1e-6)
+    assert minority.sound.mean == pytest.approx(0.0185417, abs=1e-6)
+    assert minority.sound.low == pytest.approx(0.0185417 - Z * 0.0299645, abs=1e-6)
+    assert pooled.sound_answer(minority) == "inconclusive"
+    assert pooled.weak_tables(found) == {"cut_off": ["t0"], "at_edge": ["t1"], "few_replicates": ["t0"]}
+    suite = Suite(name="default", tables=[TableSpec(name=t.name, source="synthetic") for t in found])
+    (tmp_path / "figures").mkdir()
+    md = strip_volatile(suite_report.build(suite, found, claims, pooled.ranks(found), tmp_path / "figures", 0.95,
+                                           "now").markdown(tmp_path))
+    screen = md[:md.index("![")]  # the first screen: before the first forest plot
+    assert "| **inconclusive** +0.0185 [-0.0402, +0.0773] (2) |" in screen
+    assert "**1 of 4** (`t0`): a run had its best validation AP at the epoch cap" in screen
+    assert "**Sound tables** (no below yardstick, cut off, tuning climbing): 2 of 4 (`t1`, `t2`)" in screen
+    assert "BatchNorm catches more fraud (test AP) (better → inconclusive)" in screen
+    assert "1 table(s) finished before their caveats were recorded (`t3`)" in screen
+    assert "| **cut_off**, few_replicates |" in md and "| not recorded |" in md
+    head = pooled.headline("default", found, claims, pooled.ranks(found))
+    assert head["pooled"]["minority"]["sound"]["answer"] == "inconclusive"
+    assert head["pooled"]["minority"]["sound"]["tables"] == ["t1", "t2"]
+    assert head["tables"]["t0"]["sound"] is False and head["tables"]["t3"]["caveat_kinds"] is None
+    json.dumps(head, allow_nan=False)
+
+
 def test_saved_views_group_runs_by_variant() -> None:
     for state in (ui.view_state("abc123"), ui.suite_view_state("default")):
         assert state["groupBy"] == {"aggregateFunction": "average",
