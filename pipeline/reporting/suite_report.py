@@ -33,6 +33,8 @@ READINGS = [
     "tables differ a lot (high I²: the pooled mean hides the differences), or when the effects are small but "
     "consistent (Wilcoxon against the ROPE-based readings). The report names every such case below.",
 ]
+WEAK_NAMES = {"below_yardstick": "below the logistic regression", "cut_off": "cut off while improving",
+              "tuning_climbing": "with its tuning still climbing"}
 # What each caveat kind of a table's own report means for the suite (reporting.caveats.KINDS).
 WEAKNESSES = {
     "below_yardstick": "an MLP ranked below the logistic regression (paired interval below 0): a comparison of MLPs "
@@ -85,7 +87,7 @@ def weaknesses(doc: Document, tables: list[TableResult], claims: list[PooledClai
                  for k, names in weak.items()] or ["none of the tables has a caveat."])
     unknown = [t.name for t in finished if t.caveat_kinds is None]
     sound = [t.name for t in finished if t.sound]
-    text = (f"**Sound tables** (no {', '.join(k.replace('_', ' ') for k in WEAK_COMPARISON)}): "
+    text = (f"**Sound tables** (none {', '.join(WEAK_NAMES[k] for k in WEAK_COMPARISON)}): "
             f"{len(sound)} of {len(finished)}" + (f" ({', '.join(f'`{n}`' for n in sound)})" if sound else "") + ". ")
     if len(sound) < MIN_SOUND:
         text += (f"With fewer than {MIN_SOUND}, the verdict cannot be checked on them: read it as provisional and "

@@ -111,7 +111,8 @@ def test_weak_tables_are_named_and_the_verdict_is_rechecked_on_the_sound_ones(tm
     screen = md[:md.index("![")]  # the first screen: before the first forest plot
     assert "| **inconclusive** +0.0185 [-0.0402, +0.0773] (2) |" in screen
     assert "**1 of 4** (`t0`): a run had its best validation AP at the epoch cap" in screen
-    assert "**Sound tables** (no below yardstick, cut off, tuning climbing): 2 of 4 (`t1`, `t2`)" in screen
+    assert ("**Sound tables** (none below the logistic regression, cut off while improving, with its tuning "
+            "still climbing): 2 of 4 (`t1`, `t2`)") in screen
     assert "BatchNorm catches more fraud (test AP) (better → inconclusive)" in screen
     assert "1 table(s) finished before their caveats were recorded (`t3`)" in screen
     assert "| **cut_off**, few_replicates |" in md and "| not recorded |" in md
