@@ -12,7 +12,7 @@ repro: $(VENV)/.installed-run
 	$(BIN)/dvc repro
 
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 install: $(VENV)/.installed-run
 
