@@ -145,9 +145,9 @@ _PAGE = """<!DOCTYPE html>
 body {{ font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 62rem; margin: 2rem auto;
        padding: 0 1rem; line-height: 1.5; color: #1f2328; }}
 table {{ border-collapse: collapse; margin: 1rem 0; font-size: 0.9rem; max-width: 100%; }}
-th, td {{ border: 1px solid #d0d7de; padding: 0.3rem 0.6rem; text-align: right; overflow-wrap: anywhere; }}
+th, td {{ border: 1px solid #d0d7de; padding: 0.3rem 0.6rem; text-align: right; overflow-wrap: break-word; }}
 th:first-child, td:first-child {{ text-align: left; }}
-td strong {{ overflow-wrap: normal; }}
+/* cells break at spaces (numbers and verdict words stay whole); only code breaks anywhere */
 thead {{ background: #f6f8fa; }}
 code {{ background: #f6f8fa; padding: 0.1rem 0.3rem; border-radius: 4px; overflow-wrap: anywhere; }}
 li, p {{ overflow-wrap: anywhere; }}
