@@ -98,7 +98,9 @@ def weaknesses(doc: Document, tables: list[TableResult], claims: list[PooledClai
         changed = [f"{title(c.variant)} {SHORT_CLAIMS[c.claim]} ({answer(c)} → {sound_answer(c)})"
                    for c in claims if sound_answer(c) != answer(c)]
         text += ("On them alone " + ("every claim reads the same." if not changed else
-                                     "the reading changes for " + "; ".join(changed) + ": trust the sound one."))
+                                     "the reading changes for " + "; ".join(changed) + ": the weak tables carry the "
+                                     "difference, so quote the sound reading (a check of robustness, not "
+                                     "another test)."))
     if unknown:
         text += (f" {len(unknown)} table(s) finished before their caveats were recorded "
                  f"({', '.join(f'`{n}`' for n in unknown)}): they count as not sound; re-run them.")

@@ -113,7 +113,7 @@ def test_weak_tables_are_named_and_the_verdict_is_rechecked_on_the_sound_ones(tm
     assert "**1 of 4** (`t0`): a run had its best validation AP at the epoch cap" in screen
     assert ("**Sound tables** (none below the logistic regression, cut off while improving, with its tuning "
             "still climbing): 2 of 4 (`t1`, `t2`)") in screen
-    assert "BatchNorm catches more fraud (test AP) (better → inconclusive)" in screen
+    assert "BatchNorm catches more fraud (test AP) (better → inconclusive): the weak tables carry" in screen
     assert "1 table(s) finished before their caveats were recorded (`t3`)" in screen
     assert "| **cut_off**, few_replicates |" in md and "| not recorded |" in md
     head = pooled.headline("default", found, claims, pooled.ranks(found))
