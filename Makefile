@@ -12,7 +12,7 @@ repro: $(VENV)/.installed-run
 	$(BIN)/dvc repro
 
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder  # 2 workers, whole files, longest first (tests/conftest.py)
 
 install: $(VENV)/.installed-run
 

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import mlflow
 import pytest
 
 from tests.helpers.params import REPO, small_raw_params, space
@@ -126,6 +127,28 @@ def test_queued_sweep_ran_with_two_workers(workflow: tuple) -> None:
                     trials.append(params["train"]["tune"]["trials"])
     assert sorted(trials) == [1, 2, 4]  # `-S train.epochs=3` (HEAD's one trial), then the sweep's 2 and 4
     assert dvc(repo, "queue", "status").stdout.count("Success") == 2
+
+
+def test_the_two_workers_lost_no_mlflow_run(workflow: tuple) -> None:
+    """The sweep's two experiments ran at once against one SQLite store: every model and tuning run of
+    each is there, FINISHED, and neither worker hit a locked database."""
+    repo, _ = workflow
+    c = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    exp = c.get_experiment_by_name("batchnorm-vs-baseline")
+    assert not c.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'")
+    swept = {}
+    for r in c.search_runs([exp.experiment_id], "tags.`pipeline.role` = 'tuning'"):
+        if "train.tune.trials" in r.data.tags.get("dvc.changed_params", ""):
+            swept.setdefault(r.data.tags["dvc.exp_name"], []).append(r)
+    # both variants' new trials only (HEAD's one trial is reused): 2 - 1 and 4 - 1 per variant
+    assert sorted(len(runs) for runs in swept.values()) == [2 * 1, 2 * 3]
+    for name, tuning in swept.items():
+        assert all(r.info.status == "FINISHED" for r in tuning), name
+        models = c.search_runs([exp.experiment_id], f"tags.`pipeline.role` = 'model' and tags.`dvc.exp_name` = '{name}'")
+        assert sorted(r.info.run_name for r in models) == ["baseline-s0", "batchnorm-s0"], name
+        assert all(r.info.status == "FINISHED" and "test_ap" in r.data.metrics for r in models), name
+        logs = dvc(repo, "queue", "logs", name, check=False)
+        assert "database is locked" not in logs.stdout + logs.stderr, name
 
 
 def test_push_then_a_fresh_clone_pulls_and_has_nothing_to_rerun(workflow: tuple, tmp_path: Path) -> None:

@@ -1,11 +1,11 @@
-"""How people use the pipeline: MLflow runs after dvc repro, dvc exp run, the queue with two
-workers, `mlflow run`, compare, and a tiny study. All in one throw-away copy of the repository."""
+"""How people use the pipeline: MLflow runs after dvc repro, dvc exp run, `mlflow run`, compare, and a
+tiny study. All in one throw-away copy of the repository. (The queue with two workers against one
+SQLite store: tests/e2e/test_dvc_workflow.py, the README's sweep.)"""
 
 from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +14,7 @@ import pytest
 
 from pipeline.project.layout import Layout
 from tests.helpers.params import small_raw_params
-from tests.helpers.repository import copy_repository, dvc, env_for, run, start_queue
+from tests.helpers.repository import copy_repository, dvc, env_for, run
 
 pytestmark = pytest.mark.slow
 MODELS = ["batchnorm-s0", "baseline-s0"]
@@ -87,31 +87,6 @@ def test_exp_run_over_two_processes_leaves_one_run_per_model(repo: Path) -> None
                              "tags.`dvc.exp_name` = 'two-procs'")
         assert sorted(r.info.run_name for r in runs) == sorted(names), role
         assert all(r.info.status == "FINISHED" and r.data.params["train.distributed.nproc"] == "2" for r in runs)
-
-
-def test_queue_with_two_workers_loses_nothing(repo: Path) -> None:
-    for seed in (101, 102):  # another tuning seed: every stage from tune on runs again
-        dvc(repo, "exp", "run", "--queue", "-S", f"train.tune.seeds=[{seed}]", "--name", f"tune-{seed}")
-    start_queue(repo, 2)
-    deadline = time.time() + 600
-    while time.time() < deadline:
-        status = dvc(repo, "queue", "status").stdout
-        if "Queued" not in status and "Running" not in status:
-            break
-        time.sleep(3)
-    assert "Failed" not in status, status
-    c = client(repo)
-    for seed in (101, 102):
-        name = f"tune-{seed}"
-        runs = model_runs(repo, f" and tags.`dvc.exp_name` = '{name}'")
-        assert sorted(r.info.run_name for r in runs) == sorted(MODELS), name
-        assert all(r.info.status == "FINISHED" and "test_ap" in r.data.metrics for r in runs), name
-        tuning = c.search_runs([runs[0].info.experiment_id], "tags.`pipeline.role` = 'tuning' and "
-                               f"tags.`dvc.exp_name` = '{name}'")
-        assert sorted(r.info.run_name for r in tuning) == sorted(t.replace("-s100", f"-s{seed}") for t in TUNING)
-        assert all(r.info.status == "FINISHED" for r in tuning), name
-        logs = dvc(repo, "queue", "logs", name, check=False)
-        assert "database is locked" not in logs.stdout + logs.stderr
 
 
 def test_mlflow_run_lands_in_the_pipeline_grouping(repo: Path) -> None:
