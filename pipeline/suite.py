@@ -159,17 +159,18 @@ def publish(suite: Suite, params: Params, results: list[TableResult], plans: lis
 
 
 def write(suite: Suite, results: list[TableResult], claims: list[PooledClaim], params: Params,
-          out_dir: Path) -> Path:
-    """reports/suite/: suite.md, suite.html, headline.json and the figures."""
+          out_dir: Path, jobs: int = 1) -> Path:
+    """reports/suite/: suite.md, suite.html, headline.json and the figures (``jobs``: the workers that trained
+    this invocation's tables)."""
     table_ranks = pooled.ranks(results)
     with staged(out_dir) as (tmp,):
         (tmp / "figures").mkdir(parents=True)
         generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         doc = suite_report.build(suite, results, claims, table_ranks, tmp / "figures", params.report.confidence,
-                                 generated)
+                                 generated, jobs)
         (tmp / "suite.md").write_text(doc.markdown(tmp))
         (tmp / "suite.html").write_text(doc.html())
-        (tmp / "headline.json").write_text(json.dumps(pooled.headline(suite.name, results, claims, table_ranks),
+        (tmp / "headline.json").write_text(json.dumps(pooled.headline(suite.name, results, claims, table_ranks, jobs),
                                                       indent=2) + "\n")
     return out_dir
 
@@ -189,7 +190,7 @@ def run(suite_file: Path = DEFAULT_SUITE, jobs: int = 1, out_dir: Path = OUT_DIR
     order = [t.name for t in suite.tables]
     results = sorted(collect(suite, plans, problems, done) + failed, key=lambda r: order.index(r.name))
     claims = pooled.pooled_claims(results, params.report.confidence, params.report.bootstrap.seed)
-    write(suite, results, claims, params, out_dir)
+    write(suite, results, claims, params, out_dir, jobs)
     if track:
         url = publish(suite, params, results, plans, claims, out_dir)
         log.info("suite %s: compare every table's runs, grouped by variant: %s", suite.name, url)

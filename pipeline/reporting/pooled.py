@@ -160,6 +160,13 @@ def weak_tables(tables: list[TableResult]) -> dict[str, list[str]]:
     return {k: names for k in KINDS if (names := [t.name for t in finished if k in t.caveat_kinds])}
 
 
+def side_by_side(tables: list[TableResult], jobs: int) -> list[TableResult]:
+    """The finished tables this invocation trained with other tables at once (more than one worker and
+    more than one table run): their training seconds were measured under a shared, changing load."""
+    ran = [t for t in tables if t.status == FINISHED and not t.reused]
+    return ran if jobs > 1 and len(ran) > 1 else []
+
+
 def disagreements(claim: PooledClaim, alpha: float) -> list[str]:
     """Where the four readings tell different stories, in words."""
     notes = []
@@ -181,7 +188,7 @@ def disagreements(claim: PooledClaim, alpha: float) -> list[str]:
 
 
 def headline(suite: str, tables: list[TableResult], claims: list[PooledClaim],
-             table_ranks: dict[str, dict[str, tuple[int, float]]]) -> dict[str, Any]:
+             table_ranks: dict[str, dict[str, tuple[int, float]]], jobs: int = 1) -> dict[str, Any]:
     """The suite's headline JSON, answer first: the pooled reading of every claim, then the tables."""
     def r(x: float) -> float | None:
         return None if x is None or not math.isfinite(x) else round(float(x), 6)
@@ -198,6 +205,7 @@ def headline(suite: str, tables: list[TableResult], claims: list[PooledClaim],
                            "sound": {"answer": sound_answer(c), "mean": r(c.sound.mean), "low": r(c.sound.low),
                                      "high": r(c.sound.high), "tables": c.sound_tables}} for c in claims},
         "weak_tables": weak_tables(tables),
+        "timed_side_by_side": [t.name for t in side_by_side(tables, jobs)],
         "tables": {t.name: {"status": t.status, "experiment": t.experiment, **({"reason": t.reason} if t.reason else {}),
                             **({"effects": {c.key: next((r(e.mean) for e in c.tables if e.table == t.name), None)
                                             for c in claims},

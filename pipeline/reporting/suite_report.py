@@ -8,13 +8,13 @@ import math
 from pathlib import Path
 
 from pipeline.project.suite_config import Suite
-from pipeline.project.variants import title
+from pipeline.project.variants import PRIMARY, title
 from pipeline.reporting import suite_figures
 from pipeline.reporting.claims import SHORT_CLAIMS
 from pipeline.reporting.document import Document
 from pipeline.reporting.caveats import WEAK_COMPARISON
 from pipeline.reporting.pooled import (FAILED, MIN_SOUND, PooledClaim, TableResult, answer, disagreements,
-                                       sound_answer, weak_tables)
+                                       side_by_side, sound_answer, weak_tables)
 
 UNITS = {"minority": "test AP", "accuracy": "test accuracy", "loss": "relative fall of the training loss",
          "speed": "log of the time ratio"}
@@ -76,15 +76,22 @@ def _sound(c: PooledClaim) -> str:
     return f"**{sound_answer(c)}** {_f(c.sound.mean)} [{_f(c.sound.low)}, {_f(c.sound.high)}] ({n})"
 
 
-def weaknesses(doc: Document, tables: list[TableResult], claims: list[PooledClaim]) -> None:
-    """What weakens the pooled verdict: each table's comparison caveats, by kind, and whether the verdict
-    holds on the sound tables alone."""
+def weaknesses(doc: Document, tables: list[TableResult], claims: list[PooledClaim], jobs: int = 1) -> None:
+    """What weakens the pooled verdict: each table's comparison caveats, by kind, tables timed side by side,
+    and whether the verdict holds on the sound tables alone."""
     finished = [t for t in tables if t.status != FAILED]
     weak = weak_tables(tables)
     doc.paragraph("**What weakens this verdict.** A pooled verdict is only as good as its weakest tables. From each "
                   "table's own caveats (its report's first screen):")
-    doc.bullets([f"**{len(names)} of {len(finished)}** ({', '.join(f'`{n}`' for n in names)}): {WEAKNESSES[k]}."
-                 for k, names in weak.items()] or ["none of the tables has a caveat."])
+    said = [f"**{len(names)} of {len(finished)}** ({', '.join(f'`{n}`' for n in names)}): {WEAKNESSES[k]}."
+            for k, names in weak.items()]
+    timed = side_by_side(finished, jobs)
+    if timed:
+        said.append(f"**{len(timed)} of {len(finished)}** ({', '.join(f'`{t.name}`' for t in timed)}): trained "
+                    f"{jobs} tables at a time on shared cores (`-j {jobs}`), so a table's two variants were timed "
+                    "under different loads and the speed claim, in training seconds, is not a fair reading for "
+                    f"them. {steps_reading(timed)} Run the suite with `-j 1` for seconds that compare.")
+    doc.bullets(said or ["none of the tables has a caveat."])
     unknown = [t.name for t in finished if t.caveat_kinds is None]
     sound = [t.name for t in finished if t.sound]
     text = (f"**Sound tables** (none {', '.join(WEAK_NAMES[k] for k in WEAK_COMPARISON)}): "
@@ -107,6 +114,18 @@ def weaknesses(doc: Document, tables: list[TableResult], claims: list[PooledClai
     doc.paragraph(text)
 
 
+def steps_reading(tables: list[TableResult]) -> str:
+    """Steps, which load does not change: BatchNorm's step speed-up at a shared setting (each table's
+    ``shared_setting``, the median over the targets of the baseline's steps over BatchNorm's)."""
+    ups = {t.name: t.headline.get("shared_setting", {}).get(PRIMARY, {}).get("steps_speedup") for t in tables}
+    ups = {n: float(u) for n, u in ups.items() if u is not None}
+    if not ups:
+        return "Their steps to the targets were not recorded."
+    faster = sum(u > 1 for u in ups.values())
+    return (f"In steps, at one shared setting, {title(PRIMARY)} needed fewer on {faster} of {len(ups)} "
+            f"(the baseline's steps over {title(PRIMARY)}'s: {min(ups.values()):.2f}x to {max(ups.values()):.2f}x).")
+
+
 def _caveats(t: TableResult) -> str:
     """A table's caveat kinds, the comparison's weaknesses in bold."""
     if t.status == FAILED:
@@ -118,8 +137,8 @@ def _caveats(t: TableResult) -> str:
 
 def build(suite: Suite, tables: list[TableResult], claims: list[PooledClaim],
           table_ranks: dict[str, dict[str, tuple[int, float]]], figure_dir: Path, confidence: float,
-          generated: str) -> Document:
-    """The whole suite report."""
+          generated: str, jobs: int = 1) -> Document:
+    """The whole suite report (``jobs``: the queue workers that trained this invocation's tables)."""
     doc = Document(f"Does BatchNorm help across tables? Suite `{suite.name}`")
     finished = [t for t in tables if t.status != FAILED]
     failed = [t for t in tables if t.status == FAILED]
@@ -137,7 +156,7 @@ def build(suite: Suite, tables: list[TableResult], claims: list[PooledClaim],
                       "verdict is (better: above 0 and the mean past the ROPE; equivalent: inside the ROPE; worse: "
                       "the mirror image; else inconclusive). Effects are the variant minus the baseline, positive "
                       "favouring the variant, each table's the single-table report's (paired over its replicates).")
-        weaknesses(doc, tables, claims)
+        weaknesses(doc, tables, claims, jobs)
         for c in claims:
             doc.figure(suite_figures.forest(c, SHORT_CLAIMS[c.claim], UNITS[c.claim],
                                             figure_dir / f"forest_{c.key}.png"),

@@ -123,6 +123,32 @@ def test_weak_tables_are_named_and_the_verdict_is_rechecked_on_the_sound_ones(tm
     json.dumps(head, allow_nan=False)
 
 
+def test_tables_timed_side_by_side_are_named_with_their_steps(tmp_path: Path) -> None:
+    """With 2 workers, the tables this invocation trained (not the reused one) had their seconds measured
+    under each other's load: named, with the steps at a shared setting beside them; with 1 worker, not."""
+    steps = [1.7, 0.9, 1.3]
+    found = [TableResult(f"t{i}", f"default-t{i}-0000000{i}", FINISHED, f"table {i}", reused=i == 2,
+                         headline={**headline(e, s, 0.55), "caveat_kinds": [],
+                                   "shared_setting": {"batchnorm": {"pairs": 4, "steps_speedup": up}}})
+             for i, (e, s, up) in enumerate(zip(EFFECTS, SES, steps))]
+    assert [t.name for t in pooled.side_by_side(found, 2)] == ["t0", "t1"]
+    assert pooled.side_by_side(found, 1) == [] and pooled.side_by_side(found[1:], 2) == []  # one table ran
+    claims = pooled.pooled_claims(found, 0.95, seed=0, samples=2000)
+    suite = Suite(name="default", tables=[TableSpec(name=t.name, source="synthetic") for t in found])
+    (tmp_path / "figures").mkdir()
+
+    def screen(jobs: int) -> str:
+        md = suite_report.build(suite, found, claims, pooled.ranks(found), tmp_path / "figures", 0.95, "now",
+                                jobs).markdown(tmp_path)
+        return md[:md.index("![")]
+
+    two = screen(2)
+    assert "**2 of 3** (`t0`, `t1`): trained 2 tables at a time on shared cores (`-j 2`)" in two
+    assert "BatchNorm needed fewer on 1 of 2 (the baseline's steps over BatchNorm's: 0.90x to 1.70x)" in two
+    assert "trained 1 tables" not in screen(1) and "at a time" not in screen(1)
+    assert pooled.headline("default", found, claims, pooled.ranks(found), 2)["timed_side_by_side"] == ["t0", "t1"]
+
+
 def test_saved_views_group_runs_by_variant() -> None:
     for state in (ui.view_state("abc123"), ui.suite_view_state("default")):
         assert state["groupBy"] == {"aggregateFunction": "average",
