@@ -91,6 +91,11 @@ def weaknesses(doc: Document, tables: list[TableResult], claims: list[PooledClai
                     f"{jobs} tables at a time on shared cores (`-j {jobs}`), so a table's two variants were timed "
                     "under different loads and the speed claim, in training seconds, is not a fair reading for "
                     f"them. {steps_reading(timed)} Run the suite with `-j 1` for seconds that compare.")
+    reused = [t for t in finished if t.reused]
+    if reused:
+        said.append(f"**{len(reused)} of {len(finished)}** ({', '.join(f'`{t.name}`' for t in reused)}): reused from an "
+                    "earlier run of the suite; their speed in seconds compares only if that run trained one table "
+                    f"at a time (`-j 1`). {steps_reading(reused)}")
     doc.bullets(said or ["none of the tables has a caveat."])
     unknown = [t.name for t in finished if t.caveat_kinds is None]
     sound = [t.name for t in finished if t.sound]
@@ -121,9 +126,10 @@ def steps_reading(tables: list[TableResult]) -> str:
     ups = {n: float(u) for n, u in ups.items() if u is not None}
     if not ups:
         return "Their steps to the targets were not recorded."
-    faster = sum(u > 1 for u in ups.values())
+    faster, low, high = sum(u > 1 for u in ups.values()), min(ups.values()), max(ups.values())
+    spread = f"{low:.2f}x" if f"{low:.2f}" == f"{high:.2f}" else f"{low:.2f}x to {high:.2f}x"
     return (f"In steps, at one shared setting, {title(PRIMARY)} needed fewer on {faster} of {len(ups)} "
-            f"(the baseline's steps over {title(PRIMARY)}'s: {min(ups.values()):.2f}x to {max(ups.values()):.2f}x).")
+            f"(the baseline's steps over {title(PRIMARY)}'s: {spread}).")
 
 
 def _caveats(t: TableResult) -> str:
