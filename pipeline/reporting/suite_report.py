@@ -80,27 +80,29 @@ def weaknesses(doc: Document, tables: list[TableResult], claims: list[PooledClai
     """What weakens the pooled verdict: each table's comparison caveats, by kind, tables timed side by side,
     and whether the verdict holds on the sound tables alone."""
     finished = [t for t in tables if t.status != FAILED]
-    weak = weak_tables(tables)
     doc.paragraph("**What weakens this verdict.** A pooled verdict is only as good as its weakest tables. From each "
                   "table's own caveats (its report's first screen):")
-    said = [f"**{len(names)} of {len(finished)}** ({', '.join(f'`{n}`' for n in names)}): {WEAKNESSES[k]}."
-            for k, names in weak.items()]
+    said = [f"{_some(names, finished)}: {WEAKNESSES[k]}." for k, names in weak_tables(tables).items()]
     timed = side_by_side(finished, jobs)
     if timed:
-        said.append(f"**{len(timed)} of {len(finished)}** ({', '.join(f'`{t.name}`' for t in timed)}): trained "
-                    f"{jobs} tables at a time on shared cores (`-j {jobs}`), so a table's two variants were timed "
-                    "under different loads and the speed claim, in training seconds, is not a fair reading for "
-                    f"them. {steps_reading(timed)} Run the suite with `-j 1` for seconds that compare.")
+        said.append(f"{_some([t.name for t in timed], finished)}: trained {jobs} tables at a time on shared cores "
+                    f"(`-j {jobs}`), so a table's two variants were timed under different loads and the speed claim, "
+                    f"in training seconds, is not a fair reading for them. {steps_reading(timed)} Run the suite "
+                    "with `-j 1` for seconds that compare.")
     reused = [t for t in finished if t.reused]
     if reused:
-        said.append(f"**{len(reused)} of {len(finished)}** ({', '.join(f'`{t.name}`' for t in reused)}): reused from an "
-                    "earlier run of the suite; their speed in seconds compares only if that run trained one table "
-                    f"at a time (`-j 1`). {steps_reading(reused)}")
+        said.append(f"{_some([t.name for t in reused], finished)}: reused from an earlier run of the suite; their "
+                    "speed in seconds compares only if that run trained one table at a time (`-j 1`). "
+                    f"{steps_reading(reused)}")
     doc.bullets(said or ["none of the tables has a caveat."])
-    unknown = [t.name for t in finished if t.caveat_kinds is None]
+    doc.paragraph(sound_tables(finished, claims))
+
+
+def sound_tables(finished: list[TableResult], claims: list[PooledClaim]) -> str:
+    """Which tables are sound, and whether the verdict reads the same on them alone."""
     sound = [t.name for t in finished if t.sound]
     text = (f"**Sound tables** (none {', '.join(WEAK_NAMES[k] for k in WEAK_COMPARISON)}): "
-            f"{len(sound)} of {len(finished)}" + (f" ({', '.join(f'`{n}`' for n in sound)})" if sound else "") + ". ")
+            f"{len(sound)} of {len(finished)}" + (f" ({_listed(sound)})" if sound else "") + ". ")
     if len(sound) < MIN_SOUND:
         text += (f"With fewer than {MIN_SOUND}, the verdict cannot be checked on them: read it as provisional and "
                  "give the tables the budget their caveats ask for.")
@@ -113,10 +115,21 @@ def weaknesses(doc: Document, tables: list[TableResult], claims: list[PooledClai
                                      "the reading changes for " + "; ".join(changed) + ": the weak tables carry the "
                                      "difference, so quote the sound reading (a check of robustness, not "
                                      "another test)."))
+    unknown = [t.name for t in finished if t.caveat_kinds is None]
     if unknown:
-        text += (f" {len(unknown)} table(s) finished before their caveats were recorded "
-                 f"({', '.join(f'`{n}`' for n in unknown)}): they count as not sound; re-run them.")
-    doc.paragraph(text)
+        text += (f" {len(unknown)} table(s) finished before their caveats were recorded ({_listed(unknown)}): they "
+                 "count as not sound; re-run them.")
+    return text
+
+
+def _listed(names: list[str]) -> str:
+    """Table names as code, comma-separated."""
+    return ", ".join(f"`{n}`" for n in names)
+
+
+def _some(names: list[str], finished: list[TableResult]) -> str:
+    """**k of n** (the k tables' names)."""
+    return f"**{len(names)} of {len(finished)}** ({_listed(names)})"
 
 
 def steps_reading(tables: list[TableResult]) -> str:
