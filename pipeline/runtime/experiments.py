@@ -14,6 +14,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from pipeline.runtime.processes import sharing_cores
+
 log = logging.getLogger(__name__)
 ERROR_LINE = re.compile(r"^([a-z_]+): error: (.+)$")
 EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception|Interrupt)\b[^:]*: .+")
@@ -50,13 +52,14 @@ def run_queue(jobs: int) -> bool:
     """Run every queued experiment with ``jobs`` workers and wait; False when some failed.
 
     The queue's workers are daemons that inherit dvc's stdout and stderr and may idle on after the queue
-    is empty: they get a file, never a pipe, or waiting for the pipe to close would wait for them.
+    is empty: they get a file, never a pipe, or waiting for the pipe to close would wait for them. They
+    inherit its environment too: the cores are shared out between the ``jobs`` (processes.sharing_cores).
     """
     found = Path(sys.executable).with_name("dvc")
     command = [str(found) if found.exists() else "dvc", "exp", "run", "--run-all", "--jobs", str(jobs)]
     with tempfile.TemporaryFile("w+") as out:
         code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                              env={**os.environ, "DVC_NO_ANALYTICS": "1"}).returncode
+                              env={**sharing_cores(jobs), "DVC_NO_ANALYTICS": "1"}).returncode
     return code == 0
 
 
