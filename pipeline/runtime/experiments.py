@@ -53,13 +53,17 @@ def run_queue(jobs: int) -> bool:
 
     The queue's workers are daemons that inherit dvc's stdout and stderr and may idle on after the queue
     is empty: they get a file, never a pipe, or waiting for the pipe to close would wait for them. They
-    inherit its environment too: the cores are shared out between the ``jobs`` (processes.sharing_cores).
+    inherit its environment too: the cores are shared out between the ``jobs`` (processes.sharing_cores),
+    and this interpreter's bin folder comes first on PATH, because dvc starts them as plain ``dvc``:
+    found nowhere (a venv not activated), they would die at once and the queue wait for ever.
     """
     found = Path(sys.executable).with_name("dvc")
     command = [str(found) if found.exists() else "dvc", "exp", "run", "--run-all", "--jobs", str(jobs)]
+    env = sharing_cores(jobs)
+    env.update(DVC_NO_ANALYTICS="1", PATH=os.pathsep.join([str(found.parent), env.get("PATH", os.defpath)]))
     with tempfile.TemporaryFile("w+") as out:
         code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                              env={**sharing_cores(jobs), "DVC_NO_ANALYTICS": "1"}).returncode
+                              env=env).returncode
     return code == 0
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -36,14 +37,21 @@ def _scratch_repository(root: Path) -> None:
 @pytest.mark.slow
 def test_the_queues_workers_share_the_cores_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two workers at once: each experiment's stage runs with OMP_NUM_THREADS = cores // 2 (the
-    pipeline's torch and scikit-learn would otherwise start a thread per core in each)."""
+    pipeline's torch and scikit-learn would otherwise start a thread per core in each); and the
+    workers start with the venv not on PATH (`.venv/bin/python -m pipeline.suite`): dvc spawns them as
+    plain `dvc`, and a worker that finds none dies at once, leaving the queue waiting for ever."""
     _scratch_repository(tmp_path)
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    bin_folder = str(Path(sys.executable).parent)
+    monkeypatch.setenv("PATH", os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p != bin_folder))
     for key in (1, 2):
         assert experiments.queue(f"threads-{key}", [f"key={key}"]) is None
-    assert experiments.run_queue(2)
+    finished: list[bool] = []
+    worker = threading.Thread(target=lambda: finished.append(experiments.run_queue(2)), daemon=True)
+    worker.start()
+    worker.join(timeout=180)
+    assert finished == [True], "the queue did not finish in 3 minutes: did its workers find dvc?"
     for key in (1, 2):
         ref = experiments.find_ref(f"threads-{key}")
         assert ref is not None, key
