@@ -14,8 +14,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-from pipeline.runtime.processes import sharing_cores
-
 log = logging.getLogger(__name__)
 ERROR_LINE = re.compile(r"^([a-z_]+): error: (.+)$")
 EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception|Interrupt)\b[^:]*: .+")
@@ -53,14 +51,14 @@ def run_queue(jobs: int) -> bool:
 
     The queue's workers are daemons that inherit dvc's stdout and stderr and may idle on after the queue
     is empty: they get a file, never a pipe, or waiting for the pipe to close would wait for them. They
-    inherit its environment too: the cores are shared out between the ``jobs`` (processes.sharing_cores),
-    and this interpreter's bin folder comes first on PATH, because dvc starts them as plain ``dvc``:
-    found nowhere (a venv not activated), they would die at once and the queue wait for ever.
+    inherit its environment too, with this interpreter's bin folder first on PATH, because dvc starts
+    them as plain ``dvc``: found nowhere (a venv not activated), they would die at once and the queue
+    wait for ever.
     """
     found = Path(sys.executable).with_name("dvc")
     command = [str(found) if found.exists() else "dvc", "exp", "run", "--run-all", "--jobs", str(jobs)]
-    env = sharing_cores(jobs)
-    env.update(DVC_NO_ANALYTICS="1", PATH=os.pathsep.join([str(found.parent), env.get("PATH", os.defpath)]))
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1",
+           "PATH": os.pathsep.join([str(found.parent), os.environ.get("PATH", os.defpath)])}
     with tempfile.TemporaryFile("w+") as out:
         code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                               env=env).returncode

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from pipeline.project.loading import PARAMS_FILE, load_params
-from pipeline.runtime.processes import sharing_cores
 
 
 def torchrun_command(argv: list[str], module: str = "pipeline.train") -> tuple[list[str], dict[str, str]] | None:
@@ -28,4 +27,4 @@ def torchrun_command(argv: list[str], module: str = "pipeline.train") -> tuple[l
         return None
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(launch.nproc),
                "--max-restarts", str(launch.max_restarts), "-m", module, *argv]
-    return command, sharing_cores(launch.nproc)
+    return command, {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // launch.nproc)), **os.environ}
