@@ -20,11 +20,21 @@ EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception|Interrupt)\b[^:]*: .+")
 STAGE_FAILED = re.compile(r"^ERROR: failed to reproduce '([^']+)'")
 
 
-def dvc(*args: str) -> subprocess.CompletedProcess[str]:
-    """Run dvc (the one beside this interpreter when there is one), output captured."""
+def _dvc_call(*args: str) -> tuple[list[str], dict[str, str]]:
+    """The dvc command (the one beside this interpreter when there is one) and its environment: this
+    interpreter's bin folder first on PATH, because dvc starts its queue workers as plain ``dvc``, and
+    they the stages' ``python``, by name: found nowhere (a venv not activated), a worker dies at once
+    and the queue waits for ever."""
     found = Path(sys.executable).with_name("dvc")
-    command = [str(found) if found.exists() else "dvc", *args]
-    return subprocess.run(command, capture_output=True, text=True, env={**os.environ, "DVC_NO_ANALYTICS": "1"})
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1",
+           "PATH": os.pathsep.join([str(found.parent), os.environ.get("PATH", os.defpath)])}
+    return [str(found) if found.exists() else "dvc", *args], env
+
+
+def dvc(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run dvc (see _dvc_call), output captured."""
+    command, env = _dvc_call(*args)
+    return subprocess.run(command, capture_output=True, text=True, env=env)
 
 
 def git(*args: str) -> str:
@@ -51,14 +61,9 @@ def run_queue(jobs: int) -> bool:
 
     The queue's workers are daemons that inherit dvc's stdout and stderr and may idle on after the queue
     is empty: they get a file, never a pipe, or waiting for the pipe to close would wait for them. They
-    inherit its environment too, with this interpreter's bin folder first on PATH, because dvc starts
-    them as plain ``dvc``: found nowhere (a venv not activated), they would die at once and the queue
-    wait for ever.
+    inherit its environment (see _dvc_call).
     """
-    found = Path(sys.executable).with_name("dvc")
-    command = [str(found) if found.exists() else "dvc", "exp", "run", "--run-all", "--jobs", str(jobs)]
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1",
-           "PATH": os.pathsep.join([str(found.parent), os.environ.get("PATH", os.defpath)])}
+    command, env = _dvc_call("exp", "run", "--run-all", "--jobs", str(jobs))
     with tempfile.TemporaryFile("w+") as out:
         code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                               env=env).returncode
