@@ -8,6 +8,7 @@ the enclosing git repository. Artifacts of a local store go to ``mlartifacts/`` 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +32,8 @@ ENV_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5", "MLFLOW_HTTP_REQUEST_BAC
                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "20", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
 CHECK_SECONDS = 5  # the reachability check's own timeout, no retries
 _checked: set[str] = set()
+_held = threading.RLock()  # store_lock's holder in this process, so that it nests
+_depth = 0
 
 
 def use_project_defaults() -> None:
@@ -68,23 +71,48 @@ def tracking_uri() -> str:
 
 
 @contextmanager
-def store_lock() -> Iterator[None]:
-    """Serialise run/experiment creation between parallel workers (e.g. `dvc queue start -j 2`)
-    on a local SQLite store, so that none of them meets "database is locked"."""
-    store = _sqlite_store()
+def store_lock(database: Path | None = None) -> Iterator[None]:
+    """Serialise store creation and run/experiment creation between processes (e.g. `dvc queue start -j 2`,
+    torchrun's ranks) on a local SQLite store (``database``, else this process's), so that none of them
+    meets "database is locked". It nests: a holder may take it again."""
+    global _depth
+    store = database or _sqlite_store()
     if store is None:
         yield
         return
     import fcntl
 
-    lock_path = store.with_suffix(".lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with lock_path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with _held:
+        if _depth:
+            _depth += 1
+            try:
+                yield
+            finally:
+                _depth -= 1
+            return
+        lock_path = store.with_suffix(".lock")
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with lock_path.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            _depth = 1
+            try:
+                yield
+            finally:
+                _depth = 0
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def sqlite_client(database: Path) -> Any:
+    """A client of the local store ``database``, its tables created first under store_lock. MLflow creates
+    a fresh store's tables on first use without a lock; two processes doing so at once (a queue's workers,
+    torchrun's ranks, a watcher) break its migration: "expected to match one row ... 0 found"."""
+    import mlflow
+
+    uri = f"sqlite:///{database}"
+    with store_lock(database):
+        mlflow_client = mlflow.MlflowClient(uri)
+        mlflow_client.search_experiments(max_results=1)  # creates the tables when there are none
+    return mlflow_client
 
 
 def _sqlite_store() -> Path | None:
@@ -101,6 +129,8 @@ def client() -> Any:
     uri = tracking_uri()
     if uri not in _checked:
         check_reachable(uri)
+        if (database := _sqlite_store()) is not None:
+            sqlite_client(database)
         _checked.add(uri)
     mlflow.set_tracking_uri(uri)
     return mlflow.MlflowClient()

@@ -17,6 +17,7 @@ import yaml
 
 from pipeline.project.loading import parse
 from pipeline.project.layout import Layout
+from pipeline.tracking.store import sqlite_client
 from tests.helpers.params import small_raw_params, space
 
 
@@ -46,11 +47,11 @@ def _model_files(folder: Path) -> list[Path]:
 
 def _wait_for_epochs(folder: Path, process: subprocess.Popen) -> str:
     """Wait until a tuning run has logged an epoch; return its id."""
-    client = mlflow.MlflowClient(f"sqlite:///{folder / 'mlflow.db'}")
+    client = sqlite_client(folder / "mlflow.db")  # never creates the tables while the stage does
     deadline = time.time() + 120
     while time.time() < deadline:
         assert process.poll() is None, process.communicate()
-        experiment = client.get_experiment_by_name("batchnorm-vs-baseline") if (folder / "mlflow.db").exists() else None
+        experiment = client.get_experiment_by_name("batchnorm-vs-baseline")
         tuning = client.search_runs([experiment.experiment_id], "tags.`pipeline.role` = 'tuning'") if experiment else []
         if tuning and client.get_metric_history(tuning[0].info.run_id, "train_loss"):
             return tuning[0].info.run_id
@@ -105,7 +106,7 @@ def _dvc_repo(tmp_path: Path, epochs: int = 200) -> tuple[Path, mlflow.MlflowCli
     raw["train"].update(epochs=epochs, min_batch=16, patience=0)
     raw["evaluate"]["references"] = {"logistic_regression": {"C": [1.0]}}
     repo = copy_repository(tmp_path / "repo", raw)
-    return repo, mlflow.MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    return repo, sqlite_client(repo / "mlflow.db")
 
 
 def _wait_for_a_training_run(client: mlflow.MlflowClient, process: subprocess.Popen | None = None) -> str:

@@ -1,16 +1,22 @@
-"""The MLflow store: reached or refused within seconds, the project's HTTP defaults, metrics in batches."""
+"""The MLflow store: reached or refused within seconds, the project's HTTP defaults, metrics in batches,
+a fresh local store opened by several processes at once."""
 
 from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import mlflow
 import pytest
 from mlflow.entities import Metric
 
 from pipeline.tracking import store, tags
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_a_silent_server_fails_within_ten_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -51,3 +57,47 @@ def test_metrics_go_in_batches_the_api_takes(monkeypatch: pytest.MonkeyPatch) ->
     assert calls == [tags.BATCH_LIMIT, tags.BATCH_LIMIT, 500]
     history = store.client().get_metric_history(run_id, "m")
     assert sorted(m.step for m in history) == list(range(2500))
+
+
+_OPEN_AT_ONCE = """
+import sys, time
+from pathlib import Path
+from pipeline.tracking import store
+go = Path(sys.argv[1])
+go.with_name(f"ready-{sys.argv[2]}").touch()
+while not go.exists():
+    time.sleep(0.01)
+store.client().search_experiments(max_results=1)
+"""
+
+
+def test_processes_opening_a_fresh_store_at_once_all_get_it(tmp_path: Path) -> None:
+    """A queue's workers or torchrun's ranks meeting a fresh local store together: MLflow alone creates its
+    tables unlocked, and 3 processes at once failed its migration in 4 rounds of 4 ("expected to match one row
+    ... 0 found"). Released together after their imports, all 3 open it, and it holds MLflow's tables."""
+    database = tmp_path / "fresh" / "mlflow.db"
+    database.parent.mkdir()
+    go = database.with_name("go")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{database}", "PYTHONPATH": str(REPO)}
+    workers = [subprocess.Popen([sys.executable, "-c", _OPEN_AT_ONCE, str(go), str(n)], env=env,
+                                stderr=subprocess.PIPE, text=True) for n in range(3)]
+    deadline = time.monotonic() + 120
+    while len(list(database.parent.glob("ready-*"))) < 3:
+        assert time.monotonic() < deadline and all(w.poll() is None for w in workers), "a worker never got ready"
+        time.sleep(0.05)
+    go.touch()
+    errors = [w.communicate(timeout=120)[1] for w in workers]
+    assert [w.returncode for w in workers] == [0, 0, 0], [e.strip().splitlines()[-1:] for e in errors]
+    assert mlflow.MlflowClient(f"sqlite:///{database}").search_experiments()[0].name == "Default"
+
+
+def test_the_store_lock_nests() -> None:
+    """A holder of store_lock may take it again (a first client() call inside it creates the store's
+    tables under it): no deadlock on the process's own lock."""
+    code = ("from pipeline.tracking import store\n"
+            "with store.store_lock():\n"
+            "    with store.store_lock():\n"
+            "        store.client().search_experiments()\n")
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO)},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
