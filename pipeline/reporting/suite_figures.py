@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.project.variants import REFERENCE_COLOR, VARIANTS, label
+from pipeline.project.variants import REFERENCE_COLOR, VARIANTS, label, title
 from pipeline.reporting.figures import plt, save
 from pipeline.reporting.pooled import PooledClaim
 
@@ -26,10 +26,10 @@ def forest(claim: PooledClaim, text: str, unit: str, path: Path) -> Path:
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_yticks([*ys, 0.5], [e.table for e in rows] + [f"pooled (I² {p.i2:.0%})" if np.isfinite(p.i2)
                                                           else "pooled"])
-    ax.set_xlabel(f"{text} ({unit}; positive favours the variant)")
+    ax.set_xlabel(f"{title(claim.variant)} minus the baseline, {unit} (positive favours the variant)")
     ax.set_ylim(-0.2, len(rows) + 1.6)
     ax.legend(loc="upper right", fontsize=8)
-    ax.set_title(f"{label(claim.variant)} minus the baseline: {claim.claim}")
+    ax.set_title(f"{title(claim.variant)} {text}?")
     return save(fig, path)
 
 
