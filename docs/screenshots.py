@@ -28,11 +28,16 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-network
 
 
 def newest_pipeline_run(experiment: str) -> Any:
-    """The pipeline run of the latest execution (its description holds the comparison link)."""
+    """The pipeline run of the latest execution (its description holds the comparison link); it must be a
+    single-table `dvc repro`, since the README's pictures show that run, not a suite's table."""
     found = runs.search(experiment, f"tags.`{tags.ROLE}` = 'pipeline'", order_by=["attributes.start_time DESC"],
                         max_results=1)
     if not found:
         raise SystemExit(f"no pipeline run in experiment '{experiment}': run `dvc repro` first")
+    if tags.TABLE in found[0].data.tags:
+        raise SystemExit(f"the newest pipeline run is suite table '{found[0].data.tags[tags.TABLE]}', not the "
+                         "default run the README shows: take the pictures in a store where `dvc repro` ran last "
+                         "(a fresh clone after `make repro`)")
     return found[0]
 
 

@@ -36,3 +36,22 @@ def test_readme_screenshots_exist_and_are_real_pngs() -> None:
     for shot in shots:
         data = (REPO / shot).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000, shot
+
+
+def test_screenshots_refuse_a_store_whose_newest_run_is_a_suite_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a suite, the newest pipeline run is one of its tables: the README's pictures would show
+    that table, not the default run, so the script stops and says where to take them."""
+    from types import SimpleNamespace
+
+    from docs import screenshots
+    from pipeline.tracking import tags
+
+    def newest(table: str | None) -> list[SimpleNamespace]:
+        run_tags = {tags.GROUP: "abc"} | ({tags.TABLE: table} if table else {})
+        return [SimpleNamespace(data=SimpleNamespace(tags=run_tags))]
+
+    monkeypatch.setattr(screenshots.runs, "search", lambda *a, **k: newest("linear"))
+    with pytest.raises(SystemExit, match="suite table 'linear'.*`dvc repro` ran last"):
+        screenshots.newest_pipeline_run("batchnorm-vs-baseline")
+    monkeypatch.setattr(screenshots.runs, "search", lambda *a, **k: newest(None))
+    assert screenshots.newest_pipeline_run("batchnorm-vs-baseline").data.tags == {tags.GROUP: "abc"}
