@@ -34,11 +34,12 @@ def newest_pipeline_run(experiment: str) -> Any:
                         max_results=1)
     if not found:
         raise SystemExit(f"no pipeline run in experiment '{experiment}': run `dvc repro` first")
-    if tags.TABLE in found[0].data.tags:
-        raise SystemExit(f"the newest pipeline run is suite table '{found[0].data.tags[tags.TABLE]}', not the "
+    run = found[0]
+    if tags.TABLE in run.data.tags:
+        raise SystemExit(f"the newest pipeline run is suite table '{run.data.tags[tags.TABLE]}', not the "
                          "default run the README shows: take the pictures in a store where `dvc repro` ran last "
                          "(a fresh clone after `make repro`)")
-    return found[0]
+    return run
 
 
 def newest_suite_run(experiment: str) -> Any | None:
