@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -q -c requirements.lock
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: repro test install server server-stop
+.PHONY: repro test lint deps install server server-stop
 repro: $(VENV)/.installed-run
 	$(BIN)/dvc repro
 

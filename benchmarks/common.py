@@ -12,9 +12,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.data.scaler import Scaler  # noqa: E402
+from pipeline.data.encoder import Scaler  # noqa: E402
 from pipeline.data.synthetic import synthetic_transactions  # noqa: E402
-from pipeline.project.train_config import Setting  # noqa: E402
+from pipeline.project.params import Setting  # noqa: E402
 
 Rows = tuple[torch.Tensor, torch.Tensor]
 

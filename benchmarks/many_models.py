@@ -43,12 +43,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import SETTING, make_data, spread  # noqa: E402
 
 from pipeline.evaluation.ranking import epoch_metrics  # noqa: E402
-from pipeline.modeling.devices import resolve_device  # noqa: E402
-from pipeline.modeling.fit import FitData, FitEnv, FitHooks, fit  # noqa: E402
-from pipeline.modeling.model import build  # noqa: E402
-from pipeline.modeling.recipe import fit_config, mlp_config  # noqa: E402
-from pipeline.modeling.stack_fit import Member, StackHooks, fit_stack  # noqa: E402
-from pipeline.project.loading import load_params  # noqa: E402
+from pipeline.training.distributed import resolve_device  # noqa: E402
+from pipeline.training.loop import FitData, FitEnv, FitHooks, fit  # noqa: E402
+from pipeline.modeling.network import build  # noqa: E402
+from pipeline.training.jobs import fit_config, mlp_config  # noqa: E402
+from pipeline.training.loop import Member, StackHooks, fit_stack  # noqa: E402
+from pipeline.project.params import load_params  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = Path(__file__).resolve().parent / "results" / "many_models.json"

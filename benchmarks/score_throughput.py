@@ -36,12 +36,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import SETTING, spread, ulb_transactions  # noqa: E402
 
 from pipeline import score  # noqa: E402
-from pipeline.project.loading import load_params  # noqa: E402
-from pipeline.data.scaler import Scaler  # noqa: E402
+from pipeline.project.params import load_params  # noqa: E402
+from pipeline.data.encoder import Scaler  # noqa: E402
 from pipeline.data.encoder import Encoder  # noqa: E402
-from pipeline.modeling.model import build  # noqa: E402
+from pipeline.modeling.network import build  # noqa: E402
 from pipeline.serving.scorer import FraudScorer  # noqa: E402
-from pipeline.modeling.recipe import mlp_config  # noqa: E402
+from pipeline.training.jobs import mlp_config  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "score_throughput.json"
 TARGET = 0.5

@@ -36,11 +36,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import SETTING  # noqa: E402
 
 from pipeline import score  # noqa: E402
-from pipeline.data.scaler import Scaler  # noqa: E402
+from pipeline.data.encoder import Scaler  # noqa: E402
 from pipeline.data.synthetic import synthetic_transactions  # noqa: E402
-from pipeline.modeling.model import build, checkpoint  # noqa: E402
-from pipeline.modeling.recipe import mlp_config  # noqa: E402
-from pipeline.project.loading import load_params  # noqa: E402
+from pipeline.modeling.network import build, checkpoint  # noqa: E402
+from pipeline.training.jobs import mlp_config  # noqa: E402
+from pipeline.project.params import load_params  # noqa: E402
 from pipeline.serving import packaging, scorer  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "serve_load.json"

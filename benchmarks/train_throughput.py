@@ -39,13 +39,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import SETTING, make_data, spread  # noqa: E402
 
 from pipeline.tracking import runs  # noqa: E402
-from pipeline.project.loading import load_params  # noqa: E402
+from pipeline.project.params import load_params  # noqa: E402
 from pipeline.evaluation.ranking import epoch_metrics  # noqa: E402
-from pipeline.modeling.model import build  # noqa: E402
-from pipeline.modeling.recipe import fit_config, mlp_config  # noqa: E402
-from pipeline.modeling.batches import batch_slices  # noqa: E402
-from pipeline.modeling.devices import resolve_device  # noqa: E402
-from pipeline.modeling.fit import FitConfig, FitData, FitEnv, FitHooks, fit, make_optimizer  # noqa: E402
+from pipeline.modeling.network import build  # noqa: E402
+from pipeline.training.jobs import fit_config, mlp_config  # noqa: E402
+from pipeline.training.loop import batch_slices  # noqa: E402
+from pipeline.training.distributed import resolve_device  # noqa: E402
+from pipeline.training.loop import FitConfig, FitData, FitEnv, FitHooks, fit, make_optimizer  # noqa: E402
 
 BATCH = 2048
 OUT = Path(__file__).resolve().parent / "results" / "train_throughput.json"

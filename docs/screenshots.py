@@ -20,7 +20,8 @@ from playwright.sync_api import Page, sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.tracking import runs, tags  # noqa: E402
+from pipeline.tracking import runs  # noqa: E402
+from pipeline.tracking import keys as tags
 
 OUT = Path(__file__).resolve().parent
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

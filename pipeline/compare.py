@@ -17,13 +17,13 @@ from typing import Any
 import pandas as pd
 
 from pipeline.project.layout import variant_of
-from pipeline.project.loading import load_params
+from pipeline.project.params import load_params
 from pipeline.project.variants import ordered
-from pipeline.reporting.document import mean_sd
+from pipeline.analysis.statistics import mean_sd
 from pipeline.runtime.cli import run_stage
 from pipeline.runtime.errors import StageError
 from pipeline.tracking import runs, store
-from pipeline.tracking.tags import GROUP, MODEL, ROLE, VARIANT
+from pipeline.tracking.keys import GROUP, MODEL, ROLE, VARIANT
 
 ROWS = ("test_ap", "test_precision", "test_recall", "test_f1", "test_roc_auc", "test_accuracy", "threshold",
         "best_val_ap", "best_epoch", "train_loss at best epoch", "val_loss at best epoch", "seconds per epoch")

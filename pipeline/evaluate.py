@@ -11,15 +11,16 @@ the tuning split.
 
 from __future__ import annotations
 
+import argparse
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from pipeline.data.prepared import Prepared
-from pipeline.evaluation import scored
+from pipeline.evaluation import figures, scored
 from pipeline.evaluation.metrics import (
     accuracy_trap,
     bootstrap_ci,
@@ -27,27 +28,29 @@ from pipeline.evaluation.metrics import (
     classification_metrics,
     pr_roc_points,
 )
-from pipeline.evaluation.ledger import ledgers
-from pipeline.evaluation.money import Transactions, cost_threshold, money_summary
+from pipeline.evaluation.money import Transactions, cost_threshold, ledgers, money_summary
 from pipeline.evaluation.scored import Parts, Scored, network, probabilities
-from pipeline.project.config import EvaluateParams, Params
-from pipeline.project.layout import (
-    SPLITS,
-    TUNING,
-    Layout,
+from pipeline.project.artefacts import (
+    Logged,
+    LoggedModel,
+    ModelMetrics,
+    Overview,
     PrepareSummary,
-    RunInfo,
+    ReferenceChoice,
+    RunFile,
+    Trials,
+    TuningScore,
+    TuningScores,
     load_checkpoint,
-    model_name,
-    read_trials,
 )
+from pipeline.project.layout import SPLITS, TUNING, Layout, model_name
+from pipeline.project.params import EvaluateParams, Params, load_params
 from pipeline.project.variants import REFERENCE_COLOR
-from pipeline.reporting import figures
 from pipeline.runtime.cli import stage_main
 from pipeline.runtime.errors import StageError
-from pipeline.runtime.outputs import staged, write_json
+from pipeline.runtime.outputs import staged
 from pipeline.serving import packaging, scorer
-from pipeline.tracking import runs, tags
+from pipeline.tracking import keys, lifecycle, runs
 
 log = logging.getLogger("pipeline.evaluate")
 
@@ -88,31 +91,32 @@ def threshold_for(y: np.ndarray, p: np.ndarray, params: EvaluateParams, money: T
     return cost_threshold(money.y, p, money.amount, params.cost_per_alert)
 
 
-def tuning_scores(params: Params, layout: Layout, summary: PrepareSummary, parts: Parts) -> dict[str, dict[str, Any]]:
+def tuning_scores(params: Params, layout: Layout, summary: PrepareSummary, parts: Parts) -> TuningScores:
     """Validation and test AP and ROC-AUC of every tuning model on the tuning split (no threshold, no
     bootstrap)."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     out = {}
     for variant in params.train.variants:
-        for trial in read_trials(layout, variant):
+        for trial in Trials.read(layout.trials(variant), "tune").trials:
             for seed in params.train.tune.seeds:
-                name = model_name(variant, seed, trial["trial"])
-                entry = {"variant": variant, "trial": trial["trial"], "seed": seed, **trial["setting"]}
-                diverged = RunInfo.read(layout, name, tuning=True).diverged_at
+                name = model_name(variant, seed, trial.trial)
+                entry = {"variant": variant, "trial": trial.trial, "seed": seed, "setting": trial.setting}
+                diverged = RunFile.read(layout.run_file(name, tuning=True), "tune").diverged_at
                 if diverged is not None:
-                    out[name] = {**entry, "diverged_at": diverged}
+                    out[name] = TuningScore(**entry, diverged_at=diverged)
                     continue
                 model = network(load_checkpoint(layout.checkpoint(name, tuning=True), summary))
                 p = probabilities(model, {s: parts[s] for s in ("val", "test")})
-                out[name] = {**entry, **{f"{s}_ap": float(average_precision_score(parts[s].y, p[s])) for s in p},
-                             **{f"{s}_roc_auc": float(roc_auc_score(parts[s].y, p[s])) for s in p}}
-    return out
+                out[name] = TuningScore(**entry, **{f"{s}_ap": float(average_precision_score(parts[s].y, p[s]))
+                                                    for s in p},
+                                        **{f"{s}_roc_auc": float(roc_auc_score(parts[s].y, p[s])) for s in p})
+    return TuningScores(models=out)
 
 
 def run(params: Params, layout: Layout = Layout(), track: bool = True) -> dict[str, dict[str, float]]:
     """Evaluate every compared, reference and tuning model; write metrics, scores, figures and curves."""
-    summary = PrepareSummary.read(layout)
+    summary = PrepareSummary.read(layout.prepare_summary, "prepare")
     prepared = Prepared(layout, summary)
     parts = {split: prepared.parts(split) for split in (TUNING, *summary.replicates)}
     for split, rows in parts.items():
@@ -134,25 +138,26 @@ def run(params: Params, layout: Layout = Layout(), track: bool = True) -> dict[s
         for item in items:
             results[item.name] = _write_model(item, parts[item.split], money[item.split], params, layout, at)
         _write_curves([item for item in items if item.replicate == 0], parts, tmp_curves)
-        write_json(at(layout.tuning_scores), tuning)
-        write_json(at(layout.overview), overview(results, params, summary))
+        tuning.write(at(layout.tuning_scores))
+        overview(results, params, summary).write(at(layout.overview))
         if track:
             logged = _track(params, layout, prepared, items, results,
                             {n: tuple(p for p in (at(layout.figures(n)), at(layout.model_metrics(n))) if p.exists())
                              for n in results})
-            write_json(at(layout.reference_runs), logged)
+            logged.write(at(layout.logged))
     return results
 
 
 def _write_model(item: Scored, rows: Parts, money: dict[str, Transactions], params: Params, layout: Layout,
-                 at: Any) -> dict[str, float]:
+                 at: Callable[[Path], Path]) -> dict[str, float]:
     """One model's metrics file, saved scores (with each row's amount and day, when there is money)
     and figures."""
     metrics = evaluate_model(item, rows, params.evaluate, money)
-    extra = {k: v for k, v in (item.details or {}).items() if k in ("chosen", "grid")}
-    budget = {"alert_budget_by_day": {str(d): k for d, k in money["test"].budget.items()}} if money else {}
-    write_json(at(layout.model_metrics(item.name)), {**metrics, **extra, **budget, "split": item.split,
-                                                     "replicate": item.replicate})
+    details = item.details or {}
+    ModelMetrics(split=item.split, replicate=item.replicate, values=metrics,
+                 reference=ReferenceChoice(chosen=details["chosen"], grid=details["grid"]) if "chosen" in details
+                 else None, alert_budget_by_day=money["test"].budget if money else {}
+                 ).write(at(layout.model_metrics(item.name)))
     columns = {"split": np.repeat(["val", "test"], [rows["val"].y.size, rows["test"].y.size]),
                "y_true": np.concatenate([rows["val"].y, rows["test"].y]),
                "score": np.concatenate([item.probabilities["val"], item.probabilities["test"]])}
@@ -180,16 +185,14 @@ def _write_curves(items: list[Scored], parts: dict[str, Parts], folder: Path) ->
     pd.concat(roc_rows).to_csv(folder / "roc.csv", index=False)
 
 
-def overview(results: dict[str, dict[str, float]], params: Params, summary: PrepareSummary) -> dict[str, Any]:
+def overview(results: dict[str, dict[str, float]], params: Params, summary: PrepareSummary) -> Overview:
     """Key test metrics of every model, and mean/std over replicates per variant."""
-    out: dict[str, Any] = {"models": {n: {k: m[k] for k in KEY_METRICS} for n, m in results.items()}}
-    variants: dict[str, Any] = {}
+    variants = {}
     for variant in params.train.variants:
         rows = [results[model_name(variant, r)] for r in range(len(summary.replicates))]
         variants[variant] = {f"{k}_{stat}": float(fn([r[k] for r in rows]))
                              for k in KEY_METRICS for stat, fn in (("mean", np.mean), ("std", np.std))}
-    out["variants"] = variants
-    return out
+    return Overview(models={n: {k: m[k] for k in KEY_METRICS} for n, m in results.items()}, variants=variants)
 
 
 def _log_line(name: str, m: dict[str, float]) -> None:
@@ -202,18 +205,18 @@ def _log_line(name: str, m: dict[str, float]) -> None:
 
 
 def _track(params: Params, layout: Layout, prepared: Prepared, items: list[Scored],
-           results: dict[str, dict[str, float]], artifacts: dict[str, tuple[Path, Path]]) -> dict[str, Any]:
-    """Evaluation, and the servable model, into each compared model's run; reference models get runs
-    of their own. Returns where they went: {"models": {name: {run_id, model_uri}}, "references": ...}.
+           results: dict[str, dict[str, float]], artifacts: dict[str, tuple[Path, ...]]) -> Logged:
+    """Evaluation, and the servable model, into each compared model's run; reference models get runs of
+    their own. Returns where they went.
 
-    Only tags.EVALUATION_KEYS (and tags.MONEY_KEYS, with amounts) become MLflow metrics (distinct from the per-epoch keys); every
-    number is in the run's evaluation JSON artifact.
+    Only keys.EVALUATION_KEYS (and keys.MONEY_KEYS, with amounts) become MLflow metrics (distinct from the
+    per-epoch keys); every number is in the run's evaluation JSON artifact.
     """
     trained = [item.run for item in items if item.run is not None and item.run.run_id]
     if trained:
         runs.adopt_launcher(trained[0].group)
     summary = prepared.summary
-    out: dict[str, Any] = {"models": {}, "references": {}}
+    models, references = {}, {}
     for item in items:
         run_id = None
         if item.kind == "mlp" and item.run is not None and item.run.run_id:
@@ -223,24 +226,28 @@ def _track(params: Params, layout: Layout, prepared: Prepared, items: list[Score
                                        seed=item.run.seed, lr=item.run.lr, label=summary.label,
                                        group=item.run.group, split=item.split)
             example = prepared.raw(item.split, "test").head(5)[summary.features]
-            uri = packaging.log_fraud_model(run_id, layout.checkpoint(item.name), layout.encoder(item.split), settings,
-                                            example)
-            out["models"][item.name] = {"run_id": run_id, "model_uri": uri}
+            with packaging.fraud_model(layout.checkpoint(item.name), layout.encoder(item.split), settings,
+                                       example) as servable:
+                uri = lifecycle.log_model(run_id, servable)
+            models[item.name] = LoggedModel(run_id=run_id, model_uri=uri)
         elif item.kind == "reference" and trained:  # references join the group of the trained models
             run_id = runs.reference_run(params.mlflow.experiment, trained[0].group, item.name,
                                         (item.details or {}).get("params", {}),
-                                        {tags.VARIANT: "reference", tags.COLOR: REFERENCE_COLOR})
-            out["references"][item.name] = run_id
+                                        {keys.VARIANT: "reference", keys.COLOR: REFERENCE_COLOR})
+            references[item.name] = run_id
         if run_id:
-            keys = [*tags.EVALUATION_KEYS, *(k for k in tags.MONEY_KEYS if k in results[item.name])]
-            runs.log_results(run_id, {k: results[item.name][k] for k in keys},
+            metric_keys = [*keys.EVALUATION_KEYS, *(k for k in keys.MONEY_KEYS if k in results[item.name])]
+            runs.log_results(run_id, {k: results[item.name][k] for k in metric_keys},
                              artifacts[item.name], "evaluation")
-    return out
+    return Logged(models=models, references=references)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``python -m pipeline.evaluate [--params params.yaml]``."""
-    return stage_main("evaluate", __doc__, argv, lambda params, args: run(params))
+    def body(args: argparse.Namespace) -> object:
+        return run(load_params(args.params))
+
+    return stage_main("evaluate", __doc__, argv, body)
 
 
 if __name__ == "__main__":

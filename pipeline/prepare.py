@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -15,16 +15,17 @@ from pipeline.data.roles import role_table
 from pipeline.data.sources import load_source
 from pipeline.data.splits import split_indices
 from pipeline.data.values import NUMBER_ROLES
-from pipeline.project.config import PrepareParams
+from pipeline.project.artefacts import TimeBlock, PrepareSummary
 from pipeline.project.layout import SPLITS, TUNING, Layout, replicate_names
+from pipeline.project.params import PrepareParams, load_params
 from pipeline.runtime.cli import stage_main
 from pipeline.runtime.errors import DataError
-from pipeline.runtime.outputs import staged, write_json
+from pipeline.runtime.outputs import staged
 
 log = logging.getLogger("pipeline.prepare")
 
 
-def run(params: PrepareParams, layout: Layout = Layout()) -> dict[str, Any]:
+def run(params: PrepareParams, layout: Layout = Layout()) -> PrepareSummary:
     """Validate the source's rows and write them once, with the tuning split and one split per
     replicate, each with the encoder fitted on its training part; return the summary."""
     frame, source_hash = load_source(params)
@@ -41,23 +42,20 @@ def run(params: PrepareParams, layout: Layout = Layout()) -> dict[str, Any]:
                                   params.min_category_count) for name in names}
     first, tuning = parts[TUNING], encoders[TUNING]
     dates = columns.roles.get(params.split.time_column) == "datetime"
-    summary: dict[str, Any] = {
-        "source": params.source, "source_sha256": source_hash, "label": params.label,
-        "features": tuning.features, "n_features": len(tuning.features),
-        "split_method": params.split.method, "dropped_nonfinite": cleaned.dropped_nonfinite,
-        "replicates": names[1:], "redrawn": params.split.method == "stratified",
-        "folds": params.split.folds if params.split.method == "time" else 0,
-        "blocks": blocks(parts, labels, times, dates) if params.split.method == "time" else {},
-        "rows": {s: int(first[s].size) for s in SPLITS},
-        "positives": {s: int(labels[first[s]].sum()) for s in SPLITS},
-        "prevalence": {s: round(float(np.mean(labels[first[s]])), 6) for s in SPLITS},
-        "params": params.model_dump(),
-        "amount": amount_column(cleaned.table, columns.roles, params.amount),
-        "roles": columns.roles, "entity": columns.entity, "inputs": tuning.scaler.features,
+    summary = PrepareSummary(
+        source=params.source, source_sha256=source_hash, label=params.label, features=tuning.features,
+        n_features=len(tuning.features), split_method=params.split.method,
+        dropped_nonfinite=cleaned.dropped_nonfinite, replicates=names[1:],
+        redrawn=params.split.method == "stratified",
+        folds=params.split.folds if params.split.method == "time" else 0,
+        blocks=blocks(parts, labels, times, dates) if params.split.method == "time" else {},
+        rows={s: int(first[s].size) for s in SPLITS}, positives={s: int(labels[first[s]].sum()) for s in SPLITS},
+        prevalence={s: round(float(np.mean(labels[first[s]])), 6) for s in SPLITS}, params=params.model_dump(),
+        amount=amount_column(cleaned.table, columns.roles, params.amount), roles=columns.roles,
+        entity=columns.entity, inputs=tuning.scaler.features,
         # Every split's models share one architecture (one stack): each embedding has the rows of the largest
         # vocabulary among the splits' training parts; a split never uses the rows beyond its own.
-        "categories": {c: max(e.table_sizes()[c] for e in encoders.values()) for c in tuning.categorical},
-    }
+        categories={c: max(e.table_sizes()[c] for e in encoders.values()) for c in tuning.categorical})
     with staged(layout.prepared) as (tmp_dir,):
         (tmp_dir / "splits").mkdir(parents=True)
         (tmp_dir / "encoders").mkdir()
@@ -67,11 +65,11 @@ def run(params: PrepareParams, layout: Layout = Layout()) -> dict[str, Any]:
         for name in names:
             np.savez(tmp_dir / "splits" / f"{name}.npz", **parts[name])
             encoders[name].save(tmp_dir / "encoders" / f"{name}.json")
-        write_json(tmp_dir / layout.prepare_summary.name, summary)
+        summary.write(tmp_dir / layout.prepare_summary.name)
     log.info("prepared %s: %s rows, %s positives (train/val/test), the tuning split and %d replicate split(s)%s",
-             params.source, "/".join(str(summary["rows"][s]) for s in SPLITS),
-             "/".join(str(summary["positives"][s]) for s in SPLITS), params.replicates,
-             "" if summary["redrawn"] else f" (by time: {params.split.folds} window(s), delay {params.split.delay})")
+             params.source, "/".join(str(summary.rows[s]) for s in SPLITS),
+             "/".join(str(summary.positives[s]) for s in SPLITS), params.replicates,
+             "" if summary.redrawn else f" (by time: {params.split.folds} window(s), delay {params.split.delay})")
     return summary
 
 
@@ -92,25 +90,28 @@ def amount_column(table: pd.DataFrame, roles: dict[str, str], name: str | None) 
 
 
 def blocks(parts: dict[str, dict[str, np.ndarray]], labels: np.ndarray, times: np.ndarray,
-           dates: bool) -> dict[str, Any]:
-    """Each time split's parts (gap included): rows, positives, the times they span (seconds) and
-    the same as the time column reads them (a date-time, or a number of seconds)."""
+           dates: bool) -> dict[str, dict[str, TimeBlock]]:
+    """Each time split's parts (gap included): rows, positives, the times they span (seconds) and the same
+    as the time column reads them (a date-time, or a number of seconds)."""
     def text(value: float) -> str:
         return str(pd.Timestamp(value, unit="s")) if dates else f"{value:,.0f}"
 
-    def block(rows: np.ndarray) -> dict[str, Any]:
-        out: dict[str, Any] = {"rows": int(rows.size), "positives": int(labels[rows].sum())}
-        if rows.size:
-            start, end = float(times[rows].min()), float(times[rows].max())
-            out.update(start=start, end=end, start_text=text(start), end_text=text(end))
-        return out
+    def block(rows: np.ndarray) -> TimeBlock:
+        if not rows.size:
+            return TimeBlock(rows=0, positives=0)
+        start, end = float(times[rows].min()), float(times[rows].max())
+        return TimeBlock(rows=int(rows.size), positives=int(labels[rows].sum()), start=start, end=end,
+                     start_text=text(start), end_text=text(end))
 
     return {name: {part: block(rows) for part, rows in split.items()} for name, split in parts.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``python -m pipeline.prepare [--params params.yaml]``."""
-    return stage_main("prepare", __doc__, argv, lambda params, args: run(params.prepare))
+    def body(args: argparse.Namespace) -> object:
+        return run(load_params(args.params).prepare)
+
+    return stage_main("prepare", __doc__, argv, body)
 
 
 if __name__ == "__main__":

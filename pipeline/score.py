@@ -23,11 +23,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.data.tables import KIND_NAMES, check_header, table_kind
+from pipeline.data.sources import KIND_NAMES, check_header
+from pipeline.project.params import table_kind
 from pipeline.runtime.cli import run_stage
 from pipeline.runtime.errors import DataError
+from pipeline.serving.pyfunc import fraud_scorer
 from pipeline.serving.scorer import FraudScorer, ScoringError
-from pipeline.serving.loading import load_fraud_model
+from pipeline.tracking.lifecycle import load_model
 
 log = logging.getLogger("pipeline.score")
 CHUNK_ROWS = 200_000
@@ -35,7 +37,7 @@ CHUNK_ROWS = 200_000
 
 def load_scorer(uri: str) -> FraudScorer:
     """The scorer inside a logged model (its network, encoder, threshold and policy)."""
-    return load_fraud_model(uri).unwrap_python_model().scorer
+    return fraud_scorer(load_model(uri), uri)
 
 
 def check_input(path: Path) -> str:

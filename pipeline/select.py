@@ -11,49 +11,49 @@ the edge of the space).
 
 from __future__ import annotations
 
+import argparse
 import logging
 import math
-from typing import Any
 
-from pipeline.project.config import TrainParams
-from pipeline.project.layout import Layout, RunInfo, model_name, read_trials
-from pipeline.project.train_config import Choices, Range, SpaceParams
+from pipeline.project.artefacts import Chosen, RunFile, Selection, Trial, Trials, VariantSelection
+from pipeline.project.layout import Layout, model_name
+from pipeline.project.params import Choices, Range, Setting, SpaceParams, TrainParams, load_params
 from pipeline.runtime.cli import stage_main
 from pipeline.runtime.errors import StageError
-from pipeline.runtime.outputs import staged, write_json
+from pipeline.runtime.outputs import staged
 from pipeline.tracking import runs
-from pipeline.tracking.tags import SELECTED
+from pipeline.tracking.keys import SELECTED
 
 log = logging.getLogger("pipeline.select")
 EDGE = 0.05  # a chosen number this close to a bound (a share of the range, on its own scale) is at the edge
 
 
-def choose(variant: str, trials: list[dict[str, Any]]) -> dict[str, Any]:
+def choose(variant: str, trials: list[Trial]) -> Trial:
     """The best trial by mean validation AP, the earlier one on a tie; diverged trials never win."""
-    scored = [t for t in trials if t["val_ap"] is not None]
+    scored = [t for t in trials if t.val_ap is not None]
     if not scored:
         raise StageError(f"every trial of {variant} diverged on some tuning seed; lower train.tune.space.lr's "
                          "upper end")
-    return max(scored, key=lambda t: (t["val_ap"], -t["trial"]))
+    return max(scored, key=lambda t: (t.val_ap, -t.trial))
 
 
-def best_so_far(trials: list[dict[str, Any]]) -> list[float | None]:
+def best_so_far(trials: list[Trial]) -> list[float | None]:
     """The best mean validation AP after each trial, in trial order (None before the first score)."""
     best, out = -math.inf, []
-    for trial in sorted(trials, key=lambda t: t["trial"]):
-        if trial["val_ap"] is not None:
-            best = max(best, trial["val_ap"])
+    for trial in sorted(trials, key=lambda t: t.trial):
+        if trial.val_ap is not None:
+            best = max(best, trial.val_ap)
         out.append(best if best > -math.inf else None)
     return out
 
 
-def at_edge(space: SpaceParams, setting: dict[str, Any]) -> dict[str, str]:
+def edges_of(space: SpaceParams, setting: Setting) -> dict[str, str]:
     """Chosen values at the edge of the space, where the best may lie beyond it: a number within EDGE of
     a bound of its range, or the first or last of three or more numeric choices. A 0 (no weight decay, no
     dropout), as a choice or a range's low bound, is an end nothing lies beyond, never an edge."""
     edges = {}
     for name in type(space).model_fields:
-        dim, value = getattr(space, name), setting[name]
+        dim, value = getattr(space, name), getattr(setting, name)
         if isinstance(dim, Range):
             scale = math.log if dim.log else (lambda v: v)
             share = (scale(value) - scale(dim.low)) / (scale(dim.high) - scale(dim.low))
@@ -67,44 +67,48 @@ def at_edge(space: SpaceParams, setting: dict[str, Any]) -> dict[str, str]:
     return edges
 
 
-def run(train: TrainParams, layout: Layout = Layout(), track: bool = True) -> dict[str, dict[str, Any]]:
+def run(train: TrainParams, layout: Layout = Layout(), track: bool = True) -> dict[str, Chosen]:
     """Choose every variant's setting; write the choices and the trials; tag the tuning runs."""
-    table, chosen = {}, {}
+    table = {}
     for variant in train.variants:
-        trials = read_trials(layout, variant)
+        trials = Trials.read(layout.trials(variant), "tune").trials
         best = choose(variant, trials)
-        chosen[variant] = {**best["setting"], "trial": best["trial"]}
-        table[variant] = {"trials": trials, "chosen": chosen[variant], "val_ap": best["val_ap"],
-                          "best_so_far": best_so_far(trials), "at_edge": at_edge(train.tune.space, best["setting"])}
+        table[variant] = VariantSelection(trials=trials, chosen=Chosen(setting=best.setting, trial=best.trial),
+                                          val_ap=best.val_ap, best_so_far=best_so_far(trials),
+                                          at_edge=edges_of(train.tune.space, best.setting))
+    selection = Selection(variants=table, tune_seeds=list(train.tune.seeds), sampler=train.tune.sampler,
+                          trials=train.tune.trials, criterion="mean best val_ap over tuning seeds")
     with staged(layout.chosen, layout.selection) as (tmp_chosen, tmp_selection):
         tmp_chosen.mkdir()
-        for variant, setting in chosen.items():
-            write_json(tmp_chosen / layout.chosen_setting(variant).name, setting)
-        write_json(tmp_selection, {"variants": table, "tune_seeds": list(train.tune.seeds), "sampler": train.tune.sampler,
-                                   "trials": train.tune.trials, "criterion": "mean best val_ap over tuning seeds"})
+        for variant, entry in table.items():
+            entry.chosen.write(tmp_chosen / layout.chosen_setting(variant).name)
+        selection.write(tmp_selection)
     if track:
-        _tag_runs(train, layout, table)
+        _tag_runs(train, layout, selection)
     for variant, entry in table.items():
-        edges = ", ".join(f"{k} at its {v} end" for k, v in entry["at_edge"].items())
+        edges = ", ".join(f"{k} at its {v} end" for k, v in entry.at_edge.items())
         log.info("select[%s] trial %d (mean validation AP %.3f over tuning seeds %s)%s", variant,
-                 entry["chosen"]["trial"], entry["val_ap"], list(train.tune.seeds),
+                 entry.chosen.trial, entry.val_ap, list(train.tune.seeds),
                  f"  AT THE EDGE OF THE SPACE: {edges}; widen train.tune.space" if edges else "")
-    return chosen
+    return {variant: entry.chosen for variant, entry in table.items()}
 
 
-def _tag_runs(train: TrainParams, layout: Layout, table: dict[str, dict[str, Any]]) -> None:
+def _tag_runs(train: TrainParams, layout: Layout, selection: Selection) -> None:
     """`pipeline.selected` on every tuning run: true for the chosen trial of its variant."""
-    for variant, entry in table.items():
-        for trial in entry["trials"]:
+    for variant, entry in selection.variants.items():
+        for trial in entry.trials:
             for seed in train.tune.seeds:
-                info = RunInfo.read(layout, model_name(variant, seed, trial["trial"]), tuning=True)
+                info = RunFile.read(layout.run_file(model_name(variant, seed, trial.trial), tuning=True), "tune")
                 if info.run_id:
-                    runs.set_tag(info.run_id, SELECTED, str(trial["trial"] == entry["chosen"]["trial"]).lower())
+                    runs.set_tag(info.run_id, SELECTED, str(trial.trial == entry.chosen.trial).lower())
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``python -m pipeline.select [--params params.yaml]``."""
-    return stage_main("select", __doc__, argv, lambda params, args: run(params.train))
+    def body(args: argparse.Namespace) -> object:
+        return run(load_params(args.params).train)
+
+    return stage_main("select", __doc__, argv, body)
 
 
 if __name__ == "__main__":

@@ -14,14 +14,10 @@ import sys
 
 from pipeline.runtime.errors import DataError
 from pipeline.serving import endpoint
-from pipeline.serving.loading import load_fraud_model
+from pipeline.serving.pyfunc import fraud_scorer
+from pipeline.tracking.lifecycle import load_model
 
 log = logging.getLogger("pipeline.serve")
-
-
-def load(uri: str) -> object:
-    """The pyfunc model at ``uri`` (any MLflow model URI of a model this pipeline logged)."""
-    return load_fraud_model(uri)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"largest request body accepted (default {endpoint.MAX_BYTES:,})")
     args = parser.parse_args(argv)
     try:
-        model = load(args.model)
+        model = load_model(args.model)
+        fraud_scorer(model, args.model)  # a fraud model of this pipeline, or one line and exit 2
     except DataError as exc:
         print(f"serve: error: {exc}", file=sys.stderr)
         return 2

@@ -25,7 +25,7 @@ from pathlib import Path
 from pipeline.hosting import launch, postgres, secrets
 from pipeline.hosting.postgres import postgres_bin  # noqa: F401 (tests find PostgreSQL through the command)
 from pipeline.hosting.secrets import ADMIN
-from pipeline.project.loading import PARAMS_FILE, load_params
+from pipeline.project.params import PARAMS_FILE, load_params
 from pipeline.runtime.errors import StageError, UserError
 from pipeline.tracking import access, store
 
@@ -42,13 +42,13 @@ def start(args: argparse.Namespace) -> tuple[str, str | None]:
     state.mkdir(parents=True, exist_ok=True)
     found, created = secrets.load_or_create(state)
     secrets.write_pgpass(state, found)
-    uris = postgres.start(state, args.pg_port, found)
+    uris = postgres.start_postgres(state, args.pg_port, found)
     uri = f"http://127.0.0.1:{args.port}"
     if launch.running(state) is None:
-        env = launch.environment(state, found, uris["mlflow_auth"] if login else None)
+        env = launch.server_environment(state, found, uris["mlflow_auth"] if login else None)
         flags += ["--host", args.host, "--workers", str(args.workers), *(["--app-name", "basic-auth"] if login else [])]
         artifacts = args.artifacts or str((state / "artifacts").resolve())
-        launch.launch(state, env, uris["mlflow"], artifacts, flags, args.port,
+        launch.start_server(state, env, uris["mlflow"], artifacts, flags, args.port,
                       {"backend": uris["mlflow"], "artifacts": artifacts, "pg_port": args.pg_port, "login": login})
     if login:
         with access.signed_in(ADMIN, found.admin_password):
@@ -58,8 +58,8 @@ def start(args: argparse.Namespace) -> tuple[str, str | None]:
 
 def stop(state: Path) -> None:
     """Stop the MLflow server and PostgreSQL; keep their data."""
-    launch.stop(state)
-    postgres.stop(state)
+    launch.stop_server(state)
+    postgres.stop_postgres(state)
 
 
 def _admin_uri(state: Path) -> tuple[str, secrets.Secrets]:

@@ -23,15 +23,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.project.loading import load_params
+from pipeline.project.params import load_params
 from pipeline.reporting import figures
-from pipeline.reporting.document import Document, mean_sd
+from pipeline.analysis.statistics import mean_sd
+from pipeline.reporting.document import Document
 from pipeline.runtime import experiments
 from pipeline.runtime.cli import run_stage
 from pipeline.runtime.errors import StageError
 from pipeline.runtime.outputs import staged
 from pipeline.tracking import runs as tracked
-from pipeline.tracking.tags import DVC_EXP_NAME, ROLE, SEED, VARIANT
+from pipeline.tracking.keys import DVC_EXP_NAME, ROLE, SEED, VARIANT
 
 log = logging.getLogger("pipeline.study")
 
@@ -68,7 +69,7 @@ STUDIES = {
 OUT_DIR = Path("reports/studies")
 
 
-def launch(study_id: str, study: Study, values: list[str], overrides: list[str], jobs: int) -> list[str]:
+def launch_study(study_id: str, study: Study, values: list[str], overrides: list[str], jobs: int) -> list[str]:
     """Queue one DVC experiment per value and run the queue; return the experiment names."""
     names = []
     for index, value in enumerate(values):
@@ -83,7 +84,7 @@ def launch(study_id: str, study: Study, values: list[str], overrides: list[str],
     return names
 
 
-def collect(experiment: str, study_id: str, param: str) -> pd.DataFrame:
+def collect_runs(experiment: str, study_id: str, param: str) -> pd.DataFrame:
     """One row per MLflow run of a trained model (compared or tuning) of the study's experiments,
     FAILED runs included (a learning rate that diverges fails while tuning)."""
     query = f"tags.`{DVC_EXP_NAME}` LIKE '{study_id}-%'"
@@ -169,8 +170,8 @@ def run(name: str, values: list[str] | None = None, overrides: list[str] | None 
     study = STUDIES[name]
     experiment = load_params(params_file).mlflow.experiment
     study_id = f"study-{name.replace('_', '')}-{dt.datetime.now(dt.timezone.utc).strftime('%Y%m%d-%H%M%S')}"
-    launched = launch(study_id, study, values or [f"{v:g}" for v in study.values], overrides or [], jobs)
-    runs = collect(experiment, study_id, study.param)
+    launched = launch_study(study_id, study, values or [f"{v:g}" for v in study.values], overrides or [], jobs)
+    runs = collect_runs(experiment, study_id, study.param)
     target = write_report(study_id, study, runs, out_dir, launched)
     log.info("study %s: %d runs (%d FAILED); wrote %s", study_id, len(runs),
              int((runs["status"] == "FAILED").sum()) if not runs.empty else 0, target / "study.md")

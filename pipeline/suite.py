@@ -22,17 +22,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from pipeline.data.sources import file_sha256
-from pipeline.project.config import Params
-from pipeline.project.loading import PARAMS_FILE, read_yaml
-from pipeline.project.suite_config import Suite, TableSpec, load_suite, override_items, overrides, params_for
-from pipeline.reporting import pooled, suite_report
-from pipeline.reporting.pooled import FAILED, FINISHED, PooledClaim, TableResult
+from pipeline.project.params import Params
+from pipeline.project.params import PARAMS_FILE, read_yaml
+from pipeline.project.suites import Suite, TableSpec, load_suite, override_items, overrides, params_for
+from pipeline.analysis import pooling
+from pipeline.reporting import suite_pages
+from pipeline.analysis.pooling import FAILED, FINISHED, PooledClaim, TableResult
+from pipeline.project.artefacts import Headline
+from pipeline.project.layout import SUMMARY
 from pipeline.runtime import experiments
 from pipeline.runtime.cli import run_stage
 from pipeline.runtime.errors import StageError, UserError
 from pipeline.runtime.outputs import staged
-from pipeline.tracking import tables as tracked
+from pipeline.tracking import suites as suite_runs
 from pipeline.tracking import store, ui
 
 log = logging.getLogger("pipeline.suite")
@@ -86,7 +91,7 @@ def plan(suite: Suite, base: dict[str, Any], root: Path, code: str) -> tuple[lis
     return plans, failed
 
 
-def launch(suite: Suite, plans: list[Plan], jobs: int) -> dict[str, str]:
+def launch_tables(suite: Suite, plans: list[Plan], jobs: int) -> dict[str, str]:
     """Queue every table without a finished experiment and run the queue; return the tables that could
     not even be queued, with dvc's reason."""
     problems, queued = {}, 0
@@ -107,19 +112,25 @@ def launch(suite: Suite, plans: list[Plan], jobs: int) -> dict[str, str]:
     return problems
 
 
-def collect(suite: Suite, plans: list[Plan], problems: dict[str, str], reused: set[str]) -> list[TableResult]:
+def collect_tables(suite: Suite, plans: list[Plan], problems: dict[str, str], reused: set[str]) -> list[TableResult]:
     """Each planned table's headline from its experiment, or why it has none."""
     out = []
     for p in plans:
         name = p.experiment(suite.name)
         ref = experiments.find_ref(name)
-        text = experiments.read_file(ref, "metrics/summary.json") if ref else None
+        text = experiments.read_file(ref, SUMMARY) if ref else None
         if text is None:
             reason = problems.get(p.table.name) or experiments.failure_reason(name)
             out.append(TableResult(p.table.name, name, FAILED, p.table.question, reason))
-        else:
-            out.append(TableResult(p.table.name, name, FINISHED, p.table.question, headline=json.loads(text),
-                                   reused=p.table.name in reused))
+            continue
+        try:
+            headline = Headline.model_validate_json(text)
+        except ValidationError:
+            out.append(TableResult(p.table.name, name, FAILED, p.table.question, f"its {SUMMARY} is not the "
+                                   "headline this code writes (another version): run the suite again"))
+            continue
+        out.append(TableResult(p.table.name, name, FINISHED, p.table.question, headline=headline,
+                               reused=p.table.name in reused))
     return out
 
 
@@ -130,7 +141,7 @@ def table_metrics(result: TableResult, claims: list[PooledClaim]) -> dict[str, f
         for e in c.tables:
             if e.table == result.name:
                 out.update({f"{c.key}_effect": e.mean, f"{c.key}_low": e.low, f"{c.key}_high": e.high})
-    aps = {**result.headline.get("test_ap", {}), **result.headline.get("reference_test_ap", {})}
+    aps = {**result.headline.test_ap, **result.headline.reference_test_ap}
     out.update({f"test_ap_{m}": float(v) for m, v in aps.items()})
     return out
 
@@ -142,19 +153,19 @@ def publish(suite: Suite, params: Params, results: list[TableResult], plans: lis
     keys = {p.table.name: p for p in plans}
     for r in results:
         if r.status == FINISHED:
-            tracked.tag_table_runs(experiment, r.experiment, r.name, suite.name)
-            tracked.table_run(experiment, suite.name, r.name, keys[r.name].key, r.experiment, keys[r.name].sets,
+            suite_runs.tag_table_runs(experiment, r.experiment, r.name, suite.name)
+            suite_runs.table_run(experiment, suite.name, r.name, keys[r.name].key, r.experiment, keys[r.name].sets,
                               table_metrics(r, claims))
     url = ui.save_suite_view(store.experiment_id(experiment), suite.name)
     finished = [r for r in results if r.status == FINISHED]
     lines = [f"**Suite `{suite.name}`**: {len(finished)} of {len(results)} tables finished, "
              f"{sum(r.sound for r in finished)} with a sound comparison (see the report's caveats).", "",
              "| Claim | Pooled | Random effects [interval] | I² | Sound tables only |", "|---|---|---|---|---|"]
-    lines += [f"| {c.key} | **{pooled.answer(c)}** | {c.pooled.mean:+.3g} [{c.pooled.low:+.3g}, "
-              f"{c.pooled.high:+.3g}] | {c.pooled.i2:.0%} | {pooled.sound_answer(c)} |" for c in claims]
+    lines += [f"| {c.key} | **{pooling.answer(c)}** | {c.pooled.mean:+.3g} [{c.pooled.low:+.3g}, "
+              f"{c.pooled.high:+.3g}] | {c.pooled.i2:.0%} | {pooling.sound_answer(c)} |" for c in claims]
     lines += ["", f"**Every table's models, grouped by variant:** [{url}]({url}). The report is in this run's "
               "artifacts (`suite/suite.html`)."]
-    tracked.suite_run(experiment, suite.name, report_dir, "\n".join(lines))
+    suite_runs.suite_run(experiment, suite.name, report_dir, "\n".join(lines))
     return url
 
 
@@ -162,15 +173,15 @@ def write(suite: Suite, results: list[TableResult], claims: list[PooledClaim], p
           out_dir: Path, jobs: int = 1) -> Path:
     """reports/suite/: suite.md, suite.html, headline.json and the figures (``jobs``: the workers that trained
     this invocation's tables)."""
-    table_ranks = pooled.ranks(results)
+    table_ranks = pooling.ranks(results)
     with staged(out_dir) as (tmp,):
         (tmp / "figures").mkdir(parents=True)
         generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        doc = suite_report.build(suite, results, claims, table_ranks, tmp / "figures", params.report.confidence,
+        doc = suite_pages.suite_document(suite, results, claims, table_ranks, tmp / "figures", params.report.confidence,
                                  generated, jobs)
         (tmp / "suite.md").write_text(doc.markdown(tmp))
         (tmp / "suite.html").write_text(doc.html())
-        (tmp / "headline.json").write_text(json.dumps(pooled.headline(suite.name, results, claims, table_ranks, jobs),
+        (tmp / "headline.json").write_text(json.dumps(pooling.suite_headline(suite.name, results, claims, table_ranks, jobs),
                                                       indent=2) + "\n")
     return out_dir
 
@@ -186,10 +197,10 @@ def run(suite_file: Path = DEFAULT_SUITE, jobs: int = 1, out_dir: Path = OUT_DIR
     if track:  # create the store before the workers do: two fresh workers would race to set up its tables
         store.experiment_id(params.mlflow.experiment)
     done = {p.table.name for p in plans if experiments.find_ref(p.experiment(suite.name)) is not None}
-    problems = launch(suite, plans, jobs)
+    problems = launch_tables(suite, plans, jobs)
     order = [t.name for t in suite.tables]
-    results = sorted(collect(suite, plans, problems, done) + failed, key=lambda r: order.index(r.name))
-    claims = pooled.pooled_claims(results, params.report.confidence, params.report.bootstrap.seed)
+    results = sorted(collect_tables(suite, plans, problems, done) + failed, key=lambda r: order.index(r.name))
+    claims = pooling.pooled_claims(results, params.report.confidence, params.report.bootstrap.seed)
     write(suite, results, claims, params, out_dir, jobs)
     if track:
         url = publish(suite, params, results, plans, claims, out_dir)

@@ -6,9 +6,9 @@ train.tune, each a setting of its space on every tuning seed, into tuning/models
 study and trials.json. ``python -m pipeline.train --variant V`` trains its compared models (stage
 ``train``): one per replicate of prepare.replicates (replicate r: its split, seed r) at the setting
 select chose, into models/V/ and models/history/V/ (``--seed R``: replicate R only). A model whose
-files are there from the same data, params and code is kept; the others train together, ``train.stack`` of one batch size in one stack,
-or one at a time with ``train.stack: 1``, which is also how torchrun trains each model over several
-processes.
+files are there from the same data, params and code is kept; the others train together, ``train.stack`` of
+one batch size in one stack (``train.stack: 1``: one at a time, as torchrun trains each model over
+several processes).
 """
 
 from __future__ import annotations
@@ -19,20 +19,18 @@ import os
 import sys
 
 from pipeline.data.prepared import Prepared
-from pipeline.modeling import distributed
-from pipeline.modeling.distributed import World
-from pipeline.modeling.fit import FitEnv
-from pipeline.project.config import Params
-from pipeline.project.layout import Layout, PrepareSummary
+from pipeline.project.artefacts import PrepareSummary
+from pipeline.project.layout import Layout
+from pipeline.project.params import Params, load_params
 from pipeline.project.variants import NAMES
 from pipeline.runtime.cli import stage_main
 from pipeline.runtime.errors import StageError
-from pipeline.runtime.torchrun import torchrun_command
 from pipeline.tracking import store
-from pipeline.training.alone import train_alone
-from pipeline.training.environment import environment
+from pipeline.training import distributed
+from pipeline.training.distributed import World, torchrun_command
 from pipeline.training.jobs import Job, Planner, TrainResult, stale
-from pipeline.training.stacked import train_stacked
+from pipeline.training.loop import FitEnv
+from pipeline.training.runner import environment, train_jobs
 from pipeline.training.tuning import tune_variant
 
 log = logging.getLogger("pipeline.train")
@@ -66,7 +64,7 @@ def _start(params: Params, variant: str, layout: Layout,
            track: bool) -> tuple[PrepareSummary, Planner, World, FitEnv]:
     if variant not in NAMES:
         raise StageError(f"unknown variant {variant!r}; use one of {', '.join(NAMES)}")
-    summary = PrepareSummary.read(layout)
+    summary = PrepareSummary.read(layout.prepare_summary, "prepare")
     world = World.from_env()
     if track and world.is_main:  # an unreachable store fails now, before any output is touched
         store.client()
@@ -89,12 +87,7 @@ def _train_jobs(params: Params, planner: Planner, summary: PrepareSummary, jobs:
                      jobs[0].variant, len(kept), len(jobs))
     trained: dict[str, TrainResult] = {}
     if todo:
-        prepared = Prepared(layout, summary)
-        if world.size > 1 or params.train.stack == 1:
-            done = [train_alone(params, layout, prepared, job, env, track) for job in todo]
-        else:
-            done = train_stacked(params, layout, prepared, todo, env, track)
-        trained = {r.name: r for r in done}
+        trained = {r.name: r for r in train_jobs(params, layout, Prepared(layout, summary), todo, env, track)}
     return [trained.get(job.name) or _kept(job) for job in jobs]
 
 
@@ -111,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         which.add_argument("--seed", type=int, help="train only this compared model (stage train trains them all)")
         which.add_argument("--tune", action="store_true", help="tune the variant (stage tune)")
 
-    def body(params: Params, args: argparse.Namespace) -> object:
+    def body(args: argparse.Namespace) -> object:
+        params = load_params(args.params)
         world = World.from_env()
         if not world.is_main:
             logging.getLogger("pipeline").setLevel(logging.WARNING)  # one process speaks
@@ -120,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                 return tune(params, args.variant)
             return run(params, args.variant, seeds=None if args.seed is None else [args.seed])
         finally:
-            distributed.stop(world)
+            distributed.leave(world)
 
     argv = sys.argv[1:] if argv is None else list(argv)
     launch = torchrun_command(argv)

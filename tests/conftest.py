@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from pipeline import evaluate, prepare
-from pipeline.project.config import Params
+from pipeline.project.params import Params
 from pipeline.project.layout import Layout
-from pipeline.project.loading import parse
+from pipeline.project.params import parse
 from tests.helpers.params import sample_csv_path, small_raw_params
 from tests.helpers.stages import save_model, train_all
 

@@ -11,12 +11,13 @@ import pytest
 from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score, roc_auc_score
 
 from pipeline import evaluate, prepare
-from pipeline.tracking import tags
-from pipeline.project.config import Params
-from pipeline.project.loading import parse
+from pipeline.tracking import keys as tags
+from pipeline.project.params import Params
+from pipeline.project.params import parse
 from pipeline.runtime.errors import StageError
 from pipeline.data.prepared import Prepared
-from pipeline.project.layout import Layout, PrepareSummary
+from pipeline.project.artefacts import ModelMetrics, PrepareSummary, TuningScores
+from pipeline.project.layout import Layout
 from pipeline.evaluation.metrics import choose_threshold
 from tests.helpers.stages import raw_test, train_all
 
@@ -33,7 +34,7 @@ def test_every_model_and_reference_is_evaluated_and_tracked(params: Params, prep
     names = ["batchnorm-s0", "baseline-s0", "logistic_regression-s0", "hist_gradient_boosting-s0"]
     assert sorted(results) == sorted(names)
     for name in names:
-        saved = json.loads(trained.model_metrics(name).read_text())
+        saved = ModelMetrics.read(trained.model_metrics(name), "evaluate")
         for key in ("test_precision", "test_recall", "test_f1", "test_ap", "test_roc_auc", "threshold",
                     "test_prevalence", "test_mcc", "test_brier", "test_balanced_accuracy", "test_majority_accuracy",
                     "test_tp", "test_precision_at_50", "test_ap_ci_low", "test_ap_ci_high", "train_ap",
@@ -41,12 +42,13 @@ def test_every_model_and_reference_is_evaluated_and_tracked(params: Params, prep
             assert key in saved, (name, key)
         assert sorted(p.name for p in trained.figures(name).iterdir()) == sorted(  # replicate 0: figures
             f"{f}.png" for f in ("pr_curve", "roc_curve", "confusion_matrix", "calibration", "score_histogram"))
-    lr_grid = json.loads(trained.model_metrics("logistic_regression-s0").read_text())
-    assert lr_grid["chosen"] == {"C": 1.0} and [g["C"] for g in lr_grid["grid"]] == [1.0]
-    assert lr_grid["split"] == "r0" and lr_grid["replicate"] == 0
-    tuning = json.loads(trained.tuning_scores.read_text())
+    lr_grid = ModelMetrics.read(trained.model_metrics("logistic_regression-s0"), "evaluate")
+    assert lr_grid.reference.chosen == {"C": 1.0} and [g["C"] for g in lr_grid.reference.grid] == [1.0]
+    assert lr_grid.split == "r0" and lr_grid.replicate == 0
+    tuning = TuningScores.read(trained.tuning_scores, "evaluate").models
     assert set(tuning) == {f"{v}-t{t}-s100" for v in ("batchnorm", "baseline") for t in (0, 1)}
-    assert {"val_ap", "test_ap", "val_roc_auc", "test_roc_auc", "lr", "trial"} <= set(tuning["batchnorm-t0-s100"])
+    first = tuning["batchnorm-t0-s100"]
+    assert first.trial == 0 and first.setting.lr in (0.01, 0.003) and 0 < first.val_ap <= 1 and 0 < first.test_roc_auc
     combined = json.loads(trained.overview.read_text())
     assert set(combined["models"]) == set(names) and set(combined["variants"]) == {"batchnorm", "baseline"}
     curves = pd.read_csv(trained.curves / "precision_recall.csv")
@@ -63,8 +65,8 @@ def test_every_model_and_reference_is_evaluated_and_tracked(params: Params, prep
     logged = {a.path for a in client.list_artifacts(run_id, "evaluation")}
     assert {"evaluation/pr_curve.png", "evaluation/batchnorm-s0.json"} <= logged
     assert "mlflow.parentRunId" not in run.data.tags  # not nested: visible in the runs table
-    _assert_pyfunc_agrees(trained, json.loads(trained.reference_runs.read_text())["models"], run_id)
-    assert json.loads(trained.reference_runs.read_text())["references"].keys() == set(names[2:])
+    _assert_pyfunc_agrees(trained, json.loads(trained.logged.read_text())["models"], run_id)
+    assert json.loads(trained.logged.read_text())["references"].keys() == set(names[2:])
     refs = mlflow.search_runs(search_all_experiments=True, filter_string="tags.`pipeline.role` = 'reference'")
     assert sorted(refs["tags.mlflow.runName"]) == sorted(["logistic_regression-s0", "hist_gradient_boosting-s0"])
     assert set(refs["tags.pipeline.group"]) == {run.data.tags["pipeline.group"]}
@@ -83,11 +85,11 @@ def _assert_pyfunc_agrees(layout: Layout, logged: dict, run_id: str) -> None:
     raw = raw_test(layout)
     for name, entry in logged.items():
         model = mlflow.pyfunc.load_model(entry["model_uri"])
-        assert [c.name for c in model.metadata.get_input_schema().inputs] == PrepareSummary.read(layout).features
+        assert [c.name for c in model.metadata.get_input_schema().inputs] == PrepareSummary.read(layout.prepare_summary, "prepare").features
         out = model.predict(raw)
         scores = pd.read_parquet(layout.scores(name))
         saved = scores.loc[scores["split"] == "test", "score"].to_numpy()
-        threshold = json.loads(layout.model_metrics(name).read_text())["threshold"]
+        threshold = ModelMetrics.read(layout.model_metrics(name), "evaluate")["threshold"]
         assert list(out.columns) == ["fraud_probability", "fraud"] and len(out) == len(raw)
         np.testing.assert_allclose(out["fraud_probability"].to_numpy(), saved, rtol=0, atol=1e-6)
         np.testing.assert_array_equal(out["fraud"].to_numpy(), (saved >= threshold).astype(int))
@@ -97,7 +99,7 @@ def _assert_pyfunc_agrees(layout: Layout, logged: dict, run_id: str) -> None:
 def test_saved_scores_reproduce_metrics_with_sklearn(params: Params, evaluated: Layout) -> None:
     names = ["batchnorm-s0", "baseline-s0", *(f"{r}-s0" for r in params.evaluate.references.names())]
     for name in names:
-        metrics = json.loads(evaluated.model_metrics(name).read_text())
+        metrics = ModelMetrics.read(evaluated.model_metrics(name), "evaluate")
         scores = pd.read_parquet(evaluated.scores(name))
         val, test = scores[scores["split"] == "val"], scores[scores["split"] == "test"]
         threshold = choose_threshold(val["y_true"].to_numpy(), val["score"].to_numpy(),
@@ -119,11 +121,11 @@ def test_saved_scores_reproduce_metrics_with_sklearn(params: Params, evaluated: 
         assert metrics["test_value_recall_ci_low"] <= metrics["test_value_recall"] <= metrics["test_value_recall_ci_high"]
         # Each day's k highest cards (a card's highest score that day; a fraud if any of its rows is; no
         # ties here): precision averaged over the days.
-        budget = metrics["alert_budget_by_day"]
+        budget = metrics.alert_budget_by_day
         cards = test.groupby(["day", "entity"]).agg(score=("score", "max"), fraud=("y_true", "max")).reset_index()
         daily = [cards[cards["day"] == int(d)].nlargest(k, "score")["fraud"].mean() for d, k in budget.items()]
         assert metrics["test_alert_precision"] == pytest.approx(np.mean(daily))
-        assert sum(budget.values()) == metrics["test_alert_budget"] and set(test["day"].astype(str)) == set(budget)
+        assert sum(budget.values()) == metrics["test_alert_budget"] and set(test["day"]) == set(budget)
 
 
 def test_the_cost_strategy_chooses_on_validation_amounts(raw_params: dict, trained: Layout) -> None:
@@ -147,7 +149,7 @@ def test_the_cost_strategy_chooses_on_validation_amounts(raw_params: dict, train
 
 def _relabel(layout: Layout, part: str, labels: object) -> None:
     """Set the labels of replicate 0's rows of one part in the prepared table."""
-    rows = Prepared(layout, PrepareSummary.read(layout)).indices("r0")[part]
+    rows = Prepared(layout, PrepareSummary.read(layout.prepare_summary, "prepare")).indices("r0")[part]
     table = pd.read_parquet(layout.table)
     table.loc[rows, "Class"] = labels(table.loc[rows, "Class"]) if callable(labels) else labels
     table.to_parquet(layout.table, index=False)
@@ -200,7 +202,7 @@ def test_references_can_be_turned_off(raw_params: dict, trained: Layout) -> None
 def test_reference_grid_is_chosen_on_validation(raw_params: dict, trained: Layout) -> None:
     raw_params["evaluate"]["references"] = {"logistic_regression": {"C": [0.0001, 1.0]}}
     _evaluate(parse(raw_params), trained, track=False)
-    saved = json.loads(trained.model_metrics("logistic_regression-s0").read_text())
-    best = max(saved["grid"], key=lambda g: g["val_ap"])  # validation AP on the tuning split
-    assert saved["chosen"] == {"C": best["C"]} and len(saved["grid"]) == 2
-    assert min(g["val_ap"] for g in saved["grid"]) < best["val_ap"]  # the two points really differ
+    saved = ModelMetrics.read(trained.model_metrics("logistic_regression-s0"), "evaluate")
+    best = max(saved.reference.grid, key=lambda g: g["val_ap"])  # validation AP on the tuning split
+    assert saved.reference.chosen == {"C": best["C"]} and len(saved.reference.grid) == 2
+    assert min(g["val_ap"] for g in saved.reference.grid) < best["val_ap"]  # the two points really differ

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import json
 from pathlib import Path
 
 import numpy as np
@@ -11,15 +10,16 @@ import pandas as pd
 import pytest
 
 from pipeline import prepare
-from pipeline.project.loading import parse
+from pipeline.project.params import parse
 from pipeline.data.encoder import Encoder
 from pipeline.data.prepared import Prepared
 from pipeline.runtime.errors import DataError
-from pipeline.project.layout import Layout, PrepareSummary
+from pipeline.project.artefacts import PrepareSummary
+from pipeline.project.layout import Layout
 from tests.helpers.mixed import ROLES, mixed_params, mixed_table
 
 
-def _run(raw_params: dict, tmp_path: Path) -> dict:
+def _run(raw_params: dict, tmp_path: Path) -> PrepareSummary:
     return prepare.run(parse(raw_params).prepare, Layout(tmp_path))
 
 
@@ -31,22 +31,22 @@ def test_synthetic_outputs(raw_params: dict, tmp_path: Path) -> None:
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
         "encoders/r0.json", "encoders/r1.json", "encoders/tuning.json", "splits/r0.npz", "splits/r1.npz",
         "splits/tuning.npz", "summary.json", "table.parquet"]
-    assert json.loads(layout.prepare_summary.read_text()) == summary
-    assert PrepareSummary.read(layout).params == parse(raw_params).prepare.model_dump()
-    assert summary["replicates"] == ["r0", "r1"] and summary["redrawn"] is True
-    assert summary["rows"] == {"train": 2400, "val": 800, "test": 800}
-    assert summary["positives"] == {"train": 48, "val": 16, "test": 16}
-    assert summary["prevalence"]["test"] == pytest.approx(0.02)
-    assert summary["n_features"] == 34 and summary["features"][0] == "Time"
-    assert summary["roles"] == {"Time": "numeric", **{f"V{i}": "numeric" for i in range(1, 29)}, "Amount": "numeric",
+    assert PrepareSummary.read(layout.prepare_summary, "prepare") == summary
+    assert PrepareSummary.read(layout.prepare_summary, "prepare").params == parse(raw_params).prepare.model_dump()
+    assert summary.replicates == ["r0", "r1"] and summary.redrawn is True
+    assert summary.rows == {"train": 2400, "val": 800, "test": 800}
+    assert summary.positives == {"train": 48, "val": 16, "test": 16}
+    assert summary.prevalence["test"] == pytest.approx(0.02)
+    assert summary.n_features == 34 and summary.features[0] == "Time"
+    assert summary.roles == {"Time": "numeric", **{f"V{i}": "numeric" for i in range(1, 29)}, "Amount": "numeric",
                                 "merchant_category": "categorical", "channel": "categorical",
                                 "country": "categorical", "timestamp": "datetime", "card_id": "id"}
-    assert summary["entity"] == "card_id" and "card_id" not in summary["features"]
-    assert summary["inputs"][-5:] == [f"timestamp:{p}" for p in ("hour_sin", "hour_cos", "weekday_sin", "weekday_cos",
+    assert summary.entity == "card_id" and "card_id" not in summary.features
+    assert summary.inputs[-5:] == [f"timestamp:{p}" for p in ("hour_sin", "hour_cos", "weekday_sin", "weekday_cos",
                                                                   "days")]
-    assert list(summary["categories"]) == ["merchant_category", "channel", "country"]
-    numeric = len(summary["inputs"])
-    prepared = Prepared(layout, PrepareSummary.read(layout))
+    assert list(summary.categories) == ["merchant_category", "channel", "country"]
+    numeric = len(summary.inputs)
+    prepared = Prepared(layout, PrepareSummary.read(layout.prepare_summary, "prepare"))
     for split in ("tuning", "r0", "r1"):
         rows = prepared.indices(split)
         together = np.concatenate([rows["train"], rows["val"], rows["test"]])
@@ -56,16 +56,16 @@ def test_synthetic_outputs(raw_params: dict, tmp_path: Path) -> None:
         assert np.abs(parts["train"].x[:, :numeric].mean(axis=0)).max() < 1e-4  # scaled on its own training part
         indices = parts["train"].x[:, numeric:]
         assert (indices == np.round(indices)).all() and indices.min() >= 0  # category indices
-        assert (indices.max(axis=0) < list(summary["categories"].values())).all()
+        assert (indices.max(axis=0) < list(summary.categories.values())).all()
         raw = prepared.raw(split, "test")
-        assert list(raw.columns) == [*summary["features"], "card_id", "Class"]  # as they came, ids and label included
+        assert list(raw.columns) == [*summary.features, "card_id", "Class"]  # as they came, ids and label included
         encoded = Encoder.load(str(layout.encoder(split))).encode(raw.drop(columns="Class"))  # a str path works
         np.testing.assert_array_equal(encoded, parts["test"].x)
     # Each replicate redraws the split (and so refits the encoder).
     assert not np.array_equal(prepared.indices("r0")["test"], prepared.indices("r1")["test"])
     assert Encoder.load(layout.encoder("r0")).scaler.log1p == ["Amount"]
-    assert len(summary["source_sha256"]) == 64
-    assert _run(raw_params, tmp_path)["source_sha256"] == summary["source_sha256"]
+    assert len(summary.source_sha256) == 64
+    assert _run(raw_params, tmp_path).source_sha256 == summary.source_sha256
 
 
 def test_real_ulb_sample_drops_index_column(raw_params: dict, tmp_path: Path, sample_csv: Path,
@@ -73,14 +73,14 @@ def test_real_ulb_sample_drops_index_column(raw_params: dict, tmp_path: Path, sa
     raw_params["prepare"]["source"] = str(sample_csv)
     with caplog.at_level("INFO", logger="pipeline.prepare"):
         summary = _run(raw_params, tmp_path)
-    assert summary["features"] == ["Time", *[f"V{i}" for i in range(1, 29)], "Amount"]
-    assert set(summary["roles"].values()) == {"numeric"} and summary["categories"] == {} and summary["entity"] is None
-    assert summary["inputs"] == summary["features"]  # all numbers: the encoder is the scaler alone
+    assert summary.features == ["Time", *[f"V{i}" for i in range(1, 29)], "Amount"]
+    assert set(summary.roles.values()) == {"numeric"} and summary.categories == {} and summary.entity is None
+    assert summary.inputs == summary.features  # all numbers: the encoder is the scaler alone
     table = next(r.getMessage() for r in caplog.records if "column roles" in r.getMessage()).splitlines()
-    assert [line.split()[:2] for line in table[2:]] == [[c, "numeric"] for c in summary["features"]] + [
+    assert [line.split()[:2] for line in table[2:]] == [[c, "numeric"] for c in summary.features] + [
         ["Class", "label"]]
-    assert sum(summary["positives"].values()) == 96
-    assert sum(summary["rows"].values()) == 5099
+    assert sum(summary.positives.values()) == 96
+    assert sum(summary.rows.values()) == 5099
 
 
 def test_parquet_source_and_time_split(raw_params: dict, tmp_path: Path, sample_csv: Path) -> None:
@@ -90,8 +90,8 @@ def test_parquet_source_and_time_split(raw_params: dict, tmp_path: Path, sample_
     raw_params["prepare"]["split"]["method"] = "time"
     raw_params["prepare"]["replicates"] = 2
     summary = _run(raw_params, tmp_path)
-    assert sum(summary["rows"].values()) == len(frame) and summary["redrawn"] is False
-    prepared = Prepared(Layout(tmp_path), PrepareSummary.read(Layout(tmp_path)))
+    assert sum(summary.rows.values()) == len(frame) and summary.redrawn is False
+    prepared = Prepared(Layout(tmp_path), PrepareSummary.read(Layout(tmp_path).prepare_summary, "prepare"))
     train, test = prepared.raw("r0", "train"), prepared.raw("r0", "test")
     assert train["Time"].max() <= test["Time"].min()
     # A time split cannot be redrawn: every replicate holds the same rows.
@@ -171,7 +171,7 @@ def test_bad_input_fails_cleanly(case: str, raw_params: dict, tmp_path: Path) ->
     raw_params["prepare"]["source"] = str(source)
     raw_params["prepare"]["log1p"] = []
     if case == "unsupported extension":  # params validation refuses it first; the reader too
-        from pipeline.data.tables import read_table
+        from pipeline.data.sources import read_table
 
         with pytest.raises(DataError, match=message):
             read_table(source)
@@ -191,7 +191,7 @@ def test_compressed_csv_reads_like_the_plain_one(suffix: str, raw_params: dict, 
     summary = _run(raw_params, tmp_path / "packed")
     raw_params["prepare"]["source"] = str(sample_csv)
     plain = _run(raw_params, tmp_path / "plain")
-    assert summary["rows"] == plain["rows"] and summary["positives"] == plain["positives"]
+    assert summary.rows == plain.rows and summary.positives == plain.positives
     pd.testing.assert_frame_equal(pd.read_parquet(Layout(tmp_path / "packed").table),
                                   pd.read_parquet(Layout(tmp_path / "plain").table))
     for split in ("tuning", "r0"):
@@ -205,11 +205,11 @@ def test_a_mixed_table_gets_its_roles_encoders_and_raw_rows(raw_params: dict, tm
     frame = mixed_table()
     frame.to_csv(tmp_path / "cards.csv", index=False)
     summary = _run(mixed_params(raw_params, str(tmp_path / "cards.csv")), tmp_path)
-    assert summary["roles"] == {k: v for k, v in ROLES.items() if v != "label"}
-    assert summary["entity"] == "cc_num" and summary["dropped_nonfinite"] == 3
-    assert summary["features"] == [c for c, r in ROLES.items() if r not in ("id", "label")]
+    assert summary.roles == {k: v for k, v in ROLES.items() if v != "label"}
+    assert summary.entity == "cc_num" and summary.dropped_nonfinite == 3
+    assert summary.features == [c for c, r in ROLES.items() if r not in ("id", "label")]
     layout = Layout(tmp_path)
-    prepared = Prepared(layout, PrepareSummary.read(layout))
+    prepared = Prepared(layout, PrepareSummary.read(layout.prepare_summary, "prepare"))
     raw = prepared.raw("r0", "test")
     assert raw["trans_date_trans_time"].dtype == frame["trans_date_trans_time"].dtype  # text, as it came
     assert raw["category"].isna().any() and "cc_num" in raw.columns
@@ -223,7 +223,7 @@ def test_a_mixed_table_gets_its_roles_encoders_and_raw_rows(raw_params: dict, tm
 def test_nan_drop_policy_counts_rows(raw_params: dict, tmp_path: Path) -> None:
     path = _frame_csv(tmp_path, V1=[np.nan] * 3 + list(range(N - 3)), Class=_labels())
     raw_params["prepare"].update(source=str(path), log1p=[], nonfinite="drop")
-    assert _run(raw_params, tmp_path)["dropped_nonfinite"] == 3
+    assert _run(raw_params, tmp_path).dropped_nonfinite == 3
 
 
 def test_failure_keeps_previous_outputs(raw_params: dict, tmp_path: Path) -> None:

@@ -12,12 +12,13 @@ import yaml
 
 from pipeline import evaluate, prepare, report
 from pipeline.project import provenance
-from pipeline.project.config import Params
-from pipeline.project.loading import parse
+from pipeline.project.params import Params
+from pipeline.project.params import parse
 from pipeline.reporting.document import VOLATILE_START, strip_volatile
 from pipeline.runtime.errors import StageError
-from pipeline.project.layout import Layout, PrepareSummary
-from pipeline.evaluation.stats import EQUIVALENT, INCONCLUSIVE, REVERSED, SUPPORTED
+from pipeline.project.artefacts import ModelMetrics, PrepareSummary
+from pipeline.project.layout import Layout
+from pipeline.analysis.statistics import EQUIVALENT, INCONCLUSIVE, REVERSED, SUPPORTED
 from tests.helpers.params import space
 from tests.helpers.stages import run_pipeline, train_all
 
@@ -88,7 +89,7 @@ def test_headline_puts_the_answer_first(two_replicate_params: Params, tmp_path: 
     assert set(summary["verdict"]) == {"minority", "accuracy", "loss", "speed"}
     assert set(summary["verdict"].values()) <= WORDS
     assert summary["setting"]["batchnorm"]["lr"] in (0.01, 0.003) and "weight_decay" in summary["setting"]["baseline"]
-    metrics = {n: json.loads(Layout(tmp_path).model_metrics(n).read_text()) for n in ("batchnorm-s0", "batchnorm-s1")}
+    metrics = {n: ModelMetrics.read(Layout(tmp_path).model_metrics(n), "evaluate") for n in ("batchnorm-s0", "batchnorm-s1")}
     assert summary["test_ap"]["batchnorm"] == pytest.approx(
         (metrics["batchnorm-s0"]["test_ap"] + metrics["batchnorm-s1"]["test_ap"]) / 2, abs=1e-4)
     effect = summary["effect"]["minority"]
@@ -114,7 +115,8 @@ def test_layernorm_is_compared_with_the_baseline_too(raw_params: dict, tmp_path:
     md = (run_pipeline(parse(raw_params), Layout(tmp_path), track=False) / "report.md").read_text()
     assert "Does LayerNorm make this MLP" in md and "LayerNorm catches more fraud" in md
     summary = json.loads(Layout(tmp_path).summary.read_text())
-    assert set(summary["test_ap"]) == {"batchnorm", "baseline", "layernorm"} and "verdict_layernorm" in summary
+    assert set(summary["test_ap"]) == {"batchnorm", "baseline", "layernorm"}
+    assert set(summary["others"]["layernorm"]["verdict"]) == {"minority", "accuracy", "loss", "speed"}
 
 
 def _evaluated(params: Params, layout: Layout) -> Layout:
@@ -222,11 +224,11 @@ def test_a_time_ordered_run_on_the_ulb_sample(raw_params: dict, sample_csv: Path
     md = (run_pipeline(parse(raw_params), Layout(tmp_path), track=False) / "report.md").read_text()
     setup = md[md.index("## 2. Setup"):md.index("## 3.")]
     assert "**Split by time** (`Time`): 1 window(s)" in setup and "a gap of 1h is left out" in setup
-    summary = PrepareSummary.read(Layout(tmp_path))
+    summary = PrepareSummary.read(Layout(tmp_path).prepare_summary, "prepare")
     block = summary.blocks["r0"]
-    assert block["train"]["end"] + 3600 < block["val"]["start"] < block["test"]["start"]  # the gap holds the hour
-    assert block["gap"]["rows"] > 0 and block["train"]["end"] < block["gap"]["start"] <= block["train"]["end"] + 3600
-    assert sum(block[p]["rows"] for p in ("train", "gap", "val", "test")) == 5099
+    assert block["train"].end + 3600 < block["val"].start < block["test"].start  # the gap holds the hour
+    assert block["gap"].rows > 0 and block["train"].end < block["gap"].start <= block["train"].end + 3600
+    assert sum(block[p].rows for p in ("train", "gap", "val", "test")) == 5099
     assert summary.blocks["r1"] == block == summary.blocks["tuning"]
     rows = [line for line in setup.splitlines() if line.startswith("| r0 |")]
     assert [r.split(" | ")[1] for r in rows] == ["train", "gap", "val", "test"] and all(" h |" in r for r in rows)

@@ -28,7 +28,7 @@ def raw_rows(evaluated_shared: Layout) -> pd.DataFrame:
 def _saved(layout: Layout, name: str) -> tuple[np.ndarray, float]:
     scores = pd.read_parquet(layout.scores(name))
     return scores.loc[scores["split"] == "test", "score"].to_numpy(), \
-        json.loads(layout.model_metrics(name).read_text())["threshold"]
+        json.loads(layout.model_metrics(name).read_text())["values"]["threshold"]
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".csv.gz", ".parquet"])

@@ -14,15 +14,16 @@ import yaml
 
 from pipeline import prepare, train
 from pipeline.data.prepared import Prepared
-from pipeline.modeling.model import build, from_checkpoint
-from pipeline.modeling.recipe import prior_logit
-from pipeline.project.train_config import Setting
-from pipeline.project.config import Params
-from pipeline.project.layout import Layout, PrepareSummary
-from pipeline.project.loading import parse
+from pipeline.modeling.network import from_checkpoint, initial_state
+from pipeline.training.jobs import prior_logit
+from pipeline.project.params import Setting
+from pipeline.project.params import Params
+from pipeline.project.artefacts import PrepareSummary
+from pipeline.project.layout import Layout
+from pipeline.project.params import parse
 from pipeline.project.variants import variant as variant_entry
 from pipeline.runtime.errors import StageError
-from pipeline.tracking import tags
+from pipeline.tracking import keys
 from pipeline.training.jobs import TrainResult
 from tests.helpers.params import chosen as write_chosen
 from tests.helpers.params import space
@@ -61,21 +62,21 @@ def test_outputs_and_mlflow_run(variant: str, params: Params, chosen: Layout) ->
     assert payload["variant"] == variant and payload["config"]["norm"] == variant_entry(variant).norm
     assert payload["setting"]["batch_size"] == 128
     model = from_checkpoint(payload)
-    assert any(isinstance(m, torch.nn.BatchNorm1d) for m in model.modules()) == (variant == "batchnorm")
+    assert model.batchnorm == (variant == "batchnorm") and model.k == 1
     probes = pd.read_csv(chosen.probes(result.name))
     assert probes["step"].tolist()[:4] == [1, 2, 4, 8] and probes["seconds"].is_monotonic_increasing
     assert probes["step"].iloc[-1] == 3 * 19  # every epoch's end, the last included
 
     info = json.loads(result.run_file.read_text())
-    assert info["lr"] == 0.01 and info["batch_sizes"] == [128] * 18 + [96] and info["epochs_run"] == 3
+    assert info["setting"]["lr"] == 0.01 and info["batch_sizes"] == [128] * 18 + [96] and info["epochs_run"] == 3
     assert info["best_val_ap"] == pytest.approx(history["val_ap"].max())
     client = mlflow.MlflowClient()
     run = client.get_run(info["run_id"])
     assert run.info.status == "FINISHED" and run.info.run_name == f"{variant}-s0"
-    for key in tags.EPOCH_KEYS:
+    for key in keys.EPOCH_KEYS:
         steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
         assert steps == [1, 2, 3], key
-    assert set(run.data.metrics) == {*tags.EPOCH_KEYS, *tags.SUMMARY_KEYS}
+    assert set(run.data.metrics) == {*keys.EPOCH_KEYS, *keys.SUMMARY_KEYS}
     assert run.data.params["train.lr"] == "0.01" and run.data.params["train.batch_size"] == "128"
     assert run.data.params["variant"] == variant and run.data.params["data.rows_train"] == "2400"
     run_tags = run.data.tags
@@ -95,15 +96,14 @@ def test_outputs_and_mlflow_run(variant: str, params: Params, chosen: Layout) ->
 
 def test_the_output_bias_starts_at_the_training_prior(params: Params, chosen: Layout) -> None:
     """2% frauds: the first prediction of every variant is the base rate, log(48/2352)."""
-    train_part = Prepared(chosen, PrepareSummary.read(chosen)).parts("r0", ("train",))["train"]
+    train_part = Prepared(chosen, PrepareSummary.read(chosen.prepare_summary, "prepare")).parts("r0", ("train",))["train"]
     positives = int(train_part.y.sum())
-    setting = Setting(0.01, 0.0, 128, "none", 0.0)
+    setting = Setting(lr=0.01, weight_decay=0.0, batch_size=128, pos_weight="none", dropout=0.0)
     logit = prior_logit(setting, train_part.y.size - positives, positives)
     assert logit == pytest.approx(torch.log(torch.tensor(positives / (train_part.y.size - positives))).item())
-    assert prior_logit(Setting(0.01, 0.0, 128, "balanced", 0.0), 2352, 48) == pytest.approx(0.0)
-    model = build(from_checkpoint(torch.load(_train(params, chosen, "baseline").checkpoint,
-                                             weights_only=True)).config, 0, logit)
-    assert model.head.bias.item() == pytest.approx(logit)
+    assert prior_logit(setting.model_copy(update={"pos_weight": "balanced"}), 2352, 48) == pytest.approx(0.0)
+    config = from_checkpoint(torch.load(_train(params, chosen, "baseline").checkpoint, weights_only=True)).config
+    assert initial_state(config, 0, logit)["head.bias"].item() == pytest.approx(logit)
 
 
 def test_a_variants_trials_train_their_setting_on_every_tuning_seed(raw_params: dict, prepared: Layout) -> None:
@@ -114,7 +114,7 @@ def test_a_variants_trials_train_their_setting_on_every_tuning_seed(raw_params: 
     assert [r.checkpoint for r in results] == [folder / f"baseline-t{t}-s{s}.pt" for t in (0, 1) for s in (100, 101)]
     assert results[0].history == folder / "history" / "baseline-t0-s100.csv"
     assert all(r.checkpoint.is_file() and r.run_file.is_file() for r in results) and not prepared.models.exists()
-    trials = json.loads(prepared.trials("baseline").read_text())
+    trials = json.loads(prepared.trials("baseline").read_text())["trials"]
     assert sorted(t["setting"]["lr"] for t in trials) == [0.003, 0.01] and prepared.study("baseline").is_file()
     info = json.loads(results[0].run_file.read_text())
     assert info["stack_size"] == 4  # every model of the round trained together
@@ -135,7 +135,7 @@ def test_more_trials_train_only_the_new_ones(raw_params: dict, prepared: Layout)
     assert [r.name for r in second] == ["baseline-t0-s100", "baseline-t1-s100", "baseline-t2-s100"]
     assert [r.fit is None for r in second] == [True, True, False]  # the first two kept, the third trained
     assert {r.name: r.checkpoint.stat().st_mtime_ns for r in second[:2]} == stamps
-    assert len(json.loads(prepared.trials("baseline").read_text())) == 3
+    assert len(json.loads(prepared.trials("baseline").read_text())["trials"]) == 3
     raw_params["train"]["epochs"] = 2  # other params: a fresh study, every trial trained again
     third = train.tune(parse(raw_params), "baseline", prepared)
     assert len(third) == 2 and all(r.fit is not None for r in third)
@@ -147,7 +147,7 @@ def test_a_diverged_trial_is_a_result_not_a_failure(raw_params: dict, prepared: 
     stage succeeds (select will skip that trial), and the stack's other models train on."""
     params = _diverging(raw_params, lr=[10.0, 0.001])
     results = train.tune(params, "baseline", prepared)
-    trials = {t["setting"]["lr"]: t for t in json.loads(prepared.trials("baseline").read_text())}
+    trials = {t["setting"]["lr"]: t for t in json.loads(prepared.trials("baseline").read_text())["trials"]}
     assert trials[10.0]["state"] == "FAIL" and trials[10.0]["val_ap"] is None and trials[0.001]["val_ap"] > 0
     diverged = next(r for r in results if r.name == f"baseline-t{trials[10.0]['trial']}-s100")
     info = json.loads(diverged.run_file.read_text())
@@ -178,8 +178,9 @@ def test_a_new_replicate_trains_only_its_models_and_a_removed_one_leaves(raw_par
 
 
 def test_stacked_and_one_at_a_time_train_the_same_models(raw_params: dict, layout: Layout, tmp_path: Path) -> None:
-    """train.stack: 1 is the loop that torchrun uses; a stack gives the same histories and weights to
-    float32 rounding (each replicate its own split: the stack's members have rows of their own)."""
+    """train.stack: 1 trains each model as a stack of one (as torchrun does); a stack of three gives the same
+    histories and weights to float32 rounding (each replicate its own split: the stack's members have rows of
+    their own)."""
     raw_params["prepare"]["replicates"] = 3
     prepare.run(parse(raw_params).prepare, layout)
     write_chosen(layout, "batchnorm")

@@ -10,7 +10,7 @@ import pandas as pd
 
 from pipeline.data.roles import Columns, infer_roles
 from pipeline.data.values import NUMBER_ROLES, Decoded, decode
-from pipeline.project.config import PrepareParams
+from pipeline.project.params import PrepareParams
 from pipeline.runtime.errors import DataError
 
 log = logging.getLogger(__name__)

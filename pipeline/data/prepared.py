@@ -11,7 +11,8 @@ import pandas as pd
 
 from pipeline.data.encoder import Encoder
 from pipeline.data.values import Decoded, decode
-from pipeline.project.layout import TUNING, Layout, PrepareSummary
+from pipeline.project.artefacts import PrepareSummary
+from pipeline.project.layout import TUNING, Layout
 from pipeline.runtime.errors import StageError
 
 

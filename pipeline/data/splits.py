@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from pipeline.project.config import SplitParams
+from pipeline.project.params import SplitParams
 from pipeline.runtime.errors import DataError
 
 

@@ -1,4 +1,5 @@
-"""What a fraud team measures: money caught and missed, precision within a daily alert budget, the
+"""What a fraud team measures, from the rows of a split (``ledgers``: each row's label, amount, day,
+entity and the daily alert budgets): money caught and missed, precision within a daily alert budget, the
 cost of a threshold and the savings it brings. Every function takes row weights (1 per row, or a
 bootstrap resample's counts, one row of ``weights`` per resample), so point values and bootstrap
 draws are the same computation.
@@ -21,7 +22,9 @@ from functools import cached_property
 
 import numpy as np
 
+from pipeline.data.prepared import Prepared
 from pipeline.evaluation.metrics import stratified_weights
+from pipeline.project.params import Params
 
 DAY_SECONDS = 86_400.0
 
@@ -44,6 +47,27 @@ class Transactions:
             return None
         keys = np.stack([self.day, np.unique(self.entity, return_inverse=True)[1]], axis=1)
         return np.unique(keys, axis=0, return_inverse=True)[1].ravel()
+
+
+def ledgers(prepared: Prepared, split: str, params: Params) -> dict[str, Transactions]:
+    """The split's validation and test parts as money; empty when the data has no amount column."""
+    summary, table = prepared.summary, prepared.table
+    if summary.amount is None:
+        return {}
+    seconds = prepared.seconds(params.prepare.split.time_column)
+    every_day = days(seconds) if seconds is not None else None
+    labels = table[summary.label].to_numpy().astype(bool)
+    amounts = table[summary.amount].to_numpy(dtype=np.float64)
+    entities = table[summary.entity].astype(str).to_numpy() if summary.entity is not None else None
+    out = {}
+    for part, rows in prepared.indices(split).items():
+        if part not in ("val", "test"):
+            continue
+        day = every_day[rows] if every_day is not None else np.zeros(rows.size, dtype=np.int64)
+        budget = daily_budgets(day, every_day, params.evaluate.alerts_per_day) if every_day is not None else {}
+        out[part] = Transactions(labels[rows], amounts[rows], day, budget,
+                                 entities[rows] if entities is not None else None)
+    return out
 
 
 def days(seconds: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ from sklearn.metrics import average_precision_score
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 
-from pipeline.project.config import ReferenceParams
+from pipeline.project.params import ReferenceParams
 
 
 BINS = 63
@@ -90,7 +90,7 @@ def fit_reference(name: str, params: ReferenceParams, train: tuple[np.ndarray, n
     return Tuned(name, best[0], best[2], grid)
 
 
-def describe(tuned: Tuned) -> dict[str, str]:
+def estimator_params(tuned: Tuned) -> dict[str, str]:
     """The estimator, its chosen grid point and its set parameters (for MLflow params)."""
     model = tuned.model[-1] if isinstance(tuned.model, Pipeline) else tuned.model  # after the one-hot encoding
     settings = {k: str(v) for k, v in model.get_params().items() if v is not None}

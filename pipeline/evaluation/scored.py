@@ -11,10 +11,11 @@ import numpy as np
 import torch
 
 from pipeline.data.prepared import Split
-from pipeline.evaluation.references import describe, fit_at, fit_reference
-from pipeline.modeling.model import from_checkpoint, predict_logits
-from pipeline.project.config import Params
-from pipeline.project.layout import TUNING, Layout, PrepareSummary, RunInfo, load_checkpoint, model_name
+from pipeline.evaluation.references import estimator_params, fit_at, fit_reference
+from pipeline.modeling.network import MLP, from_checkpoint, logits
+from pipeline.project.artefacts import PrepareSummary, RunFile, load_checkpoint
+from pipeline.project.layout import TUNING, Layout, model_name
+from pipeline.project.params import Params
 from pipeline.runtime.errors import StageError
 
 Parts = dict[str, Split]  # train, val, test of one split
@@ -29,18 +30,18 @@ class Scored:
     split: str  # the split it trained on and is evaluated on
     replicate: int  # its replicate (its seed)
     probabilities: dict[str, np.ndarray]
-    run: RunInfo | None = None  # trained models: where their MLflow run is
+    run: RunFile | None = None  # trained models: where their MLflow run is
     model: Any = None  # the network (mlp) or the fitted estimator (reference)
     details: dict[str, Any] | None = None  # reference models: settings, grid
 
 
-def probabilities(model: torch.nn.Module, parts: Parts) -> dict[str, np.ndarray]:
+def probabilities(model: MLP, parts: Parts) -> dict[str, np.ndarray]:
     """A network's fraud probabilities on each part, in eval mode."""
-    return {name: torch.sigmoid(predict_logits(model, torch.from_numpy(part.x))).numpy().astype(np.float64)
+    return {name: torch.sigmoid(logits(model, torch.from_numpy(part.x))).numpy().astype(np.float64)
             for name, part in parts.items()}
 
 
-def network(payload: dict[str, Any]) -> torch.nn.Module:
+def network(payload: dict[str, Any]) -> MLP:
     """The network a checkpoint describes (eval mode)."""
     try:
         return from_checkpoint(payload)
@@ -56,7 +57,7 @@ def compared(params: Params, layout: Layout, summary: PrepareSummary, parts: dic
             name = model_name(variant, replicate)
             model = network(load_checkpoint(layout.checkpoint(name), summary))
             out.append(Scored(name, "mlp", split, replicate, probabilities(model, parts[split]),
-                              run=RunInfo.read(layout, name), model=model))
+                              run=RunFile.read(layout.run_file(name), "train"), model=model))
     return out
 
 
@@ -76,7 +77,7 @@ def references(params: Params, summary: PrepareSummary, parts: dict[str, Parts])
                            categories)
             scores = {p: model.predict_proba(rows[p].x)[:, 1].astype(np.float64) for p in rows}
             details = {"chosen": tuned.chosen, "grid": tuned.grid,
-                       "params": describe(type(tuned)(name, model, tuned.chosen, tuned.grid))}
+                       "params": estimator_params(type(tuned)(name, model, tuned.chosen, tuned.grid))}
             out.append(Scored(model_name(name, replicate), "reference", split, replicate, scores, model=model,
                               details=details))
     return out

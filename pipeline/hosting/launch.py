@@ -68,7 +68,7 @@ def _auth_config(state: Path, users_uri: str) -> Path:
     return path
 
 
-def environment(state: Path, found: Secrets, users_uri: str | None) -> dict[str, str]:
+def server_environment(state: Path, found: Secrets, users_uri: str | None) -> dict[str, str]:
     """The server's environment: libpq's password file, and with login the auth app's settings."""
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
     env["PGPASSFILE"] = str((state / PGPASS).resolve())
@@ -95,7 +95,7 @@ def running(state: Path) -> dict | None:
     return info if info.get("pid") and alive(info["pid"]) and healthy(info["uri"]) else None
 
 
-def launch(state: Path, env: dict[str, str], backend: str, artifacts: str, flags: list[str], port: int,
+def start_server(state: Path, env: dict[str, str], backend: str, artifacts: str, flags: list[str], port: int,
            info: dict) -> None:
     """Migrate the runs' database, start `mlflow server` with ``flags`` and wait for /health."""
     upgrade = subprocess.run([sys.executable, "-m", "mlflow", "db", "upgrade", backend], env=env,
@@ -119,7 +119,7 @@ def launch(state: Path, env: dict[str, str], backend: str, artifacts: str, flags
     (state / INFO).write_text(json.dumps({**info, "pid": process.pid, "uri": uri}, indent=1))
 
 
-def stop(state: Path) -> None:
+def stop_server(state: Path) -> None:
     """Stop the recorded MLflow server (its whole process group)."""
     path = state / INFO
     if not path.exists():

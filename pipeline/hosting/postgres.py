@@ -113,7 +113,7 @@ def _require_passwords(bin_dir: Path, data: Path, port: int, password: str) -> N
     run(as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data.resolve()), "reload"]), "reloading PostgreSQL")
 
 
-def start(state: Path, port: int, found: Secrets) -> dict[str, str]:
+def start_postgres(state: Path, port: int, found: Secrets) -> dict[str, str]:
     """Initialise (once), migrate (once) and start PostgreSQL on 127.0.0.1:port; return the URIs of
     the runs' and the users' databases (without the password)."""
     bin_dir, data, log = postgres_bin(), state / "pgdata", state / "postgres.log"
@@ -132,7 +132,7 @@ def start(state: Path, port: int, found: Secrets) -> dict[str, str]:
     return {name: uri(port, name) for name in DATABASES}
 
 
-def stop(state: Path) -> None:
+def stop_postgres(state: Path) -> None:
     """Stop the cluster (fast shutdown); its data stay."""
     data = state / "pgdata"
     if (data / "postmaster.pid").exists():

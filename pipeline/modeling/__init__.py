@@ -1,1 +1,1 @@
-"""The MLP and its training loop, in torch alone (recipe maps params to their configs)."""
+"""The network, torch only: k MLPs of one architecture as one module (k = 1 is one model), its checkpoints."""

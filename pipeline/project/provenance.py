@@ -9,6 +9,7 @@ import ast
 import hashlib
 import json
 import os
+import re
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,8 +18,8 @@ from typing import Any
 
 import yaml
 
-from pipeline.project.layout import PATHS
-from pipeline.project.loading import flatten, read_yaml
+from pipeline.project.layout import LOCK, PREPARED, SUMMARY
+from pipeline.project.params import flatten, read_yaml
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # pipeline/
 
@@ -60,7 +61,7 @@ def git_state(cwd: Path | None = None) -> GitState:
     except (OSError, subprocess.CalledProcessError):
         return GitState("unknown", [], [])
     changed = sorted(line[3:].strip() for line in status.splitlines() if line.strip())
-    records = {PATHS["lock"], PATHS["summary"]}
+    records = {LOCK, SUMMARY}
     return GitState(commit, [f for f in changed if f not in records], [f for f in changed if f in records])
 
 
@@ -77,11 +78,12 @@ def module_file(name: str, package_dir: Path = PACKAGE_DIR) -> str | None:
 
 
 def direct_imports(path: str, package_dir: Path = PACKAGE_DIR) -> set[str]:
-    """The package's files that one file imports itself (imports inside functions too), with the
-    ``__init__.py`` of every package on the way, which Python runs first."""
+    """The package's files that one file imports itself (imports inside functions too, not those for type
+    checkers alone: ``if TYPE_CHECKING:``), with the ``__init__.py`` of every package on the way, which
+    Python runs first."""
     package = package_dir.name
     names: set[str] = set()
-    for node in ast.walk(ast.parse((package_dir / path).read_text())):
+    for node in _running(ast.parse((package_dir / path).read_text())):
         if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and (
                 node.module == package or node.module.startswith(package + ".")):
             base = node.module[len(package) + 1:]
@@ -103,6 +105,18 @@ def direct_imports(path: str, package_dir: Path = PACKAGE_DIR) -> set[str]:
         if found is not None:
             files.add(found)
     return files - {path}
+
+
+def _running(tree: ast.AST) -> list[ast.AST]:
+    """Every node of a module but those under ``if TYPE_CHECKING:`` (never run)."""
+    skipped = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If) and _type_checking(block.test)
+               for statement in block.body for n in ast.walk(statement)}
+    return [node for node in ast.walk(tree) if id(node) not in skipped]
+
+
+def _type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
 def imported_files(module: str, package_dir: Path = PACKAGE_DIR) -> set[str]:
@@ -156,8 +170,47 @@ def output_hashes(root: Path, checkpoints: list[Path]) -> list[tuple[str, str]]:
     if lock.is_file():
         stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
         rows += [(str(out["path"]), str(out["md5"])) for out in stages.get("prepare", {}).get("outs", [])
-                 if out.get("md5") and out["path"] == PATHS["prepared"]]
+                 if out.get("md5") and out["path"] == PREPARED]
     for path in checkpoints:
         if path.is_file():
             rows.append((path.relative_to(root).as_posix(), hashlib.md5(path.read_bytes()).hexdigest()))
     return rows
+
+
+STAGE_MODULE = re.compile(r"^python -m pipeline\.(\w+)")
+
+
+def stage_modules(dvc: Mapping[str, Any]) -> dict[str, str]:
+    """DVC stage name -> the pipeline module its command runs."""
+    return {name: STAGE_MODULE.match(stage["cmd"]).group(1)  # type: ignore[union-attr]
+            for name, stage in dvc["stages"].items()}
+
+
+def stage_code(dvc: Mapping[str, Any], package_dir: Path = PACKAGE_DIR) -> dict[str, list[str]]:
+    """Each stage's code deps as dvc.yaml lists them: every file of the package its module runs when imported
+    (``pipeline/train.py``, ...), sorted."""
+    prefix = package_dir.name
+    return {stage: sorted(f"{prefix}/{f}" for f in imported_files(module, package_dir))
+            for stage, module in stage_modules(dvc).items()}
+
+
+def write_stage_code(path: Path = Path("dvc.yaml")) -> list[str]:
+    """Rewrite the code deps of every stage of dvc.yaml from the imports (its comments and other deps kept,
+    the code first); return the stages that changed. `make deps` runs it after an import changed."""
+    from ruamel.yaml import YAML
+
+    yaml_rt = YAML()
+    yaml_rt.width, yaml_rt.preserve_quotes = 4096, True
+    yaml_rt.indent(mapping=2, sequence=4, offset=2)
+    document = yaml_rt.load(path.read_text())
+    changed = []
+    for stage, code in stage_code(document).items():
+        deps = document["stages"][stage]["deps"]
+        others = [d for d in deps if not str(d).startswith(f"{PACKAGE_DIR.name}/")]
+        if [d for d in deps if d not in others] != code:
+            changed.append(stage)
+            deps[:] = [*code, *others]
+    if changed:
+        with path.open("w") as handle:
+            yaml_rt.dump(document, handle)
+    return changed

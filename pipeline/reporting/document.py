@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import base64
 import html
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
 VOLATILE_START, VOLATILE_END = "<!-- volatile:start -->", "<!-- volatile:end -->"
 _VOLATILE = re.compile(re.escape(VOLATILE_START) + ".*?" + re.escape(VOLATILE_END), re.S)
@@ -73,21 +71,6 @@ class Document:
         for block in self.blocks:
             body.extend(_mark(block, [_html(block)]))
         return _PAGE.format(title=html.escape(self.title), body="\n".join(body))
-
-
-def mean_sd(values: list[float], digits: int = 4, fmt: str = "f", noisy: bool = False) -> str:
-    """`mean ± sd` over seeds (the mean alone for one value, – for none); with ``noisy``, a spread
-    larger than the mean is marked so."""
-    finite = [float(v) for v in values if math.isfinite(v)]
-    if not finite:
-        return "–"
-    text = f"{np.mean(finite):,.{digits}{fmt}}"
-    if len(finite) > 1:
-        sd = float(np.std(finite, ddof=1))
-        text += f" ± {sd:,.{digits}{fmt}}"
-        if noisy and sd > abs(float(np.mean(finite))):
-            text += " (noisy)"
-    return text
 
 
 def strip_volatile(text: str) -> str:

@@ -1,4 +1,5 @@
-"""Every matplotlib figure: per model (evaluate), across models and seeds (report), across a sweep (study).
+"""Every figure, drawn with matplotlib's object API (no global state, no display): per model (evaluate),
+across models and replicates (report), across a sweep (study), across a suite's tables (suite).
 
 scikit-learn's Display classes draw the curves they have; they are imported where used, so that the
 commands that draw no such curve (study) never load scikit-learn.
@@ -7,72 +8,24 @@ commands that draw no such curve (study) never load scikit-learn.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from pipeline.project.variants import CATALOGUE, REFERENCE_COLOR, VARIANTS, label, title
 
-from pipeline.project.variants import CATALOGUE, VARIANTS, label  # noqa: E402
+if TYPE_CHECKING:  # the study draws no suite figure: it never loads the suite's statistics
+    from pipeline.analysis.pooling import PooledClaim
 
-FIGURE_NAMES = ("pr_curve", "roc_curve", "confusion_matrix", "calibration", "score_histogram")
-
-
-def save(fig: plt.Figure, path: Path) -> Path:
-    """Write a figure as PNG (tight layout, fixed metadata) and close it."""
+def save(fig: Figure, path: Path) -> Path:
+    """Write a figure as PNG (tight layout, fixed metadata)."""
     fig.tight_layout()
     # Fixed metadata: the same data gives the same bytes (reproducible outputs and reports); a tight
     # box keeps a legend placed beside the axes.
     fig.savefig(path, dpi=90, metadata={"Software": None}, bbox_inches="tight")
-    plt.close(fig)
     return path
-
-
-def model_figures(name: str, y: np.ndarray, p: np.ndarray, threshold: float, out_dir: Path) -> list[Path]:
-    """The five per-model evaluation figures on one split, as PNG files in out_dir."""
-    from sklearn.calibration import CalibrationDisplay
-    from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay, RocCurveDisplay
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-
-    fig, ax = plt.subplots(figsize=(5, 4))
-    # sklearn's chance level for a PR curve is the prevalence line.
-    PrecisionRecallDisplay.from_predictions(y, p, name=name, ax=ax, plot_chance_level=True,
-                                            curve_kwargs={"drawstyle": "steps-post"})
-    ax.set_title(f"{name}: precision-recall (test)")
-    ax.legend(loc="upper right", fontsize=8)
-    paths.append(save(fig, out_dir / "pr_curve.png"))
-
-    fig, ax = plt.subplots(figsize=(5, 4))
-    RocCurveDisplay.from_predictions(y, p, name=name, ax=ax, plot_chance_level=True)
-    ax.set_title(f"{name}: ROC (test)")
-    paths.append(save(fig, out_dir / "roc_curve.png"))
-
-    fig, ax = plt.subplots(figsize=(4.5, 4))
-    ConfusionMatrixDisplay.from_predictions(y, (p >= threshold).astype(int), labels=[0, 1],
-                                            display_labels=["legit", "fraud"], ax=ax, colorbar=False)
-    ax.set_title(f"{name}: threshold {threshold:.3g} (test)")
-    paths.append(save(fig, out_dir / "confusion_matrix.png"))
-
-    fig, ax = plt.subplots(figsize=(5, 4))
-    CalibrationDisplay.from_predictions(y, p, n_bins=10, strategy="quantile", name=name, ax=ax)
-    ax.set_title(f"{name}: calibration (test)")
-    paths.append(save(fig, out_dir / "calibration.png"))
-
-    fig, ax = plt.subplots(figsize=(5, 4))
-    bins = np.linspace(0, 1, 41)
-    ax.hist(p[y == 0], bins=bins, alpha=0.6, label="legit", log=True)
-    ax.hist(p[y == 1], bins=bins, alpha=0.8, label="fraud", log=True)
-    ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3g}")
-    ax.set_xlabel("predicted fraud probability")
-    ax.set_ylabel("rows (log scale)")
-    ax.set_title(f"{name}: scores by class (test)")
-    ax.legend(fontsize=8)
-    paths.append(save(fig, out_dir / "score_histogram.png"))
-    return paths
 
 
 def overlaid_pr(curves: dict[str, tuple[np.ndarray, np.ndarray]], prevalence: float, path: Path) -> Path:
@@ -80,7 +33,8 @@ def overlaid_pr(curves: dict[str, tuple[np.ndarray, np.ndarray]], prevalence: fl
     beside the axes, where it cannot cover a curve."""
     from sklearn.metrics import PrecisionRecallDisplay
 
-    fig, ax = plt.subplots(figsize=(8.5, 5))
+    fig = Figure(figsize=(8.5, 5))
+    ax = fig.subplots()
     for name, (y, p) in curves.items():
         variant = VARIANTS.get(name.split("-")[0])
         PrecisionRecallDisplay.from_predictions(y, p, name=name, ax=ax, curve_kwargs={
@@ -94,7 +48,8 @@ def overlaid_pr(curves: dict[str, tuple[np.ndarray, np.ndarray]], prevalence: fl
 
 def loss_curves(histories: dict[str, dict[int, pd.DataFrame]], path: Path) -> Path:
     """Mean training (solid) and validation (dashed) loss per variant, with the seed range shaded."""
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig = Figure(figsize=(7, 4.2))
+    ax = fig.subplots()
     for variant, runs in histories.items():
         colour = VARIANTS[variant].color if variant in VARIANTS else "black"
         for key, style in (("train_loss", "-"), ("val_loss", "--")):
@@ -112,7 +67,8 @@ def loss_curves(histories: dict[str, dict[int, pd.DataFrame]], path: Path) -> Pa
 
 def tuning_curves(best_so_far: dict[str, list[float | None]], path: Path) -> Path:
     """Each variant's best mean validation AP after each trial: saturated or still climbing."""
-    fig, ax = plt.subplots(figsize=(7, 3.8))
+    fig = Figure(figsize=(7, 3.8))
+    ax = fig.subplots()
     for variant, curve in best_so_far.items():
         colour = VARIANTS[variant].color if variant in VARIANTS else "black"
         trials = [i + 1 for i, v in enumerate(curve) if v is not None]
@@ -128,7 +84,8 @@ def reliability(scores: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) ->
     """Reliability (calibration) curves of several models on one chart (name -> (y, p)), quantile bins."""
     from sklearn.calibration import CalibrationDisplay
 
-    fig, ax = plt.subplots(figsize=(6.5, 5))
+    fig = Figure(figsize=(6.5, 5))
+    ax = fig.subplots()
     for name, (y, p) in scores.items():
         variant = VARIANTS.get(name)
         CalibrationDisplay.from_predictions(y, p, n_bins=10, strategy="quantile", name=label(name), ax=ax,
@@ -140,7 +97,8 @@ def reliability(scores: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) ->
 
 def sweep(summary: pd.DataFrame, param: str, path: Path) -> Path:
     """Three panels against a swept param: test AP, final train loss, seconds per epoch, per variant."""
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig = Figure(figsize=(13, 3.8))
+    axes = fig.subplots(1, 3)
     panels = (("test_ap", "test average precision"), ("final_train_loss", "final training loss"),
               ("seconds_per_epoch", "seconds per epoch"))
     for ax, (key, heading) in zip(axes, panels):
@@ -163,4 +121,56 @@ def sweep(summary: pd.DataFrame, param: str, path: Path) -> Path:
         ax.set_title(heading)
     axes[0].legend(fontsize=8)
     fig.suptitle("Mean over seeds; bars span min to max; x marks values with FAILED runs")
+    return save(fig, path)
+
+
+# ---------------------------------------------------------------- the suite
+
+
+def forest(claim: PooledClaim, text: str, unit: str, path: Path) -> Path:
+    """Each table's effect with its interval, the pooled random-effects estimate (a diamond) below, the
+    ROPE shaded and 0 marked."""
+    rows = claim.tables
+    fig = Figure(figsize=(7.5, 0.45 * (len(rows) + 3) + 0.8))
+    ax = fig.subplots()
+    ys = np.arange(len(rows), 0, -1) + 1.0
+    for y, e in zip(ys, rows):
+        ax.errorbar(e.mean, y, xerr=[[e.mean - e.low], [e.high - e.mean]], fmt="s", color="#1f77b4", capsize=3)
+    p = claim.pooled
+    if np.isfinite(p.mean):
+        ax.fill([p.low, p.mean, p.high, p.mean], [0.5, 0.8, 0.5, 0.2], color="#d62728")
+    ax.axvspan(-claim.rope, claim.rope, color="#dddddd", alpha=0.6, label=f"ROPE ±{claim.rope:.3g}")
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_yticks([*ys, 0.5], [e.table for e in rows] + [f"pooled (I² {p.i2:.0%})" if np.isfinite(p.i2)
+                                                          else "pooled"])
+    ax.set_xlabel(f"{title(claim.variant)} minus the baseline, {unit} (positive favours the variant)")
+    ax.set_ylim(-0.2, len(rows) + 1.6)
+    ax.legend(loc="upper right", fontsize=8)
+    ax.set_title(f"{title(claim.variant)} {text}?")
+    return save(fig, path)
+
+
+def rank_grid(table_ranks: dict[str, dict[str, tuple[int, float]]], path: Path) -> Path:
+    """A grid: tables as columns, models as rows, each cell the model's rank by test AP (1 best) and
+    its mean test AP; variants in their colours, reference models grey."""
+    tables = list(table_ranks)
+    models = list(dict.fromkeys(m for t in tables for m in table_ranks[t]))
+    grid = np.full((len(models), len(tables)), np.nan)
+    for j, t in enumerate(tables):
+        for i, m in enumerate(models):
+            if m in table_ranks[t]:
+                grid[i, j] = table_ranks[t][m][0]
+    fig = Figure(figsize=(1.3 * len(tables) + 2.5, 0.55 * len(models) + 1.6))
+    ax = fig.subplots()
+    ax.imshow(grid, cmap="RdYlGn_r", vmin=1, vmax=max(len(models), 2), aspect="auto")
+    for j, t in enumerate(tables):
+        for i, m in enumerate(models):
+            if m in table_ranks[t]:
+                rank, ap = table_ranks[t][m]
+                ax.text(j, i, f"#{rank}\n{ap:.3f}", ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(tables)), tables, rotation=30, ha="right")
+    ax.set_yticks(range(len(models)), [label(m) for m in models])
+    for tick, m in zip(ax.get_yticklabels(), models):
+        tick.set_color(VARIANTS[m].color if m in VARIANTS else REFERENCE_COLOR)
+    ax.set_title("Rank by mean test AP per table (1 = best; cell: rank and test AP)")
     return save(fig, path)

@@ -10,9 +10,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.project.config import Params
-from pipeline.project.loading import PARAMS_FILE, load_params
 from pipeline.runtime.errors import Interrupted, UserError
+
+PARAMS_FILE = Path("params.yaml")  # every stage's --params default (the params file DVC reads)
 
 
 def setup_logging() -> None:
@@ -68,13 +68,14 @@ def run_stage(stage: str, body: Callable[[], object]) -> int:
 
 
 def stage_main(stage: str, description: str | None, argv: list[str] | None,
-               body: Callable[[Params, argparse.Namespace], object],
+               body: Callable[[argparse.Namespace], object],
                arguments: Callable[[argparse.ArgumentParser], None] | None = None) -> int:
-    """Parse ``--params`` (and the stage's own ``arguments``), load params, run ``body`` as a stage."""
+    """Parse ``--params`` (and the stage's own ``arguments``), then run ``body(args)`` as a stage (it loads
+    the params file ``args.params``: a problem in it is one line and exit code 2, like any user error)."""
     parser = argparse.ArgumentParser(prog=f"python -m pipeline.{stage}", description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--params", type=Path, default=PARAMS_FILE, help="params file (default: params.yaml)")
     if arguments is not None:
         arguments(parser)
     args = parser.parse_args(argv)
-    return run_stage(stage, lambda: body(load_params(args.params), args))
+    return run_stage(stage, lambda: body(args))

@@ -1,4 +1,5 @@
-"""The servable model MLflow keeps of a trained network: a pyfunc from code, its files, signature and requirements."""
+"""The servable model of a trained network, one definition: a pyfunc from code, its files, signature and
+requirements (``tracking.lifecycle`` logs it into a run; ``save_fraud_model`` writes it to a folder)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ import pandas as pd
 from pipeline.data.encoder import Encoder
 from pipeline.data.values import is_text
 from pipeline.serving.scorer import OUTPUT_COLUMNS
-from pipeline.tracking import store
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # pipeline/: the model's code travels inside it
 ENTRY = Path(__file__).resolve().with_name("pyfunc_entry.py")
@@ -46,7 +46,7 @@ def signature(encoder: Encoder, example: pd.DataFrame) -> Any:
 
 
 @contextmanager
-def _fraud_model(network: Path, encoder: Path, settings: dict[str, Any], example: pd.DataFrame) -> Iterator[dict[str, Any]]:
+def fraud_model(network: Path, encoder: Path, settings: dict[str, Any], example: pd.DataFrame) -> Iterator[dict[str, Any]]:
     """The arguments that make the servable pyfunc: model code (models from code, no pickling), its
     files, a signature naming the raw columns, the raw example rows and pinned requirements."""
     fitted = Encoder.load(encoder)
@@ -60,25 +60,9 @@ def _fraud_model(network: Path, encoder: Path, settings: dict[str, Any], example
                "artifacts": {"network": str(network), "encoder": str(encoder), "settings": str(settings_file)}}
 
 
-def log_fraud_model(run_id: str, network: Path, encoder: Path, settings: dict[str, Any],
-                    example: pd.DataFrame) -> str:
-    """Log the servable model (raw rows in, probability and decision out) into a finished run,
-    keeping the run's status and end time; return its model URI."""
-    import mlflow
-
-    client = store.client()
-    before = client.get_run(run_id).info
-    try:
-        with _fraud_model(network, encoder, settings, example) as model, mlflow.start_run(run_id=run_id):
-            info = mlflow.pyfunc.log_model(name="model", **model)
-    finally:  # the run stays what training left it, even when this is interrupted
-        client.set_terminated(run_id, before.status, end_time=before.end_time)
-    return info.model_uri
-
-
 def save_fraud_model(path: Path, network: Path, encoder: Path, settings: dict[str, Any], example: pd.DataFrame) -> None:
     """The same servable model as a local folder, outside any tracking store."""
     import mlflow
 
-    with _fraud_model(network, encoder, settings, example) as model:
+    with fraud_model(network, encoder, settings, example) as model:
         mlflow.pyfunc.save_model(str(path), **model)

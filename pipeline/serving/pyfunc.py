@@ -7,6 +7,7 @@ from typing import Any
 import mlflow.pyfunc
 import pandas as pd
 
+from pipeline.runtime.errors import DataError
 from pipeline.serving.scorer import FraudScorer, ScoringError
 
 
@@ -26,3 +27,11 @@ class FraudModel(mlflow.pyfunc.PythonModel):
             return self.scorer.score(pd.DataFrame(model_input))
         except ScoringError as exc:
             raise MlflowException(str(exc), INVALID_PARAMETER_VALUE) from None
+
+
+def fraud_scorer(model: Any, uri: str) -> FraudScorer:
+    """The scorer inside a loaded pyfunc model; DataError when it is not a fraud model this pipeline logged."""
+    scorer = getattr(model.unwrap_python_model(), "scorer", None)
+    if not isinstance(scorer, FraudScorer):
+        raise DataError(f"{uri} is not a fraud model logged by this pipeline")
+    return scorer

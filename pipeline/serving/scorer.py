@@ -24,7 +24,7 @@ import torch
 
 from pipeline.data.encoder import Encoder
 from pipeline.data.values import Decoded
-from pipeline.modeling.model import from_checkpoint
+from pipeline.modeling.network import MLP, from_checkpoint, logits
 from pipeline.runtime.errors import DataError
 
 OUTPUT_COLUMNS = ("fraud_probability", "fraud")
@@ -47,7 +47,7 @@ class Unscorable(Exception):
 class FraudScorer:
     """A trained network with everything needed to score raw rows."""
 
-    network: torch.nn.Module
+    network: MLP  # one model (a stack of one), in eval mode
     encoder: Encoder
     threshold: float
     nonfinite: str  # "error" or "drop", as prepare.nonfinite was for training
@@ -97,14 +97,14 @@ class FraudScorer:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 x = self.encoder.transform(decoded, slice(start, start + BATCH_ROWS))
             self._check_scaled(decoded, x, start)
-            logits = self.network(torch.from_numpy(x)).float()
-            if not bool(torch.isfinite(logits).all()):  # values near float32's limit overflow inside
-                row = int(torch.nonzero(~torch.isfinite(logits))[0, 0])
+            scores = logits(self.network, torch.from_numpy(x))
+            if not bool(torch.isfinite(scores).all()):  # values near float32's limit overflow inside
+                row = int(torch.nonzero(~torch.isfinite(scores))[0, 0])
                 column = int(np.argmax(np.abs(x[row, :len(inputs)])))
                 raise Unscorable(start + row, f"the network overflows on this row (its output is "
-                                 f"{float(logits[row]):.3g}): {self._raw(decoded, start + row, inputs[column])} "
+                                 f"{float(scores[row]):.3g}): {self._raw(decoded, start + row, inputs[column])} "
                                  f"lies {abs(float(x[row, column])):.3g} standard deviations from the training mean")
-            out[start:start + len(x)] = torch.sigmoid(logits).numpy()
+            out[start:start + len(x)] = torch.sigmoid(scores).numpy()
         return out
 
     def _check_scaled(self, decoded: Decoded, x: np.ndarray, start: int) -> None:

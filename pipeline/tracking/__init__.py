@@ -1,1 +1,2 @@
-"""MLflow: the store, tag and metric keys, runs, epoch logging, UI views and the registry."""
+"""MLflow, the one package that talks to it: the store, every tag and metric key, runs, epoch logging, saved UI
+views, a model's lifecycle (log, load, register the champion), a suite's runs, and the team server's users."""

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from pipeline.runtime.errors import StageError
-from pipeline.tracking.tags import NOTE
+from pipeline.tracking.keys import NOTE
 
 ROLES = ("member", "maintainer")
 WORKSPACE = "default"  # MLflow's only workspace when workspaces are off

@@ -2,7 +2,7 @@
 
 Runs are never nested (nested runs start collapsed in the UI): every run of one pipeline
 execution carries the tag ``pipeline.group``, and one plain run ``pipeline-<group>`` holds the
-report and a description with the verdict. The servable model a run holds is ``serving.packaging``'s.
+report and a description with the verdict. The servable model a run holds is ``tracking.lifecycle``'s.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pipeline.project import provenance
 from pipeline.runtime.errors import Interrupted
 from pipeline.runtime.processes import alive
 from pipeline.tracking import store
-from pipeline.tracking.tags import (
+from pipeline.tracking.keys import (
     COLOR,
     DVC_CHANGED_PARAMS,
     DVC_EXP_NAME,
@@ -111,7 +111,7 @@ def adopt_launcher(group: str) -> bool:
 
 
 @contextmanager
-def model_run(experiment: str, run_name: str, group: str, params: Mapping[str, Any],
+def open_model_run(experiment: str, run_name: str, group: str, params: Mapping[str, Any],
               tags: Mapping[str, str], resume_run_id: str | None = None) -> Iterator[MlflowTracker]:
     """A model run in the group (its pipeline run created if needed); FAILED if the block raises,
     KILLED on SIGINT/SIGTERM. With ``resume_run_id``, that run (of a crashed process, restarted by
@@ -215,11 +215,6 @@ def reference_run(experiment: str, group: str, name: str, params: Mapping[str, A
         return find_or_create_run(store.experiment_id(experiment), all_tags, name, (GROUP, MODEL, ROLE), params)
 
 
-def mark_failed(run_id: str) -> None:
-    """End a run FAILED (now)."""
-    store.client().set_terminated(run_id, "FAILED")
-
-
 def set_tag(run_id: str, key: str, value: str) -> None:
     """Set one tag of a run."""
     store.client().set_tag(run_id, key, value)
@@ -230,7 +225,7 @@ def log_text(run_id: str, text: str, name: str) -> None:
     store.client().log_text(run_id, text, name)
 
 
-def describe(run_id: str, note: str) -> None:
+def describe_run(run_id: str, note: str) -> None:
     """Set a run's description (the UI's "Description", markdown)."""
     store.client().set_tag(run_id, NOTE, note)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from pipeline.project import provenance
 from pipeline.runtime.errors import StageError
-from pipeline.tracking.tags import BATCH_LIMIT, NOTE
+from pipeline.tracking.keys import BATCH_LIMIT, NOTE
 
 EXPERIMENT_NOTE = (
     "BatchNorm versus baseline on imbalanced data. Every pipeline execution (one `pipeline.group`) "

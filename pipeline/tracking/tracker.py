@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from pipeline.tracking import store
-from pipeline.tracking.tags import EPOCH_KEYS
+from pipeline.tracking.keys import EPOCH_KEYS
 
 log = logging.getLogger("pipeline.train")
 

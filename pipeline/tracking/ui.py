@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from pipeline.tracking import store
-from pipeline.tracking.tags import (
+from pipeline.tracking.keys import (
     EPOCH_KEYS,
     EVALUATION_KEYS,
     MONEY_KEYS,
@@ -126,9 +126,3 @@ def save_comparison_view(exp_id: str, group: str) -> str:
 def comparison_url(exp_id: str, group: str) -> str:
     """The link that opens an execution's comparison view, charts first."""
     return _view_url(exp_id, view_key(group))
-
-
-def runs_url(exp_id: str, group: str) -> str:
-    """The runs table of one execution (no saved view needed)."""
-    query = urlencode({"searchFilter": f"tags.`{GROUP}` = '{group}'"})
-    return f"{store.ui_base()}/#/experiments/{exp_id}/runs?{query}"

@@ -1,1 +1,3 @@
-"""Training jobs: which models a stage trains, how each is tracked and written, alone or in stacks."""
+"""How the networks are trained: the one loop (every model, alone or many at once, in one process or over
+several), its optimizer, processes and snapshots, the jobs a stage trains and what each trains with,
+Optuna tuning, and how a stage runs its jobs in stacks."""

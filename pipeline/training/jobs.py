@@ -1,21 +1,27 @@
-"""Which models a training stage trains: their names, settings, files and execution group, and the key
-that says what trained them. A model on disk whose run file carries its job's key is done: adding a
-seed or a trial trains only the new models, and a crash loses only the models still training."""
+"""Which models a training stage trains and what each trains with: their names, settings, files and
+execution group, the key that says what trained them, and the network and loop settings the params and a
+setting make. A model on disk whose run file carries its job's key is done: adding a seed or a trial
+trains only the new models, and a crash loses only the models still training."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.modeling.fit import FitResult
-from pipeline.modeling.recipe import training_config
-from pipeline.project.train_config import Setting
+from pydantic import ValidationError
+
+from pipeline.data.encoder import embedding_dim
+from pipeline.modeling.network import MLPConfig
 from pipeline.project import provenance
-from pipeline.project.config import Params
-from pipeline.project.layout import TUNING, Layout, PrepareSummary, model_name, read_chosen, replicate_name
+from pipeline.project.artefacts import Chosen, PrepareSummary, RunFile
+from pipeline.project.layout import TUNING, Layout, model_name, replicate_name
+from pipeline.project.params import Params, Setting, TrainParams
+from pipeline.project.variants import variant as catalogue_entry
+from pipeline.training.loop import FitConfig, FitResult
 
 
 @dataclass(frozen=True)
@@ -46,8 +52,11 @@ class Job:
         checkpoint: its divergence is its result)."""
         if not (self.run_file.is_file() and self.history.is_file()):
             return False
-        info = json.loads(self.run_file.read_text())
-        return info.get("key") == self.key and (self.checkpoint.is_file() or info.get("diverged_at") is not None)
+        try:
+            info = RunFile.model_validate_json(self.run_file.read_text())
+        except ValidationError:  # a file of another version: trained again
+            return False
+        return info.key == self.key and (self.checkpoint.is_file() or info.diverged_at is not None)
 
 
 @dataclass(frozen=True)
@@ -85,7 +94,7 @@ class Planner:
         """One model's job: a trial's on the tuning split, or replicate ``seed``'s on its own split."""
         name, tuning = model_name(variant, seed, trial), trial is not None
         split = TUNING if tuning else replicate_name(seed)
-        key = self.fingerprint({"variant": variant, "seed": seed, "trial": trial, "setting": setting.to_dict(),
+        key = self.fingerprint({"variant": variant, "seed": seed, "trial": trial, "setting": setting.model_dump(),
                                 "split": self.splits.get(split)})
         layout = self.layout
         return Job(name, variant, seed, split, setting, trial, self.group, key, self.shape,
@@ -95,7 +104,7 @@ class Planner:
     def compared(self, variant: str, replicates: list[int] | None = None) -> list[Job]:
         """A variant's compared models, one per replicate (``replicates``, default all of them), at its
         chosen setting."""
-        setting = Setting.from_dict(read_chosen(self.layout, variant))
+        setting = Chosen.read(self.layout.chosen_setting(variant), "select").setting
         every = range(len(self.summary.replicates))
         return [self.job(variant, r, setting) for r in (every if replicates is None else replicates)]
 
@@ -118,3 +127,49 @@ def _file_hash(*paths: Path) -> str:
     for path in paths:
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def training_config(train: TrainParams) -> dict[str, Any]:
+    """The train params shared by every model of an execution: not the variant or seed lists, nor how
+    tuning runs (its trials and space), nor how many models train together (a stack trains each model
+    as it would train alone)."""
+    return train.model_dump(exclude={"variants", "seeds", "tune", "stack"})
+
+
+def mlp_config(train: TrainParams, variant: str, n_features: int, setting: Setting,
+               categories: tuple[int, ...] = ()) -> MLPConfig:
+    """The network of one variant: ``n_features`` numeric inputs and an embedding per categorical column
+    (``categories``: each one's rows, its width by data.encoder.embedding_dim); variants differ in their
+    normalisation layers only."""
+    model = train.model
+    return MLPConfig(n_features=n_features, hidden=tuple(model.hidden), dropout=setting.dropout,
+                     activation=model.activation, norm=catalogue_entry(variant).norm,
+                     norm_placement=model.batchnorm_placement,
+                     embeddings=tuple((rows, embedding_dim(rows)) for rows in categories))
+
+
+def fit_config(train: TrainParams, seed: int, setting: Setting, negatives: int, positives: int) -> FitConfig:
+    """The training loop's settings: the train params, the setting, and the class weight it implies
+    for a training split of these counts."""
+    return FitConfig(epochs=train.epochs, batch_size=setting.batch_size, min_batch=train.min_batch, lr=setting.lr,
+                     seed=seed, optimizer=train.optimizer.name, weight_decay=setting.weight_decay,
+                     momentum=train.optimizer.momentum, pos_weight=pos_weight(setting, negatives, positives),
+                     grad_clip=train.grad_clip, patience=train.patience, bf16=train.bf16,
+                     probe_growth=train.probe_growth)
+
+
+def prior_logit(setting: Setting, negatives: int, positives: int) -> float:
+    """The output bias that predicts the training split's base rate under the setting's class weight:
+    the log-odds of positives (each weighted by pos_weight) against negatives. Every variant starts
+    from it, so that early training loss measures learning, not finding the base rate."""
+    weight = pos_weight(setting, negatives, positives) or 1.0
+    return math.log(weight * positives / negatives)
+
+
+def pos_weight(setting: Setting, negatives: int, positives: int) -> float | None:
+    """`none`, `balanced` (negatives/positives of the training split) or the number given."""
+    if setting.pos_weight == "none":
+        return None
+    if setting.pos_weight == "balanced":
+        return negatives / positives
+    return float(setting.pos_weight)

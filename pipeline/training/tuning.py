@@ -8,7 +8,6 @@ afresh."""
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -16,11 +15,9 @@ from typing import Any
 
 import optuna
 
-from pipeline.modeling.distributed import World
-from pipeline.project.train_config import Setting
-from pipeline.project.config import Params
-from pipeline.project.train_config import Range, SpaceParams, TuneParams
-from pipeline.runtime.outputs import write_json
+from pipeline.project.artefacts import RunFile, Trial, Trials
+from pipeline.project.params import Params, Range, Setting, SpaceParams, TuneParams
+from pipeline.training.distributed import World
 from pipeline.training.jobs import Job, Planner, TrainResult
 
 log = logging.getLogger("pipeline.train")
@@ -94,7 +91,7 @@ def tune_variant(params: Params, planner: Planner, variant: str, world: World, t
         batch = world.broadcast(_next_trials(study, tune) if study is not None else None)
         if not batch:
             break
-        jobs = {number: planner.trial(params, variant, number, Setting.from_dict(raw)) for number, raw in batch}
+        jobs = {number: planner.trial(params, variant, number, Setting.model_validate(raw)) for number, raw in batch}
         trained = {r.name: r for r in train([job for group in jobs.values() for job in group])}
         for number, group in jobs.items():
             results[number] = [trained[job.name] for job in group]
@@ -104,15 +101,15 @@ def tune_variant(params: Params, planner: Planner, variant: str, world: World, t
     earlier = world.broadcast([(t.number, t.params) for t in study.get_trials(deepcopy=False)
                                if t.state.is_finished() and t.number not in results] if study is not None else None)
     if earlier:
-        jobs = {number: planner.trial(params, variant, number, Setting.from_dict(raw)) for number, raw in earlier}
+        jobs = {number: planner.trial(params, variant, number, Setting.model_validate(raw)) for number, raw in earlier}
         kept = {r.name: r for r in train([job for group in jobs.values() for job in group])}
         results.update({number: [kept[job.name] for job in group] for number, group in jobs.items()})
     if study is None:
         return [r for number in sorted(results) for r in results[number]]
     records = trial_records(study, params, planner, variant)
-    write_json(layout.trials(variant), records)
+    Trials(variant=variant, trials=records).write(layout.trials(variant))
     log.info("tune[%s] %d trials; best %s (mean validation AP %.3f)", variant, len(records),
-             *max(((Setting.from_dict(r["setting"]).name(), r["val_ap"]) for r in records if r["val_ap"] is not None),
+             *max(((r.setting.name(), r.val_ap) for r in records if r.val_ap is not None),
                   key=lambda t: t[1], default=("none", float("nan"))))
     return [r for number in sorted(results) for r in results[number]]
 
@@ -134,32 +131,25 @@ def _next_trials(study: optuna.Study, tune: TuneParams) -> list[tuple[int, dict[
 
 def _tell(study: optuna.Study, number: int, jobs: list[Job]) -> None:
     """A trial's score: the mean best validation AP over its tuning seeds; a seed that diverged fails it."""
-    infos = [RunFile(job) for job in jobs]
-    if any(info.diverged for info in infos):
+    infos = [RunFile.read(job.run_file, "tune") for job in jobs]
+    if any(info.diverged_at is not None for info in infos):
         study.tell(number, state=optuna.trial.TrialState.FAIL)
     else:
-        study.tell(number, sum(info.val_ap for info in infos) / len(infos))
+        study.tell(number, sum(info.best_val_ap for info in infos) / len(infos))  # type: ignore[misc]
 
 
-class RunFile:
-    """What a tuning model's run file says of its validation AP."""
-
-    def __init__(self, job: Job) -> None:
-        raw = json.loads(job.run_file.read_text())
-        self.seed, self.diverged = job.seed, raw.get("diverged_at")
-        self.val_ap = raw.get("best_val_ap")
-
-
-def trial_records(study: optuna.Study, params: Params, planner: Planner, variant: str) -> list[dict[str, Any]]:
+def trial_records(study: optuna.Study, params: Params, planner: Planner, variant: str) -> list[Trial]:
     """Every finished trial: its number, state, setting, each tuning seed's validation AP and their mean."""
     records = []
     for trial in study.get_trials(deepcopy=False):
         if not trial.state.is_finished():
             continue
-        setting = Setting.from_dict(trial.params)
-        infos = [RunFile(job) for job in planner.trial(params, variant, trial.number, setting)]
-        records.append({"trial": trial.number, "state": trial.state.name, "setting": setting.to_dict(),
-                        "val_ap_by_seed": {str(i.seed): i.val_ap for i in infos if i.diverged is None},
-                        "diverged_at_epoch_by_seed": {str(i.seed): i.diverged for i in infos if i.diverged is not None},
-                        "val_ap": trial.value if trial.state == optuna.trial.TrialState.COMPLETE else None})
+        setting = Setting.model_validate(trial.params)
+        jobs = planner.trial(params, variant, trial.number, setting)
+        infos = {job.seed: RunFile.read(job.run_file, "tune") for job in jobs}
+        records.append(Trial(
+            trial=trial.number, state=trial.state.name, setting=setting,
+            val_ap_by_seed={str(s): i.best_val_ap for s, i in infos.items() if i.diverged_at is None},
+            diverged_at_epoch_by_seed={str(s): i.diverged_at for s, i in infos.items() if i.diverged_at is not None},
+            val_ap=trial.value if trial.state == optuna.trial.TrialState.COMPLETE else None))
     return records

@@ -2,9 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.project.config import SplitParams
+from pipeline.project.params import SplitParams
 from pipeline.data.cleaning import clean
-from pipeline.data.scaler import Scaler
 from pipeline.data.splits import split_indices, time_parts
 from pipeline.data.synthetic import synthetic_transactions
 from pipeline.runtime.errors import DataError
@@ -128,24 +127,6 @@ def test_too_few_positives_names_the_split(labels: np.ndarray) -> None:
         split_indices(late, SPLIT.model_copy(update={"method": "time"}), seed=0, times=times)
     with pytest.raises(DataError, match="only 10 positives"):
         split_indices(late * (np.arange(late.size) < 10), SPLIT, seed=0)
-
-
-def test_scaler_uses_train_statistics_only() -> None:
-    rng = np.random.default_rng(0)
-    train = pd.DataFrame({"a": rng.normal(5, 2, 500), "Amount": rng.lognormal(2, 1, 500)})
-    test = pd.DataFrame({"a": rng.normal(50, 20, 500), "Amount": rng.lognormal(6, 1, 500)})
-    scaler = Scaler.fit(train, log1p=["Amount"])
-    assert scaler.mean == pytest.approx([train["a"].mean(), np.log1p(train["Amount"]).mean()])
-    scaled_train = scaler.transform(train)
-    assert scaled_train.mean().abs().max() < 1e-5
-    assert scaler.transform(test)["a"].mean() > 10  # test is not re-centred on its own statistics
-
-
-def test_scaler_round_trips(tmp_path) -> None:
-    frame = pd.DataFrame({"a": [1.0, 2.0, 4.0], "b": [0.0, 10.0, 100.0]})
-    scaler = Scaler.fit(frame, log1p=["b"])
-    scaler.save(tmp_path / "scaler.json")
-    pd.testing.assert_frame_equal(Scaler.load(tmp_path / "scaler.json").transform(frame), scaler.transform(frame))
 
 
 def test_synthetic_fraud_depends_on_the_categorical_columns() -> None:

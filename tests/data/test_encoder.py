@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from pipeline.data.encoder import DATETIME_PARTS, MISSING, OTHER, Encoder, datetime_parts, embedding_dim
-from pipeline.data.scaler import Scaler
+from pipeline.data.encoder import Scaler
 from pipeline.data.values import category_keys, decode
 
 ROLES = {"amt": "numeric", "shop": "categorical", "when": "datetime"}
@@ -79,7 +79,7 @@ def test_the_json_file_round_trips_and_an_old_scaler_file_loads(encoder: Encoder
     assert again == encoder
     np.testing.assert_array_equal(again.encode(_frame()), encoder.encode(_frame()))
     scaler = Scaler.fit(pd.DataFrame({"a": [1.0, 2.0, 4.0]}), log1p=[])
-    scaler.save(tmp_path / "scaler.json")  # what models logged before encoders existed carry
+    (tmp_path / "scaler.json").write_text(json.dumps(scaler.to_dict()))  # what models logged before encoders carry
     old = Encoder.load(tmp_path / "scaler.json")
     assert old.roles == {"a": "numeric"} and old.levels == {}
     np.testing.assert_array_equal(old.encode(pd.DataFrame({"a": [3.0]})),
@@ -94,3 +94,14 @@ def test_keys_read_a_value_alike_whatever_its_type() -> None:
 
 def test_embedding_width_rule() -> None:
     assert [embedding_dim(n) for n in (2, 7, 14, 100, 10_000)] == [2, 5, 7, 16, 16]
+
+
+def test_scaler_uses_train_statistics_only() -> None:
+    rng = np.random.default_rng(0)
+    train = pd.DataFrame({"a": rng.normal(5, 2, 500), "Amount": rng.lognormal(2, 1, 500)})
+    test = pd.DataFrame({"a": rng.normal(50, 20, 500), "Amount": rng.lognormal(6, 1, 500)})
+    scaler = Scaler.fit(train, log1p=["Amount"])
+    assert scaler.mean == pytest.approx([train["a"].mean(), np.log1p(train["Amount"]).mean()])
+    scaled_train = scaler.transform(train)
+    assert scaled_train.mean().abs().max() < 1e-5
+    assert scaler.transform(test)["a"].mean() > 10  # test is not re-centred on its own statistics

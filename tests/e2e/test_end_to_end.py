@@ -21,7 +21,7 @@ import yaml
 from sklearn.metrics import average_precision_score
 
 from pipeline.project.layout import Layout, read_chosen, read_trials
-from pipeline.tracking import tags
+from pipeline.tracking import keys as tags
 from tests.helpers.params import sample_csv_path, small_raw_params, space
 from tests.helpers.repository import copy_repository, dvc, env_for, run
 

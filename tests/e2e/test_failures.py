@@ -15,7 +15,7 @@ import mlflow
 import pytest
 import yaml
 
-from pipeline.project.loading import parse
+from pipeline.project.params import parse
 from pipeline.project.layout import Layout
 from pipeline.tracking.store import sqlite_client
 from tests.helpers.params import small_raw_params, space

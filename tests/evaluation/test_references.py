@@ -6,9 +6,10 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from pipeline import prepare
-from pipeline.project.loading import load_params
+from pipeline.project.params import load_params
 from pipeline.data.prepared import Prepared
-from pipeline.project.layout import TUNING, Layout, PrepareSummary
+from pipeline.project.artefacts import PrepareSummary
+from pipeline.project.layout import TUNING, Layout
 from pipeline.evaluation.references import fit_reference
 from tests.helpers.params import REPO
 
@@ -19,7 +20,7 @@ def test_every_reference_ranks_well_on_the_default_data(layout: Layout) -> None:
     for each (the untuned gradient boosting scored 0.75 here, with 39 test rows at exactly 1.0)."""
     params = load_params(REPO / "params.yaml")
     prepare.run(params.prepare, layout)
-    parts = Prepared(layout, PrepareSummary.read(layout)).parts(TUNING)
+    parts = Prepared(layout, PrepareSummary.read(layout.prepare_summary, "prepare")).parts(TUNING)
     train, val, test = (parts[s] for s in ("train", "val", "test"))
     for name in params.evaluate.references.names():
         tuned = fit_reference(name, params.evaluate.references, (train.x, train.y), (val.x, val.y), seed=0)

@@ -1,4 +1,4 @@
-"""Run under torchrun by tests/modeling/test_distributed.py: train a small MLP on every rank's shard and save
+"""Run under torchrun by tests/training/test_distributed.py: train a small MLP on every rank's shard and save
 rank 0's weights. ``python -m tests.helpers.distributed_fit VARIANT SYNC OUT`` (SYNC: 1 or 0)."""
 
 from __future__ import annotations
@@ -7,11 +7,11 @@ import sys
 
 import torch
 
-from pipeline.modeling import distributed
-from pipeline.modeling.distributed import World
+from pipeline.modeling.network import MLPConfig
 from pipeline.project.variants import variant as variant_entry
-from pipeline.modeling.model import MLPConfig, build
-from pipeline.modeling.fit import FitConfig, FitData, FitEnv, FitHooks, fit
+from pipeline.training import distributed
+from pipeline.training.distributed import World
+from pipeline.training.loop import FitConfig, FitData, FitEnv, FitHooks, Member, fit
 
 ROWS, FEATURES = 1000, 6
 CFG = FitConfig(epochs=2, batch_size=64, min_batch=16, lr=0.1, seed=0, optimizer="sgd", weight_decay=0.0,
@@ -27,30 +27,27 @@ def data() -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch
 
 
 def score(labels: torch.Tensor, logits: torch.Tensor) -> dict[str, float]:
-    """A stand-in validation metric: the negative loss (higher is better)."""
+    """A stand-in validation metric: the negative loss (higher is better; no ties between epochs)."""
     return {"val_ap": -float(torch.nn.functional.binary_cross_entropy_with_logits(logits, labels))}
 
 
-def train(variant: str, sync: bool, world: World) -> torch.nn.Module:
-    """Train on this rank's shards of the data."""
-    model = build(MLPConfig(n_features=FEATURES, hidden=(16, 8), dropout=0.0, activation="relu",
-                            norm=variant_entry(variant).norm, norm_placement="before"), seed=0)
-    device = torch.device("cpu")
-    if sync and world.size > 1:
-        model = distributed.sync_batchnorm(model, device)
+def train(variant: str, sync: bool, world: World) -> dict[str, torch.Tensor]:
+    """Train on this rank's shards of the data; the model's weights (the best epoch's, as a checkpoint)."""
+    config = MLPConfig(n_features=FEATURES, hidden=(16, 8), dropout=0.0, activation="relu",
+                       norm=variant_entry(variant).norm, norm_placement="before")
     (x, y), (xv, yv) = data()
     a, b = world.bounds(x.shape[0])
     c, d = world.bounds(xv.shape[0])
-    fit(model, FitData((x[a:b], y[a:b]), (xv[c:d], yv[c:d])), CFG, FitEnv(device, world, norm_synced=sync),
-        FitHooks(score))
-    return model
+    (outcome,) = fit([Member(config, CFG)], FitData((x[a:b], y[a:b]), (xv[c:d], yv[c:d])),
+                     FitEnv(torch.device("cpu"), world, norm_synced=sync), FitHooks(score))
+    return outcome.state  # type: ignore[return-value]
 
 
 if __name__ == "__main__":
     variant, sync, out = sys.argv[1], sys.argv[2] == "1", sys.argv[3]
     world = World.from_env()
-    distributed.start(world, torch.device("cpu"))
+    distributed.join(world, torch.device("cpu"))
     trained = train(variant, sync, world)
     if world.is_main:
-        torch.save(trained.state_dict(), out)
-    distributed.stop(world)
+        torch.save(trained, out)
+    distributed.leave(world)

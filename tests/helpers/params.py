@@ -47,10 +47,12 @@ def space(raw: dict[str, Any], lr: list[float] | None = None, weight_decay: list
 
 def chosen(layout: Any, variant: str, lr: float = 0.01, batch_size: int = 128, **other: Any) -> None:
     """Write a variant's chosen setting as select does (for tests that train compared models alone)."""
-    from pipeline.runtime.outputs import write_json
+    from pipeline.project.artefacts import Chosen
+    from pipeline.project.params import Setting
 
-    write_json(layout.chosen_setting(variant), {"lr": lr, "weight_decay": 0.0, "batch_size": batch_size,
-                                                "pos_weight": "none", "dropout": 0.0, "trial": 0, **other})
+    setting = Setting(**{"lr": lr, "weight_decay": 0.0, "batch_size": batch_size, "pos_weight": "none",
+                         "dropout": 0.0, **other})
+    Chosen(setting=setting, trial=0).write(layout.chosen_setting(variant))
 
 
 def sample_csv_path() -> Path:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from pipeline import evaluate, prepare, report, select, train
 from pipeline.data.prepared import Prepared
-from pipeline.project.config import Params
-from pipeline.project.layout import Layout, PrepareSummary, replicate_name
+from pipeline.project.artefacts import ModelMetrics, PrepareSummary
+from pipeline.project.layout import Layout, replicate_name
+from pipeline.project.params import Params
 from pipeline.serving import packaging, scorer
 
 
@@ -33,8 +33,8 @@ def run_pipeline(params: Params, layout: Layout, track: bool = True) -> Path:
 
 def save_model(layout: Layout, name: str, dest: Path, nonfinite: str = "error") -> Path:
     """One evaluated model as a servable MLflow model folder (what evaluate logs, without a store)."""
-    summary = PrepareSummary.read(layout)
-    threshold = json.loads(layout.model_metrics(name).read_text())["threshold"]
+    summary = PrepareSummary.read(layout.prepare_summary, "prepare")
+    threshold = ModelMetrics.read(layout.model_metrics(name), "evaluate")["threshold"]
     split = replicate_name(int(name.rsplit("-s", 1)[1]))
     example = Prepared(layout, summary).raw(split, "test").head(5)[summary.features]
     packaging.save_fraud_model(dest, layout.checkpoint(name), layout.encoder(split),
@@ -44,4 +44,4 @@ def save_model(layout: Layout, name: str, dest: Path, nonfinite: str = "error") 
 
 def raw_test(layout: Layout, replicate: int = 0) -> pd.DataFrame:
     """A replicate's test rows as they came (label included): what a user's file of transactions holds."""
-    return Prepared(layout, PrepareSummary.read(layout)).raw(replicate_name(replicate), "test")
+    return Prepared(layout, PrepareSummary.read(layout.prepare_summary, "prepare")).raw(replicate_name(replicate), "test")

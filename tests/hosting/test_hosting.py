@@ -61,9 +61,9 @@ def test_the_server_environment_carries_the_secrets_but_never_a_users_credential
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "the-operator's-own")
     made, _ = secrets.load_or_create(tmp_path)
-    env = launch.environment(tmp_path, made, "postgresql+psycopg://mlflow@127.0.0.1:1/mlflow_auth")
+    env = launch.server_environment(tmp_path, made, "postgresql+psycopg://mlflow@127.0.0.1:1/mlflow_auth")
     assert env["MLFLOW_FLASK_SERVER_SECRET_KEY"] == made.secret_key and "MLFLOW_TRACKING_PASSWORD" not in env
     config = Path(env["MLFLOW_AUTH_CONFIG_PATH"]).read_text()
     assert "default_permission = NO_PERMISSIONS" in config and "mlflow_auth" in config
     assert not any(value in config for value in made.values())
-    assert "MLFLOW_AUTH_CONFIG_PATH" not in launch.environment(tmp_path, made, None)
+    assert "MLFLOW_AUTH_CONFIG_PATH" not in launch.server_environment(tmp_path, made, None)

@@ -44,7 +44,7 @@ def test_screenshots_refuse_a_store_whose_newest_run_is_a_suite_table(monkeypatc
     from types import SimpleNamespace
 
     from docs import screenshots
-    from pipeline.tracking import tags
+    from pipeline.tracking import keys as tags
 
     def newest(table: str | None) -> list[SimpleNamespace]:
         run_tags = {tags.GROUP: "abc"} | ({tags.TABLE: table} if table else {})

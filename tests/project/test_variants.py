@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from pipeline.modeling.model import NORMS
+from pipeline.modeling.network import NORMS
 from pipeline.project import variants
-from pipeline.project.loading import parse
+from pipeline.project.params import parse
 from pipeline.runtime.errors import ConfigError
 
 

@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
-from pipeline.reporting.document import VOLATILE_END, VOLATILE_START, Document, mean_sd, strip_volatile
-
-
-def test_mean_sd_over_seeds() -> None:
-    assert mean_sd([1.0, 2.0, 3.0], 2) == "2.00 ± 1.00"
-    assert mean_sd([0.5]) == "0.5000"  # one seed: no spread to show
-    assert mean_sd([math.nan, math.inf]) == "–"
-    assert mean_sd([0.1, -0.3], 1, noisy=True) == "-0.1 ± 0.3 (noisy)"  # spread larger than the mean
+from pipeline.reporting.document import VOLATILE_END, VOLATILE_START, Document, strip_volatile
 
 
 def test_the_same_blocks_render_to_markdown_and_html(tmp_path: Path) -> None:

@@ -8,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline.tracking import runs, store, tags
+from pipeline.tracking import runs, store
+from pipeline.tracking import keys as tags
 
 
 def test_a_sigkilled_run_is_marked_killed_by_the_next_run(tmp_path: Path) -> None:
@@ -19,7 +20,7 @@ def test_a_sigkilled_run_is_marked_killed_by_the_next_run(tmp_path: Path) -> Non
     dead.wait()
     orphan = client.create_run(exp_id, tags={tags.PROCESS: f"{socket.gethostname()}:{dead.pid}"}).info.run_id
     alive = client.create_run(exp_id, tags={tags.PROCESS: f"{socket.gethostname()}:{os.getpid()}"}).info.run_id
-    with runs.model_run("orphans", "m", "g" * 12, {}, {}):
+    with runs.open_model_run("orphans", "m", "g" * 12, {}, {}):
         pass
     assert client.get_run(orphan).info.status == "KILLED"
     assert "died without ending the run" in client.get_run(orphan).data.tags[tags.NOTE]

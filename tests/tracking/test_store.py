@@ -14,7 +14,8 @@ import mlflow
 import pytest
 from mlflow.entities import Metric
 
-from pipeline.tracking import store, tags
+from pipeline.tracking import store
+from pipeline.tracking import keys as tags
 
 REPO = Path(__file__).resolve().parents[2]
 

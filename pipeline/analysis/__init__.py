@@ -1,0 +1,1 @@
+"""What the evidence says: the claims, their statistics, the checks of what weakens them, pooling across tables."""
