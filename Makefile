@@ -18,7 +18,18 @@ test: $(VENV)/.installed-test
 
 install: $(VENV)/.installed-run
 
-# The team's MLflow server (PostgreSQL + proxied artifacts, see README "Team setup"); state in .team-server/
+# The layering (import-linter's contracts in pyproject.toml) and ruff's lint and format checks; .ci/run runs
+# them before the tests. `ruff format .` and `ruff check --fix .` mend most of what they find.
+lint: $(VENV)/.installed-lint
+	$(BIN)/lint-imports
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# dvc.yaml's code deps, generated from the imports: run after an import changed (the structure test says so).
+deps: $(VENV)/.installed-run
+	$(BIN)/python -c "from pipeline.project.provenance import write_stage_code; print(write_stage_code() or 'up to date')"
+
+# The team's MLflow server (PostgreSQL + proxied artifacts, see docs/team.md); state in .team-server/
 server: $(VENV)/.installed-server
 	$(BIN)/python -m pipeline.server start $(SERVER_ARGS)
 
@@ -39,4 +50,8 @@ $(VENV)/.installed-server: $(VENV)/.installed-run
 
 $(VENV)/.installed-test: $(VENV)/.installed-run
 	$(PIP) --no-build-isolation -e '.[test]'
+	@touch $@
+
+$(VENV)/.installed-lint: $(VENV)/.installed-run
+	$(PIP) --no-build-isolation -e '.[lint]'
 	@touch $@

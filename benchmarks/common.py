@@ -1,20 +1,17 @@
-"""What the benchmark scripts share: the data they train on and how they summarise repeats."""
+"""What the benchmark scripts share: the data they train on and how they summarise repeats. The scripts run
+with the project installed (`make install`, the environment activated): `python benchmarks/<script>.py`."""
 
 from __future__ import annotations
 
 import statistics
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pipeline.data.encoder import Scaler  # noqa: E402
-from pipeline.data.synthetic import synthetic_transactions  # noqa: E402
-from pipeline.project.params import Setting  # noqa: E402
+from pipeline.data.encoder import Scaler
+from pipeline.data.synthetic import synthetic_transactions
+from pipeline.project.params import Setting
 
 Rows = tuple[torch.Tensor, torch.Tensor]
 

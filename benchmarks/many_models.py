@@ -9,7 +9,7 @@ from repeat to repeat, three ways are timed, each training k models for ``--epoc
 validation after every epoch (patience off, so every way trains the same number of epochs):
 
 - ``stack``: the k models as one stack (``train.stack: k``), in this process;
-- ``loop``: one after another with the single-model loop (``train.stack: 1``), in this process;
+- ``loop``: one after another, each a stack of one (``train.stack: 1``), in this process;
 - ``processes``: one after another, each in its own process as the pipeline's stages did before
   (a process per model or grid point): ``loop`` plus k times the measured start of a training
   process (``python -c "import pipeline.train"``), against ``stack`` plus one start.
@@ -26,6 +26,7 @@ speed, the limit of what batching can reach. Prints the figures and writes
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -37,18 +38,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from common import SETTING, make_data, spread
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import SETTING, make_data, spread  # noqa: E402
-
-from pipeline.evaluation.ranking import epoch_metrics  # noqa: E402
-from pipeline.training.distributed import resolve_device  # noqa: E402
-from pipeline.training.loop import FitData, FitEnv, FitHooks, fit  # noqa: E402
-from pipeline.modeling.network import build  # noqa: E402
-from pipeline.training.jobs import fit_config, mlp_config  # noqa: E402
-from pipeline.training.loop import Member, StackHooks, fit_stack  # noqa: E402
-from pipeline.project.params import load_params  # noqa: E402
+from pipeline.evaluation.ranking import epoch_metrics
+from pipeline.project.params import load_params
+from pipeline.training.distributed import resolve_device
+from pipeline.training.jobs import fit_config, mlp_config
+from pipeline.training.loop import FitData, FitEnv, FitHooks, Member, fit
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = Path(__file__).resolve().parent / "results" / "many_models.json"
@@ -94,7 +90,7 @@ def process_start() -> float:
 def step_flops(widths: list[int], rows: int) -> float:
     """Multiply-adds x 2 of one model's step: each layer forward, and backward twice (inputs and
     weights) except the first layer's inputs."""
-    layers = list(zip(widths, widths[1:]))
+    layers = list(itertools.pairwise(widths))
     forward = sum(2 * rows * a * b for a, b in layers)
     return forward + 2 * forward - 2 * rows * widths[0] * widths[1]
 
@@ -109,7 +105,7 @@ def gemm_limit(device: torch.device) -> float:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         best = min(best, time.perf_counter() - start)
-    return 2 * 2048 ** 3 / best
+    return 2 * 2048**3 / best
 
 
 def profile_stack(members: list[Member], data: FitData, env: FitEnv) -> dict[str, object]:
@@ -118,11 +114,21 @@ def profile_stack(members: list[Member], data: FitData, env: FitEnv) -> dict[str
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if env.device.type == "cuda" else [])
     with profile(activities=activities) as prof:
-        fit_stack([replace(m, fit=replace(m.fit, epochs=1)) for m in members], data, env, StackHooks(epoch_metrics))
+        fit([replace(m, fit=replace(m.fit, epochs=1)) for m in members], data, env, FitHooks(epoch_metrics))
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events)
-    return {"total_ms": total / 1e3, "top": [{"op": e.key, "calls": e.count, "self_ms": e.self_cpu_time_total / 1e3,
-                                              "share": e.self_cpu_time_total / total} for e in events[:12]]}
+    return {
+        "total_ms": total / 1e3,
+        "top": [
+            {
+                "op": e.key,
+                "calls": e.count,
+                "self_ms": e.self_cpu_time_total / 1e3,
+                "share": e.self_cpu_time_total / total,
+            }
+            for e in events[:12]
+        ],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     device = resolve_device(args.device)
     env = FitEnv(device)
     train, rest = make_data(args.rows, train_share=0.6)  # prepare's default fractions: 60% train, 20% validation
-    val = (rest[0][:int(args.rows * 0.2)], rest[1][:int(args.rows * 0.2)])
+    val = (rest[0][: int(args.rows * 0.2)], rest[1][: int(args.rows * 0.2)])
     data = FitData(train, val)
     config = mlp_config(params, "batchnorm", train[0].shape[1], SETTING)
     base = replace(fit_config(params, 0, SETTING, 1, 1), epochs=args.epochs, patience=0, probe_growth=0.0)
@@ -151,10 +157,10 @@ def main(argv: list[str] | None = None) -> int:
 
     def loop(k: int) -> None:
         for member in members(k):
-            fit(build(config, member.fit.seed), data, member.fit, env, FitHooks(epoch_metrics))
+            fit([member], data, env, FitHooks(epoch_metrics))
 
     def stack(k: int) -> None:
-        fit_stack(members(k), data, env, StackHooks(epoch_metrics))
+        fit(members(k), data, env, FitHooks(epoch_metrics))
 
     ways: dict[str, Callable[[int], None]] = {"stack": stack, "loop": loop}
     seconds = {k: {way: [] for way in ways} for k in args.stacks}
@@ -173,9 +179,13 @@ def main(argv: list[str] | None = None) -> int:
                     torch.cuda.synchronize(device)
                 seconds[k][way].append(time.perf_counter() - began)
             memory[k][way].append(peak.bytes)
-        print(f"repeat {repeat + 1}/{args.repeats}: process start {starts[-1]:.2f}s  " + "  ".join(
-            f"k={k} stack {seconds[k]['stack'][-1]:.2f}s loop {seconds[k]['loop'][-1]:.2f}s" for k in args.stacks),
-            flush=True)
+        print(
+            f"repeat {repeat + 1}/{args.repeats}: process start {starts[-1]:.2f}s  "
+            + "  ".join(
+                f"k={k} stack {seconds[k]['stack'][-1]:.2f}s loop {seconds[k]['loop'][-1]:.2f}s" for k in args.stacks
+            ),
+            flush=True,
+        )
 
     result = summarise(args, device, config, seconds, memory, starts)
     if TARGET_K in args.stacks:
@@ -183,9 +193,13 @@ def main(argv: list[str] | None = None) -> int:
         steps = args.epochs * (train[0].shape[0] // base.batch_size)
         achieved = TARGET_K * k_step * steps / result["by_k"][str(TARGET_K)]["seconds"]["stack"]["median"]
         limit = gemm_limit(device)
-        result["arithmetic"] = {"achieved_flops": achieved, "large_gemm_flops": limit, "ratio_to_limit": achieved / limit,
-                                "note": "forward and backward products of the stack's steps per wall second, "
-                                        "validation and every other operator included in the time"}
+        result["arithmetic"] = {
+            "achieved_flops": achieved,
+            "large_gemm_flops": limit,
+            "ratio_to_limit": achieved / limit,
+            "note": "forward and backward products of the stack's steps per wall second, "
+            "validation and every other operator included in the time",
+        }
         result["profile_k8"] = profile_stack(members(TARGET_K), data, env)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
@@ -193,8 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def summarise(args: argparse.Namespace, device: torch.device, config: object, seconds: dict, memory: dict,
-              starts: list[float]) -> dict:
+def summarise(
+    args: argparse.Namespace, device: torch.device, config: object, seconds: dict, memory: dict, starts: list[float]
+) -> dict:
     """Medians with min and max of every way, and the paired ratios."""
     by_k = {}
     for k, ways in seconds.items():
@@ -211,35 +226,50 @@ def summarise(args: argparse.Namespace, device: torch.device, config: object, se
     target = by_k.get(str(TARGET_K), {})
     return {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "torch_threads": torch.get_num_threads(), "rows": args.rows, "epochs_per_model": args.epochs,
-        "repeats": args.repeats, "model": config.to_dict(), "batch_size": 1024,  # type: ignore[attr-defined]
-        "process_start_seconds": spread(starts), "by_k": by_k,
+        "torch_threads": torch.get_num_threads(),
+        "rows": args.rows,
+        "epochs_per_model": args.epochs,
+        "repeats": args.repeats,
+        "model": config.to_dict(),
+        "batch_size": 1024,  # type: ignore[attr-defined]
+        "process_start_seconds": spread(starts),
+        "by_k": by_k,
         "target": f"speedup at k={TARGET_K} >= {TARGET}",
-        "met": {"vs_loop": bool(target) and target["speedup_vs_loop"]["median"] >= TARGET,
-                "vs_processes": bool(target) and target["speedup_vs_processes"]["median"] >= TARGET},
+        "met": {
+            "vs_loop": bool(target) and target["speedup_vs_loop"]["median"] >= TARGET,
+            "vs_processes": bool(target) and target["speedup_vs_processes"]["median"] >= TARGET,
+        },
     }
 
 
 def show(result: dict, out: Path) -> None:
     """The figures in a few lines."""
-    print(f"device {result['device']}, {result['torch_threads']} threads, {result['epochs_per_model']} epochs per model, "
-          f"{result['repeats']} repeats (median [min, max] of paired ratios); process start "
-          f"{result['process_start_seconds']['median']:.2f}s")
+    print(
+        f"device {result['device']}, {result['torch_threads']} threads, {result['epochs_per_model']} epochs per model, "
+        f"{result['repeats']} repeats (median [min, max] of paired ratios); process start "
+        f"{result['process_start_seconds']['median']:.2f}s"
+    )
     for k, row in result["by_k"].items():
         vs_loop, vs_proc = row["speedup_vs_loop"], row["speedup_vs_processes"]
-        print(f"k={k:>2}  models/s stack {row['models_per_second']['stack']['median']:.2f} "
-              f"loop {row['models_per_second']['loop']['median']:.2f}  speedup vs loop {vs_loop['median']:.2f} "
-              f"[{vs_loop['min']:.2f}, {vs_loop['max']:.2f}]  vs processes {vs_proc['median']:.2f} "
-              f"[{vs_proc['min']:.2f}, {vs_proc['max']:.2f}]  peak RSS stack "
-              f"{row['peak_rss_bytes']['stack']['median'] / 2**20:.0f} MiB")
+        print(
+            f"k={k:>2}  models/s stack {row['models_per_second']['stack']['median']:.2f} "
+            f"loop {row['models_per_second']['loop']['median']:.2f}  speedup vs loop {vs_loop['median']:.2f} "
+            f"[{vs_loop['min']:.2f}, {vs_loop['max']:.2f}]  vs processes {vs_proc['median']:.2f} "
+            f"[{vs_proc['min']:.2f}, {vs_proc['max']:.2f}]  peak RSS stack "
+            f"{row['peak_rss_bytes']['stack']['median'] / 2**20:.0f} MiB"
+        )
     if "arithmetic" in result:
         a = result["arithmetic"]
-        print(f"k={TARGET_K} arithmetic {a['achieved_flops'] / 1e9:.1f} GFLOP/s of a large product's "
-              f"{a['large_gemm_flops'] / 1e9:.1f} ({a['ratio_to_limit']:.1%}); profile: " + ", ".join(
-                  f"{t['op']} {t['share']:.0%}" for t in result["profile_k8"]["top"][:6]))
+        print(
+            f"k={TARGET_K} arithmetic {a['achieved_flops'] / 1e9:.1f} GFLOP/s of a large product's "
+            f"{a['large_gemm_flops'] / 1e9:.1f} ({a['ratio_to_limit']:.1%}); profile: "
+            + ", ".join(f"{t['op']} {t['share']:.0%}" for t in result["profile_k8"]["top"][:6])
+        )
     met = result["met"]
-    print(f"target {result['target']}: vs loop {'met' if met['vs_loop'] else 'MISSED'}, vs processes "
-          f"{'met' if met['vs_processes'] else 'MISSED'}; wrote {out}")
+    print(
+        f"target {result['target']}: vs loop {'met' if met['vs_loop'] else 'MISSED'}, vs processes "
+        f"{'met' if met['vs_processes'] else 'MISSED'}; wrote {out}"
+    )
 
 
 if __name__ == "__main__":

@@ -40,9 +40,13 @@ def params_for(rows: int) -> dict:
     raw["prepare"]["replicates"] = 1
     raw["train"].update(epochs=1, patience=0, device="cpu")
     raw["train"]["tune"].update(trials=1, seeds=[100], sampler="grid", parallel=1)
-    raw["train"]["tune"]["space"] = {"lr": {"choices": [0.003]}, "weight_decay": {"choices": [0.0]},
-                                     "batch_size": {"choices": [1024]}, "pos_weight": {"choices": ["none"]},
-                                     "dropout": {"choices": [0.0]}}
+    raw["train"]["tune"]["space"] = {
+        "lr": {"choices": [0.003]},
+        "weight_decay": {"choices": [0.0]},
+        "batch_size": {"choices": [1024]},
+        "pos_weight": {"choices": ["none"]},
+        "dropout": {"choices": [0.0]},
+    }
     raw["evaluate"]["references"] = {}
     return raw
 
@@ -67,14 +71,19 @@ def run_size(rows: int, folder: Path) -> dict[str, dict[str, float]]:
     steps = [("prepare", ["-m", "pipeline.prepare"])]
     steps += [(f"tune-{v}", ["-m", "pipeline.train", "--variant", v, "--tune"]) for v in ("batchnorm", "baseline")]
     steps += [("select", ["-m", "pipeline.select"])]
-    steps += [("train" if v == "batchnorm" else f"train-{v}", ["-m", "pipeline.train", "--variant", v, "--seed", "0"])
-              for v in ("batchnorm", "baseline")]
+    steps += [
+        ("train" if v == "batchnorm" else f"train-{v}", ["-m", "pipeline.train", "--variant", v, "--seed", "0"])
+        for v in ("batchnorm", "baseline")
+    ]
     steps += [("evaluate", ["-m", "pipeline.evaluate"]), ("report", ["-m", "pipeline.report"])]
     out = {}
     for name, args in steps:
         out[name] = measured([sys.executable, *args], folder, env)
-        print(f"  {rows:>11,} rows  {name:<16} {out[name]['seconds']:8.1f} s  "
-              f"{out[name]['peak_rss_bytes'] / 2**30:6.2f} GiB", flush=True)
+        print(
+            f"  {rows:>11,} rows  {name:<16} {out[name]['seconds']:8.1f} s  "
+            f"{out[name]['peak_rss_bytes'] / 2**30:6.2f} GiB",
+            flush=True,
+        )
     return {name: out[name] for name in REPORTED}
 
 
@@ -102,18 +111,32 @@ def main(argv: list[str] | None = None) -> int:
             entry["seconds_per_row_vs_previous"] = per_row[0] / per_row[1]
             entry["seconds_met"] = entry["seconds_per_row_vs_previous"] <= TARGETS["seconds_per_row_vs_previous"]
         verdicts[stage] = entry
-    report = {"device": "cpu", "cpus": os.cpu_count(), "machine": platform.machine(), "sizes": sizes,
-              "stages": results, "at_largest": verdicts,
-              "targets": {k: f"<= {v}" for k, v in TARGETS.items()},
-              "note": "RSS includes the Python interpreter, torch and pandas (about 0.4-0.6 GiB at any size)."}
+    report = {
+        "device": "cpu",
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "sizes": sizes,
+        "stages": results,
+        "at_largest": verdicts,
+        "targets": {k: f"<= {v}" for k, v in TARGETS.items()},
+        "note": "RSS includes the Python interpreter, torch and pandas (about 0.4-0.6 GiB at any size).",
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"at {int(largest):,} rows (features {int(largest) * FEATURES * 4 / 2**30:.2f} GiB as float32):")
     for stage, entry in verdicts.items():
-        time_text = (f"s/row x{entry['seconds_per_row_vs_previous']:.2f} vs {int(previous):,} "
-                     f"({'met' if entry['seconds_met'] else 'MISSED'})") if previous else ""
-        print(f"  {stage:<9} {time_text}  peak RSS {entry['peak_rss_vs_features']:.2f}x features "
-              f"({'met' if entry['peak_rss_met'] else 'MISSED'})")
+        time_text = (
+            (
+                f"s/row x{entry['seconds_per_row_vs_previous']:.2f} vs {int(previous):,} "
+                f"({'met' if entry['seconds_met'] else 'MISSED'})"
+            )
+            if previous
+            else ""
+        )
+        print(
+            f"  {stage:<9} {time_text}  peak RSS {entry['peak_rss_vs_features']:.2f}x features "
+            f"({'met' if entry['peak_rss_met'] else 'MISSED'})"
+        )
     print(f"wrote {args.out}")
     return 0
 

@@ -23,46 +23,41 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
+from common import SETTING, spread, ulb_transactions
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import SETTING, spread, ulb_transactions  # noqa: E402
-
-from pipeline import score  # noqa: E402
-from pipeline.project.params import load_params  # noqa: E402
-from pipeline.data.encoder import Scaler  # noqa: E402
-from pipeline.data.encoder import Encoder  # noqa: E402
-from pipeline.modeling.network import build  # noqa: E402
-from pipeline.serving.scorer import FraudScorer  # noqa: E402
-from pipeline.training.jobs import mlp_config  # noqa: E402
+from pipeline import score
+from pipeline.data.encoder import Encoder, Scaler
+from pipeline.modeling.network import MLP, logits
+from pipeline.project.params import load_params
+from pipeline.serving.scorer import FraudScorer
+from pipeline.training.jobs import mlp_config
 
 OUT = Path(__file__).resolve().parent / "results" / "score_throughput.json"
 TARGET = 0.5
 
 
 @torch.inference_mode()
-def bare(network: torch.nn.Module, x: torch.Tensor, block: int) -> None:
+def bare(network: MLP, x: torch.Tensor, block: int) -> None:
     """The network alone on pre-scaled rows."""
     for part in torch.split(x, block):
-        torch.sigmoid(network(part))
+        torch.sigmoid(logits(network, part))
 
 
-def fastest_block(network: torch.nn.Module, x: torch.Tensor) -> int:
+def fastest_block(network: MLP, x: torch.Tensor) -> int:
     """The block size at which the bare network is fastest here (best of 3 per size)."""
     timings = {}
     for block in (8_192, 32_768, 131_072, 1_000_000):
-        timings[block] = min(_seconds(lambda: bare(network, x, block)) for _ in range(3))
+        timings[block] = min(_seconds(lambda block=block: bare(network, x, block)) for _ in range(3))
     return min(timings, key=timings.get)
 
 
-def _seconds(fn) -> float:  # noqa: ANN001
+def _seconds(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
@@ -79,40 +74,50 @@ def main() -> int:
     frame = ulb_transactions(args.rows)
     features = frame.drop(columns="Class")
     scaler = Scaler.fit(features, params.prepare.log1p)
-    network = build(mlp_config(params.train, "batchnorm", features.shape[1], SETTING), seed=0).eval()
-    encoder = Encoder({name: "numeric" for name in scaler.features}, {}, {}, {}, scaler)
+    network = MLP.initialised(mlp_config(params.train, "batchnorm", features.shape[1], SETTING), [0]).eval()
+    encoder = Encoder(dict.fromkeys(scaler.features, "numeric"), {}, {}, {}, scaler)
     scorer = FraudScorer(network, encoder, threshold=0.5, nonfinite="error", settings={})
-    x = torch.from_numpy(scaler.apply(features.to_numpy(np.float64)))
+    x = torch.from_numpy(scaler.transform(features).to_numpy())
     block = fastest_block(network, x)
 
     with tempfile.TemporaryDirectory() as tmp:
         parquet, csv = Path(tmp) / "rows.parquet", Path(tmp) / "rows.csv"
         frame.to_parquet(parquet, index=False)
         frame.to_csv(csv, index=False)
-        variants = {"bare": lambda: bare(network, x, block),
-                    "read_parquet": lambda: sum(len(c) for c in score.chunks(parquet, score.CHUNK_ROWS)),
-                    "score_parquet": lambda: score.score_file(scorer, parquet, Path(tmp) / "out.parquet"),
-                    "score_csv": lambda: score.score_file(scorer, csv, Path(tmp) / "out.parquet")}
+        variants = {
+            "bare": lambda: bare(network, x, block),
+            "read_parquet": lambda: sum(len(c) for c in score.chunks(parquet, score.CHUNK_ROWS)),
+            "score_parquet": lambda: score.score_file(scorer, parquet, Path(tmp) / "out.parquet"),
+            "score_csv": lambda: score.score_file(scorer, csv, Path(tmp) / "out.parquet"),
+        }
         for fn in variants.values():  # warm-up: first-touch allocations, lazy imports
             fn()
         seconds: dict[str, list[float]] = {name: [] for name in variants}
         names = list(variants)
         for repeat in range(args.repeats):
-            for name in names[repeat % len(names):] + names[:repeat % len(names)]:
+            for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
                 seconds[name].append(_seconds(variants[name]))
 
-    ratios = {f"throughput_ratio{suffix}": spread([b / s for b, s in zip(seconds["bare"], seconds[name])])
-              for suffix, name in (("", "score_parquet"), ("_csv", "score_csv"))}
+    ratios = {
+        f"throughput_ratio{suffix}": spread([b / s for b, s in zip(seconds["bare"], seconds[name])])
+        for suffix, name in (("", "score_parquet"), ("_csv", "score_csv"))
+    }
     result = {
         "device": f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
-        "rows": args.rows, "repeats": args.repeats, "bare_block_rows": block,
+        "rows": args.rows,
+        "repeats": args.repeats,
+        "bare_block_rows": block,
         "rows_per_second": {name: spread([args.rows / s for s in values]) for name, values in seconds.items()},
-        **ratios, "target": TARGET, "meets_target": ratios["throughput_ratio"]["median"] >= TARGET,
+        **ratios,
+        "target": TARGET,
+        "meets_target": ratios["throughput_ratio"]["median"] >= TARGET,
     }
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2) + "\n")
     for name, values in result["rows_per_second"].items():
-        print(f"{name:14s} {values['median'] / 1e6:6.2f} M rows/s  [{values['min'] / 1e6:.2f}, {values['max'] / 1e6:.2f}]")
+        print(
+            f"{name:14s} {values['median'] / 1e6:6.2f} M rows/s  [{values['min'] / 1e6:.2f}, {values['max'] / 1e6:.2f}]"
+        )
     for key, value in ratios.items():
         print(f"{key:22s} {value['median']:.3f}  [{value['min']:.3f}, {value['max']:.3f}]")
     print(f"target throughput_ratio >= {TARGET}: {'met' if result['meets_target'] else 'MISSED'}; wrote {OUT}")

@@ -30,40 +30,48 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from common import SETTING, ulb_transactions
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import SETTING  # noqa: E402
-
-from pipeline import score  # noqa: E402
-from pipeline.data.encoder import Scaler  # noqa: E402
-from pipeline.data.synthetic import synthetic_transactions  # noqa: E402
-from pipeline.modeling.network import build, checkpoint  # noqa: E402
-from pipeline.training.jobs import mlp_config  # noqa: E402
-from pipeline.project.params import load_params  # noqa: E402
-from pipeline.serving import packaging, scorer  # noqa: E402
+from pipeline import score
+from pipeline.data.encoder import Encoder, Scaler
+from pipeline.modeling.network import MLP, checkpoint
+from pipeline.project.params import load_params
+from pipeline.serving import packaging, scorer
+from pipeline.training.jobs import mlp_config
 
 OUT = Path(__file__).resolve().parent / "results" / "serve_load.json"
 ROOT = Path(__file__).resolve().parents[1]
 # kind -> (expected status, a part of the message that names the problem)
-HOSTILE = {"wrong_type": (400, "non-numeric values in feature columns V4"),
-           "missing_column": (400, "V3"), "nan": (400, "NaN or infinite"), "infinity": (400, "NaN or infinite"),
-           "empty_body": (400, "body is empty"), "big_body": (413, "exceeds"), "nested": (400, "nests"),
-           "invalid_utf8": (400, "UTF-8"), "overflow": (400, "V1 = 1e+308 is outside")}
+HOSTILE = {
+    "wrong_type": (400, "non-numeric values in feature columns V4"),
+    "missing_column": (400, "V3"),
+    "nan": (400, "NaN or infinite"),
+    "infinity": (400, "NaN or infinite"),
+    "empty_body": (400, "body is empty"),
+    "big_body": (413, "exceeds"),
+    "nested": (400, "nests"),
+    "invalid_utf8": (400, "UTF-8"),
+    "overflow": (400, "V1 = 1e+308 is outside"),
+}
 # `mlflow models serve` has messages of its own where the guard answers first: any 4xx counts there
-MLFLOW_HOSTILE = {**HOSTILE, **{kind: (400, "") for kind in ("empty_body", "big_body", "nested", "invalid_utf8")}}
+MLFLOW_HOSTILE = {**HOSTILE, **dict.fromkeys(("empty_body", "big_body", "nested", "invalid_utf8"), (400, ""))}
 
 
 def build_model(folder: Path) -> Path:
     """The default MLP with BatchNorm (seeded initial weights), saved as a servable MLflow model."""
     params = load_params(ROOT / "params.yaml")
-    frame = synthetic_transactions(50_000, 0.002, seed=0).drop(columns="Class")
+    frame = ulb_transactions(50_000).drop(columns="Class")
     scaler = Scaler.fit(frame, params.prepare.log1p)
-    network = build(mlp_config(params.train, "batchnorm", frame.shape[1], SETTING), seed=0).eval()
-    torch.save(checkpoint(network), folder / "net.pt")
-    scaler.save(folder / "scaler.json")
-    packaging.save_fraud_model(folder / "model", folder / "net.pt", folder / "scaler.json",
-                               scorer.settings(0.5, "error", "benchmark", model="batchnorm"), frame.head(5))
+    config = mlp_config(params.train, "batchnorm", frame.shape[1], SETTING)
+    torch.save(checkpoint(config, MLP.initialised(config, [0]).member_state(0)), folder / "net.pt")
+    Encoder(dict.fromkeys(scaler.features, "numeric"), {}, {}, {}, scaler).save(folder / "encoder.json")
+    packaging.save_fraud_model(
+        folder / "model",
+        folder / "net.pt",
+        folder / "encoder.json",
+        scorer.settings(0.5, "error", "benchmark", model="batchnorm"),
+        frame.head(5),
+    )
     return folder / "model"
 
 
@@ -82,8 +90,13 @@ def plan(pool: pd.DataFrame, count: int, seed: int) -> list[tuple[str, bytes, np
         batch = pool.iloc[rows].reset_index(drop=True)
         if rng.random() < 0.7:
             extra = rng.random() < 0.2
-            out.append(("valid_extra_columns" if extra else "valid",
-                        body(batch.assign(Class=0, note=1.5) if extra else batch), rows))
+            out.append(
+                (
+                    "valid_extra_columns" if extra else "valid",
+                    body(batch.assign(Class=0, note=1.5) if extra else batch),
+                    rows,
+                )
+            )
             continue
         kind = kinds[i % len(kinds)]
         out.append((kind, hostile(kind, batch), None))
@@ -123,8 +136,9 @@ def send(port: int, payload: bytes) -> tuple[int, bytes, float]:
     return answer.status, content, time.perf_counter() - start
 
 
-def judge(kind: str, status: int, content: bytes, rows: np.ndarray | None, expected: pd.DataFrame,
-          hostile_table: dict) -> bool:
+def judge(
+    kind: str, status: int, content: bytes, rows: np.ndarray | None, expected: pd.DataFrame, hostile_table: dict
+) -> bool:
     """Whether the answer is right: the same numbers as pipeline.score, or a 4xx that says why."""
     try:
         answer = json.loads(content, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
@@ -133,10 +147,12 @@ def judge(kind: str, status: int, content: bytes, rows: np.ndarray | None, expec
     if rows is not None:
         got = pd.DataFrame(answer.get("predictions", [])) if status == 200 else pd.DataFrame()
         want = expected.iloc[rows]
-        return len(got) == len(rows) and bool(np.allclose(got["fraud_probability"], want["fraud_probability"],
-                                                          rtol=0, atol=1e-7)) and \
-            got["fraud"].tolist() == want["fraud"].tolist()
-    code, words = hostile_table[kind]
+        return (
+            len(got) == len(rows)
+            and bool(np.allclose(got["fraud_probability"], want["fraud_probability"], rtol=0, atol=1e-7))
+            and got["fraud"].tolist() == want["fraud"].tolist()
+        )
+    _, words = hostile_table[kind]
     return 400 <= status < 500 and words in str(answer.get("message", ""))
 
 
@@ -148,9 +164,23 @@ def free_port() -> int:
 
 def start_server(kind: str, model: str, port: int) -> subprocess.Popen:
     """The endpoint under test, on 127.0.0.1, waited for."""
-    command = ([sys.executable, "-m", "pipeline.serve", "--model", model, "--port", str(port)] if kind == "pipeline"
-               else [str(Path(sys.executable).with_name("mlflow")), "models", "serve", "-m", model, "--env-manager",
-                     "local", "-h", "127.0.0.1", "-p", str(port)])
+    command = (
+        [sys.executable, "-m", "pipeline.serve", "--model", model, "--port", str(port)]
+        if kind == "pipeline"
+        else [
+            str(Path(sys.executable).with_name("mlflow")),
+            "models",
+            "serve",
+            "-m",
+            model,
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ]
+    )
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}  # uvicorn
     server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 180
@@ -173,13 +203,26 @@ def alive(port: int) -> bool:
 
 
 def percentiles(seconds: list[float]) -> dict[str, float]:
-    return {"p50_ms": float(np.percentile(seconds, 50) * 1e3), "p99_ms": float(np.percentile(seconds, 99) * 1e3),
-            "max_ms": float(max(seconds) * 1e3)} if seconds else {}
+    return (
+        {
+            "p50_ms": float(np.percentile(seconds, 50) * 1e3),
+            "p99_ms": float(np.percentile(seconds, 99) * 1e3),
+            "max_ms": float(max(seconds) * 1e3),
+        }
+        if seconds
+        else {}
+    )
 
 
-def drive(port: int, requests: list[tuple[str, bytes, np.ndarray | None]], clients: int, expected: pd.DataFrame,
-          hostile_table: dict) -> tuple[list[tuple[str, int, bool, float]], float]:
+def drive(
+    port: int,
+    requests: list[tuple[str, bytes, np.ndarray | None]],
+    clients: int,
+    expected: pd.DataFrame,
+    hostile_table: dict,
+) -> tuple[list[tuple[str, int, bool, float]], float]:
     """Send every request from ``clients`` threads; (kind, status, right, seconds) each, and the wall time."""
+
     def one(item: tuple[str, bytes, np.ndarray | None]) -> tuple[str, int, bool, float]:
         kind, payload, rows = item
         try:
@@ -200,11 +243,21 @@ def summary(answers: list[tuple[str, int, bool, float]], wall: float, requests: 
     valid = [a for a in answers if a[0].startswith("valid")]
     rows = sum(len(r[2]) for r in requests if r[2] is not None)
     return {
-        "requests": len(answers), "answered_correctly": sum(a[2] for a in answers),
-        "lost": sum(a[1] == 0 for a in answers), "server_alive_after": still_alive,
-        "per_kind": {k: {"sent": sum(a[0] == k for a in answers), "correct": sum(a[0] == k and a[2] for a in answers),
-                         "statuses": sorted({a[1] for a in answers if a[0] == k})} for k in kinds},
-        "wall_seconds": wall, "requests_per_second": len(answers) / wall, "valid_rows_per_second": rows / wall,
+        "requests": len(answers),
+        "answered_correctly": sum(a[2] for a in answers),
+        "lost": sum(a[1] == 0 for a in answers),
+        "server_alive_after": still_alive,
+        "per_kind": {
+            k: {
+                "sent": sum(a[0] == k for a in answers),
+                "correct": sum(a[0] == k and a[2] for a in answers),
+                "statuses": sorted({a[1] for a in answers if a[0] == k}),
+            }
+            for k in kinds
+        },
+        "wall_seconds": wall,
+        "requests_per_second": len(answers) / wall,
+        "valid_rows_per_second": rows / wall,
         "latency_valid": percentiles([a[3] for a in valid]),
         "latency_hostile": percentiles([a[3] for a in answers if not a[0].startswith("valid") and a[1]]),
     }
@@ -220,7 +273,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or str(build_model(Path(tmp)))
-        pool = synthetic_transactions(20_000, 0.002, seed=1).drop(columns="Class")
+        pool = ulb_transactions(20_000).sample(frac=1.0, random_state=1).drop(columns="Class")
         pool.to_parquet(Path(tmp) / "pool.parquet", index=False)
         score.run(model, Path(tmp) / "pool.parquet", Path(tmp) / "expected.parquet")
         expected = pd.read_parquet(Path(tmp) / "expected.parquet")
@@ -228,15 +281,19 @@ def main() -> int:
         port = free_port()
         server = start_server(args.server, model, port)
         try:
-            answers, wall = drive(port, requests, args.clients, expected,
-                                  HOSTILE if args.server == "pipeline" else MLFLOW_HOSTILE)
+            answers, wall = drive(
+                port, requests, args.clients, expected, HOSTILE if args.server == "pipeline" else MLFLOW_HOSTILE
+            )
             still_alive = server.poll() is None and alive(port)
         finally:
             server.terminate()
             server.wait(30)
-    result = {"server": "python -m pipeline.serve" if args.server == "pipeline" else "mlflow models serve",
-              "device": f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
-              "clients": args.clients, **summary(answers, wall, requests, still_alive)}
+    result = {
+        "server": "python -m pipeline.serve" if args.server == "pipeline" else "mlflow models serve",
+        "device": f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "clients": args.clients,
+        **summary(answers, wall, requests, still_alive),
+    }
     result["all_correct"] = result["answered_correctly"] == result["requests"] and still_alive
     saved = json.loads(OUT.read_text()) if OUT.exists() else {}
     OUT.write_text(json.dumps({**saved, args.server: result}, indent=2) + "\n")

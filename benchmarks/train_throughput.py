@@ -9,6 +9,9 @@ machine's drifts hit all of them alike; each ratio is computed within a repeat (
 reported as the median over repeats with its min and max. Prints them and writes
 ``benchmarks/results/train_throughput.json`` (with the device name):
 
+Every loop trains the project's network (a stack of one model) with the project's optimizer: they differ in
+the loop alone.
+
 - ``speedup_vs_dataloader``      = naive DataLoader loop / project loop
 - ``bare_speedup_vs_dataloader`` = naive DataLoader loop / bare loop: the ceiling on this machine
 - ``slowdown_vs_bare``           = project loop / bare on-device index loop (no metrics, no
@@ -23,7 +26,6 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -31,59 +33,60 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from common import SETTING, make_data, spread
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import SETTING, make_data, spread  # noqa: E402
-
-from pipeline.tracking import runs  # noqa: E402
-from pipeline.project.params import load_params  # noqa: E402
-from pipeline.evaluation.ranking import epoch_metrics  # noqa: E402
-from pipeline.modeling.network import build  # noqa: E402
-from pipeline.training.jobs import fit_config, mlp_config  # noqa: E402
-from pipeline.training.loop import batch_slices  # noqa: E402
-from pipeline.training.distributed import resolve_device  # noqa: E402
-from pipeline.training.loop import FitConfig, FitData, FitEnv, FitHooks, fit, make_optimizer  # noqa: E402
+from pipeline.evaluation.ranking import epoch_metrics
+from pipeline.modeling.network import MLP
+from pipeline.project.params import load_params
+from pipeline.tracking import runs
+from pipeline.training.distributed import resolve_device
+from pipeline.training.jobs import fit_config, mlp_config
+from pipeline.training.loop import FitConfig, FitData, FitEnv, FitHooks, Member, batch_slices, fit
+from pipeline.training.optimizer import StackOptimizer
 
 BATCH = 2048
 OUT = Path(__file__).resolve().parent / "results" / "train_throughput.json"
 TARGETS = {"slowdown_vs_bare": 1.10, "tracking_overhead": 0.03}
 
 
-def naive_dataloader(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], cfg: FitConfig,
-                     device: torch.device) -> None:
+def _optimizer(model: MLP, cfg: FitConfig) -> StackOptimizer:
+    return StackOptimizer(model.flat, cfg.optimizer, [cfg.lr], [cfg.weight_decay], cfg.momentum)
+
+
+def naive_dataloader(
+    model: MLP, train: tuple[torch.Tensor, torch.Tensor], cfg: FitConfig, device: torch.device
+) -> None:
     """The textbook loop: per-sample DataLoader with shuffle, batches copied to the device."""
     torch.manual_seed(cfg.seed)
     model.to(device).train()
     loader = DataLoader(TensorDataset(*train), batch_size=cfg.batch_size, shuffle=True)
-    optimizer, criterion = make_optimizer(model, cfg), nn.BCEWithLogitsLoss()
+    optimizer, criterion = _optimizer(model, cfg), nn.BCEWithLogitsLoss()
     for _ in range(cfg.epochs):
         for xb, yb in loader:
             xb, yb = xb.to(device), yb.to(device).float()
-            loss = criterion(model(xb), yb)
-            optimizer.zero_grad(set_to_none=True)
+            loss = criterion(model(xb.unsqueeze(0))[0], yb)
+            optimizer.zero_grad()
             loss.backward()
             optimizer.step()
     _sync(device)
 
 
-def bare_loop(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], cfg: FitConfig,
-              device: torch.device) -> None:
+def bare_loop(model: MLP, train: tuple[torch.Tensor, torch.Tensor], cfg: FitConfig, device: torch.device) -> None:
     """The floor: on-device index batching, no metrics, no validation, no clipping."""
     torch.manual_seed(cfg.seed)
     model.to(device).train()
     x, y = train[0].to(device), train[1].to(device).float()
-    optimizer, criterion = make_optimizer(model, cfg), nn.BCEWithLogitsLoss()
+    optimizer, criterion = _optimizer(model, cfg), nn.BCEWithLogitsLoss()
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     slices = batch_slices(x.shape[0], cfg.batch_size, cfg.min_batch)
     for _ in range(cfg.epochs):
         order = torch.randperm(x.shape[0], device=device, generator=generator)
         for part in slices:
             rows = order[part]
-            loss = criterion(model(x[rows]), y[rows])
-            optimizer.zero_grad(set_to_none=True)
+            loss = criterion(model(x[rows].unsqueeze(0))[0], y[rows])
+            optimizer.zero_grad()
             loss.backward()
             optimizer.step()
     _sync(device)
@@ -119,35 +122,48 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{store}/mlflow.db")
     train, val = make_data(args.rows)
     config = mlp_config(params, "batchnorm", train[0].shape[1], SETTING)
-    cfg = replace(fit_config(params, 0, SETTING, 1, 1), epochs=args.epochs, batch_size=BATCH, probe_growth=0.0,
-                  patience=0, bf16=args.bf16)
+    cfg = replace(
+        fit_config(params, 0, SETTING, 1, 1),
+        epochs=args.epochs,
+        batch_size=BATCH,
+        probe_growth=0.0,
+        patience=0,
+        bf16=args.bf16,
+    )
     data, env = FitData(train, val), FitEnv(device)
     run_creation: list[float] = []
 
+    def project(hooks: FitHooks) -> None:
+        fit([Member(config, cfg)], data, env, hooks)
+
     def tracked() -> None:
         start = time.perf_counter()
-        with runs.model_run("throughput-benchmark", "bench", "benchmark", {"rows": args.rows}, {}) as tracker:
+        with runs.open_model_run("throughput-benchmark", "bench", "benchmark", {"rows": args.rows}, {}) as tracker:
             run_creation.append(time.perf_counter() - start)
-            seconds = timed(lambda: fit(build(config, 0), data, cfg, env, FitHooks(epoch_metrics, tracker.log_epoch))
-                            or tracker.flush(), cfg.epochs)
+            hooks = FitHooks(epoch_metrics, on_epoch=lambda epoch, records: tracker.log_epoch(epoch, records[0]))
+            seconds = timed(lambda: project(hooks) or tracker.flush(), cfg.epochs)
         times["project_tracked"].append(seconds)
 
     loops: dict[str, Callable[[], None]] = {
-        "project": lambda: times["project"].append(
-            timed(lambda: fit(build(config, 0), data, cfg, env, FitHooks(epoch_metrics)), cfg.epochs)),
+        "project": lambda: times["project"].append(timed(lambda: project(FitHooks(epoch_metrics)), cfg.epochs)),
         "project_tracked": tracked,
-        "bare": lambda: times["bare"].append(timed(lambda: bare_loop(build(config, 0), train, cfg, device), cfg.epochs)),
+        "bare": lambda: times["bare"].append(
+            timed(lambda: bare_loop(MLP.initialised(config, [0]), train, cfg, device), cfg.epochs)
+        ),
         "dataloader": lambda: times["dataloader"].append(
-            timed(lambda: naive_dataloader(build(config, 0), train, cfg, device), cfg.epochs)),
+            timed(lambda: naive_dataloader(MLP.initialised(config, [0]), train, cfg, device), cfg.epochs)
+        ),
     }
     times: dict[str, list[float]] = {name: [] for name in loops}
-    fit(build(config, 0), data, replace(cfg, epochs=1), env, FitHooks(epoch_metrics))  # warm-up
+    fit([Member(config, replace(cfg, epochs=1))], data, env, FitHooks(epoch_metrics))  # warm-up
     names = list(loops)
     for repeat in range(args.repeats):
-        for name in names[repeat % len(names):] + names[:repeat % len(names)]:
+        for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
             loops[name]()
-        print(f"repeat {repeat + 1}/{args.repeats}: " + "  ".join(f"{k} {v[-1]:.3f}s/epoch" for k, v in times.items()),
-              flush=True)
+        print(
+            f"repeat {repeat + 1}/{args.repeats}: " + "  ".join(f"{k} {v[-1]:.3f}s/epoch" for k, v in times.items()),
+            flush=True,
+        )
 
     def paired(a: str, b: str, minus: float = 0.0) -> dict[str, float]:
         return spread([x / y - minus for x, y in zip(times[a], times[b])])
@@ -156,8 +172,12 @@ def main(argv: list[str] | None = None) -> int:
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "bf16": bool(args.bf16 and device.type == "cuda"),
         "torch_threads": torch.get_num_threads(),
-        "rows_train": int(train[0].shape[0]), "rows_val": int(val[0].shape[0]), "batch_size": BATCH,
-        "model": config.to_dict(), "epochs_per_call": cfg.epochs, "repeats": args.repeats,
+        "rows_train": int(train[0].shape[0]),
+        "rows_val": int(val[0].shape[0]),
+        "batch_size": BATCH,
+        "model": config.to_dict(),
+        "epochs_per_call": cfg.epochs,
+        "repeats": args.repeats,
         "seconds_per_epoch": {k: spread(v) for k, v in times.items()},
         "seconds_per_epoch_by_repeat": times,
         "speedup_vs_dataloader": paired("dataloader", "project"),
@@ -165,8 +185,10 @@ def main(argv: list[str] | None = None) -> int:
         "slowdown_vs_bare": paired("project", "bare"),
         "tracking_overhead": paired("project_tracked", "project", 1.0),
         "run_creation_seconds": statistics.median(run_creation),
-        "targets": {"slowdown_vs_bare": f"<= {TARGETS['slowdown_vs_bare']}",
-                    "tracking_overhead": f"<= {TARGETS['tracking_overhead']}"},
+        "targets": {
+            "slowdown_vs_bare": f"<= {TARGETS['slowdown_vs_bare']}",
+            "tracking_overhead": f"<= {TARGETS['tracking_overhead']}",
+        },
     }
     result["met"] = {key: result[key]["median"] <= limit for key, limit in TARGETS.items()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -177,14 +199,20 @@ def main(argv: list[str] | None = None) -> int:
         fmt = "{:+.3f}" if signed else "{:.3f}"
         return f"{fmt.format(r['median'])} [{fmt.format(r['min'])}, {fmt.format(r['max'])}]"
 
-    print(f"device {result['device']}{' bf16' if result['bf16'] else ''}, {result['rows_train']} training rows, "
-          f"batch {BATCH}, {args.repeats} repeats (median [min, max] of paired ratios)")
+    print(
+        f"device {result['device']}{' bf16' if result['bf16'] else ''}, {result['rows_train']} training rows, "
+        f"batch {BATCH}, {args.repeats} repeats (median [min, max] of paired ratios)"
+    )
     print(f"speedup_vs_dataloader      {shown('speedup_vs_dataloader')}")
     print(f"bare_speedup_vs_dataloader {shown('bare_speedup_vs_dataloader')}  (the ceiling on this machine)")
-    print(f"slowdown_vs_bare           {shown('slowdown_vs_bare')}  (target <= {TARGETS['slowdown_vs_bare']}: "
-          f"{'met' if result['met']['slowdown_vs_bare'] else 'MISSED'})")
-    print(f"tracking_overhead          {shown('tracking_overhead', True)}  (target <= {TARGETS['tracking_overhead']}: "
-          f"{'met' if result['met']['tracking_overhead'] else 'MISSED'})")
+    print(
+        f"slowdown_vs_bare           {shown('slowdown_vs_bare')}  (target <= {TARGETS['slowdown_vs_bare']}: "
+        f"{'met' if result['met']['slowdown_vs_bare'] else 'MISSED'})"
+    )
+    print(
+        f"tracking_overhead          {shown('tracking_overhead', True)}  (target <= {TARGETS['tracking_overhead']}: "
+        f"{'met' if result['met']['tracking_overhead'] else 'MISSED'})"
+    )
     print(f"run creation {result['run_creation_seconds']:.2f}s (excluded); wrote {args.out}")
     return 0
 

@@ -1,4 +1,4 @@
-"""Take the README's MLflow UI screenshots from a real run, in headless Chromium.
+"""Take the MLflow UI screenshots of docs/mlflow.md (and the README) from a real run, in headless Chromium.
 
 Run from the repository root after `dvc repro`, with `mlflow ui` serving the store:
 
@@ -6,7 +6,7 @@ Run from the repository root after `dvc repro`, with `mlflow ui` serving the sto
     python docs/screenshots.py [--ui http://127.0.0.1:5000] [--chromium /usr/bin/chromium]
 
 It reads the comparison link from the newest pipeline run, so the pictures show exactly the pages
-the README's steps describe; each step's page is also checked (texts that must be on screen).
+the steps of docs/mlflow.md describe; each step's page is also checked (texts that must be on screen).
 """
 
 from __future__ import annotations
@@ -20,33 +20,43 @@ from playwright.sync_api import Page, sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.tracking import runs  # noqa: E402
 from pipeline.tracking import keys as tags
+from pipeline.tracking import runs
 
 OUT = Path(__file__).resolve().parent
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run"]
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def newest_pipeline_run(experiment: str) -> Any:
     """The pipeline run of the latest execution (its description holds the comparison link); it must be a
-    single-table `dvc repro`, since the README's pictures show that run, not a suite's table."""
-    found = runs.search(experiment, f"tags.`{tags.ROLE}` = 'pipeline'", order_by=["attributes.start_time DESC"],
-                        max_results=1)
+    single-table `dvc repro`, since the docs' pictures show that run, not a suite's table."""
+    found = runs.search(
+        experiment, f"tags.`{tags.ROLE}` = 'pipeline'", order_by=["attributes.start_time DESC"], max_results=1
+    )
     if not found:
         raise SystemExit(f"no pipeline run in experiment '{experiment}': run `dvc repro` first")
     run = found[0]
     if tags.TABLE in run.data.tags:
-        raise SystemExit(f"the newest pipeline run is suite table '{run.data.tags[tags.TABLE]}', not the "
-                         "default run the README shows: take the pictures in a store where `dvc repro` ran last "
-                         "(a fresh clone after `make repro`)")
+        raise SystemExit(
+            f"the newest pipeline run is suite table '{run.data.tags[tags.TABLE]}', not the "
+            "default run the docs show: take the pictures in a store where `dvc repro` ran last "
+            "(a fresh clone after `make repro`)"
+        )
     return run
 
 
 def newest_suite_run(experiment: str) -> Any | None:
     """The run of the latest suite, if any suite ran."""
-    found = runs.search(experiment, f"tags.`{tags.ROLE}` = 'suite'", order_by=["attributes.start_time DESC"],
-                        max_results=1)
+    found = runs.search(
+        experiment, f"tags.`{tags.ROLE}` = 'suite'", order_by=["attributes.start_time DESC"], max_results=1
+    )
     return found[0] if found else None
 
 
@@ -66,7 +76,7 @@ def open_page(page: Page, url: str, must_show: list[str], expand: str | None = N
 
 
 def take(ui: str, experiment: str, chromium: str, out: Path = OUT) -> list[Path]:
-    """The three screenshots of the README's steps (and the latest suite's view, when a suite ran); returns
+    """The three screenshots of the steps of docs/mlflow.md (and the latest suite's view, when a suite ran); returns
     their paths."""
     run = newest_pipeline_run(experiment)
     group, exp_id = run.data.tags[tags.GROUP], run.info.experiment_id
@@ -74,17 +84,31 @@ def take(ui: str, experiment: str, chromium: str, out: Path = OUT) -> list[Path]
 
     comparison = links.comparison_url(exp_id, group).replace(links.store.ui_base(), ui.rstrip("/"))
     shots = [
-        ("1-runs-table.png", f"{ui.rstrip('/')}/#/experiments/{exp_id}/runs",
-         ["Training runs", "batchnorm-s0", "baseline-s0", f"pipeline-{group}", "Compare its runs"], None),
+        (
+            "1-runs-table.png",
+            f"{ui.rstrip('/')}/#/experiments/{exp_id}/runs",
+            ["Training runs", "batchnorm-s0", "baseline-s0", f"pipeline-{group}", "Compare its runs"],
+            None,
+        ),
         ("2-comparison.png", comparison, ["Learning curves per epoch", "train_loss", "val_loss"], None),
-        ("3-verdict.png", f"{ui.rstrip('/')}/#/experiments/{exp_id}/runs/{run.info.run_id}",
-         [f"pipeline-{group}", "Does BatchNorm help?", "Compare the runs:"], "Show more"),
+        (
+            "3-verdict.png",
+            f"{ui.rstrip('/')}/#/experiments/{exp_id}/runs/{run.info.run_id}",
+            [f"pipeline-{group}", "Does BatchNorm help?", "Compare the runs:"],
+            "Show more",
+        ),
     ]
     suite = newest_suite_run(experiment)
     if suite is not None:  # a suite's view: every table's compared models, grouped by variant
         name = suite.data.tags[tags.SUITE]
-        shots.append(("4-suite.png", links.suite_url(exp_id, name).replace(links.store.ui_base(), ui.rstrip("/")),
-                      ["Learning curves per epoch", "train_loss", "batchnorm"], None))
+        shots.append(
+            (
+                "4-suite.png",
+                links.suite_url(exp_id, name).replace(links.store.ui_base(), ui.rstrip("/")),
+                ["Learning curves per epoch", "train_loss", "batchnorm"],
+                None,
+            )
+        )
     paths = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)

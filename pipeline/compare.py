@@ -16,26 +16,39 @@ from typing import Any
 
 import pandas as pd
 
+from pipeline.analysis.statistics import mean_sd
 from pipeline.project.layout import variant_of
 from pipeline.project.params import load_params
 from pipeline.project.variants import ordered
-from pipeline.analysis.statistics import mean_sd
 from pipeline.runtime.cli import run_stage
 from pipeline.runtime.errors import StageError
 from pipeline.tracking import runs, store
 from pipeline.tracking.keys import GROUP, MODEL, ROLE, VARIANT
 
-ROWS = ("test_ap", "test_precision", "test_recall", "test_f1", "test_roc_auc", "test_accuracy", "threshold",
-        "best_val_ap", "best_epoch", "train_loss at best epoch", "val_loss at best epoch", "seconds per epoch")
+ROWS = (
+    "test_ap",
+    "test_precision",
+    "test_recall",
+    "test_f1",
+    "test_roc_auc",
+    "test_accuracy",
+    "threshold",
+    "best_val_ap",
+    "best_epoch",
+    "train_loss at best epoch",
+    "val_loss at best epoch",
+    "seconds per epoch",
+)
 
 
 def latest_group(experiment: str) -> str:
     """The group of the most recently started model run."""
-    latest = runs.search(experiment, f"tags.`{ROLE}` = 'model'", order_by=["attributes.start_time DESC"],
-                           max_results=1)
+    latest = runs.search(experiment, f"tags.`{ROLE}` = 'model'", order_by=["attributes.start_time DESC"], max_results=1)
     if not latest:
-        raise StageError(f"no model runs in MLflow experiment '{experiment}' at {store.tracking_uri()}; "
-                         "run the pipeline first (dvc repro)")
+        raise StageError(
+            f"no model runs in MLflow experiment '{experiment}' at {store.tracking_uri()}; "
+            "run the pipeline first (dvc repro)"
+        )
     return latest[0].data.tags[GROUP]
 
 
@@ -89,12 +102,17 @@ def comparison(experiment: str, group: str) -> tuple[pd.DataFrame, list[str]]:
         column = tags.get(VARIANT) if tags.get(ROLE) == "model" else variant_of(tags[MODEL])  # pooled over replicates
         columns.setdefault(column, []).append(_cells(run))
     order = ordered(list(columns))
-    table = {f"{c} (n={len(columns[c])})": {key: _cell([m[key] for m in columns[c] if key in m], len(columns[c]))
-                                            for key in ROWS} for c in order}
+    table = {
+        f"{c} (n={len(columns[c])})": {
+            key: _cell([m[key] for m in columns[c] if key in m], len(columns[c])) for key in ROWS
+        }
+        for c in order
+    }
     notes = []
     if ignored:
-        notes.append(f"{ignored} older run(s) of the same models ignored: each model counts once, its newest "
-                     "FINISHED run.")
+        notes.append(
+            f"{ignored} older run(s) of the same models ignored: each model counts once, its newest FINISHED run."
+        )
     if failed:
         notes.append("no FINISHED run for: " + ", ".join(sorted(r.info.run_name for r in failed)))
     return pd.DataFrame(table), notes

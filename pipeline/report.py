@@ -26,8 +26,15 @@ from pipeline.tracking import keys, lifecycle, runs, ui
 log = logging.getLogger("pipeline.report")
 
 
-def document(ev: Evidence, found: dict[str, list[Claim]], caveats: list[str], paired: dict[str, list[Pair]],
-             layout: Layout, figure_dir: Path, generated: str) -> Document:
+def document(
+    ev: Evidence,
+    found: dict[str, list[Claim]],
+    caveats: list[str],
+    paired: dict[str, list[Pair]],
+    layout: Layout,
+    figure_dir: Path,
+    generated: str,
+) -> Document:
     """Assemble every section of the report: the answer first, then the evidence, then the details."""
     doc = Document("Does BatchNorm help on this imbalanced data? BatchNorm versus baseline")
     doc.paragraph(f"Generated {generated}.", volatile=True)
@@ -53,7 +60,7 @@ def run(params: Params, layout: Layout = Layout(), track: bool = True) -> Path:
     paired = {variant: claims.pairs(ev, variant) for variant in ev.compared()}
     with staged(layout.reports, layout.summary) as (tmp, tmp_summary):
         (tmp / "figures").mkdir(parents=True)
-        generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
         doc = document(ev, found, found_caveats, paired, layout, tmp / "figures", generated)
         (tmp / "report.md").write_text(doc.markdown(tmp))
         (tmp / "report.html").write_text(doc.html())
@@ -61,8 +68,9 @@ def run(params: Params, layout: Layout = Layout(), track: bool = True) -> Path:
         if track:  # the champion first: a user who may not move it stops the stage before anything is published
             _crown(ev, found)
             _publish(ev, found, found_caveats, tmp)
-    log.info("report: wrote %s, %s and %s", layout.reports / "report.md", layout.reports / "report.html",
-             layout.summary)
+    log.info(
+        "report: wrote %s, %s and %s", layout.reports / "report.md", layout.reports / "report.html", layout.summary
+    )
     return layout.reports
 
 
@@ -76,10 +84,13 @@ def _publish(ev: Evidence, found: dict[str, list[Claim]], found_caveats: list[st
         url = ui.save_comparison_view(info.experiment_id, info.group)
         runs.describe_run(pipeline_run, summary.run_description(ev, found, found_caveats, url))
         verdicts = " · ".join(f"{claims.SHORT_CLAIMS[c.key]} **{c.status}**" for c in found.get(PRIMARY, []))
-        runs.describe_experiment(info.experiment_id, f"**Latest execution** `{info.group}`, "
-                                     f"{len(ev.replicates)} replicate(s), BatchNorm versus baseline, each at its "
-                                     f"tuned setting: {verdicts or 'no verdict (no BatchNorm and baseline)'}. "
-                                     f"[Compare its runs]({url}) (older executions: the Views menu).")
+        runs.describe_experiment(
+            info.experiment_id,
+            f"**Latest execution** `{info.group}`, "
+            f"{len(ev.replicates)} replicate(s), BatchNorm versus baseline, each at its "
+            f"tuned setting: {verdicts or 'no verdict (no BatchNorm and baseline)'}. "
+            f"[Compare its runs]({url}) (older executions: the Views menu).",
+        )
         log.info("report: compare the runs in the MLflow UI: %s", url)
 
 
@@ -92,16 +103,32 @@ def _crown(ev: Evidence, found: dict[str, list[Claim]]) -> None:
     info, name = ev.runs[best], ev.params.mlflow.registered_model
     verdict = "; ".join(f"{c.key} {c.status}" for c in found.get(PRIMARY, [])) or "none"
     pipelines = sorted({r.pipeline_run_id for r in ev.runs.values() if r.pipeline_run_id})
-    version = lifecycle.crown_champion(name, logged.model_uri, {
-        keys.GROUP: info.group, keys.VARIANT: info.variant, keys.SEED: str(info.seed), keys.LR: str(info.lr),
-        "val_ap": f"{ev.metrics[best]['val_ap']:.4f}", "verdict": verdict, keys.DATA_SHA256: ev.summary.source_sha256},
-        pipelines)
-    log.info("report: %s (best validation AP %.3f) is models:/%s@champion (version %s)", best,
-             ev.metrics[best]["val_ap"], name, version)
+    version = lifecycle.crown_champion(
+        name,
+        logged.model_uri,
+        {
+            keys.GROUP: info.group,
+            keys.VARIANT: info.variant,
+            keys.SEED: str(info.seed),
+            keys.LR: str(info.lr),
+            "val_ap": f"{ev.metrics[best]['val_ap']:.4f}",
+            "verdict": verdict,
+            keys.DATA_SHA256: ev.summary.source_sha256,
+        },
+        pipelines,
+    )
+    log.info(
+        "report: %s (best validation AP %.3f) is models:/%s@champion (version %s)",
+        best,
+        ev.metrics[best]["val_ap"],
+        name,
+        version,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``python -m pipeline.report [--params params.yaml]``."""
+
     def body(args: argparse.Namespace) -> object:
         return run(load_params(args.params))
 

@@ -15,7 +15,7 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -52,10 +52,18 @@ def check_input(path: Path) -> str:
         raise DataError(f"{path}: unknown file type; give a .csv (or .csv.gz, .csv.zip, ...) or .parquet file")
     try:
         check_header(path, kind)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, pa.ArrowException, UnicodeDecodeError, OSError,
-            EOFError) as exc:
-        raise DataError(f"{path}: cannot be read as {KIND_NAMES[kind]} (corrupt or truncated file?): "
-                        f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    except (
+        pd.errors.ParserError,
+        pd.errors.EmptyDataError,
+        pa.ArrowException,
+        UnicodeDecodeError,
+        OSError,
+        EOFError,
+    ) as exc:
+        raise DataError(
+            f"{path}: cannot be read as {KIND_NAMES[kind]} (corrupt or truncated file?): "
+            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from None
     return kind
 
 
@@ -69,8 +77,10 @@ def chunks(path: Path, rows: int) -> Iterator[pd.DataFrame]:
         else:
             yield from pd.read_csv(path, chunksize=rows, low_memory=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, pa.ArrowException, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot be read as {KIND_NAMES[kind]} "
-                        f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+        raise DataError(
+            f"{path}: cannot be read as {KIND_NAMES[kind]} "
+            f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+        ) from None
 
 
 def prefetched(items: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
@@ -83,8 +93,9 @@ def prefetched(items: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
             yield chunk
 
 
-def score_file(scorer: FraudScorer, source: Path, target: Path, keep: list[str] | None = None,
-               rows: int = CHUNK_ROWS) -> int:
+def score_file(
+    scorer: FraudScorer, source: Path, target: Path, keep: list[str] | None = None, rows: int = CHUNK_ROWS
+) -> int:
     """Score every row of ``source`` into ``target`` (Parquet); return the rows written."""
     keep = keep or []
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -103,8 +114,9 @@ def score_file(scorer: FraudScorer, source: Path, target: Path, keep: list[str] 
                 scored = scorer.score(chunk)
             except ScoringError as exc:
                 raise ScoringError(f"{source} (rows {seen:,} to {seen + len(chunk) - 1:,}): {exc}") from None
-            out = pd.concat([pd.DataFrame({"row": scored.index}, index=scored.index),
-                             chunk.loc[scored.index, keep], scored], axis=1)
+            out = pd.concat(
+                [pd.DataFrame({"row": scored.index}, index=scored.index), chunk.loc[scored.index, keep], scored], axis=1
+            )
             table = pa.Table.from_pandas(out.reset_index(drop=True), preserve_index=False)
             # dictionary encoding only where it pays (copied columns): on probabilities it costs 3x the time
             writer = writer or pq.ParquetWriter(partial, table.schema, use_dictionary=list(keep))
@@ -121,12 +133,11 @@ def score_file(scorer: FraudScorer, source: Path, target: Path, keep: list[str] 
             writer.close()
         partial.unlink(missing_ok=True)
     if dropped:
-        log.warning("score: skipped %d rows with NaN or infinite values (the model's non-finite policy: drop)",
-                    dropped)
+        log.warning("score: skipped %d rows with NaN or infinite values (the model's non-finite policy: drop)", dropped)
     return written
 
 
-def _progress(source: Path):  # noqa: ANN202 (a callable)
+def _progress(source: Path) -> Callable[[int], object]:
     """A progress bar over rows on a terminal; nothing otherwise."""
     if not sys.stderr.isatty():
         return lambda n: None
@@ -147,8 +158,9 @@ def run(model: str, source: Path, target: Path, keep: list[str] | None = None, r
 
 def main(argv: list[str] | None = None) -> int:
     """Command line."""
-    parser = argparse.ArgumentParser(prog="python -m pipeline.score", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.score", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", required=True, help="e.g. models:/bn-fraud@champion")
     parser.add_argument("--input", required=True, type=Path, help="CSV (also .csv.gz, ...) or Parquet")
     parser.add_argument("--output", required=True, type=Path, help="Parquet file to write")

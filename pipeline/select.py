@@ -32,8 +32,9 @@ def choose(variant: str, trials: list[Trial]) -> Trial:
     """The best trial by mean validation AP, the earlier one on a tie; diverged trials never win."""
     scored = [t for t in trials if t.val_ap is not None]
     if not scored:
-        raise StageError(f"every trial of {variant} diverged on some tuning seed; lower train.tune.space.lr's "
-                         "upper end")
+        raise StageError(
+            f"every trial of {variant} diverged on some tuning seed; lower train.tune.space.lr's upper end"
+        )
     return max(scored, key=lambda t: (t.val_ap, -t.trial))
 
 
@@ -59,8 +60,9 @@ def edges_of(space: SpaceParams, setting: Setting) -> dict[str, str]:
             share = (scale(value) - scale(dim.low)) / (scale(dim.high) - scale(dim.low))
             if share >= 1 - EDGE or (share <= EDGE and dim.low != 0):
                 edges[name] = "low" if share <= EDGE else "high"
-        elif isinstance(dim, Choices) and len(dim.choices) >= 3 and all(isinstance(c, int | float)
-                                                                        for c in dim.choices):
+        elif (
+            isinstance(dim, Choices) and len(dim.choices) >= 3 and all(isinstance(c, int | float) for c in dim.choices)
+        ):
             ordered = sorted(dim.choices)
             if value in (ordered[0], ordered[-1]) and value != 0:
                 edges[name] = "low" if value == ordered[0] else "high"
@@ -73,11 +75,20 @@ def run(train: TrainParams, layout: Layout = Layout(), track: bool = True) -> di
     for variant in train.variants:
         trials = Trials.read(layout.trials(variant), "tune").trials
         best = choose(variant, trials)
-        table[variant] = VariantSelection(trials=trials, chosen=Chosen(setting=best.setting, trial=best.trial),
-                                          val_ap=best.val_ap, best_so_far=best_so_far(trials),
-                                          at_edge=edges_of(train.tune.space, best.setting))
-    selection = Selection(variants=table, tune_seeds=list(train.tune.seeds), sampler=train.tune.sampler,
-                          trials=train.tune.trials, criterion="mean best val_ap over tuning seeds")
+        table[variant] = VariantSelection(
+            trials=trials,
+            chosen=Chosen(setting=best.setting, trial=best.trial),
+            val_ap=best.val_ap,
+            best_so_far=best_so_far(trials),
+            at_edge=edges_of(train.tune.space, best.setting),
+        )
+    selection = Selection(
+        variants=table,
+        tune_seeds=list(train.tune.seeds),
+        sampler=train.tune.sampler,
+        trials=train.tune.trials,
+        criterion="mean best val_ap over tuning seeds",
+    )
     with staged(layout.chosen, layout.selection) as (tmp_chosen, tmp_selection):
         tmp_chosen.mkdir()
         for variant, entry in table.items():
@@ -87,9 +98,14 @@ def run(train: TrainParams, layout: Layout = Layout(), track: bool = True) -> di
         _tag_runs(train, layout, selection)
     for variant, entry in table.items():
         edges = ", ".join(f"{k} at its {v} end" for k, v in entry.at_edge.items())
-        log.info("select[%s] trial %d (mean validation AP %.3f over tuning seeds %s)%s", variant,
-                 entry.chosen.trial, entry.val_ap, list(train.tune.seeds),
-                 f"  AT THE EDGE OF THE SPACE: {edges}; widen train.tune.space" if edges else "")
+        log.info(
+            "select[%s] trial %d (mean validation AP %.3f over tuning seeds %s)%s",
+            variant,
+            entry.chosen.trial,
+            entry.val_ap,
+            list(train.tune.seeds),
+            f"  AT THE EDGE OF THE SPACE: {edges}; widen train.tune.space" if edges else "",
+        )
     return {variant: entry.chosen for variant, entry in table.items()}
 
 
@@ -105,6 +121,7 @@ def _tag_runs(train: TrainParams, layout: Layout, selection: Selection) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``python -m pipeline.select [--params params.yaml]``."""
+
     def body(args: argparse.Namespace) -> object:
         return run(load_params(args.params).train)
 

@@ -22,13 +22,18 @@ log = logging.getLogger("pipeline.serve")
 
 def main(argv: list[str] | None = None) -> int:
     """Command line."""
-    parser = argparse.ArgumentParser(prog="python -m pipeline.serve", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.serve", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", required=True, help="e.g. models:/bn-fraud@champion")
     parser.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1; the endpoint has no login)")
     parser.add_argument("--port", type=int, default=5001)
-    parser.add_argument("--max-body-bytes", type=int, default=endpoint.MAX_BYTES,
-                        help=f"largest request body accepted (default {endpoint.MAX_BYTES:,})")
+    parser.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=endpoint.MAX_BYTES,
+        help=f"largest request body accepted (default {endpoint.MAX_BYTES:,})",
+    )
     args = parser.parse_args(argv)
     try:
         model = load_model(args.model)

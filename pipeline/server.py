@@ -23,7 +23,6 @@ import sys
 from pathlib import Path
 
 from pipeline.hosting import launch, postgres, secrets
-from pipeline.hosting.postgres import postgres_bin  # noqa: F401 (tests find PostgreSQL through the command)
 from pipeline.hosting.secrets import ADMIN
 from pipeline.project.params import PARAMS_FILE, load_params
 from pipeline.runtime.errors import StageError, UserError
@@ -48,8 +47,15 @@ def start(args: argparse.Namespace) -> tuple[str, str | None]:
         env = launch.server_environment(state, found, uris["mlflow_auth"] if login else None)
         flags += ["--host", args.host, "--workers", str(args.workers), *(["--app-name", "basic-auth"] if login else [])]
         artifacts = args.artifacts or str((state / "artifacts").resolve())
-        launch.start_server(state, env, uris["mlflow"], artifacts, flags, args.port,
-                      {"backend": uris["mlflow"], "artifacts": artifacts, "pg_port": args.pg_port, "login": login})
+        launch.start_server(
+            state,
+            env,
+            uris["mlflow"],
+            artifacts,
+            flags,
+            args.port,
+            {"backend": uris["mlflow"], "artifacts": artifacts, "pg_port": args.pg_port, "login": login},
+        )
     if login:
         with access.signed_in(ADMIN, found.admin_password):
             access.prepare(uri, names.experiment, names.registered_model, store.EXPERIMENT_NOTE)
@@ -79,9 +85,11 @@ def user(args: argparse.Namespace) -> str:
     with access.signed_in(ADMIN, found.admin_password):
         if args.user_action == "add":
             password = access.add_user(uri, args.name, args.role)
-            return (f"user {args.name} ({args.role}) created; their password, shown once and stored nowhere: "
-                    f"{password}\n  they sign in with MLFLOW_TRACKING_USERNAME={args.name} and "
-                    "MLFLOW_TRACKING_PASSWORD=<password> (or ~/.mlflow/credentials)")
+            return (
+                f"user {args.name} ({args.role}) created; their password, shown once and stored nowhere: "
+                f"{password}\n  they sign in with MLFLOW_TRACKING_USERNAME={args.name} and "
+                "MLFLOW_TRACKING_PASSWORD=<password> (or ~/.mlflow/credentials)"
+            )
         if args.user_action == "remove":
             access.remove_user(uri, args.name)
             return f"user {args.name} removed (their runs stay)"
@@ -91,27 +99,44 @@ def user(args: argparse.Namespace) -> str:
 def _start_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=5000, help="MLflow server port (default 5000)")
     parser.add_argument("--pg-port", type=int, default=15432, help="PostgreSQL port (default 15432)")
-    parser.add_argument("--artifacts", help="artifact destination: a folder or s3://bucket/prefix "
-                                            "(default <state-dir>/artifacts)")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="interface to listen on; 0.0.0.0 to serve other machines (needs login and --public-url)")
-    parser.add_argument("--public-url", help="the address clients use (behind a TLS proxy), e.g. "
-                                             "https://mlflow.example.com: sets the allowed hosts and CORS origins")
+    parser.add_argument(
+        "--artifacts", help="artifact destination: a folder or s3://bucket/prefix (default <state-dir>/artifacts)"
+    )
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="interface to listen on; 0.0.0.0 to serve other machines (needs login and --public-url)",
+    )
+    parser.add_argument(
+        "--public-url",
+        help="the address clients use (behind a TLS proxy), e.g. "
+        "https://mlflow.example.com: sets the allowed hosts and CORS origins",
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--no-login", action="store_true", help="serve without login (127.0.0.1 only)")
-    parser.add_argument(launch.UNSAFE_FLAG, action="store_true",
-                        help="allow --no-login with a --host other machines reach (anyone may then write)")
-    parser.add_argument("--params", type=Path, default=PROJECT_PARAMS,
-                        help="params file naming the project's experiment and registered model (default: the "
-                             "project's params.yaml)")
+    parser.add_argument(
+        launch.UNSAFE_FLAG,
+        action="store_true",
+        help="allow --no-login with a --host other machines reach (anyone may then write)",
+    )
+    parser.add_argument(
+        "--params",
+        type=Path,
+        default=PROJECT_PARAMS,
+        help="params file naming the project's experiment and registered model (default: the project's params.yaml)",
+    )
 
 
 def parser() -> argparse.ArgumentParser:
     """The command line: start, stop, user add/remove/list."""
     top = argparse.ArgumentParser(prog="python -m pipeline.server", description=__doc__.splitlines()[0])
     state = argparse.ArgumentParser(add_help=False)
-    state.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
-                       help="PostgreSQL data, secrets, artifacts and logs (default .team-server/)")
+    state.add_argument(
+        "--state-dir",
+        type=Path,
+        default=DEFAULT_STATE_DIR,
+        help="PostgreSQL data, secrets, artifacts and logs (default .team-server/)",
+    )
     actions = top.add_subparsers(dest="action", required=True)
     _start_arguments(actions.add_parser("start", parents=[state], help="start what is down"))
     actions.add_parser("stop", parents=[state], help="stop the server and PostgreSQL")
@@ -140,11 +165,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pipeline.server: {exc}", file=sys.stderr)
         return 2
     login = json.loads((args.state_dir / launch.INFO).read_text()).get("login")
-    print(f"MLflow server running at {uri} (runs in PostgreSQL, artifacts proxied, "
-          f"{'login required' if login else 'NO LOGIN'}); use it with:\n  export MLFLOW_TRACKING_URI={uri}")
+    print(
+        f"MLflow server running at {uri} (runs in PostgreSQL, artifacts proxied, "
+        f"{'login required' if login else 'NO LOGIN'}); use it with:\n  export MLFLOW_TRACKING_URI={uri}"
+    )
     if login:
-        print("  export MLFLOW_TRACKING_USERNAME=<you> MLFLOW_TRACKING_PASSWORD=<your password>  "
-              "(or ~/.mlflow/credentials); the admin adds users: python -m pipeline.server user add NAME --role member")
+        print(
+            "  export MLFLOW_TRACKING_USERNAME=<you> MLFLOW_TRACKING_PASSWORD=<your password>  "
+            "(or ~/.mlflow/credentials); the admin adds users: python -m pipeline.server user add NAME --role member"
+        )
     if password:
         print(f"admin password (shown once; kept in {args.state_dir / secrets.FILE}, readable only by you): {password}")
     return 0

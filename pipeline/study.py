@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.analysis.statistics import mean_sd
 from pipeline.project.params import load_params
 from pipeline.reporting import figures
-from pipeline.analysis.statistics import mean_sd
 from pipeline.reporting.document import Document
 from pipeline.runtime import experiments
 from pipeline.runtime.cli import run_stage
@@ -59,12 +59,18 @@ class Study:
 
 
 STUDIES = {
-    "batch_size": Study("batch_size", (8, 32, 256, 2048),
-                        "BatchNorm estimates its statistics from each batch: do small batches hurt it? (Each value "
-                        "is held for both variants; the rest of the space is tuned as usual.)"),
-    "lr": Study("lr", (1e-4, 1e-3, 1e-2, 1e-1),
-                "BatchNorm is said to tolerate high learning rates: does the baseline degrade or diverge first? "
-                "(Each value is held for both variants; the rest of the space is tuned as usual.)"),
+    "batch_size": Study(
+        "batch_size",
+        (8, 32, 256, 2048),
+        "BatchNorm estimates its statistics from each batch: do small batches hurt it? (Each value "
+        "is held for both variants; the rest of the space is tuned as usual.)",
+    ),
+    "lr": Study(
+        "lr",
+        (1e-4, 1e-3, 1e-2, 1e-1),
+        "BatchNorm is said to tolerate high learning rates: does the baseline degrade or diverge first? "
+        "(Each value is held for both variants; the rest of the space is tuned as usual.)",
+    ),
 }
 OUT_DIR = Path("reports/studies")
 
@@ -94,13 +100,33 @@ def collect_runs(experiment: str, study_id: str, param: str) -> pd.DataFrame:
         if tags.get(ROLE) not in ("model", "tuning"):
             continue
         history = [v for _, v in tracked.metric_steps(run.info.run_id, "epoch_seconds")]
-        rows.append({"exp_name": tags[DVC_EXP_NAME], "role": tags[ROLE], "variant": tags.get(VARIANT),
-                     "seed": int(tags.get(SEED, -1)), "value": float(run.data.params[param]),
-                     "status": run.info.status, "test_ap": m.get("test_ap", np.nan),
-                     "final_train_loss": m.get("train_loss", np.nan),
-                     "seconds_per_epoch": float(np.median(history)) if history else np.nan})
-    return pd.DataFrame(rows, columns=["exp_name", "role", "variant", "seed", "value", "status", "test_ap",
-                                       "final_train_loss", "seconds_per_epoch"])
+        rows.append(
+            {
+                "exp_name": tags[DVC_EXP_NAME],
+                "role": tags[ROLE],
+                "variant": tags.get(VARIANT),
+                "seed": int(tags.get(SEED, -1)),
+                "value": float(run.data.params[param]),
+                "status": run.info.status,
+                "test_ap": m.get("test_ap", np.nan),
+                "final_train_loss": m.get("train_loss", np.nan),
+                "seconds_per_epoch": float(np.median(history)) if history else np.nan,
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "exp_name",
+            "role",
+            "variant",
+            "seed",
+            "value",
+            "status",
+            "test_ap",
+            "final_train_loss",
+            "seconds_per_epoch",
+        ],
+    )
 
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
@@ -109,11 +135,22 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     out = []
     for (value, variant), group in runs.groupby(["value", "variant"], sort=True):
         ok = group[(group["status"] == "FINISHED") & (group["role"] == "model")]
-        row = {"variant": variant, "value": value, "runs": len(group), "failed": int((group["status"] == "FAILED").sum())}
+        row = {
+            "variant": variant,
+            "value": value,
+            "runs": len(group),
+            "failed": int((group["status"] == "FAILED").sum()),
+        }
         for key in ("test_ap", "final_train_loss", "seconds_per_epoch"):
             values = ok[key].dropna()
-            row.update({f"{key}_mean": values.mean(), f"{key}_std": values.std(ddof=1) if len(values) > 1 else 0.0,
-                        f"{key}_min": values.min(), f"{key}_max": values.max()})
+            row.update(
+                {
+                    f"{key}_mean": values.mean(),
+                    f"{key}_std": values.std(ddof=1) if len(values) > 1 else 0.0,
+                    f"{key}_min": values.min(),
+                    f"{key}_max": values.max(),
+                }
+            )
         out.append(row)
     return pd.DataFrame(out)
 
@@ -126,55 +163,91 @@ def write_report(study_id: str, study: Study, runs: pd.DataFrame, out_dir: Path,
         doc = Document(f"Study {study_id}: {study.param}")
         doc.paragraph(study.question)
         if runs.empty:
-            doc.paragraph("**No MLflow runs were found for this study's experiments**: every experiment failed before "
-                          "training (see `dvc queue logs`).")
+            doc.paragraph(
+                "**No MLflow runs were found for this study's experiments**: every experiment failed before "
+                "training (see `dvc queue logs`)."
+            )
         else:
             summary = summarise(runs)
             rows = []
             for (value, variant), group in runs.groupby(["value", "variant"], sort=True):
                 ok = group[(group["status"] == "FINISHED") & (group["role"] == "model")]
                 failed = int((group["status"] == "FAILED").sum())
-                rows.append([f"{value:g}", variant, mean_sd(ok["test_ap"].tolist(), 3, "g"),
-                             mean_sd(ok["final_train_loss"].tolist(), 4, "g"),
-                             mean_sd(ok["seconds_per_epoch"].tolist(), 3, "g"),
-                             f"{len(ok)} compared, {failed} FAILED" if failed else f"{len(ok)} compared"])
-            doc.table([study.param, "Variant", "Test AP (mean ± sd)", "Final train loss", "Seconds per epoch", "Runs"],
-                      rows)
-            doc.figure(figures.sweep(summary, study.param, tmp / "study.png"),
-                       f"BatchNorm versus baseline across {study.param}")
+                rows.append(
+                    [
+                        f"{value:g}",
+                        variant,
+                        mean_sd(ok["test_ap"].tolist(), 3, "g"),
+                        mean_sd(ok["final_train_loss"].tolist(), 4, "g"),
+                        mean_sd(ok["seconds_per_epoch"].tolist(), 3, "g"),
+                        f"{len(ok)} compared, {failed} FAILED" if failed else f"{len(ok)} compared",
+                    ]
+                )
+            doc.table(
+                [study.param, "Variant", "Test AP (mean ± sd)", "Final train loss", "Seconds per epoch", "Runs"], rows
+            )
+            doc.figure(
+                figures.sweep(summary, study.param, tmp / "study.png"),
+                f"BatchNorm versus baseline across {study.param}",
+            )
             failed = runs[runs["status"] == "FAILED"]
             if not failed.empty:
-                doc.paragraph("FAILED runs (training diverged or stopped with an error): " + ", ".join(
-                    f"{r.variant} seed {r.seed} at {study.param}={r.value:g}" + (" (tuning)" if r.role == "tuning" else "")
-                    for r in failed.itertuples()) + ".")
+                doc.paragraph(
+                    "FAILED runs (training diverged or stopped with an error): "
+                    + ", ".join(
+                        f"{r.variant} seed {r.seed} at {study.param}={r.value:g}"
+                        + (" (tuning)" if r.role == "tuning" else "")
+                        for r in failed.itertuples()
+                    )
+                    + "."
+                )
             unevaluated = runs[(runs["status"] == "FINISHED") & (runs["role"] == "model") & runs["test_ap"].isna()]
             if not unevaluated.empty:
-                doc.paragraph(f"{len(unevaluated)} finished run(s) have no test metrics: another model of the same "
-                              "experiment failed, so its evaluate stage did not run.")
+                doc.paragraph(
+                    f"{len(unevaluated)} finished run(s) have no test metrics: another model of the same "
+                    "experiment failed, so its evaluate stage did not run."
+                )
         silent = sorted(set(launched) - set(runs["exp_name"]))
         if silent:
-            doc.paragraph("**FAILED before training** (no MLflow run; e.g. a param out of range): " + ", ".join(
-                f"`{n}`" for n in silent) + ". See `dvc queue logs <name>`.")
-        doc.paragraph("Experiments: " + ", ".join(f"`{n}`" for n in launched)
-                      + ". Compare them with `dvc exp show` or in the MLflow UI (filter on `tags.dvc.exp_name`).")
+            doc.paragraph(
+                "**FAILED before training** (no MLflow run; e.g. a param out of range): "
+                + ", ".join(f"`{n}`" for n in silent)
+                + ". See `dvc queue logs <name>`."
+            )
+        doc.paragraph(
+            "Experiments: "
+            + ", ".join(f"`{n}`" for n in launched)
+            + ". Compare them with `dvc exp show` or in the MLflow UI (filter on `tags.dvc.exp_name`)."
+        )
         (tmp / "study.md").write_text(doc.markdown(tmp))
         (tmp / "study.html").write_text(doc.html())
     return target
 
 
-def run(name: str, values: list[str] | None = None, overrides: list[str] | None = None, jobs: int = 1,
-        out_dir: Path = OUT_DIR, params_file: Path = Path("params.yaml")) -> Path:
+def run(
+    name: str,
+    values: list[str] | None = None,
+    overrides: list[str] | None = None,
+    jobs: int = 1,
+    out_dir: Path = OUT_DIR,
+    params_file: Path = Path("params.yaml"),
+) -> Path:
     """Launch the study's experiments, collect their runs, and write the study report."""
     if name not in STUDIES:
         raise StageError(f"unknown study {name!r}; choose one of {', '.join(STUDIES)}")
     study = STUDIES[name]
     experiment = load_params(params_file).mlflow.experiment
-    study_id = f"study-{name.replace('_', '')}-{dt.datetime.now(dt.timezone.utc).strftime('%Y%m%d-%H%M%S')}"
+    study_id = f"study-{name.replace('_', '')}-{dt.datetime.now(dt.UTC).strftime('%Y%m%d-%H%M%S')}"
     launched = launch_study(study_id, study, values or [f"{v:g}" for v in study.values], overrides or [], jobs)
     runs = collect_runs(experiment, study_id, study.param)
     target = write_report(study_id, study, runs, out_dir, launched)
-    log.info("study %s: %d runs (%d FAILED); wrote %s", study_id, len(runs),
-             int((runs["status"] == "FAILED").sum()) if not runs.empty else 0, target / "study.md")
+    log.info(
+        "study %s: %d runs (%d FAILED); wrote %s",
+        study_id,
+        len(runs),
+        int((runs["status"] == "FAILED").sum()) if not runs.empty else 0,
+        target / "study.md",
+    )
     return target
 
 
@@ -183,8 +256,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("study", choices=sorted(STUDIES))
     parser.add_argument("--values", help="comma-separated values (default: the study's)")
-    parser.add_argument("-S", "--set", dest="overrides", action="append", default=[],
-                        help="extra param for every experiment, e.g. -S train.epochs=10 (repeatable)")
+    parser.add_argument(
+        "-S",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        help="extra param for every experiment, e.g. -S train.epochs=10 (repeatable)",
+    )
     parser.add_argument("--jobs", type=int, default=1, help="parallel queue workers")
     parser.add_argument("--out", type=Path, default=OUT_DIR)
     args = parser.parse_args(argv)

@@ -24,21 +24,20 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from pipeline.data.sources import file_sha256
-from pipeline.project.params import Params
-from pipeline.project.params import PARAMS_FILE, read_yaml
-from pipeline.project.suites import Suite, TableSpec, load_suite, override_items, overrides, params_for
 from pipeline.analysis import pooling
-from pipeline.reporting import suite_pages
 from pipeline.analysis.pooling import FAILED, FINISHED, PooledClaim, TableResult
+from pipeline.data.sources import file_sha256
 from pipeline.project.artefacts import Headline
 from pipeline.project.layout import SUMMARY
+from pipeline.project.params import PARAMS_FILE, Params, read_yaml
+from pipeline.project.suites import Suite, TableSpec, load_suite, override_items, overrides, params_for
+from pipeline.reporting import suite_pages
 from pipeline.runtime import experiments
 from pipeline.runtime.cli import run_stage
 from pipeline.runtime.errors import StageError, UserError
 from pipeline.runtime.outputs import staged
-from pipeline.tracking import suites as suite_runs
 from pipeline.tracking import store, ui
+from pipeline.tracking import suites as suite_runs
 
 log = logging.getLogger("pipeline.suite")
 DEFAULT_SUITE = Path("suites/default.yaml")
@@ -80,8 +79,10 @@ def plan(suite: Suite, base: dict[str, Any], root: Path, code: str) -> tuple[lis
             params_for(base, sets, table.name)
             source = Path(sets["prepare.source"])
             if table.source != "synthetic" and not source.is_file():
-                raise UserError(f"table {table.name}: prepare.source {table.source} not found (give a path "
-                                "relative to the repository root)")
+                raise UserError(
+                    f"table {table.name}: prepare.source {table.source} not found (give a path "
+                    "relative to the repository root)"
+                )
         except UserError as exc:
             failed.append(TableResult(table.name, "–", FAILED, table.question, str(exc)))
             continue
@@ -126,11 +127,21 @@ def collect_tables(suite: Suite, plans: list[Plan], problems: dict[str, str], re
         try:
             headline = Headline.model_validate_json(text)
         except ValidationError:
-            out.append(TableResult(p.table.name, name, FAILED, p.table.question, f"its {SUMMARY} is not the "
-                                   "headline this code writes (another version): run the suite again"))
+            out.append(
+                TableResult(
+                    p.table.name,
+                    name,
+                    FAILED,
+                    p.table.question,
+                    f"its {SUMMARY} is not the headline this code writes (another version): run the suite again",
+                )
+            )
             continue
-        out.append(TableResult(p.table.name, name, FINISHED, p.table.question, headline=headline,
-                               reused=p.table.name in reused))
+        out.append(
+            TableResult(
+                p.table.name, name, FINISHED, p.table.question, headline=headline, reused=p.table.name in reused
+            )
+        )
     return out
 
 
@@ -146,53 +157,85 @@ def table_metrics(result: TableResult, claims: list[PooledClaim]) -> dict[str, f
     return out
 
 
-def publish(suite: Suite, params: Params, results: list[TableResult], plans: list[Plan],
-            claims: list[PooledClaim], report_dir: Path) -> str:
+def publish(
+    suite: Suite,
+    params: Params,
+    results: list[TableResult],
+    plans: list[Plan],
+    claims: list[PooledClaim],
+    report_dir: Path,
+) -> str:
     """Tag each table's runs, record one run per table and the suite's run; return the suite view's link."""
     experiment = params.mlflow.experiment
     keys = {p.table.name: p for p in plans}
     for r in results:
         if r.status == FINISHED:
             suite_runs.tag_table_runs(experiment, r.experiment, r.name, suite.name)
-            suite_runs.table_run(experiment, suite.name, r.name, keys[r.name].key, r.experiment, keys[r.name].sets,
-                              table_metrics(r, claims))
+            suite_runs.table_run(
+                experiment,
+                suite.name,
+                r.name,
+                keys[r.name].key,
+                r.experiment,
+                keys[r.name].sets,
+                table_metrics(r, claims),
+            )
     url = ui.save_suite_view(store.experiment_id(experiment), suite.name)
     finished = [r for r in results if r.status == FINISHED]
-    lines = [f"**Suite `{suite.name}`**: {len(finished)} of {len(results)} tables finished, "
-             f"{sum(r.sound for r in finished)} with a sound comparison (see the report's caveats).", "",
-             "| Claim | Pooled | Random effects [interval] | I² | Sound tables only |", "|---|---|---|---|---|"]
-    lines += [f"| {c.key} | **{pooling.answer(c)}** | {c.pooled.mean:+.3g} [{c.pooled.low:+.3g}, "
-              f"{c.pooled.high:+.3g}] | {c.pooled.i2:.0%} | {pooling.sound_answer(c)} |" for c in claims]
-    lines += ["", f"**Every table's models, grouped by variant:** [{url}]({url}). The report is in this run's "
-              "artifacts (`suite/suite.html`)."]
+    lines = [
+        f"**Suite `{suite.name}`**: {len(finished)} of {len(results)} tables finished, "
+        f"{sum(r.sound for r in finished)} with a sound comparison (see the report's caveats).",
+        "",
+        "| Claim | Pooled | Random effects [interval] | I² | Sound tables only |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {c.key} | **{pooling.answer(c)}** | {c.pooled.mean:+.3g} [{c.pooled.low:+.3g}, "
+        f"{c.pooled.high:+.3g}] | {c.pooled.i2:.0%} | {pooling.sound_answer(c)} |"
+        for c in claims
+    ]
+    lines += [
+        "",
+        f"**Every table's models, grouped by variant:** [{url}]({url}). The report is in this run's "
+        "artifacts (`suite/suite.html`).",
+    ]
     suite_runs.suite_run(experiment, suite.name, report_dir, "\n".join(lines))
     return url
 
 
-def write(suite: Suite, results: list[TableResult], claims: list[PooledClaim], params: Params,
-          out_dir: Path, jobs: int = 1) -> Path:
+def write(
+    suite: Suite, results: list[TableResult], claims: list[PooledClaim], params: Params, out_dir: Path, jobs: int = 1
+) -> Path:
     """reports/suite/: suite.md, suite.html, headline.json and the figures (``jobs``: the workers that trained
     this invocation's tables)."""
     table_ranks = pooling.ranks(results)
     with staged(out_dir) as (tmp,):
         (tmp / "figures").mkdir(parents=True)
-        generated = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        doc = suite_pages.suite_document(suite, results, claims, table_ranks, tmp / "figures", params.report.confidence,
-                                 generated, jobs)
+        generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        doc = suite_pages.suite_document(
+            suite, results, claims, table_ranks, tmp / "figures", params.report.confidence, generated, jobs
+        )
         (tmp / "suite.md").write_text(doc.markdown(tmp))
         (tmp / "suite.html").write_text(doc.html())
-        (tmp / "headline.json").write_text(json.dumps(pooling.suite_headline(suite.name, results, claims, table_ranks, jobs),
-                                                      indent=2) + "\n")
+        (tmp / "headline.json").write_text(
+            json.dumps(pooling.suite_headline(suite.name, results, claims, table_ranks, jobs), indent=2) + "\n"
+        )
     return out_dir
 
 
-def run(suite_file: Path = DEFAULT_SUITE, jobs: int = 1, out_dir: Path = OUT_DIR,
-        params_file: Path = PARAMS_FILE, track: bool = True) -> list[TableResult]:
+def run(
+    suite_file: Path = DEFAULT_SUITE,
+    jobs: int = 1,
+    out_dir: Path = OUT_DIR,
+    params_file: Path = PARAMS_FILE,
+    track: bool = True,
+) -> list[TableResult]:
     """Run (or reuse) every table's experiment, pool the verdicts, write the report; return the tables."""
     suite = load_suite(suite_file)
     base = read_yaml(params_file.read_text())
-    params = params_for(copy.deepcopy(base), overrides(suite, TableSpec(name="suite", source="synthetic"),
-                                                       Path.cwd()), "suite")
+    params = params_for(
+        copy.deepcopy(base), overrides(suite, TableSpec(name="suite", source="synthetic"), Path.cwd()), "suite"
+    )
     plans, failed = plan(suite, base, Path.cwd(), fingerprint(Path.cwd()))
     if track:  # create the store before the workers do: two fresh workers would race to set up its tables
         store.experiment_id(params.mlflow.experiment)
@@ -209,18 +252,20 @@ def run(suite_file: Path = DEFAULT_SUITE, jobs: int = 1, out_dir: Path = OUT_DIR
         if r.status == FAILED:
             log.warning("suite %s: table %s failed: %s", suite.name, r.name, r.reason)
     finished = sum(r.status == FINISHED for r in results)
-    log.info("suite %s: %d of %d table(s) finished; wrote %s", suite.name, finished, len(results),
-             out_dir / "suite.md")
+    log.info("suite %s: %d of %d table(s) finished; wrote %s", suite.name, finished, len(results), out_dir / "suite.md")
     if not finished:
-        raise StageError(f"no table of suite {suite.name} finished (reasons in {out_dir / 'suite.md'}); fix the "
-                         "tables and run the suite again")
+        raise StageError(
+            f"no table of suite {suite.name} finished (reasons in {out_dir / 'suite.md'}); fix the "
+            "tables and run the suite again"
+        )
     return results
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command line."""
-    parser = argparse.ArgumentParser(prog="python -m pipeline.suite", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.suite", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("suite", nargs="?", type=Path, default=DEFAULT_SUITE, help="suite file")
     parser.add_argument("-j", "--jobs", type=int, default=1, help="parallel queue workers")
     parser.add_argument("--out", type=Path, default=OUT_DIR)

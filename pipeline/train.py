@@ -39,8 +39,9 @@ log = logging.getLogger("pipeline.train")
 def tune(params: Params, variant: str, layout: Layout = Layout(), track: bool = True) -> list[TrainResult]:
     """Run the variant's trials; return every tuning model of every trial."""
     summary, planner, world, env = _start(params, variant, layout, track)
-    results = tune_variant(params, planner, variant, world, lambda jobs: _train_jobs(params, planner, summary, jobs,
-                                                                                   env, track))
+    results = tune_variant(
+        params, planner, variant, world, lambda jobs: _train_jobs(params, planner, summary, jobs, env, track)
+    )
     if world.is_main:  # trials of an earlier study (other data, params or code) go
         keep = {r.name for r in results}
         for path in stale(layout, variant, True, [], (layout.trials(variant), layout.study(variant))):
@@ -49,8 +50,9 @@ def tune(params: Params, variant: str, layout: Layout = Layout(), track: bool = 
     return results
 
 
-def run(params: Params, variant: str, layout: Layout = Layout(), track: bool = True,
-        seeds: list[int] | None = None) -> list[TrainResult]:
+def run(
+    params: Params, variant: str, layout: Layout = Layout(), track: bool = True, seeds: list[int] | None = None
+) -> list[TrainResult]:
     """Train a variant's compared models (``seeds``: those replicates; default every one)."""
     summary, planner, world, env = _start(params, variant, layout, track)
     jobs = planner.compared(variant, seeds)
@@ -60,8 +62,7 @@ def run(params: Params, variant: str, layout: Layout = Layout(), track: bool = T
     return _train_jobs(params, planner, summary, jobs, env, track)
 
 
-def _start(params: Params, variant: str, layout: Layout,
-           track: bool) -> tuple[PrepareSummary, Planner, World, FitEnv]:
+def _start(params: Params, variant: str, layout: Layout, track: bool) -> tuple[PrepareSummary, Planner, World, FitEnv]:
     if variant not in NAMES:
         raise StageError(f"unknown variant {variant!r}; use one of {', '.join(NAMES)}")
     summary = PrepareSummary.read(layout.prepare_summary, "prepare")
@@ -72,8 +73,9 @@ def _start(params: Params, variant: str, layout: Layout,
     return summary, Planner(params, layout, summary), world, env
 
 
-def _train_jobs(params: Params, planner: Planner, summary: PrepareSummary, jobs: list[Job], env: FitEnv,
-                track: bool) -> list[TrainResult]:
+def _train_jobs(
+    params: Params, planner: Planner, summary: PrepareSummary, jobs: list[Job], env: FitEnv, track: bool
+) -> list[TrainResult]:
     """Keep the jobs already done, train the rest (stacked or alone); results in the jobs' order."""
     world, layout = env.world, planner.layout
     todo_names = world.broadcast([job.name for job in jobs if not job.done()] if world.is_main else None)
@@ -83,8 +85,12 @@ def _train_jobs(params: Params, planner: Planner, summary: PrepareSummary, jobs:
         for job in kept:  # a crash between writing a model and forgetting its snapshot
             layout.snapshot(job.name).unlink(missing_ok=True)
         if kept:
-            log.info("train[%s] %d of %d models kept from an earlier run with the same data, params and code",
-                     jobs[0].variant, len(kept), len(jobs))
+            log.info(
+                "train[%s] %d of %d models kept from an earlier run with the same data, params and code",
+                jobs[0].variant,
+                len(kept),
+                len(jobs),
+            )
     trained: dict[str, TrainResult] = {}
     if todo:
         trained = {r.name: r for r in train_jobs(params, layout, Prepared(layout, summary), todo, env, track)}
@@ -92,12 +98,14 @@ def _train_jobs(params: Params, planner: Planner, summary: PrepareSummary, jobs:
 
 
 def _kept(job: Job) -> TrainResult:
-    return TrainResult(job.name, job.checkpoint if job.checkpoint.is_file() else None, job.history, job.run_file,
-                       fit=None)
+    return TrainResult(
+        job.name, job.checkpoint if job.checkpoint.is_file() else None, job.history, job.run_file, fit=None
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``--variant V [--seed S]`` (compared models) or ``--variant V --tune`` (tuning)."""
+
     def arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--variant", required=True, choices=NAMES)
         which = parser.add_mutually_exclusive_group()

@@ -12,19 +12,26 @@ from typing import Any
 import pytest
 
 from pipeline import evaluate, prepare
-from pipeline.project.params import Params
 from pipeline.project.layout import Layout
-from pipeline.project.params import parse
+from pipeline.project.params import Params, parse
 from tests.helpers.params import sample_csv_path, small_raw_params
 from tests.helpers.stages import save_model, train_all
 
 # The longest test files first (their durations in `make test`, 2 cores): `make test` hands whole files to
 # 2 xdist workers in this order (--dist loadfile --no-loadscope-reorder), and a long file handed out last
 # would leave one worker running it alone at the end. The other files follow in their usual order.
-LONGEST_FIRST = ["tests/e2e/test_team.py", "tests/e2e/test_dvc_workflow.py", "tests/e2e/test_experiments.py",
-                 "tests/e2e/test_security.py", "tests/e2e/test_end_to_end.py", "tests/modeling/test_distributed.py",
-                 "tests/e2e/test_failures.py", "tests/e2e/test_suite.py", "tests/e2e/test_mixed_table.py",
-                 "tests/test_report.py"]
+LONGEST_FIRST = [
+    "tests/e2e/test_team.py",
+    "tests/e2e/test_dvc_workflow.py",
+    "tests/e2e/test_experiments.py",
+    "tests/e2e/test_security.py",
+    "tests/e2e/test_end_to_end.py",
+    "tests/modeling/test_distributed.py",
+    "tests/e2e/test_failures.py",
+    "tests/e2e/test_suite.py",
+    "tests/e2e/test_mixed_table.py",
+    "tests/test_report.py",
+]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

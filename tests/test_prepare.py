@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 
 from pipeline import prepare
-from pipeline.project.params import parse
 from pipeline.data.encoder import Encoder
 from pipeline.data.prepared import Prepared
-from pipeline.runtime.errors import DataError
 from pipeline.project.artefacts import PrepareSummary
 from pipeline.project.layout import Layout
+from pipeline.project.params import parse
+from pipeline.runtime.errors import DataError
 from tests.helpers.mixed import ROLES, mixed_params, mixed_table
 
 
@@ -29,8 +29,15 @@ def test_synthetic_outputs(raw_params: dict, tmp_path: Path) -> None:
     layout = Layout(tmp_path)
     out = layout.prepared
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
-        "encoders/r0.json", "encoders/r1.json", "encoders/tuning.json", "splits/r0.npz", "splits/r1.npz",
-        "splits/tuning.npz", "summary.json", "table.parquet"]
+        "encoders/r0.json",
+        "encoders/r1.json",
+        "encoders/tuning.json",
+        "splits/r0.npz",
+        "splits/r1.npz",
+        "splits/tuning.npz",
+        "summary.json",
+        "table.parquet",
+    ]
     assert PrepareSummary.read(layout.prepare_summary, "prepare") == summary
     assert PrepareSummary.read(layout.prepare_summary, "prepare").params == parse(raw_params).prepare.model_dump()
     assert summary.replicates == ["r0", "r1"] and summary.redrawn is True
@@ -38,12 +45,20 @@ def test_synthetic_outputs(raw_params: dict, tmp_path: Path) -> None:
     assert summary.positives == {"train": 48, "val": 16, "test": 16}
     assert summary.prevalence["test"] == pytest.approx(0.02)
     assert summary.n_features == 34 and summary.features[0] == "Time"
-    assert summary.roles == {"Time": "numeric", **{f"V{i}": "numeric" for i in range(1, 29)}, "Amount": "numeric",
-                                "merchant_category": "categorical", "channel": "categorical",
-                                "country": "categorical", "timestamp": "datetime", "card_id": "id"}
+    assert summary.roles == {
+        "Time": "numeric",
+        **{f"V{i}": "numeric" for i in range(1, 29)},
+        "Amount": "numeric",
+        "merchant_category": "categorical",
+        "channel": "categorical",
+        "country": "categorical",
+        "timestamp": "datetime",
+        "card_id": "id",
+    }
     assert summary.entity == "card_id" and "card_id" not in summary.features
-    assert summary.inputs[-5:] == [f"timestamp:{p}" for p in ("hour_sin", "hour_cos", "weekday_sin", "weekday_cos",
-                                                                  "days")]
+    assert summary.inputs[-5:] == [
+        f"timestamp:{p}" for p in ("hour_sin", "hour_cos", "weekday_sin", "weekday_cos", "days")
+    ]
     assert list(summary.categories) == ["merchant_category", "channel", "country"]
     numeric = len(summary.inputs)
     prepared = Prepared(layout, PrepareSummary.read(layout.prepare_summary, "prepare"))
@@ -68,8 +83,9 @@ def test_synthetic_outputs(raw_params: dict, tmp_path: Path) -> None:
     assert _run(raw_params, tmp_path).source_sha256 == summary.source_sha256
 
 
-def test_real_ulb_sample_drops_index_column(raw_params: dict, tmp_path: Path, sample_csv: Path,
-                                           caplog: pytest.LogCaptureFixture) -> None:
+def test_real_ulb_sample_drops_index_column(
+    raw_params: dict, tmp_path: Path, sample_csv: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     raw_params["prepare"]["source"] = str(sample_csv)
     with caplog.at_level("INFO", logger="pipeline.prepare"):
         summary = _run(raw_params, tmp_path)
@@ -77,8 +93,7 @@ def test_real_ulb_sample_drops_index_column(raw_params: dict, tmp_path: Path, sa
     assert set(summary.roles.values()) == {"numeric"} and summary.categories == {} and summary.entity is None
     assert summary.inputs == summary.features  # all numbers: the encoder is the scaler alone
     table = next(r.getMessage() for r in caplog.records if "column roles" in r.getMessage()).splitlines()
-    assert [line.split()[:2] for line in table[2:]] == [[c, "numeric"] for c in summary.features] + [
-        ["Class", "label"]]
+    assert [line.split()[:2] for line in table[2:]] == [[c, "numeric"] for c in summary.features] + [["Class", "label"]]
     assert sum(summary.positives.values()) == 96
     assert sum(summary.rows.values()) == 5099
 
@@ -123,44 +138,69 @@ BAD_INPUTS = {
     "empty file": (lambda t: _csv(t, ""), "file is empty"),
     "header only": (lambda t: _csv(t, "Time,V1,Amount,Class\n"), "header but no data rows"),
     "corrupt parquet": (lambda t: _csv(t, "PAR1 this is not parquet", "bad.parquet"), "cannot be read as Parquet"),
-    "binary csv": (lambda t: (t / "bad.csv").write_bytes(b"\x00\x01\x02garbage") and t / "bad.csv",
-                   "not a text CSV"),
+    "binary csv": (lambda t: (t / "bad.csv").write_bytes(b"\x00\x01\x02garbage") and t / "bad.csv", "not a text CSV"),
     "unsupported extension": (lambda t: _csv(t, "a,b\n1,2\n", "data.txt"), "unsupported file type '.txt'"),
-    "duplicated column": (lambda t: _csv(t, "Time,V1,V1,Class\n" + "0,1,2,0\n" * N),
-                          "column name\\(s\\) V1 appear more than once; rename or drop"),
-    "semicolon-delimited": (lambda t: _csv(t, "Time;V1;Class\n" + "0;1,5;0\n" * N),
-                            "looks semicolon-delimited .*sep=';'"),
+    "duplicated column": (
+        lambda t: _csv(t, "Time,V1,V1,Class\n" + "0,1,2,0\n" * N),
+        "column name\\(s\\) V1 appear more than once; rename or drop",
+    ),
+    "semicolon-delimited": (
+        lambda t: _csv(t, "Time;V1;Class\n" + "0;1,5;0\n" * N),
+        "looks semicolon-delimited .*sep=';'",
+    ),
     "tab-delimited": (lambda t: _csv(t, "Time\tV1\tClass\n" + "0\t1\t0\n" * N), "looks tab-delimited"),
-    "truncated gzip": (lambda t: (t / "bad.csv.gz").write_bytes(gzip.compress(b"Time,V1,Class\n" * 500)[:40])
-                       and t / "bad.csv.gz", "cannot be read as CSV \\(corrupt or truncated file\\?\\).*re-export"),
+    "truncated gzip": (
+        lambda t: (t / "bad.csv.gz").write_bytes(gzip.compress(b"Time,V1,Class\n" * 500)[:40]) and t / "bad.csv.gz",
+        "cannot be read as CSV \\(corrupt or truncated file\\?\\).*re-export",
+    ),
     "missing label": (lambda t: _frame_csv(t, V1=list(range(N))), "label column 'Class' not found"),
-    "three classes": (lambda t: _frame_csv(t, V1=list(range(N)), Class=[0, 1, 2] * (N // 3)),
-                      "must be binary 0/1, found 3 distinct values"),
-    "string labels": (lambda t: _frame_csv(t, V1=list(range(N)), Class=["fraud", "ok"] * (N // 2)),
-                      "must hold 0/1 values, found text"),
-    "nan values": (lambda t: _frame_csv(t, V1=[np.nan] + list(range(N - 1)), Class=_labels()),
-                   "1 rows hold NaN or infinite values \\(columns: V1\\)"),
-    "infinite values": (lambda t: _frame_csv(t, V1=[np.inf] * 2 + list(range(N - 2)), Class=_labels()),
-                        "2 rows hold NaN or infinite"),
-    "column changes type": (lambda t: _frame_csv(t, V1=list(range(N)), Amt=[str(i) for i in range(N - 1)] + ["1,5"],
-                                                 Class=_labels()), "column 'Amt' changes type between rows"),
-    "date does not parse": (lambda t: _frame_csv(t, V1=list(range(N)), Day=[f"2024-01-{1 + i % 28:02d}" for i in
-                                                                          range(N - 1)] + ["2024-13-01"],
-                                                 Class=_labels()), "date column 'Day' does not parse"),
-    "too many categories": (lambda t: _frame_csv(t, V1=list(range(N)), Shop=[f"s{i % 25}" for i in range(N)],
-                                                 Class=_labels()),
-                            "categorical column 'Shop' has 25 distinct values, more than 36 training rows"),
-    "nothing but ids": (lambda t: _frame_csv(t, card_id=list(range(N)), Kind=["x"] * N, Class=_labels()),
-                        "no feature columns left"),
-    "negative amounts": (lambda t: _frame_csv(t, V1=list(range(N)), Amount=[-1.0, -2.0] + [1.5] * (N - 2),
-                                              Class=_labels()),
-                         "prepare.amount column 'Amount' holds 2 negative values; .*set prepare.amount to"),
-    "amounts as categories": (lambda t: _frame_csv(t, V1=list(range(N)), Amount=["low", "high"] * (N // 2),
-                                                   Class=_labels()),
-                              "prepare.amount column 'Amount' is categorical, not numbers; declare it numeric"),
+    "three classes": (
+        lambda t: _frame_csv(t, V1=list(range(N)), Class=[0, 1, 2] * (N // 3)),
+        "must be binary 0/1, found 3 distinct values",
+    ),
+    "string labels": (
+        lambda t: _frame_csv(t, V1=list(range(N)), Class=["fraud", "ok"] * (N // 2)),
+        "must hold 0/1 values, found text",
+    ),
+    "nan values": (
+        lambda t: _frame_csv(t, V1=[np.nan, *range(N - 1)], Class=_labels()),
+        "1 rows hold NaN or infinite values \\(columns: V1\\)",
+    ),
+    "infinite values": (
+        lambda t: _frame_csv(t, V1=[np.inf] * 2 + list(range(N - 2)), Class=_labels()),
+        "2 rows hold NaN or infinite",
+    ),
+    "column changes type": (
+        lambda t: _frame_csv(t, V1=list(range(N)), Amt=[str(i) for i in range(N - 1)] + ["1,5"], Class=_labels()),
+        "column 'Amt' changes type between rows",
+    ),
+    "date does not parse": (
+        lambda t: _frame_csv(
+            t,
+            V1=list(range(N)),
+            Day=[f"2024-01-{1 + i % 28:02d}" for i in range(N - 1)] + ["2024-13-01"],
+            Class=_labels(),
+        ),
+        "date column 'Day' does not parse",
+    ),
+    "too many categories": (
+        lambda t: _frame_csv(t, V1=list(range(N)), Shop=[f"s{i % 25}" for i in range(N)], Class=_labels()),
+        "categorical column 'Shop' has 25 distinct values, more than 36 training rows",
+    ),
+    "nothing but ids": (
+        lambda t: _frame_csv(t, card_id=list(range(N)), Kind=["x"] * N, Class=_labels()),
+        "no feature columns left",
+    ),
+    "negative amounts": (
+        lambda t: _frame_csv(t, V1=list(range(N)), Amount=[-1.0, -2.0] + [1.5] * (N - 2), Class=_labels()),
+        "prepare.amount column 'Amount' holds 2 negative values; .*set prepare.amount to",
+    ),
+    "amounts as categories": (
+        lambda t: _frame_csv(t, V1=list(range(N)), Amount=["low", "high"] * (N // 2), Class=_labels()),
+        "prepare.amount column 'Amount' is categorical, not numbers; declare it numeric",
+    ),
     "single class": (lambda t: _frame_csv(t, V1=list(range(N)), Class=[0] * N), "holds a single class"),
-    "too few positives": (lambda t: _frame_csv(t, V1=list(range(N)), Class=_labels(6)),
-                          "only 6 positives in the data"),
+    "too few positives": (lambda t: _frame_csv(t, V1=list(range(N)), Class=_labels(6)), "only 6 positives in the data"),
 }
 
 
@@ -183,8 +223,9 @@ def test_bad_input_fails_cleanly(case: str, raw_params: dict, tmp_path: Path) ->
 
 
 @pytest.mark.parametrize("suffix", [".csv.gz", ".csv.zip", ".csv.bz2", ".csv.xz"])
-def test_compressed_csv_reads_like_the_plain_one(suffix: str, raw_params: dict, tmp_path: Path,
-                                                 sample_csv: Path) -> None:
+def test_compressed_csv_reads_like_the_plain_one(
+    suffix: str, raw_params: dict, tmp_path: Path, sample_csv: Path
+) -> None:
     packed = tmp_path / f"creditcard{suffix}"
     pd.read_csv(sample_csv).to_csv(packed, index=False)  # pandas compresses by suffix
     raw_params["prepare"]["source"] = str(packed)
@@ -192,11 +233,14 @@ def test_compressed_csv_reads_like_the_plain_one(suffix: str, raw_params: dict, 
     raw_params["prepare"]["source"] = str(sample_csv)
     plain = _run(raw_params, tmp_path / "plain")
     assert summary.rows == plain.rows and summary.positives == plain.positives
-    pd.testing.assert_frame_equal(pd.read_parquet(Layout(tmp_path / "packed").table),
-                                  pd.read_parquet(Layout(tmp_path / "plain").table))
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(Layout(tmp_path / "packed").table), pd.read_parquet(Layout(tmp_path / "plain").table)
+    )
     for split in ("tuning", "r0"):
-        assert (Layout(tmp_path / "packed").split_file(split).read_bytes()
-                == Layout(tmp_path / "plain").split_file(split).read_bytes())
+        assert (
+            Layout(tmp_path / "packed").split_file(split).read_bytes()
+            == Layout(tmp_path / "plain").split_file(split).read_bytes()
+        )
 
 
 def test_a_mixed_table_gets_its_roles_encoders_and_raw_rows(raw_params: dict, tmp_path: Path) -> None:
@@ -236,8 +280,9 @@ def test_failure_keeps_previous_outputs(raw_params: dict, tmp_path: Path) -> Non
     assert Layout(tmp_path).table.is_file() and Layout(tmp_path).split_file("r0").is_file()
 
 
-def test_main_prints_one_line_and_exits_nonzero(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_main_prints_one_line_and_exits_nonzero(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     params_file = Path(__file__).resolve().parents[1] / "params.yaml"
     text = params_file.read_text().replace("source: synthetic", f"source: {tmp_path / 'gone.csv'}")
     (tmp_path / "params.yaml").write_text(text)

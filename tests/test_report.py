@@ -11,20 +11,28 @@ import pytest
 import yaml
 
 from pipeline import evaluate, prepare, report
+from pipeline.analysis.statistics import EQUIVALENT, INCONCLUSIVE, REVERSED, SUPPORTED
 from pipeline.project import provenance
-from pipeline.project.params import Params
-from pipeline.project.params import parse
-from pipeline.reporting.document import VOLATILE_START, strip_volatile
-from pipeline.runtime.errors import StageError
 from pipeline.project.artefacts import ModelMetrics, PrepareSummary
 from pipeline.project.layout import Layout
-from pipeline.analysis.statistics import EQUIVALENT, INCONCLUSIVE, REVERSED, SUPPORTED
+from pipeline.project.params import Params, parse
+from pipeline.reporting.document import VOLATILE_START, strip_volatile
+from pipeline.runtime.errors import StageError
 from tests.helpers.params import space
 from tests.helpers.stages import run_pipeline, train_all
 
-HEADINGS = ("## 1. Summary", "## 2. Setup", "## 3. Tuning", "## 4. Training curves", "## 5. Accuracy",
-            "## 6. Minority class", "## 7. Speed", "## 8. Verdicts in detail", "## 9. Diagnostics",
-            "## 10. Provenance")
+HEADINGS = (
+    "## 1. Summary",
+    "## 2. Setup",
+    "## 3. Tuning",
+    "## 4. Training curves",
+    "## 5. Accuracy",
+    "## 6. Minority class",
+    "## 7. Speed",
+    "## 8. Verdicts in detail",
+    "## 9. Diagnostics",
+    "## 10. Provenance",
+)
 WORDS = {SUPPORTED, EQUIVALENT, REVERSED, INCONCLUSIVE}
 
 
@@ -42,17 +50,21 @@ def test_report_has_every_section_and_is_reproducible(two_replicate_params: Para
     md = (first / "report.md").read_text()
     headings = [line for line in md.splitlines() if line.startswith("## ")]
     assert len(headings) == len(HEADINGS) and all(h.startswith(p) for h, p in zip(headings, HEADINGS)), headings
-    summary = md[md.index("## 1. Summary"):md.index("## 2. Setup")]  # the answer comes first
-    for claim in ("BatchNorm catches more fraud (test average precision)", "BatchNorm raises test accuracy",
-                  "BatchNorm lowers training loss sooner", "BatchNorm reaches validation-AP targets sooner"):
+    summary = md[md.index("## 1. Summary") : md.index("## 2. Setup")]  # the answer comes first
+    for claim in (
+        "BatchNorm catches more fraud (test average precision)",
+        "BatchNorm raises test accuracy",
+        "BatchNorm lowers training loss sooner",
+        "BatchNorm reaches validation-AP targets sooner",
+    ):
         assert claim in summary
     assert "**Caveats**" in summary and "Holm-adjusted" in summary and "(smallest possible 0.5)" in summary
     assert "| Epoch | train loss with BatchNorm | train loss without normalisation |" in md
-    assert "logistic regression" in md and "predicting \"legit\" for every row" in md
+    assert "logistic regression" in md and 'predicting "legit" for every row' in md
     for figure in ("loss_curves", "tuning", "reliability", "precision_recall"):
         assert (first / "figures" / f"{figure}.png").is_file(), figure
     html = (first / "report.html").read_text()
-    assert "data:image/png;base64," in html and "<table>" in html and "src=\"figures" not in html
+    assert "data:image/png;base64," in html and "<table>" in html and 'src="figures' not in html
     assert md.count(VOLATILE_START) >= 3  # date, timings, run ids
     # Same params on CPU: identical apart from the marked volatile blocks.
     assert strip_volatile(md) == strip_volatile((second / "report.md").read_text())
@@ -73,7 +85,7 @@ def test_single_replicate_verdict_says_it_cannot_judge_noise(params: Params, eva
     assert all(f": {word}.**" not in md for word in (SUPPORTED, REVERSED, EQUIVALENT))
     summary = json.loads(evaluated.summary.read_text())
     assert any("no claim can be supported" in c for c in summary["caveats"])  # too few replicates, on screen one
-    assert "no claim can be supported" in md[:md.index("## 2. Setup")]
+    assert "no claim can be supported" in md[: md.index("## 2. Setup")]
 
 
 @pytest.mark.slow  # runs the pipeline or training processes: over the fast suite's budget
@@ -81,28 +93,48 @@ def test_headline_puts_the_answer_first(two_replicate_params: Params, tmp_path: 
     """metrics/summary.json: both variants' test AP, then the verdicts and effects, then the rest."""
     reports = run_pipeline(two_replicate_params, Layout(tmp_path), track=False)
     summary = json.loads(Layout(tmp_path).summary.read_text())
-    assert list(summary) == ["test_ap", "verdict", "effect", "test_recall", "test_precision", "test_f1",
-                             "test_value_recall", "test_alert_precision", "test_savings_vs_none",
-                             "reference_test_ap", "shared_setting", "caveats", "caveat_kinds", "setting", "threshold",
-                             "replicates"]
+    assert list(summary) == [
+        "test_ap",
+        "verdict",
+        "effect",
+        "test_recall",
+        "test_precision",
+        "test_f1",
+        "test_value_recall",
+        "test_alert_precision",
+        "test_savings_vs_none",
+        "reference_test_ap",
+        "shared_setting",
+        "caveats",
+        "caveat_kinds",
+        "setting",
+        "threshold",
+        "replicates",
+    ]
     assert list(summary["test_ap"]) == ["batchnorm", "baseline"]
     assert set(summary["verdict"]) == {"minority", "accuracy", "loss", "speed"}
     assert set(summary["verdict"].values()) <= WORDS
     assert summary["setting"]["batchnorm"]["lr"] in (0.01, 0.003) and "weight_decay" in summary["setting"]["baseline"]
-    metrics = {n: ModelMetrics.read(Layout(tmp_path).model_metrics(n), "evaluate") for n in ("batchnorm-s0", "batchnorm-s1")}
+    metrics = {
+        n: ModelMetrics.read(Layout(tmp_path).model_metrics(n), "evaluate") for n in ("batchnorm-s0", "batchnorm-s1")
+    }
     assert summary["test_ap"]["batchnorm"] == pytest.approx(
-        (metrics["batchnorm-s0"]["test_ap"] + metrics["batchnorm-s1"]["test_ap"]) / 2, abs=1e-4)
+        (metrics["batchnorm-s0"]["test_ap"] + metrics["batchnorm-s1"]["test_ap"]) / 2, abs=1e-4
+    )
     effect = summary["effect"]["minority"]
     assert effect["mean"] == pytest.approx(summary["test_ap"]["batchnorm"] - summary["test_ap"]["baseline"], abs=2e-4)
     assert effect["low"] <= effect["mean"] <= effect["high"] and effect["band"] == 0.02
     assert summary["test_value_recall"]["batchnorm"] == pytest.approx(
-        (metrics["batchnorm-s0"]["test_value_recall"] + metrics["batchnorm-s1"]["test_value_recall"]) / 2, abs=1e-4)
+        (metrics["batchnorm-s0"]["test_value_recall"] + metrics["batchnorm-s1"]["test_value_recall"]) / 2, abs=1e-4
+    )
     secondary = effect["secondary"]
     assert {"value_recall", "alert_precision"} <= set(secondary)
     md = (reports / "report.md").read_text()
-    screen = md[:md.index("## 2. Setup")]  # the first screen names them beside AP, with their intervals
+    screen = md[: md.index("## 2. Setup")]  # the first screen names them beside AP, with their intervals
     m = secondary["value_recall"]
-    assert f"value recall {m['mean']:+.3g} [{m['low']:+.3g}, {m['high']:+.3g}]" in screen and "alert precision" in screen
+    assert (
+        f"value recall {m['mean']:+.3g} [{m['low']:+.3g}, {m['high']:+.3g}]" in screen and "alert precision" in screen
+    )
     # Both grid points are shared settings (the same trials for both variants), on one tuning seed.
     assert summary["shared_setting"]["batchnorm"]["pairs"] == 2
     assert summary["threshold"] == "max_f1" and summary["replicates"] == 2
@@ -167,8 +199,12 @@ def test_per_process_batchnorm_statistics_are_named(params: Params, evaluated: L
 
 @pytest.mark.parametrize("missing", ["prepare_summary", "history", "model_metrics", "selection"])
 def test_missing_inputs_are_a_clear_error(missing: str, params: Params, evaluated: Layout) -> None:
-    target = {"prepare_summary": evaluated.prepare_summary, "history": evaluated.history("baseline-s0"),
-              "model_metrics": evaluated.model_metrics("batchnorm-s0"), "selection": evaluated.selection}[missing]
+    target = {
+        "prepare_summary": evaluated.prepare_summary,
+        "history": evaluated.history("baseline-s0"),
+        "model_metrics": evaluated.model_metrics("batchnorm-s0"),
+        "selection": evaluated.selection,
+    }[missing]
     target.unlink()
     with pytest.raises(StageError, match=f"{target.name} not found; run the .* stage first"):
         report.run(params, evaluated, track=False)
@@ -176,16 +212,23 @@ def test_missing_inputs_are_a_clear_error(missing: str, params: Params, evaluate
 
 
 def test_provenance_hashes_the_prepared_data_and_each_checkpoint(tmp_path: Path) -> None:
-    lock = {"stages": {
-        "prepare": {"outs": [{"path": "data/prepared", "md5": "a.dir"}, {"path": "metrics/prepare.json", "md5": "b"}]},
-        "train@batchnorm": {"outs": [{"path": "models/batchnorm", "md5": "c.dir"}]}}}
+    lock = {
+        "stages": {
+            "prepare": {
+                "outs": [{"path": "data/prepared", "md5": "a.dir"}, {"path": "metrics/prepare.json", "md5": "b"}]
+            },
+            "train@batchnorm": {"outs": [{"path": "models/batchnorm", "md5": "c.dir"}]},
+        }
+    }
     (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
     checkpoint = tmp_path / "models" / "batchnorm" / "batchnorm-s0.pt"
     checkpoint.parent.mkdir(parents=True)
     checkpoint.write_bytes(b"weights")
     # md5 of b"weights", computed independently: `printf weights | md5sum`.
     assert provenance.output_hashes(tmp_path, [checkpoint, tmp_path / "absent.pt"]) == [
-        ("data/prepared", "a.dir"), ("models/batchnorm/batchnorm-s0.pt", "63f4f1e9b725370f459720575cd5f953")]
+        ("data/prepared", "a.dir"),
+        ("models/batchnorm/batchnorm-s0.pt", "63f4f1e9b725370f459720575cd5f953"),
+    ]
     (tmp_path / "dvc.lock").unlink()
     assert provenance.output_hashes(tmp_path, []) == []
 
@@ -194,19 +237,28 @@ def test_money_and_alerts_for_every_model(params: Params, evaluated: Layout) -> 
     """Section 6's money table: every compared and reference model, each number with an interval; the
     minority claim's details carry value-weighted recall and alert-budget precision; the headline too."""
     md = (report.run(params, evaluated, track=False) / "report.md").read_text()
-    section = md[md.index("## 6. Minority class"):md.index("## 7.")]
+    section = md[md.index("## 6. Minority class") : md.index("## 7.")]
     header = next(line for line in section.splitlines() if line.startswith("| Model | Value-weighted recall"))
     assert "Precision within the alert budget" in header and "Savings vs no model" in header
     rows = [line for line in section.splitlines() if line.startswith("| ") and "[" in line and "Value" not in line]
     names = ("with BatchNorm", "without normalisation", "logistic_regression", "hist_gradient_boosting")
     assert all(any(n in r for r in rows) for n in names), rows
     assert "100 alerts a day on the whole day's traffic" in section
-    details = md[md.index("## 8. Verdicts in detail"):md.index("## 9.")]
+    details = md[md.index("## 8. Verdicts in detail") : md.index("## 9.")]
     assert "value-weighted recall (share of the fraud amount caught)" in details
     assert "precision within the daily alert budget" in details
     summary = json.loads(evaluated.summary.read_text())
-    assert list(summary)[:9] == ["test_ap", "verdict", "effect", "test_recall", "test_precision", "test_f1",
-                                 "test_value_recall", "test_alert_precision", "test_savings_vs_none"]
+    assert list(summary)[:9] == [
+        "test_ap",
+        "verdict",
+        "effect",
+        "test_recall",
+        "test_precision",
+        "test_f1",
+        "test_value_recall",
+        "test_alert_precision",
+        "test_savings_vs_none",
+    ]
     secondary = summary["effect"]["minority"]["secondary"]
     assert set(secondary) == {"precision", "recall", "value_recall", "alert_precision"}
     assert all(v["low"] <= v["mean"] <= v["high"] for v in secondary.values())
@@ -222,7 +274,7 @@ def test_a_time_ordered_run_on_the_ulb_sample(raw_params: dict, sample_csv: Path
     raw_params["prepare"]["split"].update(method="time", delay="1h", min_positives=3)
     raw_params["evaluate"]["references"] = {}
     md = (run_pipeline(parse(raw_params), Layout(tmp_path), track=False) / "report.md").read_text()
-    setup = md[md.index("## 2. Setup"):md.index("## 3.")]
+    setup = md[md.index("## 2. Setup") : md.index("## 3.")]
     assert "**Split by time** (`Time`): 1 window(s)" in setup and "a gap of 1h is left out" in setup
     summary = PrepareSummary.read(Layout(tmp_path).prepare_summary, "prepare")
     block = summary.blocks["r0"]
@@ -232,5 +284,5 @@ def test_a_time_ordered_run_on_the_ulb_sample(raw_params: dict, sample_csv: Path
     assert summary.blocks["r1"] == block == summary.blocks["tuning"]
     rows = [line for line in setup.splitlines() if line.startswith("| r0 |")]
     assert [r.split(" | ")[1] for r in rows] == ["train", "gap", "val", "test"] and all(" h |" in r for r in rows)
-    assert "The split is by time and the same for every replicate" in md[:md.index("## 2. Setup")]
+    assert "The split is by time and the same for every replicate" in md[: md.index("## 2. Setup")]
     assert "Precision within the alert budget" in md

@@ -27,18 +27,37 @@ def raw_rows(evaluated_shared: Layout) -> pd.DataFrame:
 
 def _saved(layout: Layout, name: str) -> tuple[np.ndarray, float]:
     scores = pd.read_parquet(layout.scores(name))
-    return scores.loc[scores["split"] == "test", "score"].to_numpy(), \
-        json.loads(layout.model_metrics(name).read_text())["values"]["threshold"]
+    return scores.loc[scores["split"] == "test", "score"].to_numpy(), json.loads(
+        layout.model_metrics(name).read_text()
+    )["values"]["threshold"]
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".csv.gz", ".parquet"])
-def test_score_writes_evaluates_numbers_in_chunks(served_model: Path, evaluated_shared: Layout, raw_rows: pd.DataFrame,
-                                                  tmp_path: Path, suffix: str) -> None:
+def test_score_writes_evaluates_numbers_in_chunks(
+    served_model: Path, evaluated_shared: Layout, raw_rows: pd.DataFrame, tmp_path: Path, suffix: str
+) -> None:
     source = tmp_path / f"new{suffix}"
     raw_rows.to_parquet(source, index=False) if suffix == ".parquet" else raw_rows.to_csv(source, index=False)
     target = tmp_path / "out" / "scored.parquet"
-    assert score.main(["--model", str(served_model), "--input", str(source), "--output", str(target),
-                       "--keep", "Unnamed: 0", "--keep", "Class", "--chunk-rows", "150"]) == 0
+    assert (
+        score.main(
+            [
+                "--model",
+                str(served_model),
+                "--input",
+                str(source),
+                "--output",
+                str(target),
+                "--keep",
+                "Unnamed: 0",
+                "--keep",
+                "Class",
+                "--chunk-rows",
+                "150",
+            ]
+        )
+        == 0
+    )
     out = pd.read_parquet(target)
     assert list(out.columns) == ["row", "Unnamed: 0", "Class", "fraud_probability", "fraud"]
     assert out["row"].tolist() == list(range(len(raw_rows)))  # 6 chunks, in order, none lost
@@ -58,7 +77,7 @@ def test_pyfunc_predict_equals_score(served_model: Path, raw_rows: pd.DataFrame,
     model = mlflow.pyfunc.load_model(str(served_model))
     features = [c.name for c in model.metadata.get_input_schema().inputs]
     numbers = {c: "float32" for c, role in model.metadata.metadata["roles"].items() if role in ("numeric", "boolean")}
-    out = model.predict(raw_rows[features].astype(numbers).astype({c: "float64" for c in numbers}))
+    out = model.predict(raw_rows[features].astype(numbers).astype(dict.fromkeys(numbers, "float64")))
     written = pd.read_parquet(tmp_path / "scored.parquet")
     np.testing.assert_allclose(out["fraud_probability"], written["fraud_probability"], rtol=0, atol=1e-6)
 
@@ -81,8 +100,10 @@ def _corrupt(kind: str, rows: pd.DataFrame, path: Path) -> str:
     if kind == "overflow":  # the float32 cast in the scaler would make it inf, then NaN, then `fraud: 0`
         rows.loc[rows.index[523], "V1"] = 1e308
         rows.to_csv(path, index=False)
-        return (r"rows 450 to 599.*row 523: V1 = 1e\+308 is outside what the model's scaler can represent: scaled "
-                r"for the network it overflows float32; the model takes V1 within .*no row was scored")
+        return (
+            r"rows 450 to 599.*row 523: V1 = 1e\+308 is outside what the model's scaler can represent: scaled "
+            r"for the network it overflows float32; the model takes V1 within .*no row was scored"
+        )
     if kind == "empty":
         path.write_text("")
         return "file is empty"
@@ -95,18 +116,21 @@ def _corrupt(kind: str, rows: pd.DataFrame, path: Path) -> str:
     raise AssertionError(kind)
 
 
-@pytest.mark.parametrize("kind", ["missing columns", "non-numeric", "nan", "overflow", "empty", "header only",
-                                  "not csv"])
-def test_bad_input_is_one_line_exit_2_and_no_output(served_model: Path, raw_rows: pd.DataFrame, tmp_path: Path,
-                                                    capsys: pytest.CaptureFixture[str], kind: str) -> None:
+@pytest.mark.parametrize(
+    "kind", ["missing columns", "non-numeric", "nan", "overflow", "empty", "header only", "not csv"]
+)
+def test_bad_input_is_one_line_exit_2_and_no_output(
+    served_model: Path, raw_rows: pd.DataFrame, tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
     tmp_path = tmp_path / "files"
     tmp_path.mkdir()
     source = tmp_path / "new.csv"
     expected = _corrupt(kind, raw_rows, source)
     target = tmp_path / "scored.parquet"
     target.write_bytes(b"the user's earlier results")  # must survive a failed run
-    code = score.main(["--model", str(served_model), "--input", str(source), "--output", str(target),
-                       "--chunk-rows", "150"])
+    code = score.main(
+        ["--model", str(served_model), "--input", str(source), "--output", str(target), "--chunk-rows", "150"]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1, err
     assert re.search(expected, err[0]), err[0]
@@ -128,8 +152,16 @@ def test_drop_policy_skips_nonfinite_rows(evaluated_shared: Layout, raw_rows: pd
 
 def test_unknown_model_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "new.csv").write_text("a\n1\n")
-    code = score.main(["--model", "models:/no-such-model@champion", "--input", str(tmp_path / "new.csv"),
-                       "--output", str(tmp_path / "scored.parquet")])
+    code = score.main(
+        [
+            "--model",
+            "models:/no-such-model@champion",
+            "--input",
+            str(tmp_path / "new.csv"),
+            "--output",
+            str(tmp_path / "scored.parquet"),
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "cannot load model models:/no-such-model@champion" in err[0], err
     assert not (tmp_path / "scored.parquet").exists()

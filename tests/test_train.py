@@ -15,16 +15,13 @@ import yaml
 from pipeline import prepare, train
 from pipeline.data.prepared import Prepared
 from pipeline.modeling.network import from_checkpoint, initial_state
-from pipeline.training.jobs import prior_logit
-from pipeline.project.params import Setting
-from pipeline.project.params import Params
 from pipeline.project.artefacts import PrepareSummary
 from pipeline.project.layout import Layout
-from pipeline.project.params import parse
+from pipeline.project.params import Params, Setting, parse
 from pipeline.project.variants import variant as variant_entry
 from pipeline.runtime.errors import StageError
 from pipeline.tracking import keys
-from pipeline.training.jobs import TrainResult
+from pipeline.training.jobs import TrainResult, prior_logit
 from tests.helpers.params import chosen as write_chosen
 from tests.helpers.params import space
 
@@ -37,8 +34,9 @@ def chosen(prepared: Layout, params: Params) -> Layout:
     return prepared
 
 
-def _train(params: Params, layout: Layout, variant: str = "batchnorm", replicate: int = 0,
-           track: bool = True) -> TrainResult:
+def _train(
+    params: Params, layout: Layout, variant: str = "batchnorm", replicate: int = 0, track: bool = True
+) -> TrainResult:
     (result,) = train.run(params, variant, layout, track=track, seeds=[replicate])
     return result
 
@@ -80,8 +78,15 @@ def test_outputs_and_mlflow_run(variant: str, params: Params, chosen: Layout) ->
     assert run.data.params["train.lr"] == "0.01" and run.data.params["train.batch_size"] == "128"
     assert run.data.params["variant"] == variant and run.data.params["data.rows_train"] == "2400"
     run_tags = run.data.tags
-    for key in ("git.commit", "git.dirty", "data.sha256", "device", "torch_version", "mlflow_version",
-                "pipeline.group"):
+    for key in (
+        "git.commit",
+        "git.dirty",
+        "data.sha256",
+        "device",
+        "torch_version",
+        "mlflow_version",
+        "pipeline.group",
+    ):
         assert run_tags.get(key), key
     assert run_tags["pipeline.role"] == "model" and run_tags["pipeline.lr"] == "0.01"
     assert "mlflow.parentRunId" not in run_tags  # not nested: visible in the runs table
@@ -96,7 +101,9 @@ def test_outputs_and_mlflow_run(variant: str, params: Params, chosen: Layout) ->
 
 def test_the_output_bias_starts_at_the_training_prior(params: Params, chosen: Layout) -> None:
     """2% frauds: the first prediction of every variant is the base rate, log(48/2352)."""
-    train_part = Prepared(chosen, PrepareSummary.read(chosen.prepare_summary, "prepare")).parts("r0", ("train",))["train"]
+    train_part = Prepared(chosen, PrepareSummary.read(chosen.prepare_summary, "prepare")).parts("r0", ("train",))[
+        "train"
+    ]
     positives = int(train_part.y.sum())
     setting = Setting(lr=0.01, weight_decay=0.0, batch_size=128, pos_weight="none", dropout=0.0)
     logit = prior_logit(setting, train_part.y.size - positives, positives)
@@ -119,7 +126,8 @@ def test_a_variants_trials_train_their_setting_on_every_tuning_seed(raw_params: 
     info = json.loads(results[0].run_file.read_text())
     assert info["stack_size"] == 4  # every model of the round trained together
     assert trials[0]["val_ap"] == pytest.approx(
-        (info["best_val_ap"] + json.loads(results[1].run_file.read_text())["best_val_ap"]) / 2)
+        (info["best_val_ap"] + json.loads(results[1].run_file.read_text())["best_val_ap"]) / 2
+    )
     run = mlflow.MlflowClient().get_run(info["run_id"])
     assert run.data.tags["pipeline.role"] == "tuning" and run.data.tags["pipeline.trial"] == "0"
     assert run.data.params["train.lr"] == str(trials[0]["setting"]["lr"])
@@ -169,11 +177,15 @@ def test_a_new_replicate_trains_only_its_models_and_a_removed_one_leaves(raw_par
     second = with_replicates(3)
     assert [r.name for r in second] == ["baseline-s0", "baseline-s1", "baseline-s2"]
     assert [r.fit is None for r in second] == [True, True, False]  # r0, r1 kept: their splits did not move
-    assert {r.name: (r.checkpoint.stat().st_mtime_ns, json.loads(r.run_file.read_text())["run_id"])
-            for r in second[:2]} == stamps
+    assert {
+        r.name: (r.checkpoint.stat().st_mtime_ns, json.loads(r.run_file.read_text())["run_id"]) for r in second[:2]
+    } == stamps
     with_replicates(1)
     assert sorted(p.name for p in (layout.models / "baseline").iterdir()) == [
-        "baseline-s0.probes.csv", "baseline-s0.pt", "baseline-s0.run.json"]
+        "baseline-s0.probes.csv",
+        "baseline-s0.pt",
+        "baseline-s0.run.json",
+    ]
     assert sorted(p.name for p in (layout.histories / "baseline").iterdir()) == ["baseline-s0.csv"]
 
 
@@ -217,8 +229,11 @@ def test_same_params_same_history_and_checkpoint(params: Params, chosen: Layout,
     first = _train(params, chosen, track=False)
     second = _train(params, _copy_prepared(chosen, tmp_path / "b"), track=False)
     timing = ["epoch_seconds", "samples_per_second"]
-    pd.testing.assert_frame_equal(pd.read_csv(first.history).drop(columns=timing),
-                                  pd.read_csv(second.history).drop(columns=timing), check_exact=True)
+    pd.testing.assert_frame_equal(
+        pd.read_csv(first.history).drop(columns=timing),
+        pd.read_csv(second.history).drop(columns=timing),
+        check_exact=True,
+    )
     w1 = torch.load(first.checkpoint, weights_only=True)["model"]
     w2 = torch.load(second.checkpoint, weights_only=True)["model"]
     assert all(torch.equal(w1[k], w2[k]) for k in w1)
@@ -255,9 +270,9 @@ def test_missing_prepare_outputs_are_a_clear_error(params: Params, layout: Layou
         _train(params, layout)
 
 
-def test_command_line_divergence_is_one_line_and_exit_2(raw_params: dict, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_command_line_divergence_is_one_line_and_exit_2(
+    raw_params: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     params = _diverging(raw_params)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params.model_dump()))
@@ -269,8 +284,9 @@ def test_command_line_divergence_is_one_line_and_exit_2(raw_params: dict, tmp_pa
     assert not (tmp_path / "models").exists() or not [p for p in (tmp_path / "models").rglob("*") if p.is_file()]
 
 
-def test_relative_sqlite_uri_keeps_artifacts_beside_the_store(params: Params, chosen: Layout,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_relative_sqlite_uri_keeps_artifacts_beside_the_store(
+    params: Params, chosen: Layout, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(chosen.root)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///relative.db")  # as `mlflow run` may pass it
     info = json.loads(_train(params, chosen).run_file.read_text())

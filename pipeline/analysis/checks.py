@@ -33,8 +33,14 @@ WEAK_COMPARISON = KINDS[:3]
 
 def by_kind(ev: Evidence, found: dict[str, list[Claim]]) -> dict[str, list[str]]:
     """Every caveat that applies, by kind (every kind present, possibly with no sentence)."""
-    return {"below_yardstick": below_yardstick(ev), "cut_off": cut_off(ev), "tuning_climbing": tuning_climbing(ev),
-            "at_edge": at_edge(ev), "few_replicates": few_replicates(ev, found), "fixed_split": fixed_split(ev)}
+    return {
+        "below_yardstick": below_yardstick(ev),
+        "cut_off": cut_off(ev),
+        "tuning_climbing": tuning_climbing(ev),
+        "at_edge": at_edge(ev),
+        "few_replicates": few_replicates(ev, found),
+        "fixed_split": fixed_split(ev),
+    }
 
 
 def sentences(found_kinds: dict[str, list[str]]) -> list[str]:
@@ -57,12 +63,16 @@ def below_yardstick(ev: Evidence) -> list[str]:
         ap = test_measures(ev, variant, YARDSTICK, money=False)["ap"]
         auc = [x - y for x, y in zip(ev.values(variant, "test_roc_auc"), ev.values(YARDSTICK, "test_roc_auc"))]
         auc_low, auc_high = outer_bootstrap(auc, b.resamples, b.seed, level)
-        for what, mean, high, low in (("average precision", ap.mean, ap.high, ap.low),
-                                      ("ROC-AUC", float(np.mean(auc)), auc_high, auc_low)):
+        for what, mean, high, low in (
+            ("average precision", ap.mean, ap.high, ap.low),
+            ("ROC-AUC", float(np.mean(auc)), auc_high, auc_low),
+        ):
             if high < 0:
-                out.append(f"{_start(title(variant))} ranks below the logistic regression on test {what} "
-                           f"({mean:+.3f} [{low:+.3f}, {high:+.3f}], paired by replicate): a comparison of MLPs "
-                           "worse than a linear model says little; check its tuning and training.")
+                out.append(
+                    f"{_start(title(variant))} ranks below the logistic regression on test {what} "
+                    f"({mean:+.3f} [{low:+.3f}, {high:+.3f}], paired by replicate): a comparison of MLPs "
+                    "worse than a linear model says little; check its tuning and training."
+                )
     return out
 
 
@@ -73,16 +83,21 @@ def cut_off(ev: Evidence) -> list[str]:
     for variant, runs in ev.histories.items():
         stopped = at_the_cap(runs, cap)
         if stopped:
-            out.append(f"{_start(title(variant))}: replicate(s) {stopped} had their best validation AP at the "
-                       f"epoch cap ({cap}): still improving when stopped; raise train.epochs.")
+            out.append(
+                f"{_start(title(variant))}: replicate(s) {stopped} had their best validation AP at the "
+                f"epoch cap ({cap}): still improving when stopped; raise train.epochs."
+            )
     return out
 
 
 def at_edge(ev: Evidence) -> list[str]:
     """A chosen value at the edge of the space."""
-    return [f"{_start(title(variant))}'s tuned {name} sits at the {end} end of train.tune.space.{name}: the best "
-            "may lie beyond it; widen the space."
-            for variant, entry in ev.selection.variants.items() for name, end in entry.at_edge.items()]
+    return [
+        f"{_start(title(variant))}'s tuned {name} sits at the {end} end of train.tune.space.{name}: the best "
+        "may lie beyond it; widen the space."
+        for variant, entry in ev.selection.variants.items()
+        for name, end in entry.at_edge.items()
+    ]
 
 
 def tuning_climbing(ev: Evidence) -> list[str]:
@@ -91,8 +106,10 @@ def tuning_climbing(ev: Evidence) -> list[str]:
     for variant, entry in ev.selection.variants.items():
         quarter, gain = last_quarter_gain(entry.best_so_far)
         if gain > tolerance:
-            out.append(f"{_start(title(variant))}'s tuning was still climbing: its last {quarter} trial(s) raised "
-                       f"the best validation AP by {gain:.3f} (> {tolerance:g}); raise train.tune.trials.")
+            out.append(
+                f"{_start(title(variant))}'s tuning was still climbing: its last {quarter} trial(s) raised "
+                f"the best validation AP by {gain:.3f} (> {tolerance:g}); raise train.tune.trials."
+            )
     return out
 
 
@@ -109,16 +126,20 @@ def few_replicates(ev: Evidence, found: dict[str, list[Claim]]) -> list[str]:
     n, alpha = len(ev.replicates), 1 - ev.params.report.confidence
     strictest = alpha / len(FAMILY)
     if smallest_p(n) > strictest:
-        return [f"With {n} replicate(s) the permutation test cannot go below p = {smallest_p(n):.3g}, above Holm's "
-                f"{strictest:.3g} for {len(FAMILY)} claims: no claim can be supported; use at least "
-                f"{fewest_replicates(strictest)} (prepare.replicates)."]
+        return [
+            f"With {n} replicate(s) the permutation test cannot go below p = {smallest_p(n):.3g}, above Holm's "
+            f"{strictest:.3g} for {len(FAMILY)} claims: no claim can be supported; use at least "
+            f"{fewest_replicates(strictest)} (prepare.replicates)."
+        ]
     out = []
     for variant, claims in found.items():
         weak = [c for c in claims if c.power.power < c.power.target]  # the design's power, whatever the outcome
         for c in weak:
             need = f"about {c.power.replicates_needed}" if c.power.replicates_needed else "more than 64"
-            out.append(f"{_start(title(variant))}, {c.key}: {n} replicates give {c.power.power:.0%} power to "
-                       f"support an effect of the practical size; {need} would give {c.power.target:.0%}.")
+            out.append(
+                f"{_start(title(variant))}, {c.key}: {n} replicates give {c.power.power:.0%} power to "
+                f"support an effect of the practical size; {need} would give {c.power.target:.0%}."
+            )
     return out
 
 
@@ -126,8 +147,10 @@ def fixed_split(ev: Evidence) -> list[str]:
     """A time split in one window is the same for every replicate: intervals cannot cover the split."""
     if ev.summary.redrawn or ev.summary.folds > 1:
         return []
-    return ["The split is by time and the same for every replicate: the intervals cover seeds and test rows, "
-            "not the choice of split (prepare.split.folds > 1 evaluates on several consecutive windows)."]
+    return [
+        "The split is by time and the same for every replicate: the intervals cover seeds and test rows, "
+        "not the choice of split (prepare.split.folds > 1 evaluates on several consecutive windows)."
+    ]
 
 
 def at_the_cap(runs: dict[int, pd.DataFrame], cap: int) -> list[int]:
@@ -174,24 +197,38 @@ def training_findings(ev: Evidence) -> list[str]:
         plateaued = [seed for seed, h in runs.items() if len(h) < p.train.epochs]
         capped = at_the_cap(runs, p.train.epochs)
         if np.mean(noisy) > 0.4:
-            found.append(f"Validation loss {name} is noisy (rises in {np.mean(noisy):.0%} of epochs): narrow "
-                         "`train.tune.space.lr` to lower rates or its batch sizes to larger ones.")
+            found.append(
+                f"Validation loss {name} is noisy (rises in {np.mean(noisy):.0%} of epochs): narrow "
+                "`train.tune.space.lr` to lower rates or its batch sizes to larger ones."
+            )
         if drops and min(drops) < 0.05:
-            found.append(f"Training loss {name} is stuck in some seed (falls by only {min(drops):.1%} after "
-                         "epoch 2): widen `train.tune.space.lr` upwards, or check the feature scaling.")
+            found.append(
+                f"Training loss {name} is stuck in some seed (falls by only {min(drops):.1%} after "
+                "epoch 2): widen `train.tune.space.lr` upwards, or check the feature scaling."
+            )
         if plateaued:
-            found.append(f"Early stopping ended the runs {name} for replicate(s) {plateaued} after {p.train.patience} epochs "
-                         "without a better validation AP; the kept weights are each run's best epoch.")
+            found.append(
+                f"Early stopping ended the runs {name} for replicate(s) {plateaued} after {p.train.patience} epochs "
+                "without a better validation AP; the kept weights are each run's best epoch."
+            )
         if capped:
-            found.append(f"Still improving at the last epoch {name} for replicate(s) {capped}: the best validation AP came "
-                         f"at epoch {p.train.epochs}, the cap. More epochs could change the comparison: raise "
-                         "`train.epochs`.")
-        gaps = [ev.metrics[model_name(variant, r)]["train_ap"] - ev.metrics[model_name(variant, r)]["test_ap"]
-                for r in runs]
-        verdict = "a sign of overfitting: add weight decay or dropout, or stop earlier" if np.mean(gaps) > 0.1 \
+            found.append(
+                f"Still improving at the last epoch {name} for replicate(s) {capped}: the best validation AP came "
+                f"at epoch {p.train.epochs}, the cap. More epochs could change the comparison: raise "
+                "`train.epochs`."
+            )
+        gaps = [
+            ev.metrics[model_name(variant, r)]["train_ap"] - ev.metrics[model_name(variant, r)]["test_ap"] for r in runs
+        ]
+        verdict = (
+            "a sign of overfitting: add weight decay or dropout, or stop earlier"
+            if np.mean(gaps) > 0.1
             else "no strong overfitting"
-        found.append(f"Train versus test average precision gap {name}: {mean_sd(gaps, 3)}; validation loss ends "
-                     f"{np.mean(rises):.0%} above its best. {verdict[0].upper()}{verdict[1:]}.")
+        )
+        found.append(
+            f"Train versus test average precision gap {name}: {mean_sd(gaps, 3)}; validation loss ends "
+            f"{np.mean(rises):.0%} above its best. {verdict[0].upper()}{verdict[1:]}."
+        )
     return found
 
 
@@ -209,23 +246,33 @@ def batch_finding(ev: Evidence) -> list[str]:
     per_rank = [r for r in runs if r.ranks > 1 and not r.batchnorm_sync]
     if per_rank:
         ranks = max(r.ranks for r in per_rank)
-        found.append(f"BatchNorm statistics were per process: {ranks} training processes "
-                     f"(`train.distributed.nproc`) each normalised over only its share of every batch, as few as "
-                     f"{smallest:,} rows of {min(sizes):,} (`train.batchnorm_sync: false`), the small-batch pitfall "
-                     "in disguise; set `train.batchnorm_sync: true` to use the global batch's statistics.")
+        found.append(
+            f"BatchNorm statistics were per process: {ranks} training processes "
+            f"(`train.distributed.nproc`) each normalised over only its share of every batch, as few as "
+            f"{smallest:,} rows of {min(sizes):,} (`train.batchnorm_sync: false`), the small-batch pitfall "
+            "in disguise; set `train.batchnorm_sync: true` to use the global batch's statistics."
+        )
     if smallest < p.report.small_batch:
-        found.append(f"BatchNorm trained on batches of only {smallest:,} rows (< {p.report.small_batch}): batch "
-                     "statistics are noisy and its running estimates unreliable; tune larger batch sizes.")
+        found.append(
+            f"BatchNorm trained on batches of only {smallest:,} rows (< {p.report.small_batch}): batch "
+            "statistics are noisy and its running estimates unreliable; tune larger batch sizes."
+        )
     else:
-        found.append(f"BatchNorm's smallest batch held {smallest:,} rows, enough for stable statistics (warning "
-                     f"below {p.report.small_batch}); no batch is smaller than `train.min_batch` = "
-                     f"{p.train.min_batch}, a shorter last batch joins the one before it.")
+        found.append(
+            f"BatchNorm's smallest batch held {smallest:,} rows, enough for stable statistics (warning "
+            f"below {p.report.small_batch}); no batch is smaller than `train.min_batch` = "
+            f"{p.train.min_batch}, a shorter last batch joins the one before it."
+        )
     if chosen and max(sizes) > chosen:
-        found.append(f"The last {max(sizes) - chosen:,} training rows joined the batch before them "
-                     f"(a batch of {max(sizes):,} rows): alone they would have been below `train.min_batch`.")
+        found.append(
+            f"The last {max(sizes) - chosen:,} training rows joined the batch before them "
+            f"(a batch of {max(sizes):,} rows): alone they would have been below `train.min_batch`."
+        )
     if steps < 10:
-        found.append(f"Only {steps} optimisation step(s) per epoch: with few steps BatchNorm's running statistics "
-                     "lag the weights; tune smaller batch sizes or use more data.")
+        found.append(
+            f"Only {steps} optimisation step(s) per epoch: with few steps BatchNorm's running statistics "
+            "lag the weights; tune smaller batch sizes or use more data."
+        )
     return found
 
 
@@ -239,10 +286,14 @@ def eval_mode_finding(ev: Evidence) -> list[str]:
             if abs(recomputed - float(history["val_ap"].max())) > 1e-4:
                 mismatched.append(name)
     if mismatched:
-        return ["Validation metrics in the histories were computed in train mode or on other weights for "
-                f"{mismatched}: rerun training."]
-    return ["Validation metrics were computed in eval mode: each history's best val_ap equals the AP that "
-            "evaluate recomputed from the kept weights in eval mode."]
+        return [
+            "Validation metrics in the histories were computed in train mode or on other weights for "
+            f"{mismatched}: rerun training."
+        ]
+    return [
+        "Validation metrics were computed in eval mode: each history's best val_ap equals the AP that "
+        "evaluate recomputed from the kept weights in eval mode."
+    ]
 
 
 def accuracy_trap_finding(ev: Evidence) -> list[str]:
@@ -250,21 +301,30 @@ def accuracy_trap_finding(ev: Evidence) -> list[str]:
     target = ev.params.evaluate.recall_target
     trapped = [n for n, m in ev.metrics.items() if m.get("test_accuracy_trap")]
     if trapped:
-        return [f"Accuracy trap: {', '.join(trapped)} score at least the majority-class accuracy while test recall "
-                f"is below {target:.0%}; high accuracy here says nothing about catching fraud."]
+        return [
+            f"Accuracy trap: {', '.join(trapped)} score at least the majority-class accuracy while test recall "
+            f"is below {target:.0%}; high accuracy here says nothing about catching fraud."
+        ]
     return [f"No model falls in the accuracy trap (recall target {target:.0%})."]
 
 
 def leakage_finding(ev: Evidence) -> list[str]:
     """The encoder's statistics come from the training split only."""
     m = ev.scaled_means
-    return [f"Leakage guard: each split's encoder (categories, date-time origins, scaling) was fitted on its "
-            f"training part only (the tuning split's largest |numeric input mean| after scaling: train "
-            f"{m['train']:.1e}, validation {m['val']:.1e}, test {m['test']:.1e}); validation and test never inform "
-            "the encoding or the threshold's choice on test."]
+    return [
+        f"Leakage guard: each split's encoder (categories, date-time origins, scaling) was fitted on its "
+        f"training part only (the tuning split's largest |numeric input mean| after scaling: train "
+        f"{m['train']:.1e}, validation {m['val']:.1e}, test {m['test']:.1e}); validation and test never inform "
+        "the encoding or the threshold's choice on test."
+    ]
 
 
 def findings(ev: Evidence) -> list[str]:
     """Every diagnostic finding, in the report's order."""
-    return [*training_findings(ev), *batch_finding(ev), *eval_mode_finding(ev), *accuracy_trap_finding(ev),
-            *leakage_finding(ev)]
+    return [
+        *training_findings(ev),
+        *batch_finding(ev),
+        *eval_mode_finding(ev),
+        *accuracy_trap_finding(ev),
+        *leakage_finding(ev),
+    ]

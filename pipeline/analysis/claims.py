@@ -45,8 +45,12 @@ from pipeline.project.variants import BASELINE, PRIMARY, title
 
 FAMILY = ("minority", "accuracy", "loss", "speed")
 TIMED = ("speed",)  # measured in training seconds: they differ between runs of the same params
-SHORT_CLAIMS = {"minority": "catches more fraud (test AP)", "accuracy": "higher test accuracy",
-                "loss": "training loss falls sooner", "speed": "reaches validation-AP targets sooner"}
+SHORT_CLAIMS = {
+    "minority": "catches more fraud (test AP)",
+    "accuracy": "higher test accuracy",
+    "loss": "training loss falls sooner",
+    "speed": "reaches validation-AP targets sooner",
+}
 
 
 @dataclass(frozen=True)
@@ -98,10 +102,14 @@ def covers(ev: Evidence, test_rows: bool) -> str:
     return f"seeds, {split}" + (" and test rows" if test_rows else "; measured on training and validation")
 
 
-TEST_MEASURES = {"ap": ("test_ap", "test average precision"), "accuracy": ("test_accuracy", "test accuracy"),
-                 "precision": ("test_precision", "test precision"), "recall": ("test_recall", "test recall"),
-                 "value_recall": ("test_value_recall", "value-weighted recall (share of the fraud amount caught)"),
-                 "alert_precision": ("test_alert_precision", "precision within the daily alert budget")}
+TEST_MEASURES = {
+    "ap": ("test_ap", "test average precision"),
+    "accuracy": ("test_accuracy", "test accuracy"),
+    "precision": ("test_precision", "test precision"),
+    "recall": ("test_recall", "test recall"),
+    "value_recall": ("test_value_recall", "value-weighted recall (share of the fraud amount caught)"),
+    "alert_precision": ("test_alert_precision", "precision within the daily alert budget"),
+}
 
 
 def test_measures(ev: Evidence, ours: str, theirs: str, money: bool = True) -> dict[str, Measure]:
@@ -128,10 +136,14 @@ def test_measures(ev: Evidence, ours: str, theirs: str, money: bool = True) -> d
             continue
         differences = [x - y for x, y in zip(ev.values(ours, metric), ev.values(theirs, metric))]
         low, high = nested_bootstrap(inner[key], b.resamples, b.seed, level)
-        spread = float(np.sqrt(np.var(differences, ddof=1) + np.mean([np.var(d) for d in inner[key]]))) \
-            if len(differences) > 1 else 0.0
-        out[key] = Measure(f"{title(ours)} minus {title(theirs)} {text}", key, differences, low, high,
-                           covers(ev, True), spread)
+        spread = (
+            float(np.sqrt(np.var(differences, ddof=1) + np.mean([np.var(d) for d in inner[key]])))
+            if len(differences) > 1
+            else 0.0
+        )
+        out[key] = Measure(
+            f"{title(ours)} minus {title(theirs)} {text}", key, differences, low, high, covers(ev, True), spread
+        )
     return out
 
 
@@ -140,8 +152,10 @@ def fraud_counts(ev: Evidence, ours: str, theirs: str) -> str:
     caught = np.mean([x - y for x, y in zip(ev.values(ours, "test_tp"), ev.values(theirs, "test_tp"))])
     alerts = np.mean([x - y for x, y in zip(ev.values(ours, "test_fp"), ev.values(theirs, "test_fp"))])
     frauds, legit = ev.summary.positives["test"], ev.summary.rows["test"] - ev.summary.positives["test"]
-    return (f"{caught:+.1f} of {frauds:,} test frauds caught, {1000 * alerts / legit:+.2f} false alerts per 1,000 "
-            "legitimate transactions")
+    return (
+        f"{caught:+.1f} of {frauds:,} test frauds caught, {1000 * alerts / legit:+.2f} false alerts per 1,000 "
+        "legitimate transactions"
+    )
 
 
 def loss_measure(ev: Evidence, variant: str) -> Measure:
@@ -152,13 +166,20 @@ def loss_measure(ev: Evidence, variant: str) -> Measure:
     for r in ev.replicates:
         base, ours = ev.histories[BASELINE][r], ev.histories[variant][r]
         e = min(epoch, len(base), len(ours))
-        differences.append((value_at(base, "train_loss", e) - value_at(ours, "train_loss", e))
-                           / value_at(base, "train_loss", e))
+        differences.append(
+            (value_at(base, "train_loss", e) - value_at(ours, "train_loss", e)) / value_at(base, "train_loss", e)
+        )
     b = ev.params.report.bootstrap
     low, high = outer_bootstrap(differences, b.resamples, b.seed, ev.params.report.confidence)
-    return Measure(f"relative fall of the training loss after {epoch} epoch(s), baseline minus {title(variant)}",
-                   "fraction", differences, low, high, covers(ev, False),
-                   float(np.std(differences, ddof=1)) if len(differences) > 1 else 0.0)
+    return Measure(
+        f"relative fall of the training loss after {epoch} epoch(s), baseline minus {title(variant)}",
+        "fraction",
+        differences,
+        low,
+        high,
+        covers(ev, False),
+        float(np.std(differences, ddof=1)) if len(differences) > 1 else 0.0,
+    )
 
 
 def time_to(curve: pd.DataFrame, column: str, target: float, start: float) -> float:
@@ -177,27 +198,38 @@ def time_to(curve: pd.DataFrame, column: str, target: float, start: float) -> fl
     return float(x0 + (x1 - x0) * (target - y0) / (y1 - y0)) if y1 > y0 else float(x1)
 
 
-def rungs(ours: pd.DataFrame, theirs: pd.DataFrame, start: float, fractions: list[float],
-          column: str) -> list[tuple[float, float, float]]:
+def rungs(
+    ours: pd.DataFrame, theirs: pd.DataFrame, start: float, fractions: list[float], column: str
+) -> list[tuple[float, float, float]]:
     """(target, our time, their time) for each rung: a fraction of the lower of the two curves' best
     validation AP, so both reach every rung."""
     lower = min(ours["val_ap"].max(), theirs["val_ap"].max())
-    return [(f * lower, time_to(ours, column, f * lower, start), time_to(theirs, column, f * lower, start))
-            for f in fractions]
+    return [
+        (f * lower, time_to(ours, column, f * lower, start), time_to(theirs, column, f * lower, start))
+        for f in fractions
+    ]
 
 
 def log_speedup(times: list[tuple[float, float, float]]) -> float:
     """The mean over rungs of log(their time / ours): positive when ours got there sooner (rungs a
     curve passed before its first probe, at time 0, carry no ratio)."""
-    ratios = [math.log(theirs / ours) for _, ours, theirs in times
-              if ours > 0 and theirs > 0 and math.isfinite(ours) and math.isfinite(theirs)]
+    ratios = [
+        math.log(theirs / ours)
+        for _, ours, theirs in times
+        if ours > 0 and theirs > 0 and math.isfinite(ours) and math.isfinite(theirs)
+    ]
     return float(np.mean(ratios)) if ratios else 0.0
 
 
 def rung_times(ev: Evidence, variant: str, r: int, column: str) -> list[tuple[float, float, float]]:
     """Replicate r's rungs, the variant's compared model against the baseline's."""
-    return rungs(ev.probes[variant][r], ev.probes[BASELINE][r], ev.summary.prevalence["val"],
-                 ev.params.report.speed_rungs, column)
+    return rungs(
+        ev.probes[variant][r],
+        ev.probes[BASELINE][r],
+        ev.summary.prevalence["val"],
+        ev.params.report.speed_rungs,
+        column,
+    )
 
 
 def speed_measures(ev: Evidence, variant: str) -> tuple[Measure, Measure]:
@@ -208,9 +240,17 @@ def speed_measures(ev: Evidence, variant: str) -> tuple[Measure, Measure]:
     for column, unit in (("seconds", "training seconds"), ("step", "steps")):
         differences = [log_speedup(rung_times(ev, variant, r, column)) for r in ev.replicates]
         low, high = outer_bootstrap(differences, b.resamples, b.seed, level)
-        out.append(Measure(f"log of the baseline's {unit} over {title(variant)}'s to the validation-AP targets",
-                           "log ratio", differences, low, high, covers(ev, False),
-                           float(np.std(differences, ddof=1)) if len(differences) > 1 else 0.0))
+        out.append(
+            Measure(
+                f"log of the baseline's {unit} over {title(variant)}'s to the validation-AP targets",
+                "log ratio",
+                differences,
+                low,
+                high,
+                covers(ev, False),
+                float(np.std(differences, ddof=1)) if len(differences) > 1 else 0.0,
+            )
+        )
     return out[0], out[1]
 
 
@@ -221,15 +261,21 @@ def claims(ev: Evidence, variant: str) -> list[Claim]:
     speed, steps = speed_measures(ev, variant)
     minority = replace(tests["ap"], counts=fraud_counts(ev, variant, BASELINE))
     primaries = {"minority": minority, "accuracy": tests["accuracy"], "loss": loss_measure(ev, variant), "speed": speed}
-    bands = {"minority": rp.min_effect.minority, "accuracy": rp.min_effect.accuracy, "loss": rp.min_effect.loss,
-             "speed": math.log(1 + rp.min_effect.speed)}
+    bands = {
+        "minority": rp.min_effect.minority,
+        "accuracy": rp.min_effect.accuracy,
+        "loss": rp.min_effect.loss,
+        "speed": math.log(1 + rp.min_effect.speed),
+    }
     money = tuple(tests[k] for k in ("value_recall", "alert_precision") if k in tests)
     secondary = {"minority": (tests["precision"], tests["recall"], *money), "speed": (steps,)}
     name = title(variant)
-    texts = {"minority": f"{name} catches more fraud (test average precision)",
-             "accuracy": f"{name} raises test accuracy",
-             "loss": f"{name} lowers training loss sooner",
-             "speed": f"{name} reaches validation-AP targets sooner (training seconds)"}
+    texts = {
+        "minority": f"{name} catches more fraud (test average precision)",
+        "accuracy": f"{name} raises test accuracy",
+        "loss": f"{name} lowers training loss sooner",
+        "speed": f"{name} reaches validation-AP targets sooner (training seconds)",
+    }
     raw = {k: permutation_p(m.differences) if len(m.differences) > 1 else 1.0 for k, m in primaries.items()}
     adjusted, levels = holm(raw), holm_levels(raw, 1 - rp.confidence)
     alpha, n = 1 - rp.confidence, len(ev.replicates)
@@ -237,18 +283,38 @@ def claims(ev: Evidence, variant: str) -> list[Claim]:
     for key in FAMILY:
         m = primaries[key]
         strictest = alpha / len(FAMILY)
-        power = Power(bands[key], rule_power(bands[key], m.spread, n, strictest, bands[key], rp.confidence),
-                      rp.power, replicates_for(bands[key], m.spread, strictest, bands[key], rp.confidence,
-                                               rp.power, start=2))
-        out.append(Claim(key, variant, texts[key], m, bands[key], raw[key], adjusted[key], levels[key],
-                         smallest_p(n), verdict(m.mean, m.low, m.high, adjusted[key], alpha, bands[key])
-                         if n > 1 else INCONCLUSIVE, power,  # one replicate: no interval to judge
-                         secondary.get(key, ())))
+        power = Power(
+            bands[key],
+            rule_power(bands[key], m.spread, n, strictest, bands[key], rp.confidence),
+            rp.power,
+            replicates_for(bands[key], m.spread, strictest, bands[key], rp.confidence, rp.power, start=2),
+        )
+        out.append(
+            Claim(
+                key,
+                variant,
+                texts[key],
+                m,
+                bands[key],
+                raw[key],
+                adjusted[key],
+                levels[key],
+                smallest_p(n),
+                verdict(m.mean, m.low, m.high, adjusted[key], alpha, bands[key]) if n > 1 else INCONCLUSIVE,
+                power,  # one replicate: no interval to judge
+                secondary.get(key, ()),
+            )
+        )
     return out
 
 
-def headline(ev: Evidence, found: dict[str, list[Claim]], caveats: list[str], caveat_kinds: list[str],
-             paired: dict[str, list[Pair]]) -> Headline:
+def headline(
+    ev: Evidence,
+    found: dict[str, list[Claim]],
+    caveats: list[str],
+    caveat_kinds: list[str],
+    paired: dict[str, list[Pair]],
+) -> Headline:
     """metrics/summary.json, answer first: test AP per variant, the verdicts, their effects, the caveats
     (their sentences, and their kinds: ``analysis.checks.KINDS``)."""
     variants = list(ev.histories)
@@ -260,25 +326,46 @@ def headline(ev: Evidence, found: dict[str, list[Claim]], caveats: list[str], ca
         return Interval(mean=round(m.mean, 5), low=round(m.low, 5), high=round(m.high, 5))
 
     def effects(variant_claims: list[Claim]) -> dict[str, Effect]:
-        return {c.key: Effect(mean=round(c.primary.mean, 5), low=round(c.primary.low, 5),
-                              high=round(c.primary.high, 5), band=round(c.band, 5), p_holm=round(c.p_adjusted, 5),
-                              secondary={m.unit: rounded(m) for m in c.secondary} if c.key == "minority" else None)
-                for c in variant_claims}
+        return {
+            c.key: Effect(
+                mean=round(c.primary.mean, 5),
+                low=round(c.primary.low, 5),
+                high=round(c.primary.high, 5),
+                band=round(c.band, 5),
+                p_holm=round(c.p_adjusted, 5),
+                secondary={m.unit: rounded(m) for m in c.secondary} if c.key == "minority" else None,
+            )
+            for c in variant_claims
+        }
 
-    money = {k: per_variant(k) for k in ("test_value_recall", "test_alert_precision", "test_savings_vs_none")
-             if all(k in ev.metrics[n] for v in variants for n in ev.names(v))}
+    money = {
+        k: per_variant(k)
+        for k in ("test_value_recall", "test_alert_precision", "test_savings_vs_none")
+        if all(k in ev.metrics[n] for v in variants for n in ev.names(v))
+    }
     primary = found.get(PRIMARY, [])
     references = ev.params.evaluate.references.names()
     return Headline(
-        test_ap=per_variant("test_ap"), verdict={c.key: c.status for c in primary}, effect=effects(primary),
-        test_recall=per_variant("test_recall"), test_precision=per_variant("test_precision"),
-        test_f1=per_variant("test_f1"), **money,
+        test_ap=per_variant("test_ap"),
+        verdict={c.key: c.status for c in primary},
+        effect=effects(primary),
+        test_recall=per_variant("test_recall"),
+        test_precision=per_variant("test_precision"),
+        test_f1=per_variant("test_f1"),
+        **money,
         reference_test_ap={r: round(float(np.mean(ev.values(r, "test_ap"))), 4) for r in references},
         shared_setting=shared_figures(paired),
-        others={v: Comparison(verdict={c.key: c.status for c in cs}, effect=effects(cs))
-                for v, cs in found.items() if v != PRIMARY},
-        caveats=caveats, caveat_kinds=caveat_kinds, setting={v: ev.setting(v) for v in variants},
-        threshold=ev.params.evaluate.threshold.strategy, replicates=len(ev.replicates))
+        others={
+            v: Comparison(verdict={c.key: c.status for c in cs}, effect=effects(cs))
+            for v, cs in found.items()
+            if v != PRIMARY
+        },
+        caveats=caveats,
+        caveat_kinds=caveat_kinds,
+        setting={v: ev.setting(v) for v in variants},
+        threshold=ev.params.evaluate.threshold.strategy,
+        replicates=len(ev.replicates),
+    )
 
 
 # ---------------------------------------------------------------- at shared settings
@@ -311,8 +398,9 @@ def pairs(ev: Evidence, variant: str) -> list[Pair]:
             epoch = min(ev.params.report.early_epoch, len(hist_a), len(hist_b))
             base = value_at(hist_b, "train_loss", epoch)
             fall = (base - value_at(hist_a, "train_loss", epoch)) / base
-            out.append(Pair(raw, seed, steps, seconds, fall,
-                            (float(probe_a["val_ap"].max()), float(probe_b["val_ap"].max()))))
+            out.append(
+                Pair(raw, seed, steps, seconds, fall, (float(probe_a["val_ap"].max()), float(probe_b["val_ap"].max())))
+            )
     return out
 
 
@@ -324,10 +412,14 @@ def steady_note(found: list[Pair], key: str, name: str) -> str:
     values = [getattr(p, key) for p in found]
     ahead = sum(v > 0 for v in values)
     if key == "loss_fall":
-        return (f"relative fall of the training loss {np.median(values):+.3f} (median of {len(found)} pairs; "
-                f"{name} ahead in {ahead})")
-    return (f"validation-AP targets {math.exp(np.median(values)):.2f}x as fast in steps (median of {len(found)}; "
-            f"{name} sooner in {ahead})")
+        return (
+            f"relative fall of the training loss {np.median(values):+.3f} (median of {len(found)} pairs; "
+            f"{name} ahead in {ahead})"
+        )
+    return (
+        f"validation-AP targets {math.exp(np.median(values)):.2f}x as fast in steps (median of {len(found)}; "
+        f"{name} sooner in {ahead})"
+    )
 
 
 def seconds_note(found: list[Pair], name: str) -> str:
@@ -335,19 +427,34 @@ def seconds_note(found: list[Pair], name: str) -> str:
     if not found:
         return ""
     values = [p.seconds for p in found]
-    return (f"{name} at shared settings: {math.exp(np.median(values)):.2f}x as fast in training seconds (median "
-            f"of {len(found)} pairs; sooner in {sum(v > 0 for v in values)})")
+    return (
+        f"{name} at shared settings: {math.exp(np.median(values)):.2f}x as fast in training seconds (median "
+        f"of {len(found)} pairs; sooner in {sum(v > 0 for v in values)})"
+    )
 
 
 def shared_rows(found: list[Pair]) -> list[list[str]]:
     """One row per shared setting and seed (steps, loss and validation AP: deterministic)."""
-    return [[p.setting.name(), str(p.seed), f"{math.exp(p.steps):.2f}x", f"{p.loss_fall:+.3f}",
-             f"{p.val_ap[0]:.3f} / {p.val_ap[1]:.3f}"] for p in found]
+    return [
+        [
+            p.setting.name(),
+            str(p.seed),
+            f"{math.exp(p.steps):.2f}x",
+            f"{p.loss_fall:+.3f}",
+            f"{p.val_ap[0]:.3f} / {p.val_ap[1]:.3f}",
+        ]
+        for p in found
+    ]
 
 
 def shared_figures(found: dict[str, list[Pair]]) -> dict[str, SharedFigures]:
     """metrics/summary.json's shared-setting figures per candidate (steps and loss only: deterministic)."""
-    return {variant: SharedFigures(pairs=len(items),
-                                   steps_speedup=round(math.exp(float(np.median([p.steps for p in items]))), 4),
-                                   loss_fall=round(float(np.median([p.loss_fall for p in items])), 5))
-            for variant, items in found.items() if items}
+    return {
+        variant: SharedFigures(
+            pairs=len(items),
+            steps_speedup=round(math.exp(float(np.median([p.steps for p in items]))), 4),
+            loss_fall=round(float(np.median([p.loss_fall for p in items])), 5),
+        )
+        for variant, items in found.items()
+        if items
+    }

@@ -61,8 +61,12 @@ class Evidence:
         if "amount" not in rows.columns:
             return None
         budget = dict(self.metrics[name].alert_budget_by_day)
-        return Transactions(rows["y_true"].to_numpy().astype(bool), rows["amount"].to_numpy(dtype=np.float64),
-                            rows["day"].to_numpy(dtype=np.int64), budget)
+        return Transactions(
+            rows["y_true"].to_numpy().astype(bool),
+            rows["amount"].to_numpy(dtype=np.float64),
+            rows["day"].to_numpy(dtype=np.int64),
+            budget,
+        )
 
     def setting(self, variant: str) -> Setting:
         """The setting select chose for a variant."""
@@ -88,8 +92,9 @@ def shared_trials(selection: Selection, variant: str) -> list[tuple[Setting, int
     return [(t.setting, t.trial, theirs[t.setting]) for t in entries[variant].trials if t.setting in theirs]
 
 
-def _shared_curves(params: Params, layout: Layout, selection: Selection) -> dict[str, tuple[pd.DataFrame,
-                                                                                                 pd.DataFrame]]:
+def _shared_curves(
+    params: Params, layout: Layout, selection: Selection
+) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
     """History and probes of every tuning model of a shared trial that did not diverge."""
     out = {}
     for variant in params.train.variants:
@@ -113,13 +118,19 @@ def gather(params: Params, layout: Layout) -> Evidence:
     numeric = len(summary.numeric_inputs)  # the standardised inputs (category indices follow them)
     scaled = {s: float(np.abs(parts[s].x[:, :numeric].mean(axis=0)).max()) for s in SPLITS}
     logged = Logged.read(layout.logged, "evaluate") if layout.logged.is_file() else Logged()
-    return Evidence(params, summary,
-                    {v: {r: read_history(layout, model_name(v, r)) for r in replicates} for v in variants},
-                    {v: {r: read_probes(layout, model_name(v, r)) for r in replicates} for v in variants},
-                    {n: ModelMetrics.read(layout.model_metrics(n), "evaluate") for n in evaluated},
-                    {n: read_scores(layout, n) for n in evaluated},
-                    {n: RunFile.read(layout.run_file(n), "train") for n in names}, selection, scaled, logged,
-                    _shared_curves(params, layout, selection))
+    return Evidence(
+        params,
+        summary,
+        {v: {r: read_history(layout, model_name(v, r)) for r in replicates} for v in variants},
+        {v: {r: read_probes(layout, model_name(v, r)) for r in replicates} for v in variants},
+        {n: ModelMetrics.read(layout.model_metrics(n), "evaluate") for n in evaluated},
+        {n: read_scores(layout, n) for n in evaluated},
+        {n: RunFile.read(layout.run_file(n), "train") for n in names},
+        selection,
+        scaled,
+        logged,
+        _shared_curves(params, layout, selection),
+    )
 
 
 def read_history(layout: Layout, name: str, tuning: bool = False) -> pd.DataFrame:
@@ -161,6 +172,8 @@ def at_epoch(histories: dict[int, pd.DataFrame], key: str, epoch: int) -> list[f
 def describe_runs(runs: dict[str, RunFile]) -> dict[str, Any]:
     """Devices, groups and pipeline runs of the compared models."""
     infos = list(runs.values())
-    return {"devices": sorted({r.device for r in infos}) or ["unknown"],
-            "groups": sorted({r.group for r in infos if r.run_id}),
-            "pipelines": sorted({r.pipeline_run_id for r in infos if r.pipeline_run_id})}
+    return {
+        "devices": sorted({r.device for r in infos}) or ["unknown"],
+        "groups": sorted({r.group for r in infos if r.run_id}),
+        "pipelines": sorted({r.pipeline_run_id for r in infos if r.pipeline_run_id}),
+    }

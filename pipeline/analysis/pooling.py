@@ -73,13 +73,17 @@ class PooledClaim:
 
 def variants_of(tables: list[TableResult]) -> list[str]:
     """The candidates compared with the baseline in every finished table."""
-    found = [({PRIMARY} if t.headline.effect else set()) | set(t.headline.others)
-             for t in tables if t.status == FINISHED and t.headline is not None]
+    found = [
+        ({PRIMARY} if t.headline.effect else set()) | set(t.headline.others)
+        for t in tables
+        if t.status == FINISHED and t.headline is not None
+    ]
     return ordered(sorted(set.intersection(*found))) if found else []
 
 
-def pool(tables: list[TableResult], variant: str, claim: str, confidence: float, seed: int,
-         samples: int = 20_000) -> PooledClaim:
+def pool(
+    tables: list[TableResult], variant: str, claim: str, confidence: float, seed: int, samples: int = 20_000
+) -> PooledClaim:
     """One claim's per-table effects and their four pooled readings."""
     effects, ses, sound, rope = [], [], [], math.nan
     rows = []
@@ -93,13 +97,24 @@ def pool(tables: list[TableResult], variant: str, claim: str, confidence: float,
         ses.append(pooling.standard_error(e.low, e.high, confidence))
         sound.append(t.sound)
         rope = e.band
-    bayes = (pooling.bayes_signed_rank(effects, rope, seed, samples) if effects
-             else pooling.BayesSignedRank(math.nan, math.nan, math.nan, rope))
+    bayes = (
+        pooling.bayes_signed_rank(effects, rope, seed, samples)
+        if effects
+        else pooling.BayesSignedRank(math.nan, math.nan, math.nan, rope)
+    )
     kept = [i for i, ok in enumerate(sound) if ok]
-    return PooledClaim(variant, claim, rope, rows, pooling.dersimonian_laird(effects, ses, confidence),
-                       pooling.wilcoxon_p(effects), bayes, pooling.win_tie_loss(effects, rope),
-                       pooling.dersimonian_laird([effects[i] for i in kept], [ses[i] for i in kept], confidence),
-                       [rows[i].table for i in kept])
+    return PooledClaim(
+        variant,
+        claim,
+        rope,
+        rows,
+        pooling.dersimonian_laird(effects, ses, confidence),
+        pooling.wilcoxon_p(effects),
+        bayes,
+        pooling.win_tie_loss(effects, rope),
+        pooling.dersimonian_laird([effects[i] for i in kept], [ses[i] for i in kept], confidence),
+        [rows[i].table for i in kept],
+    )
 
 
 def pooled_claims(tables: list[TableResult], confidence: float, seed: int, samples: int = 20_000) -> list[PooledClaim]:
@@ -167,45 +182,90 @@ def disagreements(claim: PooledClaim, alpha: float) -> list[str]:
     p, b = claim.pooled, claim.bayes
     pooled_sign = p.low > 0 or p.high < 0
     if pooled_sign != (claim.wilcoxon_p < alpha):
-        notes.append("the random-effects interval and the Wilcoxon test disagree on whether the effect has a "
-                     "consistent sign: " + ("a few precise tables carry the pooled mean while the signs vary"
-                                            if pooled_sign else "the signs agree but the tables are too noisy "
-                                            "or too few for the interval to exclude 0"))
+        notes.append(
+            "the random-effects interval and the Wilcoxon test disagree on whether the effect has a "
+            "consistent sign: "
+            + (
+                "a few precise tables carry the pooled mean while the signs vary"
+                if pooled_sign
+                else "the signs agree but the tables are too noisy or too few for the interval to exclude 0"
+            )
+        )
     if p.i2 > 0.5:
-        notes.append(f"I² = {p.i2:.0%}: most of the spread is between tables, so the pooled mean hides real "
-                     "differences; read the forest plot table by table")
+        notes.append(
+            f"I² = {p.i2:.0%}: most of the spread is between tables, so the pooled mean hides real "
+            "differences; read the forest plot table by table"
+        )
     best = max(("better", b.better), ("equivalent", b.equivalent), ("worse", b.worse), key=lambda x: x[1])[0]
     if best != answer(claim) and answer(claim) in ("better", "equivalent", "worse"):
-        notes.append(f"the Bayesian signed-rank test finds '{best}' most probable while the pooled interval "
-                     f"reads '{answer(claim)}': it weighs how many tables, not how precise each is")
+        notes.append(
+            f"the Bayesian signed-rank test finds '{best}' most probable while the pooled interval "
+            f"reads '{answer(claim)}': it weighs how many tables, not how precise each is"
+        )
     return notes
 
 
-def suite_headline(suite: str, tables: list[TableResult], claims: list[PooledClaim],
-             table_ranks: dict[str, dict[str, tuple[int, float]]], jobs: int = 1) -> dict[str, Any]:
+def suite_headline(
+    suite: str,
+    tables: list[TableResult],
+    claims: list[PooledClaim],
+    table_ranks: dict[str, dict[str, tuple[int, float]]],
+    jobs: int = 1,
+) -> dict[str, Any]:
     """The suite's headline JSON, answer first: the pooled reading of every claim, then the tables."""
+
     def r(x: float) -> float | None:
         return None if x is None or not math.isfinite(x) else round(float(x), 6)
 
     return {
         "suite": suite,
-        "pooled": {c.key: {"answer": answer(c), "mean": r(c.pooled.mean), "low": r(c.pooled.low),
-                           "high": r(c.pooled.high), "i2": r(c.pooled.i2), "tau2": r(c.pooled.tau2),
-                           "wilcoxon_p": r(c.wilcoxon_p), "rope": r(c.rope),
-                           "bayes": {"better": r(c.bayes.better), "equivalent": r(c.bayes.equivalent),
-                                     "worse": r(c.bayes.worse)},
-                           "wins": c.counts.wins, "ties": c.counts.ties, "losses": c.counts.losses,
-                           "tables": len(c.tables),
-                           "sound": {"answer": sound_answer(c), "mean": r(c.sound.mean), "low": r(c.sound.low),
-                                     "high": r(c.sound.high), "tables": c.sound_tables}} for c in claims},
+        "pooled": {
+            c.key: {
+                "answer": answer(c),
+                "mean": r(c.pooled.mean),
+                "low": r(c.pooled.low),
+                "high": r(c.pooled.high),
+                "i2": r(c.pooled.i2),
+                "tau2": r(c.pooled.tau2),
+                "wilcoxon_p": r(c.wilcoxon_p),
+                "rope": r(c.rope),
+                "bayes": {"better": r(c.bayes.better), "equivalent": r(c.bayes.equivalent), "worse": r(c.bayes.worse)},
+                "wins": c.counts.wins,
+                "ties": c.counts.ties,
+                "losses": c.counts.losses,
+                "tables": len(c.tables),
+                "sound": {
+                    "answer": sound_answer(c),
+                    "mean": r(c.sound.mean),
+                    "low": r(c.sound.low),
+                    "high": r(c.sound.high),
+                    "tables": c.sound_tables,
+                },
+            }
+            for c in claims
+        },
         "weak_tables": weak_tables(tables),
         "timed_side_by_side": [t.name for t in side_by_side(tables, jobs)],
-        "tables": {t.name: {"status": t.status, "experiment": t.experiment, **({"reason": t.reason} if t.reason else {}),
-                            **({"effects": {c.key: next((r(e.mean) for e in c.tables if e.table == t.name), None)
-                                            for c in claims},
-                                "ranks": {m: rank for m, (rank, _) in table_ranks.get(t.name, {}).items()},
-                                "caveat_kinds": t.caveat_kinds, "sound": t.sound}
-                               if t.status == FINISHED else {})} for t in tables},
+        "tables": {
+            t.name: {
+                "status": t.status,
+                "experiment": t.experiment,
+                **({"reason": t.reason} if t.reason else {}),
+                **(
+                    {
+                        "effects": {
+                            c.key: next((r(e.mean) for e in c.tables if e.table == t.name), None) for c in claims
+                        },
+                        "ranks": {m: rank for m, (rank, _) in table_ranks.get(t.name, {}).items()},
+                        "caveat_kinds": t.caveat_kinds,
+                        "sound": t.sound,
+                    }
+                    if t.status == FINISHED
+                    else {}
+                ),
+            }
+            for t in tables
+        },
         "finished": sum(t.status == FINISHED for t in tables),
         "failed": sum(t.status == FAILED for t in tables),
     }

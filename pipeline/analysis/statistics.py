@@ -45,8 +45,9 @@ SAMPLED = 100_000
 POWER_EXACT_UP_TO, POWER_SAMPLED = 12, 4096
 
 
-def sign_patterns(n: int, rng: np.random.Generator, exact_up_to: int = EXACT_UP_TO,
-                  samples: int = SAMPLED) -> tuple[np.ndarray, bool]:
+def sign_patterns(
+    n: int, rng: np.random.Generator, exact_up_to: int = EXACT_UP_TO, samples: int = SAMPLED
+) -> tuple[np.ndarray, bool]:
     """The sign patterns of the sign-flip test of n paired differences, one per row: all 2^n of them up
     to ``exact_up_to`` replicates, else ``samples`` random ones drawn from ``rng``; and whether they are
     all of them (an exact test)."""
@@ -68,7 +69,7 @@ def permutation_p(differences: list[float], seed: int = 0) -> float:
 
 def smallest_p(n: int) -> float:
     """The smallest p the permutation test can give with n replicates."""
-    return 2 / 2 ** n if n <= EXACT_UP_TO else 1 / (SAMPLED + 1)
+    return 2 / 2**n if n <= EXACT_UP_TO else 1 / (SAMPLED + 1)
 
 
 def fewest_replicates(alpha: float) -> int:
@@ -153,8 +154,16 @@ class Power:
     replicates_needed: int | None  # None: not within the limit tried
 
 
-def rule_power(effect: float, spread: float, n: int, alpha: float, band: float, level: float,
-               simulations: int = 2000, seed: int = 0) -> float:
+def rule_power(
+    effect: float,
+    spread: float,
+    n: int,
+    alpha: float,
+    band: float,
+    level: float,
+    simulations: int = 2000,
+    seed: int = 0,
+) -> float:
     """Simulated power of the rule actually used: n differences drawn from N(effect, spread^2), the
     permutation test at ``alpha`` (the claim's Holm level), and the verdict's interval and practical
     size (the interval as mean +- z * spread / sqrt(n), the normal approximation of the bootstrap)."""
@@ -170,8 +179,17 @@ def rule_power(effect: float, spread: float, n: int, alpha: float, band: float, 
     return float(((p <= alpha) & (means - half > 0) & (means >= band)).mean())
 
 
-def replicates_for(effect: float, spread: float, alpha: float, band: float, level: float, target: float,
-                   start: int, limit: int = 64, seed: int = 0) -> int | None:
+def replicates_for(
+    effect: float,
+    spread: float,
+    alpha: float,
+    band: float,
+    level: float,
+    target: float,
+    start: int,
+    limit: int = 64,
+    seed: int = 0,
+) -> int | None:
     """The fewest replicates (from ``start``) whose simulated rule power reaches ``target``."""
     for n in range(max(start, fewest_replicates(alpha)), limit + 1):
         if rule_power(effect, spread, n, alpha, band, level, simulations=1000, seed=seed) >= target:
@@ -230,7 +248,7 @@ def dersimonian_laird(effects: list[float], ses: list[float], confidence: float)
     fixed = float(np.sum(w * y) / np.sum(w))
     q = float(np.sum(w * (y - fixed) ** 2))
     df = y.size - 1
-    c = float(np.sum(w) - np.sum(w ** 2) / np.sum(w))
+    c = float(np.sum(w) - np.sum(w**2) / np.sum(w))
     tau2 = max(0.0, (q - df) / c) if df > 0 else 0.0
     w_star = 1 / (v + tau2)
     mean = float(np.sum(w_star * y) / np.sum(w_star))
@@ -257,8 +275,9 @@ def bayes_signed_rank(effects: list[float], rope: float, seed: int = 0, samples:
     import baycomp
 
     y = np.asarray(effects, float)
-    worse, equivalent, better = baycomp.SignedRankTest.probs(np.zeros_like(y), y, rope, nsamples=samples,
-                                                             random_state=seed)
+    worse, equivalent, better = baycomp.SignedRankTest.probs(
+        np.zeros_like(y), y, rope, nsamples=samples, random_state=seed
+    )
     return BayesSignedRank(float(worse), float(equivalent), float(better), rope)
 
 

@@ -33,10 +33,15 @@ def clean(frame: pd.DataFrame, params: PrepareParams) -> Cleaned:
     label = params.label
     columns = list(map(str, frame.columns))
     if label not in columns:
-        raise DataError(f"label column '{label}' not found (columns: {', '.join(columns[:12])}"
-                        f"{', ...' if len(columns) > 12 else ''}); set prepare.label to the label column")
-    for key, names in (("prepare.drop_columns", params.drop_columns), ("prepare.log1p", params.log1p),
-                       ("prepare.columns", list(params.columns))):
+        raise DataError(
+            f"label column '{label}' not found (columns: {', '.join(columns[:12])}"
+            f"{', ...' if len(columns) > 12 else ''}); set prepare.label to the label column"
+        )
+    for key, names in (
+        ("prepare.drop_columns", params.drop_columns),
+        ("prepare.log1p", params.log1p),
+        ("prepare.columns", list(params.columns)),
+    ):
         missing = [c for c in names if c not in columns]
         if missing:
             raise DataError(f"{key} names columns not in the data: {', '.join(missing)}; fix {key}")
@@ -47,16 +52,21 @@ def clean(frame: pd.DataFrame, params: PrepareParams) -> Cleaned:
         examples = ", ".join(repr(v) for v in raw_labels.dropna().unique()[:3])
         raise DataError(f"label column '{label}' must hold 0/1 values, found text such as {examples}")
     train_rows = round(len(frame) * params.split.fractions[0])
-    roles = infer_roles(frame.drop(columns=[label]), params.columns, params.drop_columns, train_rows,
-                        params.min_category_count)
+    roles = infer_roles(
+        frame.drop(columns=[label]), params.columns, params.drop_columns, train_rows, params.min_category_count
+    )
     features = roles.features
     if not features:
-        raise DataError("no feature columns left after removing the label, the id, constant and dropped columns; "
-                        "declare some in prepare.columns")
+        raise DataError(
+            "no feature columns left after removing the label, the id, constant and dropped columns; "
+            "declare some in prepare.columns"
+        )
     not_numbers = [c for c in params.log1p if features.get(c) not in NUMBER_ROLES]
     if not_numbers:
-        raise DataError(f"prepare.log1p names columns that are not numeric features: {', '.join(not_numbers)} "
-                        f"({', '.join(roles.roles[c] for c in not_numbers)}); remove them from prepare.log1p")
+        raise DataError(
+            f"prepare.log1p names columns that are not numeric features: {', '.join(not_numbers)} "
+            f"({', '.join(roles.roles[c] for c in not_numbers)}); remove them from prepare.log1p"
+        )
     kept = frame[roles.kept]
     decoded = decode(kept, features, roles.formats)
     label_values = raw_labels.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -66,18 +76,27 @@ def clean(frame: pd.DataFrame, params: PrepareParams) -> Cleaned:
     if n_bad and params.nonfinite == "error":
         if not np.isfinite(label_values).all():
             where.append(label)
-        raise DataError(f"{n_bad} rows hold NaN or infinite values (columns: {', '.join(where)}); "
-                        "clean the data or set prepare.nonfinite: drop")
+        raise DataError(
+            f"{n_bad} rows hold NaN or infinite values (columns: {', '.join(where)}); "
+            "clean the data or set prepare.nonfinite: drop"
+        )
     if n_bad:
         log.warning("dropped %d rows with NaN or infinite values (prepare.nonfinite: drop)", n_bad)
         kept, label_values, decoded = kept.loc[~bad], label_values[~bad], decoded.take(~bad)
     _check_labels(label, label_values)
     negative = [c for c in params.log1p if (decoded.numbers[c] < 0).any()]
     if negative:
-        raise DataError(f"prepare.log1p columns hold negative values: {', '.join(negative)}; "
-                        "remove them from prepare.log1p")
-    table = pd.DataFrame({name: pd.Series(decoded.numbers[name]) if features.get(name) in NUMBER_ROLES
-                          else kept[name].reset_index(drop=True) for name in roles.kept})
+        raise DataError(
+            f"prepare.log1p columns hold negative values: {', '.join(negative)}; remove them from prepare.log1p"
+        )
+    table = pd.DataFrame(
+        {
+            name: pd.Series(decoded.numbers[name])
+            if features.get(name) in NUMBER_ROLES
+            else kept[name].reset_index(drop=True)
+            for name in roles.kept
+        }
+    )
     return Cleaned(table, label_values.astype(np.int8), roles, decoded, n_bad)
 
 
@@ -86,8 +105,11 @@ def _check_labels(label: str, values: np.ndarray) -> None:
     classes = np.unique(values)
     if not set(classes.tolist()) <= {0.0, 1.0}:
         shown = ", ".join(f"{v:g}" for v in classes[:5])
-        raise DataError(f"label column '{label}' must be binary 0/1, found {classes.size} distinct values "
-                        f"({shown}{', ...' if classes.size > 5 else ''})")
+        raise DataError(
+            f"label column '{label}' must be binary 0/1, found {classes.size} distinct values "
+            f"({shown}{', ...' if classes.size > 5 else ''})"
+        )
     if classes.size < 2:
-        raise DataError(f"label column '{label}' holds a single class ({classes[0]:g}); "
-                        "fraud detection needs both 0 and 1 rows")
+        raise DataError(
+            f"label column '{label}' holds a single class ({classes[0]:g}); fraud detection needs both 0 and 1 rows"
+        )

@@ -48,8 +48,9 @@ class Scaler:
     scale: list[float]
 
     @classmethod
-    def fit(cls, features: pd.DataFrame | Mapping[str, np.ndarray], log1p: list[str],
-            rows: np.ndarray | None = None) -> Scaler:
+    def fit(
+        cls, features: pd.DataFrame | Mapping[str, np.ndarray], log1p: list[str], rows: np.ndarray | None = None
+    ) -> Scaler:
         """Fit on the training rows only (``rows`` of ``features``, a frame or named columns, default all):
         validation and test statistics never leak in. One column at a time, so memory stays near one column."""
         from sklearn.preprocessing import StandardScaler  # here: the scorer loads this module, never fits
@@ -89,8 +90,9 @@ class Scaler:
         return asdict(self)
 
 
-def _column(frame: pd.DataFrame | Mapping[str, np.ndarray], name: str, rows: np.ndarray | None,
-            log1p: list[str]) -> np.ndarray:
+def _column(
+    frame: pd.DataFrame | Mapping[str, np.ndarray], name: str, rows: np.ndarray | None, log1p: list[str]
+) -> np.ndarray:
     """One column as float64 (``rows`` of it, log1p'd when listed): at most one column's copy."""
     column = frame[name]
     values = column.to_numpy(dtype=np.float64) if isinstance(column, pd.Series) else np.asarray(column, np.float64)
@@ -145,14 +147,23 @@ class Encoder:
         return len(self.scaler.features) + len(self.levels)
 
     @classmethod
-    def fit(cls, roles: dict[str, str], formats: dict[str, str], decoded: Decoded, rows: np.ndarray,
-            log1p: list[str], min_count: int) -> Encoder:
+    def fit(
+        cls,
+        roles: dict[str, str],
+        formats: dict[str, str],
+        decoded: Decoded,
+        rows: np.ndarray,
+        log1p: list[str],
+        min_count: int,
+    ) -> Encoder:
         """Fit on the training rows only: origins, categories (seen at least ``min_count`` times) and the
         scaler's statistics; validation and test rows never take part."""
-        origins = {name: float(np.nanmin(decoded.numbers[name][rows]))
-                   for name, role in roles.items() if role == "datetime"}
-        levels = {name: _levels(decoded.keys[name], rows, min_count)
-                  for name, role in roles.items() if role == "categorical"}
+        origins = {
+            name: float(np.nanmin(decoded.numbers[name][rows])) for name, role in roles.items() if role == "datetime"
+        }
+        levels = {
+            name: _levels(decoded.keys[name], rows, min_count) for name, role in roles.items() if role == "categorical"
+        }
         partial = cls(roles, formats, origins, levels, Scaler([], [], [], []))
         return cls(roles, formats, origins, levels, Scaler.fit(partial._numeric(decoded, rows), log1p))
 
@@ -208,8 +219,14 @@ class Encoder:
 
     def save(self, path: Path) -> None:
         """Write the encoder as JSON."""
-        raw = {"format": FORMAT, "roles": self.roles, "formats": self.formats, "origins": self.origins,
-               "levels": self.levels, "scaler": self.scaler.to_dict()}
+        raw = {
+            "format": FORMAT,
+            "roles": self.roles,
+            "formats": self.formats,
+            "origins": self.origins,
+            "levels": self.levels,
+            "scaler": self.scaler.to_dict(),
+        }
         path.write_text(json.dumps(raw, indent=2) + "\n")
 
     @classmethod
@@ -219,7 +236,7 @@ class Encoder:
         raw = json.loads(Path(path).read_text())
         if "scaler" not in raw:
             scaler = Scaler(**raw)
-            return cls({name: "numeric" for name in scaler.features}, {}, {}, {}, scaler)
+            return cls(dict.fromkeys(scaler.features, "numeric"), {}, {}, {}, scaler)
         return cls(raw["roles"], raw["formats"], raw["origins"], raw["levels"], Scaler(**raw["scaler"]))
 
 
@@ -243,4 +260,4 @@ def _count(total: int, rows: np.ndarray | slice | None) -> int:
 def embedding_dim(levels: int) -> int:
     """The width of a categorical column's embedding in the network: fastai's rule, round(1.6 x
     levels^0.56), at most 16 (``levels`` counts every index, the reserved other and missing ones included)."""
-    return min(16, max(1, round(1.6 * levels ** 0.56)))
+    return min(16, max(1, round(1.6 * levels**0.56)))

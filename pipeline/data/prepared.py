@@ -29,7 +29,9 @@ class Prepared:
 
     def __init__(self, layout: Layout, summary: PrepareSummary) -> None:
         if not layout.table.is_file():
-            raise StageError(f"{layout.table}: prepared data not found; run the prepare stage first (dvc repro prepare)")
+            raise StageError(
+                f"{layout.table}: prepared data not found; run the prepare stage first (dvc repro prepare)"
+            )
         self.layout, self.summary = layout, summary
         self.table = pd.read_parquet(layout.table)
 

@@ -79,8 +79,9 @@ def id_like(name: str) -> bool:
     return bool(parts) and (parts[-1] in ID_WORDS or parts[0] == "id")
 
 
-def infer_roles(frame: pd.DataFrame, declared: dict[str, str], drop: list[str], train_rows: int,
-                min_count: int) -> Columns:
+def infer_roles(
+    frame: pd.DataFrame, declared: dict[str, str], drop: list[str], train_rows: int, min_count: int
+) -> Columns:
     """Every column's role (``frame`` without its label); ``train_rows`` and ``min_count`` bound the
     distinct values a categorical column may have."""
     roles, formats, notes = {}, {}, {}
@@ -104,8 +105,10 @@ def _declared(name: str, values: pd.Series, role: str) -> tuple[str, str]:
     if role == "numeric":
         _, bad = numbers(values)
         if bad.any():
-            raise DataError(f"prepare.columns declares '{name}' numeric, but {int(bad.sum()):,} values are not "
-                            f"numbers (e.g. {examples(values, bad)}); fix them, or declare it categorical")
+            raise DataError(
+                f"prepare.columns declares '{name}' numeric, but {int(bad.sum()):,} values are not "
+                f"numbers (e.g. {examples(values, bad)}); fix them, or declare it categorical"
+            )
     if role == "datetime":
         _parses(name, values, date_format(values))
     return ("id" if role == "entity" else role), "declared"
@@ -139,10 +142,12 @@ def _text(name: str, values: pd.Series, present: pd.Series, distinct: int) -> tu
     if not not_numbers.any():
         return "numeric", "numbers as text"
     if 1 - not_numbers.mean() >= MOSTLY:
-        raise DataError(f"column '{name}' changes type between rows: {int((~not_numbers).sum()):,} of its "
-                        f"{len(uniques):,} distinct values are numbers and {int(not_numbers.sum()):,} are not "
-                        f"(e.g. {examples(uniques, not_numbers)}); fix those values, or declare its role in "
-                        "prepare.columns (categorical keeps every value as a category)")
+        raise DataError(
+            f"column '{name}' changes type between rows: {int((~not_numbers).sum()):,} of its "
+            f"{len(uniques):,} distinct values are numbers and {int(not_numbers.sum()):,} are not "
+            f"(e.g. {examples(uniques, not_numbers)}); fix those values, or declare its role in "
+            "prepare.columns (categorical keeps every value as a category)"
+        )
     if date_like_share(present) >= MOSTLY:
         fmt = date_format(values)
         _parses(name, uniques, fmt)
@@ -156,18 +161,22 @@ def _parses(name: str, values: pd.Series, fmt: str) -> None:
     """A date-time column whose present values all parse in ``fmt``, or one error naming the fix."""
     _, bad = instants(values, fmt)
     if bad.any():
-        raise DataError(f"date column '{name}' does not parse: {int(bad.sum()):,} of its values are not "
-                        f"date-times in the format {fmt} of its first value (e.g. {examples(values, bad)}); fix "
-                        "them, or declare the column categorical or drop in prepare.columns")
+        raise DataError(
+            f"date column '{name}' does not parse: {int(bad.sum()):,} of its values are not "
+            f"date-times in the format {fmt} of its first value (e.g. {examples(values, bad)}); fix "
+            "them, or declare the column categorical or drop in prepare.columns"
+        )
 
 
 def _learnable(name: str, values: pd.Series, train_rows: int, min_count: int) -> None:
     """A categorical column the training part can learn: at most train_rows / min_count distinct values."""
     distinct, most = int(values.nunique(dropna=True)), train_rows // min_count
     if distinct > most:
-        raise DataError(f"categorical column '{name}' has {distinct:,} distinct values, more than {train_rows:,} "
-                        f"training rows can teach at prepare.min_category_count={min_count} (at most {most:,}); "
-                        "declare it id or drop in prepare.columns, or lower prepare.min_category_count")
+        raise DataError(
+            f"categorical column '{name}' has {distinct:,} distinct values, more than {train_rows:,} "
+            f"training rows can teach at prepare.min_category_count={min_count} (at most {most:,}); "
+            "declare it id or drop in prepare.columns, or lower prepare.min_category_count"
+        )
 
 
 def _entity(frame: pd.DataFrame, roles: dict[str, str]) -> str | None:
@@ -183,7 +192,9 @@ def _entity(frame: pd.DataFrame, roles: dict[str, str]) -> str | None:
 
 def role_table(columns: Columns, label: str) -> list[str]:
     """The roles as lines of a table: column, role, why."""
-    rows = [(name, role + (" (entity)" if name == columns.entity else ""), columns.notes[name])
-            for name, role in columns.roles.items()] + [(label, "label", "0/1")]
+    rows = [
+        (name, role + (" (entity)" if name == columns.entity else ""), columns.notes[name])
+        for name, role in columns.roles.items()
+    ] + [(label, "label", "0/1")]
     width = [max(len(r[i]) for r in [("column", "role", ""), *rows]) for i in range(2)]
     return [f"  {a:<{width[0]}}  {b:<{width[1]}}  {c}".rstrip() for a, b, c in [("column", "role", "why"), *rows]]

@@ -21,8 +21,10 @@ KIND_NAMES = {"csv": "CSV", "parquet": "Parquet"}
 UNNAMED = re.compile(r"^(Unnamed: \d+|__index_level_\d+__|)$")  # index columns written by pandas
 
 
-TABLE_FIX = ("set prepare.source to an existing .csv (or compressed: .csv.gz, .csv.zip, .csv.bz2, .csv.xz, "
-             ".csv.zst) or .parquet file, or to 'synthetic'")
+TABLE_FIX = (
+    "set prepare.source to an existing .csv (or compressed: .csv.gz, .csv.zip, .csv.bz2, .csv.xz, "
+    ".csv.zst) or .parquet file, or to 'synthetic'"
+)
 
 
 def check_header(path: Path, kind: str) -> None:
@@ -35,13 +37,17 @@ def check_header(path: Path, kind: str) -> None:
         if len(names) == 1:
             for sep, shown, word in ((";", ";", "semicolon"), ("\t", "\\t", "tab"), ("|", "|", "pipe")):
                 if sep in names[0]:
-                    raise DataError(f"{path}: looks {word}-delimited (one column '{names[0][:30]}...'); save it "
-                                    f"comma-separated, e.g. pd.read_csv(path, sep='{shown}').to_csv(new_path, "
-                                    "index=False)")
+                    raise DataError(
+                        f"{path}: looks {word}-delimited (one column '{names[0][:30]}...'); save it "
+                        f"comma-separated, e.g. pd.read_csv(path, sep='{shown}').to_csv(new_path, "
+                        "index=False)"
+                    )
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
-        raise DataError(f"{path}: column name(s) {', '.join(duplicated)} appear more than once; rename or "
-                        "drop the duplicates so each column has one name")
+        raise DataError(
+            f"{path}: column name(s) {', '.join(duplicated)} appear more than once; rename or "
+            "drop the duplicates so each column has one name"
+        )
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -62,11 +68,19 @@ def read_table(path: Path) -> pd.DataFrame:
         frame = pd.read_csv(path, low_memory=False) if kind == "csv" else pd.read_parquet(path)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: file is empty; {TABLE_FIX}") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, pyarrow.ArrowException, OSError, EOFError,
-            zipfile.BadZipFile) as exc:
+    except (
+        pd.errors.ParserError,
+        UnicodeDecodeError,
+        pyarrow.ArrowException,
+        OSError,
+        EOFError,
+        zipfile.BadZipFile,
+    ) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"{path}: cannot be read as {KIND_NAMES[kind]} (corrupt or truncated file?): {reason}; re-export "
-                        f"or re-download it, or point prepare.source at another copy") from None
+        raise DataError(
+            f"{path}: cannot be read as {KIND_NAMES[kind]} (corrupt or truncated file?): {reason}; re-export "
+            f"or re-download it, or point prepare.source at another copy"
+        ) from None
     frame = frame.drop(columns=[c for c in frame.columns if UNNAMED.match(str(c))])
     if frame.empty:
         raise DataError(f"{path}: has a header but no data rows; {TABLE_FIX}")

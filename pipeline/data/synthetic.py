@@ -13,23 +13,42 @@ CARDS_EVERY = 25  # one card per this many transactions
 # ones (a fraud-like transaction draws from the fraud mix FRAUD_MIX of the time, else from the legitimate one).
 CATEGORIES = {
     "merchant_category": (
-        ["grocery", "restaurant", "fuel", "pharmacy", "clothing", "utilities", "entertainment", "travel",
-         "online_retail", "electronics", "gift_cards", "cash_advance"],
+        [
+            "grocery",
+            "restaurant",
+            "fuel",
+            "pharmacy",
+            "clothing",
+            "utilities",
+            "entertainment",
+            "travel",
+            "online_retail",
+            "electronics",
+            "gift_cards",
+            "cash_advance",
+        ],
         [0.22, 0.18, 0.12, 0.07, 0.08, 0.07, 0.07, 0.05, 0.08, 0.03, 0.01, 0.02],
-        [0.05, 0.04, 0.03, 0.02, 0.05, 0.02, 0.04, 0.10, 0.22, 0.22, 0.13, 0.08]),
-    "channel": (["chip", "contactless", "swipe", "online", "phone"],
-                [0.40, 0.30, 0.10, 0.18, 0.02], [0.10, 0.07, 0.15, 0.58, 0.10]),
-    "country": (["US", "CA", "GB", "MX", "DE", "FR", "BR", "NG", "RU", "CN"],
-                [0.880, 0.040, 0.020, 0.020, 0.010, 0.010, 0.010, 0.003, 0.003, 0.004],
-                [0.450, 0.050, 0.070, 0.060, 0.040, 0.040, 0.080, 0.080, 0.070, 0.060]),
+        [0.05, 0.04, 0.03, 0.02, 0.05, 0.02, 0.04, 0.10, 0.22, 0.22, 0.13, 0.08],
+    ),
+    "channel": (
+        ["chip", "contactless", "swipe", "online", "phone"],
+        [0.40, 0.30, 0.10, 0.18, 0.02],
+        [0.10, 0.07, 0.15, 0.58, 0.10],
+    ),
+    "country": (
+        ["US", "CA", "GB", "MX", "DE", "FR", "BR", "NG", "RU", "CN"],
+        [0.880, 0.040, 0.020, 0.020, 0.010, 0.010, 0.010, 0.003, 0.003, 0.004],
+        [0.450, 0.050, 0.070, 0.060, 0.040, 0.040, 0.080, 0.080, 0.070, 0.060],
+    ),
 }
 FRAUD_MIX = 0.8  # how often a fraud-like row draws from the fraud mix (fraud rates then differ ~5x by channel)
 MISSING_COUNTRY = 0.01  # share of rows whose country is unknown
 SIGNALS = ("mixed", "linear", "nonlinear")
 
 
-def synthetic_transactions(rows: int, fraud_rate: float, seed: int, signal: str = "mixed",
-                           extra_features: int = 0) -> pd.DataFrame:
+def synthetic_transactions(
+    rows: int, fraud_rate: float, seed: int, signal: str = "mixed", extra_features: int = 0
+) -> pd.DataFrame:
     """Credit-card-like transactions: the ULB schema (Time, V1..V28, Amount), any noise columns N1..,
     then merchant_category, channel, country, timestamp and card_id, then Class.
 
@@ -99,8 +118,9 @@ def _in_time_order(x: np.ndarray, columns: dict[str, np.ndarray]) -> pd.DataFram
     return frame
 
 
-def _mixed_columns(rng: np.random.Generator, looks_fraud: np.ndarray, fraud: np.ndarray,
-                   time: np.ndarray) -> dict[str, np.ndarray]:
+def _mixed_columns(
+    rng: np.random.Generator, looks_fraud: np.ndarray, fraud: np.ndarray, time: np.ndarray
+) -> dict[str, np.ndarray]:
     """The categorical columns (fraud-like rows lean to the fraud mix), the timestamp text and the card."""
     rows = looks_fraud.size
     out: dict[str, np.ndarray] = {}
@@ -112,7 +132,7 @@ def _mixed_columns(rng: np.random.Generator, looks_fraud: np.ndarray, fraud: np.
     stamps = np.datetime_as_string(START + time.astype("timedelta64[s]"), unit="s")
     out["timestamp"] = np.char.replace(stamps, "T", " ").astype(object)
     n_cards = max(50, rows // CARDS_EVERY)
-    numbers = 4_000_000_000_000_000 + rng.choice(10 ** 15, n_cards, replace=False)
+    numbers = 4_000_000_000_000_000 + rng.choice(10**15, n_cards, replace=False)
     card = rng.integers(0, n_cards, rows)
     compromised = rng.choice(n_cards, size=max(1, int(fraud.sum()) // 3), replace=False)
     card[fraud] = rng.choice(compromised, int(fraud.sum()))
@@ -120,8 +140,7 @@ def _mixed_columns(rng: np.random.Generator, looks_fraud: np.ndarray, fraud: np.
     return out
 
 
-def _fraud_patterns(x: np.ndarray, idx: np.ndarray, scales: np.ndarray, rng: np.random.Generator,
-                    signal: str) -> None:
+def _fraud_patterns(x: np.ndarray, idx: np.ndarray, scales: np.ndarray, rng: np.random.Generator, signal: str) -> None:
     """Move the fraud-looking rows ``idx`` of ``x`` in place: pattern A (60%) or B (40%)."""
     pattern_b = rng.random(idx.size) < 0.4
     shifts_a = {13: -3.0, 11: -2.5, 9: -2.0, 3: 2.0}  # V14, V12, V10, V4

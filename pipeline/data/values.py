@@ -57,8 +57,11 @@ def category_keys(values: pd.Series) -> Keys:
 
 def is_text(values: pd.Series) -> bool:
     """A column of text (or of Python objects, as a frame built in memory may hold), not numbers or times."""
-    return (pd.api.types.is_string_dtype(values) or pd.api.types.is_object_dtype(values)
-            or isinstance(values.dtype, pd.CategoricalDtype))
+    return (
+        pd.api.types.is_string_dtype(values)
+        or pd.api.types.is_object_dtype(values)
+        or isinstance(values.dtype, pd.CategoricalDtype)
+    )
 
 
 def numbers(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -84,8 +87,9 @@ def date_format(values: pd.Series) -> str:
 
     present = pd.Series(values.dropna().unique(), dtype=object)
     first = str(present.iloc[0]) if len(present) else ""
-    candidates = list(dict.fromkeys(f for f in (guess_datetime_format(first), guess_datetime_format(first, True))
-                                    if f is not None)) or ["mixed"]
+    candidates = list(
+        dict.fromkeys(f for f in (guess_datetime_format(first), guess_datetime_format(first, True)) if f is not None)
+    ) or ["mixed"]
     for fmt in candidates:
         if not instants(present, fmt)[1].any():
             return fmt
@@ -132,8 +136,11 @@ class Decoded:
     def take(self, rows: np.ndarray) -> Decoded:
         """These rows only (indices or a boolean mask)."""
         count = int(np.count_nonzero(rows)) if rows.dtype == bool else len(rows)
-        return Decoded({name: values[rows] for name, values in self.numbers.items()},
-                       {name: keys.take(rows) for name, keys in self.keys.items()}, count)
+        return Decoded(
+            {name: values[rows] for name, values in self.numbers.items()},
+            {name: keys.take(rows) for name, keys in self.keys.items()},
+            count,
+        )
 
     def nonfinite(self) -> tuple[np.ndarray, list[str]]:
         """Rows with a missing or infinite number or date-time, and the columns that hold them."""
@@ -160,13 +167,16 @@ def decode(frame: pd.DataFrame, roles: dict[str, str], formats: dict[str, str]) 
         elif role == "datetime":
             numbers_out[name], bad = instants(frame[name], formats[name])
             if bad.any():
-                not_dates.append(f"{name} ({int(bad.sum()):,} values such as {examples(frame[name], bad)}, "
-                                 f"format {formats[name]})")
+                not_dates.append(
+                    f"{name} ({int(bad.sum()):,} values such as {examples(frame[name], bad)}, format {formats[name]})"
+                )
         elif role == "categorical":
             keys[name] = category_keys(frame[name])
     if not_numbers:
-        raise DataError(f"non-numeric values in feature columns {', '.join(not_numbers)}; these columns hold "
-                        "numbers: fix those values")
+        raise DataError(
+            f"non-numeric values in feature columns {', '.join(not_numbers)}; these columns hold "
+            "numbers: fix those values"
+        )
     if not_dates:
         raise DataError(f"date-time columns that do not parse: {', '.join(not_dates)}; fix those values")
     return Decoded(numbers_out, keys, len(frame))

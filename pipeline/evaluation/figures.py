@@ -23,8 +23,9 @@ def model_figures(name: str, y: np.ndarray, p: np.ndarray, threshold: float, out
     fig = Figure(figsize=(5, 4))
     ax = fig.subplots()
     # sklearn's chance level for a PR curve is the prevalence line.
-    PrecisionRecallDisplay.from_predictions(y, p, name=name, ax=ax, plot_chance_level=True,
-                                            curve_kwargs={"drawstyle": "steps-post"})
+    PrecisionRecallDisplay.from_predictions(
+        y, p, name=name, ax=ax, plot_chance_level=True, curve_kwargs={"drawstyle": "steps-post"}
+    )
     ax.set_title(f"{name}: precision-recall (test)")
     ax.legend(loc="upper right", fontsize=8)
     paths.append(_save(fig, out_dir / "pr_curve.png"))
@@ -37,8 +38,9 @@ def model_figures(name: str, y: np.ndarray, p: np.ndarray, threshold: float, out
 
     fig = Figure(figsize=(4.5, 4))
     ax = fig.subplots()
-    ConfusionMatrixDisplay.from_predictions(y, (p >= threshold).astype(int), labels=[0, 1],
-                                            display_labels=["legit", "fraud"], ax=ax, colorbar=False)
+    ConfusionMatrixDisplay.from_predictions(
+        y, (p >= threshold).astype(int), labels=[0, 1], display_labels=["legit", "fraud"], ax=ax, colorbar=False
+    )
     ax.set_title(f"{name}: threshold {threshold:.3g} (test)")
     paths.append(_save(fig, out_dir / "confusion_matrix.png"))
 

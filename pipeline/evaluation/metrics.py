@@ -38,8 +38,9 @@ def choose_threshold(y_val: np.ndarray, p_val: np.ndarray, strategy: str, target
     precision, recall, thresholds = precision_recall_curve(y_val, p_val)
     precision, recall = precision[:-1], recall[:-1]  # the last point has no threshold
     if strategy == "max_f1":
-        f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(precision),
-                       where=(precision + recall) > 0)
+        f1 = np.divide(
+            2 * precision * recall, precision + recall, out=np.zeros_like(precision), where=(precision + recall) > 0
+        )
         return float(thresholds[int(np.argmax(f1))])
     if strategy == "recall_at_precision":
         ok = precision >= target
@@ -63,13 +64,21 @@ def classification_metrics(y: np.ndarray, p: np.ndarray, threshold: float, ks: l
     tn, fp, fn, tp = confusion_matrix(y, pred, labels=[0, 1]).ravel()
     prevalence = float(y.mean())
     out = {
-        "precision": float(precision), "recall": float(recall), "f1": float(f1),
-        "ap": float(average_precision_score(y, p)), "prevalence": prevalence,
+        "precision": float(precision),
+        "recall": float(recall),
+        "f1": float(f1),
+        "ap": float(average_precision_score(y, p)),
+        "prevalence": prevalence,
         "roc_auc": float(roc_auc_score(y, p)),
-        "accuracy": float(accuracy_score(y, pred)), "balanced_accuracy": float(balanced_accuracy_score(y, pred)),
-        "mcc": float(matthews_corrcoef(y, pred)), "brier": float(brier_score_loss(y, p)),
+        "accuracy": float(accuracy_score(y, pred)),
+        "balanced_accuracy": float(balanced_accuracy_score(y, pred)),
+        "mcc": float(matthews_corrcoef(y, pred)),
+        "brier": float(brier_score_loss(y, p)),
         "majority_accuracy": max(prevalence, 1 - prevalence),
-        "tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp),
+        "tn": int(tn),
+        "fp": int(fp),
+        "fn": int(fn),
+        "tp": int(tp),
     }
     order = np.argsort(-p, kind="stable")
     for k in ks:
@@ -101,16 +110,21 @@ def stratified_weights(y: np.ndarray, resamples: int, seed: int, chunk: int = 25
 
 def weighted_counts(y: np.ndarray, pred: np.ndarray, weights: np.ndarray) -> dict[str, np.ndarray]:
     """True and false positives and negatives under each row of ``weights``."""
-    return {"tp": weights @ (y & pred), "fp": weights @ (~y & pred), "fn": weights @ (y & ~pred),
-            "tn": weights @ (~y & ~pred)}
+    return {
+        "tp": weights @ (y & pred),
+        "fp": weights @ (~y & pred),
+        "fn": weights @ (y & ~pred),
+        "tn": weights @ (~y & ~pred),
+    }
 
 
 def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide(a, b, out=np.zeros(a.shape), where=b > 0)
 
 
-def bootstrap_ci(y: np.ndarray, p: np.ndarray, threshold: float, resamples: int, seed: int,
-                 level: float = 0.95, chunk: int = 25) -> dict[str, tuple[float, float]]:
+def bootstrap_ci(
+    y: np.ndarray, p: np.ndarray, threshold: float, resamples: int, seed: int, level: float = 0.95, chunk: int = 25
+) -> dict[str, tuple[float, float]]:
     """Stratified bootstrap percentile intervals for AP, precision, recall and F1 (the threshold held
     fixed). All resamples of a chunk are scored at once (``weighted_ap`` is sklearn's average
     precision with those weights, a test checks they agree)."""
@@ -126,12 +140,15 @@ def bootstrap_ci(y: np.ndarray, p: np.ndarray, threshold: float, resamples: int,
         draws["recall"].append(recall)
         draws["f1"].append(_ratio(2 * precision * recall, precision + recall))
     tail = (1 - level) / 2 * 100
-    return {k: (float(np.percentile(np.concatenate(v), tail)), float(np.percentile(np.concatenate(v), 100 - tail)))
-            for k, v in draws.items()}
+    return {
+        k: (float(np.percentile(np.concatenate(v), tail)), float(np.percentile(np.concatenate(v), 100 - tail)))
+        for k, v in draws.items()
+    }
 
 
-def paired_draws(y: np.ndarray, ours: tuple[np.ndarray, float], theirs: tuple[np.ndarray, float], resamples: int,
-                 seed: int) -> dict[str, np.ndarray]:
+def paired_draws(
+    y: np.ndarray, ours: tuple[np.ndarray, float], theirs: tuple[np.ndarray, float], resamples: int, seed: int
+) -> dict[str, np.ndarray]:
     """Bootstrap draws of the paired differences (ours minus theirs) on the same resampled test rows:
     average precision, and at each model's own threshold accuracy, precision and recall."""
     y = y.astype(bool)
@@ -143,8 +160,14 @@ def paired_draws(y: np.ndarray, ours: tuple[np.ndarray, float], theirs: tuple[np
         aps = [weighted_ap(y, weights, order, starts) for order, starts in rankings]
         counts = [weighted_counts(y, pred, weights) for pred in preds]
         total = weights.sum(axis=1)
-        values = [{"accuracy": (c["tp"] + c["tn"]) / total, "precision": _ratio(c["tp"], c["tp"] + c["fp"]),
-                   "recall": _ratio(c["tp"], c["tp"] + c["fn"])} for c in counts]
+        values = [
+            {
+                "accuracy": (c["tp"] + c["tn"]) / total,
+                "precision": _ratio(c["tp"], c["tp"] + c["fp"]),
+                "recall": _ratio(c["tp"], c["tp"] + c["fn"]),
+            }
+            for c in counts
+        ]
         out["ap"].append(aps[0] - aps[1])
         for key in ("accuracy", "precision", "recall"):
             out[key].append(values[0][key] - values[1][key])

@@ -65,8 +65,9 @@ def ledgers(prepared: Prepared, split: str, params: Params) -> dict[str, Transac
             continue
         day = every_day[rows] if every_day is not None else np.zeros(rows.size, dtype=np.int64)
         budget = daily_budgets(day, every_day, params.evaluate.alerts_per_day) if every_day is not None else {}
-        out[part] = Transactions(labels[rows], amounts[rows], day, budget,
-                                 entities[rows] if entities is not None else None)
+        out[part] = Transactions(
+            labels[rows], amounts[rows], day, budget, entities[rows] if entities is not None else None
+        )
     return out
 
 
@@ -88,8 +89,12 @@ def value_counts(t: Transactions, alerted: np.ndarray, weights: np.ndarray) -> d
     fraud_amount = t.amount * t.y
     caught = weights @ (fraud_amount * alerted)
     total = weights @ fraud_amount
-    return {"amount_caught": caught, "amount_missed": total - caught, "alerts": weights @ alerted.astype(float),
-            "value_recall": np.divide(caught, total, out=np.zeros_like(caught), where=total > 0)}
+    return {
+        "amount_caught": caught,
+        "amount_missed": total - caught,
+        "alerts": weights @ alerted.astype(float),
+        "value_recall": np.divide(caught, total, out=np.zeros_like(caught), where=total > 0),
+    }
 
 
 def costs(t: Transactions, alerted: np.ndarray, weights: np.ndarray, cost_per_alert: float) -> dict[str, np.ndarray]:
@@ -115,8 +120,9 @@ def cost_threshold(y: np.ndarray, p: np.ndarray, amount: np.ndarray, cost_per_al
     return float(scores[ends[best]]) if cost[best] < none else float(np.nextafter(scores[0], np.inf))
 
 
-def units(y: np.ndarray, p: np.ndarray, amount: np.ndarray, day: np.ndarray,
-          group: np.ndarray | None) -> tuple[np.ndarray, ...]:
+def units(
+    y: np.ndarray, p: np.ndarray, amount: np.ndarray, day: np.ndarray, group: np.ndarray | None
+) -> tuple[np.ndarray, ...]:
     """The alerted units: rows, or entity-days (``group``: each row's; highest score, any fraud, the
     fraud amount summed)."""
     if group is None:
@@ -131,8 +137,14 @@ def units(y: np.ndarray, p: np.ndarray, amount: np.ndarray, day: np.ndarray,
     return fraud, score, value, unit_day
 
 
-def alert_budget(fraud: np.ndarray, score: np.ndarray, value: np.ndarray, day: np.ndarray, budget: dict[int, int],
-                 weights: np.ndarray) -> dict[str, np.ndarray]:
+def alert_budget(
+    fraud: np.ndarray,
+    score: np.ndarray,
+    value: np.ndarray,
+    day: np.ndarray,
+    budget: dict[int, int],
+    weights: np.ndarray,
+) -> dict[str, np.ndarray]:
     """Precision among each day's top-k units, averaged over the days, and the fraud amount they
     catch as a share of all fraud amount, under each row of ``weights`` (one weight per unit)."""
     precisions, caught = [], np.zeros(weights.shape[0])
@@ -147,16 +159,20 @@ def alert_budget(fraud: np.ndarray, score: np.ndarray, value: np.ndarray, day: n
         before = np.cumsum(size, axis=1) - size  # units ranked above each tie group
         share = np.clip((k - before) / np.where(size > 0, size, 1), 0.0, 1.0) * (size > 0)
         alerts = np.minimum(k, size.sum(axis=1))  # a day with fewer units than k alerts them all
-        precisions.append(np.divide((share * positives).sum(axis=1), alerts, out=np.zeros(alerts.shape),
-                                    where=alerts > 0))
+        precisions.append(
+            np.divide((share * positives).sum(axis=1), alerts, out=np.zeros(alerts.shape), where=alerts > 0)
+        )
         caught += (share * amount).sum(axis=1)
     total = weights @ value
-    return {"alert_precision": np.mean(precisions, axis=0),
-            "alert_value_recall": np.divide(caught, total, out=np.zeros_like(caught), where=total > 0)}
+    return {
+        "alert_precision": np.mean(precisions, axis=0),
+        "alert_value_recall": np.divide(caught, total, out=np.zeros_like(caught), where=total > 0),
+    }
 
 
-def money_metrics(t: Transactions, p: np.ndarray, threshold: float, weights: np.ndarray,
-                  cost_per_alert: float) -> dict[str, np.ndarray]:
+def money_metrics(
+    t: Transactions, p: np.ndarray, threshold: float, weights: np.ndarray, cost_per_alert: float
+) -> dict[str, np.ndarray]:
     """Every money and alert-budget number of one model under each row of ``weights`` (row weights;
     with an entity, the alert budget weighs each entity-day by its rows' mean weight)."""
     out = {**value_counts(t, p >= threshold, weights), **costs(t, p >= threshold, weights, cost_per_alert)}
@@ -173,12 +189,25 @@ def _unit_weights(group: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return np.stack([np.bincount(group, weights=row, minlength=sizes.size) for row in weights]) / sizes
 
 
-INTERVALS = ("value_recall", "amount_caught", "alert_precision", "alert_value_recall", "savings_vs_none",
-             "savings_vs_all")
+INTERVALS = (
+    "value_recall",
+    "amount_caught",
+    "alert_precision",
+    "alert_value_recall",
+    "savings_vs_none",
+    "savings_vs_all",
+)
 
 
-def money_summary(t: Transactions, p: np.ndarray, threshold: float, cost_per_alert: float, resamples: int,
-                  seed: int, level: float = 0.95) -> dict[str, float]:
+def money_summary(
+    t: Transactions,
+    p: np.ndarray,
+    threshold: float,
+    cost_per_alert: float,
+    resamples: int,
+    seed: int,
+    level: float = 0.95,
+) -> dict[str, float]:
     """Point values, and stratified bootstrap percentile intervals of the main ones (the threshold
     held fixed, as for precision and recall)."""
     point = {k: float(v[0]) for k, v in money_metrics(t, p, threshold, np.ones((1, t.y.size)), cost_per_alert).items()}
@@ -191,16 +220,24 @@ def money_summary(t: Transactions, p: np.ndarray, threshold: float, cost_per_ale
     for key in INTERVALS:
         if key in draws:
             values = np.concatenate(draws[key])
-            out[f"{key}_ci_low"], out[f"{key}_ci_high"] = (float(np.percentile(values, tail)),
-                                                           float(np.percentile(values, 100 - tail)))
+            out[f"{key}_ci_low"], out[f"{key}_ci_high"] = (
+                float(np.percentile(values, tail)),
+                float(np.percentile(values, 100 - tail)),
+            )
     return out
 
 
 PAIRED = ("value_recall", "alert_precision")
 
 
-def paired_money_draws(t: Transactions, ours: tuple[np.ndarray, float], theirs: tuple[np.ndarray, float],
-                       resamples: int, seed: int, cost_per_alert: float) -> dict[str, np.ndarray]:
+def paired_money_draws(
+    t: Transactions,
+    ours: tuple[np.ndarray, float],
+    theirs: tuple[np.ndarray, float],
+    resamples: int,
+    seed: int,
+    cost_per_alert: float,
+) -> dict[str, np.ndarray]:
     """Bootstrap draws of the paired differences (ours minus theirs) in value-weighted recall and in
     precision within the alert budget, both models on the same resampled rows (the seed and the
     stratification of metrics.paired_draws, so that the draws pair with its draws too)."""

@@ -35,7 +35,7 @@ def weighted_ap(y: np.ndarray, weights: np.ndarray, order: np.ndarray, starts: n
     if cuts.size == 0:  # no positive: recall, and so AP, is undefined
         return np.full(weights.shape[0], np.nan)
     w = weights[:, order].astype(np.float64)
-    predicted = np.cumsum(np.add.reduceat(w[:, :cuts[-1]], np.r_[0, cuts[:-1]], axis=1), axis=1)
+    predicted = np.cumsum(np.add.reduceat(w[:, : cuts[-1]], np.r_[0, cuts[:-1]], axis=1), axis=1)
     positives = np.flatnonzero(ranked)
     group_starts = np.flatnonzero(np.r_[True, np.diff(np.searchsorted(cuts, positives, side="right")) > 0])
     gained = np.add.reduceat(w[:, positives], group_starts, axis=1)

@@ -27,27 +27,37 @@ from sklearn.preprocessing import OneHotEncoder
 
 from pipeline.project.params import ReferenceParams
 
-
 BINS = 63
 Categories = dict[int, int]  # input column -> how many category indices it holds (data.encoder)
 
 
-def _logistic_regression(seed: int, categories: Categories, C: float) -> Any:  # noqa: N803 (sklearn's name)
-    model = LogisticRegression(C=C, class_weight="balanced", max_iter=2000, random_state=seed)
+def _logistic_regression(seed: int, categories: Categories, **point: float) -> Any:
+    """``point``: the grid point, by scikit-learn's names (``C``, the inverse regularisation strength)."""
+    model = LogisticRegression(**point, class_weight="balanced", max_iter=2000, random_state=seed)
     if not categories:
         return model
-    one_hot = ColumnTransformer([("categories", OneHotEncoder(handle_unknown="ignore"), list(categories))],
-                                remainder="passthrough")
+    one_hot = ColumnTransformer(
+        [("categories", OneHotEncoder(handle_unknown="ignore"), list(categories))], remainder="passthrough"
+    )
     return make_pipeline(one_hot, model)
 
 
-def _gradient_boosting(seed: int, categories: Categories, learning_rate: float,
-                       max_leaf_nodes: int) -> HistGradientBoostingClassifier:
+def _gradient_boosting(
+    seed: int, categories: Categories, learning_rate: float, max_leaf_nodes: int
+) -> HistGradientBoostingClassifier:
     native = [column for column, size in categories.items() if size <= BINS]
-    return HistGradientBoostingClassifier(learning_rate=learning_rate, max_leaf_nodes=max_leaf_nodes, max_bins=BINS,
-                                          categorical_features=native or None, class_weight="balanced",
-                                          early_stopping=True, scoring="loss", n_iter_no_change=10, max_iter=500,
-                                          random_state=seed)
+    return HistGradientBoostingClassifier(
+        learning_rate=learning_rate,
+        max_leaf_nodes=max_leaf_nodes,
+        max_bins=BINS,
+        categorical_features=native or None,
+        class_weight="balanced",
+        early_stopping=True,
+        scoring="loss",
+        n_iter_no_change=10,
+        max_iter=500,
+        random_state=seed,
+    )
 
 
 BUILDERS = {"logistic_regression": _logistic_regression, "hist_gradient_boosting": _gradient_boosting}
@@ -63,8 +73,14 @@ class Tuned:
     grid: list[dict[str, Any]]  # each point's settings and val_ap
 
 
-def fit_at(name: str, point: dict[str, Any], train: tuple[np.ndarray, np.ndarray],
-           val: tuple[np.ndarray, np.ndarray], seed: int, categories: Categories | None = None) -> Any:
+def fit_at(
+    name: str,
+    point: dict[str, Any],
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray],
+    seed: int,
+    categories: Categories | None = None,
+) -> Any:
     """One reference model at one grid point, fitted on train (gradient boosting stops early on val)."""
     model = BUILDERS[name](seed, categories or {}, **point)
     if name == "hist_gradient_boosting":
@@ -74,8 +90,14 @@ def fit_at(name: str, point: dict[str, Any], train: tuple[np.ndarray, np.ndarray
     return model
 
 
-def fit_reference(name: str, params: ReferenceParams, train: tuple[np.ndarray, np.ndarray],
-                  val: tuple[np.ndarray, np.ndarray], seed: int, categories: Categories | None = None) -> Tuned:
+def fit_reference(
+    name: str,
+    params: ReferenceParams,
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray],
+    seed: int,
+    categories: Categories | None = None,
+) -> Tuned:
     """Fit every grid point on train, keep the best on validation AP."""
     space = getattr(params, name).model_dump()
     points = [dict(zip(space, values)) for values in itertools.product(*space.values())]
@@ -95,5 +117,9 @@ def estimator_params(tuned: Tuned) -> dict[str, str]:
     model = tuned.model[-1] if isinstance(tuned.model, Pipeline) else tuned.model  # after the one-hot encoding
     settings = {k: str(v) for k, v in model.get_params().items() if v is not None}
     extra = {"iterations": str(model.n_iter_)} if hasattr(model, "n_iter_") else {}
-    return {"estimator": type(model).__name__, **settings, **extra,
-            **{f"chosen.{k}": str(v) for k, v in tuned.chosen.items()}}
+    return {
+        "estimator": type(model).__name__,
+        **settings,
+        **extra,
+        **{f"chosen.{k}": str(v) for k, v in tuned.chosen.items()},
+    }

@@ -37,8 +37,10 @@ class Scored:
 
 def probabilities(model: MLP, parts: Parts) -> dict[str, np.ndarray]:
     """A network's fraud probabilities on each part, in eval mode."""
-    return {name: torch.sigmoid(logits(model, torch.from_numpy(part.x))).numpy().astype(np.float64)
-            for name, part in parts.items()}
+    return {
+        name: torch.sigmoid(logits(model, torch.from_numpy(part.x))).numpy().astype(np.float64)
+        for name, part in parts.items()
+    }
 
 
 def network(payload: dict[str, Any]) -> MLP:
@@ -56,8 +58,17 @@ def compared(params: Params, layout: Layout, summary: PrepareSummary, parts: dic
         for variant in params.train.variants:
             name = model_name(variant, replicate)
             model = network(load_checkpoint(layout.checkpoint(name), summary))
-            out.append(Scored(name, "mlp", split, replicate, probabilities(model, parts[split]),
-                              run=RunFile.read(layout.run_file(name), "train"), model=model))
+            out.append(
+                Scored(
+                    name,
+                    "mlp",
+                    split,
+                    replicate,
+                    probabilities(model, parts[split]),
+                    run=RunFile.read(layout.run_file(name), "train"),
+                    model=model,
+                )
+            )
     return out
 
 
@@ -69,15 +80,26 @@ def references(params: Params, summary: PrepareSummary, parts: dict[str, Parts])
     categories = {first + j: size for j, size in enumerate(summary.embedding_rows.values())}
     for name in params.evaluate.references.names():
         tuning = parts[TUNING]
-        tuned = fit_reference(name, params.evaluate.references, (tuning["train"].x, tuning["train"].y),
-                              (tuning["val"].x, tuning["val"].y), seed, categories)
+        tuned = fit_reference(
+            name,
+            params.evaluate.references,
+            (tuning["train"].x, tuning["train"].y),
+            (tuning["val"].x, tuning["val"].y),
+            seed,
+            categories,
+        )
         for replicate, split in enumerate(summary.replicates):
             rows = parts[split]
-            model = fit_at(name, tuned.chosen, (rows["train"].x, rows["train"].y), (rows["val"].x, rows["val"].y), seed,
-                           categories)
+            model = fit_at(
+                name, tuned.chosen, (rows["train"].x, rows["train"].y), (rows["val"].x, rows["val"].y), seed, categories
+            )
             scores = {p: model.predict_proba(rows[p].x)[:, 1].astype(np.float64) for p in rows}
-            details = {"chosen": tuned.chosen, "grid": tuned.grid,
-                       "params": estimator_params(type(tuned)(name, model, tuned.chosen, tuned.grid))}
-            out.append(Scored(model_name(name, replicate), "reference", split, replicate, scores, model=model,
-                              details=details))
+            details = {
+                "chosen": tuned.chosen,
+                "grid": tuned.grid,
+                "params": estimator_params(type(tuned)(name, model, tuned.chosen, tuned.grid)),
+            }
+            out.append(
+                Scored(model_name(name, replicate), "reference", split, replicate, scores, model=model, details=details)
+            )
     return out

@@ -36,12 +36,16 @@ def check_exposure(host: str, login: bool, public_url: str | None, unsafe: bool)
     if host in LOOPBACK:
         return
     if not login and not unsafe:
-        raise StageError(f"--host {host} with --no-login lets anyone who reaches the port delete runs and move the "
-                         f"champion (whose code pipeline.score runs); drop --no-login, or add {UNSAFE_FLAG} to "
-                         "serve the network without login anyway")
+        raise StageError(
+            f"--host {host} with --no-login lets anyone who reaches the port delete runs and move the "
+            f"champion (whose code pipeline.score runs); drop --no-login, or add {UNSAFE_FLAG} to "
+            "serve the network without login anyway"
+        )
     if not public_url:
-        raise StageError(f"--host {host} needs --public-url, the address clients use (e.g. https://mlflow.example.com "
-                         "behind your TLS proxy): the server's allowed hosts and CORS origins are set from it")
+        raise StageError(
+            f"--host {host} needs --public-url, the address clients use (e.g. https://mlflow.example.com "
+            "behind your TLS proxy): the server's allowed hosts and CORS origins are set from it"
+        )
 
 
 def network_flags(port: int, public_url: str | None) -> list[str]:
@@ -59,12 +63,15 @@ def network_flags(port: int, public_url: str | None) -> list[str]:
 def _auth_config(state: Path, users_uri: str) -> Path:
     """MLflow's basic_auth.ini for this stack (no password in it: libpq and the environment carry them)."""
     path = state / AUTH_CONFIG
-    write_private(path, "[mlflow]\n"
-                         "# A new user has no permission until `python -m pipeline.server user add` gives a role.\n"
-                         "default_permission = NO_PERMISSIONS\n"
-                         f"database_uri = {users_uri}\n"
-                         f"admin_username = {ADMIN}\n"
-                         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+    write_private(
+        path,
+        "[mlflow]\n"
+        "# A new user has no permission until `python -m pipeline.server user add` gives a role.\n"
+        "default_permission = NO_PERMISSIONS\n"
+        f"database_uri = {users_uri}\n"
+        f"admin_username = {ADMIN}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n",
+    )
     return path
 
 
@@ -73,9 +80,13 @@ def server_environment(state: Path, found: Secrets, users_uri: str | None) -> di
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
     env["PGPASSFILE"] = str((state / PGPASS).resolve())
     if users_uri is not None:
-        env.update({"MLFLOW_AUTH_CONFIG_PATH": str(_auth_config(state, users_uri).resolve()),
-                    "MLFLOW_FLASK_SERVER_SECRET_KEY": found.secret_key,
-                    "MLFLOW_AUTH_ADMIN_PASSWORD": found.admin_password})
+        env.update(
+            {
+                "MLFLOW_AUTH_CONFIG_PATH": str(_auth_config(state, users_uri).resolve()),
+                "MLFLOW_FLASK_SERVER_SECRET_KEY": found.secret_key,
+                "MLFLOW_AUTH_ADMIN_PASSWORD": found.admin_password,
+            }
+        )
     return env
 
 
@@ -95,26 +106,45 @@ def running(state: Path) -> dict | None:
     return info if info.get("pid") and alive(info["pid"]) and healthy(info["uri"]) else None
 
 
-def start_server(state: Path, env: dict[str, str], backend: str, artifacts: str, flags: list[str], port: int,
-           info: dict) -> None:
+def start_server(
+    state: Path, env: dict[str, str], backend: str, artifacts: str, flags: list[str], port: int, info: dict
+) -> None:
     """Migrate the runs' database, start `mlflow server` with ``flags`` and wait for /health."""
-    upgrade = subprocess.run([sys.executable, "-m", "mlflow", "db", "upgrade", backend], env=env,
-                             capture_output=True, text=True)
+    upgrade = subprocess.run(
+        [sys.executable, "-m", "mlflow", "db", "upgrade", backend], env=env, capture_output=True, text=True
+    )
     if upgrade.returncode != 0:
         last = (upgrade.stderr or upgrade.stdout).strip().splitlines()[-1:] or ["no output"]
         raise StageError(f"migrating the mlflow database failed: {last[0]}")
     uri, log = f"http://127.0.0.1:{port}", state / "server.log"
     with log.open("ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend, "--artifacts-destination",
-             artifacts, "--port", str(port), *flags], env=env, stdout=out, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "server",
+                "--backend-store-uri",
+                backend,
+                "--artifacts-destination",
+                artifacts,
+                "--port",
+                str(port),
+                *flags,
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + START_SECONDS
     while not healthy(uri):
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            raise StageError(f"mlflow server did not start on {uri} (port taken?); see {log}, or pick another "
-                             "port with --port")
+            raise StageError(
+                f"mlflow server did not start on {uri} (port taken?); see {log}, or pick another port with --port"
+            )
         time.sleep(0.5)
     (state / INFO).write_text(json.dumps({**info, "pid": process.pid, "uri": uri}, indent=1))
 

@@ -13,27 +13,37 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.hosting.secrets import PG_USER, Secrets
 from pipeline.runtime.errors import StageError
 
+if TYPE_CHECKING:  # psycopg is the [server] extra's: imported where the server needs it
+    import psycopg
+
 DATABASES = ("mlflow", "mlflow_auth")  # runs and registry; basic-auth users and permissions
-HBA = ("# Written by `python -m pipeline.server start`: every connection gives the password (scram-sha-256).\n"
-       "local   all   all                  scram-sha-256\n"
-       "host    all   all   127.0.0.1/32   scram-sha-256\n")
+HBA = (
+    "# Written by `python -m pipeline.server start`: every connection gives the password (scram-sha-256).\n"
+    "local   all   all                  scram-sha-256\n"
+    "host    all   all   127.0.0.1/32   scram-sha-256\n"
+)
 
 
 def postgres_bin() -> Path:
     """The folder of PostgreSQL's server tools (initdb, pg_ctl), newest version first."""
-    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
-                        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0)
+    candidates = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
+    )
     if candidates:
         return candidates[-1].parent
     found = shutil.which("initdb")
     if found:
         return Path(found).parent
-    raise StageError("PostgreSQL is not installed (no initdb found); install it with "
-                     "`apt-get install postgresql` (Debian/Ubuntu) and run this again")
+    raise StageError(
+        "PostgreSQL is not installed (no initdb found); install it with "
+        "`apt-get install postgresql` (Debian/Ubuntu) and run this again"
+    )
 
 
 def as_postgres(cmd: list[str]) -> list[str]:
@@ -60,8 +70,10 @@ def _prepare_folder(state: Path, data: Path, log: Path) -> None:
     log.touch()
     if os.geteuid() == 0:
         if subprocess.run(as_postgres(["test", "-x", str(state.resolve())])).returncode != 0:
-            raise StageError(f"the postgres user cannot reach {state.resolve()} (a parent folder is private); "
-                             "pick a --state-dir that every user may traverse, e.g. /srv/bn-fraud-server")
+            raise StageError(
+                f"the postgres user cannot reach {state.resolve()} (a parent folder is private); "
+                "pick a --state-dir that every user may traverse, e.g. /srv/bn-fraud-server"
+            )
         shutil.chown(data, "postgres", "postgres")
         shutil.chown(log, "postgres", "postgres")
     data.chmod(0o700)
@@ -76,23 +88,43 @@ def _initdb(bin_dir: Path, data: Path, password: str) -> None:
             handle.write(password + "\n")
         if os.geteuid() == 0:
             shutil.chown(pwfile, "postgres", "postgres")
-        run(as_postgres([str(bin_dir / "initdb"), "-D", str(data.resolve()), "-U", PG_USER, "--auth=scram-sha-256",
-                         f"--pwfile={pwfile.resolve()}", "-E", "UTF8"]), "initdb")
+        run(
+            as_postgres(
+                [
+                    str(bin_dir / "initdb"),
+                    "-D",
+                    str(data.resolve()),
+                    "-U",
+                    PG_USER,
+                    "--auth=scram-sha-256",
+                    f"--pwfile={pwfile.resolve()}",
+                    "-E",
+                    "UTF8",
+                ]
+            ),
+            "initdb",
+        )
     finally:
         pwfile.unlink(missing_ok=True)
 
 
 def _running(bin_dir: Path, data: Path) -> bool:
-    return subprocess.run(as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data.resolve()), "status"]),
-                          capture_output=True).returncode == 0
+    return (
+        subprocess.run(
+            as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data.resolve()), "status"]), capture_output=True
+        ).returncode
+        == 0
+    )
 
 
-def _connect(port: int, database: str, password: str | None):  # noqa: ANN202 (a psycopg connection)
+def _connect(port: int, database: str, password: str | None) -> psycopg.Connection:
     try:
         import psycopg
     except ImportError:
-        raise StageError("the team server needs psycopg and MLflow's auth extra; install them with "
-                         "`pip install -e '.[server]'` (or `make server`, which does)") from None
+        raise StageError(
+            "the team server needs psycopg and MLflow's auth extra; install them with "
+            "`pip install -e '.[server]'` (or `make server`, which does)"
+        ) from None
     kwargs = {"password": password} if password is not None else {}
     return psycopg.connect(host="127.0.0.1", port=port, user=PG_USER, dbname=database, autocommit=True, **kwargs)
 
@@ -122,8 +154,25 @@ def start_postgres(state: Path, port: int, found: Secrets) -> dict[str, str]:
         _initdb(bin_dir, data, found.postgres_password)
     if not _running(bin_dir, data):
         options = f"-p {port} -c listen_addresses=127.0.0.1 -k {data.resolve()}"
-        run(as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data.resolve()), "-l", str(log.resolve()),
-                         "-o", options, "-w", "-t", "60", "start"]), "starting PostgreSQL", log)
+        run(
+            as_postgres(
+                [
+                    str(bin_dir / "pg_ctl"),
+                    "-D",
+                    str(data.resolve()),
+                    "-l",
+                    str(log.resolve()),
+                    "-o",
+                    options,
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                ]
+            ),
+            "starting PostgreSQL",
+            log,
+        )
     _require_passwords(bin_dir, data, port, found.postgres_password)
     with _connect(port, "postgres", found.postgres_password) as conn:
         for name in DATABASES:
@@ -136,5 +185,7 @@ def stop_postgres(state: Path) -> None:
     """Stop the cluster (fast shutdown); its data stay."""
     data = state / "pgdata"
     if (data / "postmaster.pid").exists():
-        run(as_postgres([str(postgres_bin() / "pg_ctl"), "-D", str(data.resolve()), "-m", "fast", "-w", "stop"]),
-            "stopping PostgreSQL")
+        run(
+            as_postgres([str(postgres_bin() / "pg_ctl"), "-D", str(data.resolve()), "-m", "fast", "-w", "stop"]),
+            "stopping PostgreSQL",
+        )

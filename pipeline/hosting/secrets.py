@@ -56,8 +56,10 @@ def load(state: Path) -> Secrets | None:
     if not path.exists():
         return None
     if path.stat().st_mode & 0o077:
-        raise StageError(f"{path} is readable by other users; make it private with `chmod 600 {path}` "
-                         "and change the passwords it holds if others may have read it")
+        raise StageError(
+            f"{path} is readable by other users; make it private with `chmod 600 {path}` "
+            "and change the passwords it holds if others may have read it"
+        )
     return Secrets(**json.loads(path.read_text()))
 
 

@@ -21,6 +21,7 @@ the checkpoint format, read back by ``from_checkpoint`` into a stack of one.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -31,7 +32,11 @@ from torch import nn
 from torch.nn import functional as F
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "relu": F.relu, "gelu": F.gelu, "silu": F.silu, "tanh": torch.tanh}
+    "relu": F.relu,
+    "gelu": F.gelu,
+    "silu": F.silu,
+    "tanh": torch.tanh,
+}
 NORMS = ("batchnorm", "layernorm")  # the normalisations a variant may add (project.variants names them)
 EPS, MOMENTUM = 1e-5, 0.1  # nn.BatchNorm1d's and nn.LayerNorm's defaults
 # A BatchNorm layer's statistics over the global batch (several processes): (k, width, rows) -> the mean
@@ -69,8 +74,9 @@ class MLPConfig:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> MLPConfig:
         """Inverse of to_dict()."""
-        return cls(**{**raw, "hidden": tuple(raw["hidden"]),
-                      "embeddings": tuple(tuple(e) for e in raw.get("embeddings", ()))})
+        return cls(
+            **{**raw, "hidden": tuple(raw["hidden"]), "embeddings": tuple(tuple(e) for e in raw.get("embeddings", ()))}
+        )
 
 
 def inert_bias(config: MLPConfig) -> bool:
@@ -105,7 +111,7 @@ def slots(config: MLPConfig) -> list[Slot]:
     """Every parameter of one model, in a fixed order, with its place in a row of ``flat``."""
     sizes = (config.n_inputs, *config.hidden)
     shapes: list[tuple[str, tuple[int, ...]]] = []
-    for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
         shapes += [(f"blocks.{i}.linear.weight", (n_out, n_in)), (f"blocks.{i}.linear.bias", (n_out, 1))]
         if config.norm != "none":
             shapes += [(f"blocks.{i}.norm.weight", (n_out, 1)), (f"blocks.{i}.norm.bias", (n_out, 1))]
@@ -129,7 +135,7 @@ def initial_state(config: MLPConfig, seed: int, output_bias: float | None = None
     sizes = (config.n_inputs, *config.hidden)
     linears = [f"blocks.{i}.linear" for i in range(len(config.hidden))] + ["head"]
     for name, n_in, n_out in zip(linears, sizes, [*config.hidden, 1]):
-        bound = 1 / n_in ** 0.5
+        bound = 1 / n_in**0.5
         state[f"{name}.weight"] = torch.empty(n_out, n_in).uniform_(-bound, bound, generator=generator)
         state[f"{name}.bias"] = torch.empty(n_out).uniform_(-bound, bound, generator=generator)
     for j, (rows, width) in enumerate(config.embeddings):
@@ -150,8 +156,9 @@ class MLP(nn.Module):
     """k models of one architecture (their dropout may differ), trained and evaluated together; k = 1 is
     one model. Built from each model's state as the plain MLP names it (``initial_state``, a checkpoint)."""
 
-    def __init__(self, config: MLPConfig, states: list[dict[str, torch.Tensor]],
-                 dropouts: list[float] | None = None) -> None:
+    def __init__(
+        self, config: MLPConfig, states: list[dict[str, torch.Tensor]], dropouts: list[float] | None = None
+    ) -> None:
         super().__init__()
         if config.activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {config.activation!r}")
@@ -161,8 +168,9 @@ class MLP(nn.Module):
         self.config = replace(config, dropout=0.0)  # the shared architecture; each model's dropout below
         self.slots = slots(self.config)
         self.head = len(self.slots) - 2 - len(self.config.embeddings)  # head.weight's slot (head.bias next)
-        self.flat = nn.Parameter(torch.stack([torch.cat([s[slot.name].reshape(-1) for slot in self.slots])
-                                              for s in states]))
+        self.flat = nn.Parameter(
+            torch.stack([torch.cat([s[slot.name].reshape(-1) for slot in self.slots]) for s in states])
+        )
         self.register_buffer("dropout", torch.tensor(dropouts, dtype=self.flat.dtype))
         self.dropping = any(d > 0 for d in dropouts)  # known here: no host sync in forward()
         self.batchnorm = self.config.norm == "batchnorm"
@@ -176,8 +184,13 @@ class MLP(nn.Module):
         self.dropout_generator: torch.Generator | None = None  # dropout's masks (default: torch's global one)
 
     @classmethod
-    def initialised(cls, config: MLPConfig, seeds: list[int], dropouts: list[float] | None = None,
-                    output_biases: list[float | None] | None = None) -> MLP:
+    def initialised(
+        cls,
+        config: MLPConfig,
+        seeds: list[int],
+        dropouts: list[float] | None = None,
+        output_biases: list[float | None] | None = None,
+    ) -> MLP:
         """k freshly initialised models (``initial_state`` each: seed, output bias)."""
         biases = output_biases or [None] * len(seeds)
         return cls(config, [initial_state(config, s, b) for s, b in zip(seeds, biases)], dropouts)
@@ -189,7 +202,7 @@ class MLP(nn.Module):
 
     def _param(self, index: int) -> torch.Tensor:
         slot = self.slots[index]
-        return self.flat[:, slot.start:slot.start + slot.size].view(self.k, *slot.shape)
+        return self.flat[:, slot.start : slot.start + slot.size].view(self.k, *slot.shape)
 
     def _bias(self, block: int) -> torch.Tensor:
         """A linear layer's bias; detached where it feeds BatchNorm directly (inert_bias): its gradient
@@ -225,9 +238,9 @@ class MLP(nn.Module):
         parts = []
         for i in range(0, x.shape[-2], chunk):
             if x.dim() == 2 and not self.config.embeddings:
-                first = (flat_weight @ x[i:i + chunk].T).view(self.k, weight.shape[1], -1) + bias
+                first = (flat_weight @ x[i : i + chunk].T).view(self.k, weight.shape[1], -1) + bias
             else:  # each model its own rows, or its own embeddings of the same rows
-                rows = x[i:i + chunk].expand(self.k, -1, -1) if x.dim() == 2 else x[:, i:i + chunk]
+                rows = x[i : i + chunk].expand(self.k, -1, -1) if x.dim() == 2 else x[:, i : i + chunk]
                 first = torch.baddbmm(bias, weight, self._embedded(rows).transpose(1, 2))
             parts.append(self._run(first).float())
         self.train(was_training)
@@ -240,10 +253,12 @@ class MLP(nn.Module):
         for i in range(len(self.config.hidden)):
             if i > 0:
                 x = torch.baddbmm(self._bias(i), self._param(self.per_block * i), x)
-            if self.config.norm == "none":
-                x = act(x)
+            if self.config.norm != "none" and norm_first:
+                x = act(self._norm(x, i))
+            elif self.config.norm != "none":
+                x = self._norm(act(x), i)
             else:
-                x = act(self._norm(x, i)) if norm_first else self._norm(act(x), i)
+                x = act(x)
             if self.training and self.dropping:
                 keep = 1 - self.dropout.view(-1, 1, 1)
                 noise = torch.rand(x.shape, dtype=x.dtype, device=x.device, generator=self.dropout_generator)
@@ -260,8 +275,16 @@ class MLP(nn.Module):
             return torch.addcmul(beta, normed, gamma)
         running_mean, running_var = getattr(self, f"running_mean_{i}"), getattr(self, f"running_var_{i}")
         if not self.training or self.batch_statistics is None:
-            out = F.batch_norm(h.view(1, k * width, rows), running_mean.view(-1), running_var.view(-1),
-                               gamma.reshape(-1), beta.reshape(-1), training=self.training, momentum=MOMENTUM, eps=EPS)
+            out = F.batch_norm(
+                h.view(1, k * width, rows),
+                running_mean.view(-1),
+                running_var.view(-1),
+                gamma.reshape(-1),
+                beta.reshape(-1),
+                training=self.training,
+                momentum=MOMENTUM,
+                eps=EPS,
+            )
             return out.view(k, width, rows)
         mean, var, count = self.batch_statistics(h)  # over the global batch: every process's rows
         with torch.no_grad():  # what F.batch_norm keeps: the unbiased variance, momentum 0.1
@@ -280,20 +303,28 @@ class MLP(nn.Module):
             self._buffers[name] = buffer[rows].clone()
         self.dropping = bool((self.dropout > 0).any())
 
-    def member_state(self, row: int, flat: torch.Tensor | None = None, buffers: dict[str, torch.Tensor] | None = None,
-                     batches: int | None = None) -> dict[str, torch.Tensor]:
+    def member_state(
+        self,
+        row: int,
+        flat: torch.Tensor | None = None,
+        buffers: dict[str, torch.Tensor] | None = None,
+        batches: int | None = None,
+    ) -> dict[str, torch.Tensor]:
         """The weights of the model at ``row`` as the plain MLP names and shapes them (from the given
         copies of ``flat``, the buffers and the count of batches, default the stack's own)."""
         flat = (self.flat if flat is None else flat).detach()[row].cpu()
         buffers = dict(self._buffers) if buffers is None else buffers
-        state = {slot.name: flat[slot.start:slot.start + slot.size].view(slot.shape if slot.matrix else (-1,)).clone()
-                 for slot in self.slots}
+        state = {
+            slot.name: flat[slot.start : slot.start + slot.size].view(slot.shape if slot.matrix else (-1,)).clone()
+            for slot in self.slots
+        }
         if self.batchnorm:
             for i in range(len(self.config.hidden)):
                 state[f"blocks.{i}.norm.running_mean"] = buffers[f"running_mean_{i}"][row].cpu().clone()
                 state[f"blocks.{i}.norm.running_var"] = buffers[f"running_var_{i}"][row].cpu().clone()
                 state[f"blocks.{i}.norm.num_batches_tracked"] = torch.tensor(
-                    self.batches_tracked if batches is None else batches)
+                    self.batches_tracked if batches is None else batches
+                )
         return state
 
 
@@ -310,8 +341,11 @@ def from_checkpoint(payload: dict[str, Any]) -> MLP:
     state = payload["model"]
     expected = {slot.name: slot.shape if slot.matrix else (slot.size,) for slot in slots(config)}
     for i in range(len(config.hidden)) if config.norm == "batchnorm" else ():
-        expected |= {f"blocks.{i}.norm.running_mean": (config.hidden[i],), f"blocks.{i}.norm.running_var":
-                     (config.hidden[i],), f"blocks.{i}.norm.num_batches_tracked": ()}
+        expected |= {
+            f"blocks.{i}.norm.running_mean": (config.hidden[i],),
+            f"blocks.{i}.norm.running_var": (config.hidden[i],),
+            f"blocks.{i}.norm.num_batches_tracked": (),
+        }
     found = {name: tuple(value.shape) for name, value in state.items()}
     if found != expected:
         wrong = sorted(set(found) ^ set(expected)) or [n for n in expected if found[n] != expected[n]]

@@ -41,8 +41,10 @@ class Artefact(BaseModel):
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(part) for part in first["loc"]) or "(the file)"
-            raise StageError(f"{path}: not the {cls.__name__} the {stage} stage writes ({where}: {first['msg']}); "
-                             f"re-run it (dvc repro -f {stage})") from None
+            raise StageError(
+                f"{path}: not the {cls.__name__} the {stage} stage writes ({where}: {first['msg']}); "
+                f"re-run it (dvc repro -f {stage})"
+            ) from None
 
 
 # ---------------------------------------------------------------- prepare
@@ -289,8 +291,6 @@ class Headline(Artefact):
     """metrics/summary.json, the only DVC metrics file: the answer first. `dvc exp show` keeps this
     order and fits the table to the terminal, so what comes first is what a user sees."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     test_ap: dict[str, float]
     verdict: dict[str, str] = {}  # the primary variant's, claim -> word
     effect: dict[str, Effect] = {}
@@ -318,10 +318,12 @@ class Headline(Artefact):
         return self.verdict if variant == primary else self.others[variant].verdict
 
     def write(self, path: Path) -> None:
-        """Write in the field order (not sorted: the answer first), without empty optional entries."""
+        """Write in the field order (not sorted: the answer first), without the optional entries a run lacks
+        (money without amounts, other candidates, references turned off)."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        payload = self.model_dump(mode="json", exclude_none=True, exclude_defaults=False)
-        payload = {k: v for k, v in payload.items() if v not in ({}, None) or k in ("caveats", "caveat_kinds")}
+        payload = self.model_dump(mode="json")
+        optional = {name for name, field in type(self).model_fields.items() if not field.is_required()}
+        payload = {k: v for k, v in payload.items() if not (k in optional and v in ({}, None))}
         path.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n")
 
 

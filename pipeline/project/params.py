@@ -67,8 +67,9 @@ def _numbers(dimension: Range | Choices, key: str, low: float, high: float, inte
     for value in values:
         ok = isinstance(value, int | float) and not isinstance(value, bool) and low <= value <= high
         if not ok or (integer and not (isinstance(value, int) or float(value).is_integer())):
-            raise ValueError(f"{key} values must be {'whole ' if integer else ''}numbers in [{low:g}, {high:g}] "
-                             f"(got {value!r})")
+            raise ValueError(
+                f"{key} values must be {'whole ' if integer else ''}numbers in [{low:g}, {high:g}] (got {value!r})"
+            )
 
 
 class SpaceParams(Strict):
@@ -167,6 +168,7 @@ class TrainParams(Strict):
         if 0 < value <= 1:
             raise ValueError("must be 0 (off) or above 1")
         return value
+
     stack: int = Field(ge=1, le=1024)
     batchnorm_sync: bool
     distributed: DistributedParams
@@ -191,8 +193,10 @@ class Setting(BaseModel):
 
     def name(self) -> str:
         """A short readable form: ``lr 0.003, wd 0, batch 1024, pos_weight none, dropout 0``."""
-        return (f"lr {self.lr:.3g}, wd {self.weight_decay:g}, batch {self.batch_size}, pos_weight {self.pos_weight}, "
-                f"dropout {self.dropout:g}")
+        return (
+            f"lr {self.lr:.3g}, wd {self.weight_decay:g}, batch {self.batch_size}, pos_weight {self.pos_weight}, "
+            f"dropout {self.dropout:g}"
+        )
 
 
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -280,8 +284,10 @@ class PrepareParams(Strict):
     @classmethod
     def _known_source(cls, value: str) -> str:
         if value != "synthetic" and table_kind(value) is None:
-            raise ValueError("must be 'synthetic' or a path ending in .csv, .csv.gz (or another compression "
-                             "pandas reads: .zip, .bz2, .xz, .zst) or .parquet")
+            raise ValueError(
+                "must be 'synthetic' or a path ending in .csv, .csv.gz (or another compression "
+                "pandas reads: .zip, .bz2, .xz, .zst) or .parquet"
+            )
         return value
 
 
@@ -392,9 +398,11 @@ class Params(Strict):
     def _own_seeds(self) -> Params:
         shared = sorted(set(self.train.tune.seeds) & set(range(self.prepare.replicates)))
         if shared:
-            raise ValueError(f"train.tune.seeds must not share seeds with the replicates 0..{self.prepare.replicates - 1} "
-                             f"({shared}): tuning models are chosen on validation and kept apart from the models "
-                             "they choose for")
+            raise ValueError(
+                f"train.tune.seeds must not share seeds with the replicates 0..{self.prepare.replicates - 1} "
+                f"({shared}): tuning models are chosen on validation and kept apart from the models "
+                "they choose for"
+            )
         return self
 
 
@@ -430,8 +438,12 @@ def _describe(error: dict[str, Any]) -> str:
         return f"{key} is missing (add it to params.yaml)"
     message = error["msg"].removeprefix("Value error, ")
     ctx = error.get("ctx") or {}
-    bounds = {"greater_than": "> {gt}", "greater_than_equal": ">= {ge}", "less_than": "< {lt}",
-              "less_than_equal": "<= {le}"}
+    bounds = {
+        "greater_than": "> {gt}",
+        "greater_than_equal": ">= {ge}",
+        "less_than": "< {lt}",
+        "less_than_equal": "<= {le}",
+    }
     if kind in bounds:
         message = "must be " + bounds[kind].format(**ctx)
     elif kind == "literal_error":

@@ -84,13 +84,17 @@ def direct_imports(path: str, package_dir: Path = PACKAGE_DIR) -> set[str]:
     package = package_dir.name
     names: set[str] = set()
     for node in _running(ast.parse((package_dir / path).read_text())):
-        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and (
-                node.module == package or node.module.startswith(package + ".")):
-            base = node.module[len(package) + 1:]
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.level == 0
+            and node.module
+            and (node.module == package or node.module.startswith(package + "."))
+        ):
+            base = node.module[len(package) + 1 :]
             names.add(base)
             names.update(f"{base}.{alias.name}".lstrip(".") for alias in node.names)
         elif isinstance(node, ast.Import):
-            names.update(a.name[len(package) + 1:] for a in node.names if a.name.startswith(package + "."))
+            names.update(a.name[len(package) + 1 :] for a in node.names if a.name.startswith(package + "."))
     # The packages this file sits in are initialised before it runs: importing a sibling runs no __init__.
     folders = Path(path).parents  # "serving/pyfunc.py": serving/, then the package folder itself
     own = {(folder / "__init__.py").as_posix() for folder in folders}
@@ -109,14 +113,20 @@ def direct_imports(path: str, package_dir: Path = PACKAGE_DIR) -> set[str]:
 
 def _running(tree: ast.AST) -> list[ast.AST]:
     """Every node of a module but those under ``if TYPE_CHECKING:`` (never run)."""
-    skipped = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If) and _type_checking(block.test)
-               for statement in block.body for n in ast.walk(statement)}
+    skipped = {
+        id(n)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and _type_checking(block.test)
+        for statement in block.body
+        for n in ast.walk(statement)
+    }
     return [node for node in ast.walk(tree) if id(node) not in skipped]
 
 
 def _type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def imported_files(module: str, package_dir: Path = PACKAGE_DIR) -> set[str]:
@@ -128,7 +138,10 @@ def imported_files(module: str, package_dir: Path = PACKAGE_DIR) -> set[str]:
         raise ValueError(f"{module} is not a module of {package_dir}")
     parts = module.split(".")
     seen: set[str] = set()
-    todo = [first, *(init for depth in range(len(parts)) if (init := module_file(".".join(parts[:depth]), package_dir)))]
+    todo = [
+        first,
+        *(init for depth in range(len(parts)) if (init := module_file(".".join(parts[:depth]), package_dir))),
+    ]
     while todo:
         path = todo.pop()
         if path not in seen:
@@ -169,8 +182,11 @@ def output_hashes(root: Path, checkpoints: list[Path]) -> list[tuple[str, str]]:
     lock = root / "dvc.lock"
     if lock.is_file():
         stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
-        rows += [(str(out["path"]), str(out["md5"])) for out in stages.get("prepare", {}).get("outs", [])
-                 if out.get("md5") and out["path"] == PREPARED]
+        rows += [
+            (str(out["path"]), str(out["md5"]))
+            for out in stages.get("prepare", {}).get("outs", [])
+            if out.get("md5") and out["path"] == PREPARED
+        ]
     for path in checkpoints:
         if path.is_file():
             rows.append((path.relative_to(root).as_posix(), hashlib.md5(path.read_bytes()).hexdigest()))
@@ -182,16 +198,20 @@ STAGE_MODULE = re.compile(r"^python -m pipeline\.(\w+)")
 
 def stage_modules(dvc: Mapping[str, Any]) -> dict[str, str]:
     """DVC stage name -> the pipeline module its command runs."""
-    return {name: STAGE_MODULE.match(stage["cmd"]).group(1)  # type: ignore[union-attr]
-            for name, stage in dvc["stages"].items()}
+    return {
+        name: STAGE_MODULE.match(stage["cmd"]).group(1)  # type: ignore[union-attr]
+        for name, stage in dvc["stages"].items()
+    }
 
 
 def stage_code(dvc: Mapping[str, Any], package_dir: Path = PACKAGE_DIR) -> dict[str, list[str]]:
     """Each stage's code deps as dvc.yaml lists them: every file of the package its module runs when imported
     (``pipeline/train.py``, ...), sorted."""
     prefix = package_dir.name
-    return {stage: sorted(f"{prefix}/{f}" for f in imported_files(module, package_dir))
-            for stage, module in stage_modules(dvc).items()}
+    return {
+        stage: sorted(f"{prefix}/{f}" for f in imported_files(module, package_dir))
+        for stage, module in stage_modules(dvc).items()
+    }
 
 
 def write_stage_code(path: Path = Path("dvc.yaml")) -> list[str]:

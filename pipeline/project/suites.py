@@ -63,8 +63,11 @@ def load_suite(path: Path) -> Suite:
 def overrides(suite: Suite, table: TableSpec, root: Path) -> dict[str, Any]:
     """Every param the table's experiment sets, dotted: the suite's, then the table's own."""
     source = table.source if table.source == "synthetic" else str((root / table.source).resolve())
-    own = {"prepare.source": source, **({"prepare.label": table.label} if table.label else {}),
-           **flatten(table.prepare, "prepare.")}
+    own = {
+        "prepare.source": source,
+        **({"prepare.label": table.label} if table.label else {}),
+        **flatten(table.prepare, "prepare."),
+    }
     shared = flatten(suite.params)
     return {**shared, **own}
 

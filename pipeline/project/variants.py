@@ -36,7 +36,7 @@ VARIANTS = {variant.name: variant for variant in CATALOGUE}
 NAMES = tuple(VARIANTS)
 BASELINE = "baseline"
 PRIMARY = "batchnorm"  # the variant the question is about: its verdict heads the summary and the headline
-assert NAMES == get_args(VariantName), "the catalogue and VariantName list the same variants"
+assert get_args(VariantName) == NAMES, "the catalogue and VariantName list the same variants"
 
 
 def variant(name: str) -> Variant:

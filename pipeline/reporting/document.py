@@ -12,7 +12,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 VOLATILE_START, VOLATILE_END = "<!-- volatile:start -->", "<!-- volatile:end -->"
 _VOLATILE = re.compile(re.escape(VOLATILE_START) + ".*?" + re.escape(VOLATILE_END), re.S)
 
@@ -115,8 +114,10 @@ def _html(block: Block) -> str:
         return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
     assert block.path is not None
     data = base64.b64encode(block.path.read_bytes()).decode()
-    return (f'<figure><img alt="{html.escape(block.text)}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{_inline(block.text)}</figcaption></figure>")
+    return (
+        f'<figure><img alt="{html.escape(block.text)}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{_inline(block.text)}</figcaption></figure>"
+    )
 
 
 _PAGE = """<!DOCTYPE html>

@@ -19,6 +19,7 @@ from pipeline.project.variants import CATALOGUE, REFERENCE_COLOR, VARIANTS, labe
 if TYPE_CHECKING:  # the study draws no suite figure: it never loads the suite's statistics
     from pipeline.analysis.pooling import PooledClaim
 
+
 def save(fig: Figure, path: Path) -> Path:
     """Write a figure as PNG (tight layout, fixed metadata)."""
     fig.tight_layout()
@@ -37,9 +38,18 @@ def overlaid_pr(curves: dict[str, tuple[np.ndarray, np.ndarray]], prevalence: fl
     ax = fig.subplots()
     for name, (y, p) in curves.items():
         variant = VARIANTS.get(name.split("-")[0])
-        PrecisionRecallDisplay.from_predictions(y, p, name=name, ax=ax, curve_kwargs={
-            "drawstyle": "steps-post", "linestyle": variant.linestyle if variant else ":",
-            "color": variant.color if variant else None, "linewidth": 1.2 if variant else 1.8})
+        PrecisionRecallDisplay.from_predictions(
+            y,
+            p,
+            name=name,
+            ax=ax,
+            curve_kwargs={
+                "drawstyle": "steps-post",
+                "linestyle": variant.linestyle if variant else ":",
+                "color": variant.color if variant else None,
+                "linewidth": 1.2 if variant else 1.8,
+            },
+        )
     ax.axhline(prevalence, color="grey", linestyle="--", linewidth=1, label=f"prevalence {prevalence:.4f}")
     ax.set_title("Precision-recall on the test split")
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7, borderaxespad=0)
@@ -88,8 +98,9 @@ def reliability(scores: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) ->
     ax = fig.subplots()
     for name, (y, p) in scores.items():
         variant = VARIANTS.get(name)
-        CalibrationDisplay.from_predictions(y, p, n_bins=10, strategy="quantile", name=label(name), ax=ax,
-                                            color=variant.color if variant else None)
+        CalibrationDisplay.from_predictions(
+            y, p, n_bins=10, strategy="quantile", name=label(name), ax=ax, color=variant.color if variant else None
+        )
     ax.set_title("Reliability on the test parts")
     ax.legend(fontsize=7, loc="upper left")
     return save(fig, path)
@@ -99,8 +110,11 @@ def sweep(summary: pd.DataFrame, param: str, path: Path) -> Path:
     """Three panels against a swept param: test AP, final train loss, seconds per epoch, per variant."""
     fig = Figure(figsize=(13, 3.8))
     axes = fig.subplots(1, 3)
-    panels = (("test_ap", "test average precision"), ("final_train_loss", "final training loss"),
-              ("seconds_per_epoch", "seconds per epoch"))
+    panels = (
+        ("test_ap", "test average precision"),
+        ("final_train_loss", "final training loss"),
+        ("seconds_per_epoch", "seconds per epoch"),
+    )
     for ax, (key, heading) in zip(axes, panels):
         for variant in CATALOGUE:
             rows = summary[summary["variant"] == variant.name].sort_values("value")
@@ -108,12 +122,19 @@ def sweep(summary: pd.DataFrame, param: str, path: Path) -> Path:
                 continue
             mean = rows[f"{key}_mean"]
             spread = [mean - rows[f"{key}_min"], rows[f"{key}_max"] - mean]
-            ax.errorbar(rows["value"], mean, yerr=spread, marker="o", capsize=3, color=variant.color,
-                        label=variant.name)
+            ax.errorbar(
+                rows["value"], mean, yerr=spread, marker="o", capsize=3, color=variant.color, label=variant.name
+            )
             failed = rows[rows["failed"] > 0]
             if not failed.empty:
-                ax.scatter(failed["value"], [ax.get_ylim()[0]] * len(failed), marker="x", s=80, color=variant.color,
-                           label=f"{variant.name}: FAILED run(s)")
+                ax.scatter(
+                    failed["value"],
+                    [ax.get_ylim()[0]] * len(failed),
+                    marker="x",
+                    s=80,
+                    color=variant.color,
+                    label=f"{variant.name}: FAILED run(s)",
+                )
         ax.set_xscale("log")
         if key == "final_train_loss":
             ax.set_yscale("log")
@@ -141,8 +162,7 @@ def forest(claim: PooledClaim, text: str, unit: str, path: Path) -> Path:
         ax.fill([p.low, p.mean, p.high, p.mean], [0.5, 0.8, 0.5, 0.2], color="#d62728")
     ax.axvspan(-claim.rope, claim.rope, color="#dddddd", alpha=0.6, label=f"ROPE ±{claim.rope:.3g}")
     ax.axvline(0, color="black", linewidth=0.8)
-    ax.set_yticks([*ys, 0.5], [e.table for e in rows] + [f"pooled (I² {p.i2:.0%})" if np.isfinite(p.i2)
-                                                          else "pooled"])
+    ax.set_yticks([*ys, 0.5], [e.table for e in rows] + [f"pooled (I² {p.i2:.0%})" if np.isfinite(p.i2) else "pooled"])
     ax.set_xlabel(f"{title(claim.variant)} minus the baseline, {unit} (positive favours the variant)")
     ax.set_ylim(-0.2, len(rows) + 1.6)
     ax.legend(loc="upper right", fontsize=8)

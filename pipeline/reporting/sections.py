@@ -25,7 +25,6 @@ from pipeline.reporting import figures
 from pipeline.reporting.document import Document
 from pipeline.tracking import ui
 
-
 # ---------------------------------------------------------------- numbers as words
 
 
@@ -60,16 +59,17 @@ def claim_text(c: Claim) -> str:
     parts = [f"**{c.text}.** {m.text}: {effect_text(m, c.band)}"]
     if m.counts:
         parts.append(m.counts)
-    parts.append(f"{agree} of {n} replicates favour {title(c.variant)}; permutation p = {c.p:.3g} (the smallest {n} "
-                 f"replicates allow: {c.smallest_p:.3g})")
+    parts.append(
+        f"{agree} of {n} replicates favour {title(c.variant)}; permutation p = {c.p:.3g} (the smallest {n} "
+        f"replicates allow: {c.smallest_p:.3g})"
+    )
     return "; ".join(parts) + "."
 
 
 def verdict_text(c: Claim) -> str:
     """A claim's verdict with its Holm correction (it depends on every claim of the family, the
     timed one included)."""
-    return (f"{c.text}: **{c.status}** (Holm-adjusted p = {c.p_adjusted:.3g}; its raw p compared at "
-            f"{c.level:.3g})")
+    return f"{c.text}: **{c.status}** (Holm-adjusted p = {c.p_adjusted:.3g}; its raw p compared at {c.level:.3g})"
 
 
 # ---------------------------------------------------------------- sections 2 to 7
@@ -80,38 +80,52 @@ def setup_section(doc: Document, ev: Evidence) -> None:
     p, s = ev.params, ev.summary
     devices = describe_runs(ev.runs)["devices"]
     doc.heading("2. Setup")
-    doc.bullets([
-        f"Data: `{s.source}` (SHA-256 `{s.source_sha256[:16]}…`), label `{s.label}`, {s.n_features} features, "
-        f"{s.split_method} split; rows with NaN/inf dropped: {s.dropped_nonfinite:,}.",
-        f"Model: MLP{' over the numeric inputs and one embedding per categorical column' if s.categories else ''}, "
-        f"hidden layers {p.train.model.hidden}, {p.train.model.activation}; `batchnorm` adds "
-        f"BatchNorm1d (`layernorm`: LayerNorm) {p.train.model.batchnorm_placement} each activation; nothing else "
-        "differs, shared layers start from the same weights, and the output bias starts at the training prior's "
-        "log-odds (the first predictions are the base rate).",
-        f"Training: at most {p.train.epochs} epochs, early stopping after {p.train.patience} epochs without a better "
-        f"validation AP (the best epoch's weights kept), {p.train.optimizer.name}, batches never below "
-        f"{p.train.min_batch}; validation AP also at probe steps growing {p.train.probe_growth:g}x.",
-        "Settings (tuned per variant, section 3): " + "; ".join(f"{label(v)}: {ev.setting(v).name()}"
-                                                               for v in p.train.variants) + ".",
-        f"Replicates: {len(ev.replicates)}; replicate r trains every variant with seed r on "
-        + ("its own redrawn split" if s.redrawn else f"time window r mod {s.folds}") + ". Device: "
-        f"{', '.join(devices)}. Threshold: `{p.evaluate.threshold.strategy}` on each model's validation part.",
-        "Versions: " + ", ".join(f"{pkg} {version(pkg)}" for pkg in ("torch", "scikit-learn", "mlflow", "dvc",
-                                                                    "optuna", "numpy", "pandas")) +
-        f", Python {platform.python_version()}.",
-    ])
+    doc.bullets(
+        [
+            f"Data: `{s.source}` (SHA-256 `{s.source_sha256[:16]}…`), label `{s.label}`, {s.n_features} features, "
+            f"{s.split_method} split; rows with NaN/inf dropped: {s.dropped_nonfinite:,}.",
+            f"Model: MLP{' over the numeric inputs and one embedding per categorical column' if s.categories else ''}, "
+            f"hidden layers {p.train.model.hidden}, {p.train.model.activation}; `batchnorm` adds "
+            f"BatchNorm1d (`layernorm`: LayerNorm) {p.train.model.batchnorm_placement} each activation; nothing else "
+            "differs, shared layers start from the same weights, and the output bias starts at the training prior's "
+            "log-odds (the first predictions are the base rate).",
+            f"Training: at most {p.train.epochs} epochs, early stopping after {p.train.patience} epochs without a "
+            f"better validation AP (the best epoch's weights kept), {p.train.optimizer.name}, batches never below "
+            f"{p.train.min_batch}; validation AP also at probe steps growing {p.train.probe_growth:g}x.",
+            "Settings (tuned per variant, section 3): "
+            + "; ".join(f"{label(v)}: {ev.setting(v).name()}" for v in p.train.variants)
+            + ".",
+            f"Replicates: {len(ev.replicates)}; replicate r trains every variant with seed r on "
+            + ("its own redrawn split" if s.redrawn else f"time window r mod {s.folds}")
+            + ". Device: "
+            f"{', '.join(devices)}. Threshold: `{p.evaluate.threshold.strategy}` on each model's validation part.",
+            "Versions: "
+            + ", ".join(
+                f"{pkg} {version(pkg)}"
+                for pkg in ("torch", "scikit-learn", "mlflow", "dvc", "optuna", "numpy", "pandas")
+            )
+            + f", Python {platform.python_version()}.",
+        ]
+    )
     if s.blocks:
         time_blocks(doc, ev)
     else:
-        doc.table(["Part (every split)", "Rows", "Frauds", "Prevalence"],
-                  [[n, f"{s.rows[n]:,}", f"{s.positives[n]:,}", f"{s.prevalence[n]:.4%}"] for n in SPLITS])
+        doc.table(
+            ["Part (every split)", "Rows", "Frauds", "Prevalence"],
+            [[n, f"{s.rows[n]:,}", f"{s.positives[n]:,}", f"{s.prevalence[n]:.4%}"] for n in SPLITS],
+        )
     _columns(doc, ev)
 
 
-ROLE_INPUTS = {"numeric": "standardised (fitted on each split's training part)", "boolean": "0/1, standardised",
-               "categorical": "an embedding each (rows x width), concatenated with the numeric inputs",
-               "datetime": "five numbers each: hour of day and day of week as (sin, cos) pairs, days elapsed",
-               "id": "never a feature", "constant": "dropped", "drop": "dropped (declared)"}
+ROLE_INPUTS = {
+    "numeric": "standardised (fitted on each split's training part)",
+    "boolean": "0/1, standardised",
+    "categorical": "an embedding each (rows x width), concatenated with the numeric inputs",
+    "datetime": "five numbers each: hour of day and day of week as (sin, cos) pairs, days elapsed",
+    "id": "never a feature",
+    "constant": "dropped",
+    "drop": "dropped (declared)",
+}
 
 
 def _columns(doc: Document, ev: Evidence) -> None:
@@ -127,16 +141,23 @@ def _columns(doc: Document, ev: Evidence) -> None:
         if not names:
             continue
         if role == "categorical":
-            shown = [f"`{n}` ({s.categories[n] - 2} categories, {s.categories[n]} x {embedding_dim(s.categories[n])})"
-                     for n in names]
+            shown = [
+                f"`{n}` ({s.categories[n] - 2} categories, {s.categories[n]} x {embedding_dim(s.categories[n])})"
+                for n in names
+            ]
         else:
-            shown = [f"`{n}`" + (" (the entity)" if n == s.entity else "") + (" (log1p)" if n in log1p else "")
-                     for n in names]
-        rows.append([role, str(len(names)), ", ".join(shown if len(shown) <= 8 else [*shown[:4], "…", *shown[-2:]]),
-                     what])
-    doc.paragraph("Column roles (inferred from values and names, or declared in `prepare.columns`); categories "
-                  f"seen fewer than {ev.params.prepare.min_category_count} times in a training part, or first seen "
-                  "later, share an \"other\" index, and missing categories have their own:")
+            shown = [
+                f"`{n}`" + (" (the entity)" if n == s.entity else "") + (" (log1p)" if n in log1p else "")
+                for n in names
+            ]
+        rows.append(
+            [role, str(len(names)), ", ".join(shown if len(shown) <= 8 else [*shown[:4], "…", *shown[-2:]]), what]
+        )
+    doc.paragraph(
+        "Column roles (inferred from values and names, or declared in `prepare.columns`); categories "
+        f"seen fewer than {ev.params.prepare.min_category_count} times in a training part, or first seen "
+        'later, share an "other" index, and missing categories have their own:'
+    )
     doc.table(["Role", "Columns", "Which", "What the network gets"], rows)
 
 
@@ -144,27 +165,44 @@ def tuning_section(doc: Document, ev: Evidence, figure_dir: Path) -> None:
     """Each variant's trials: the best so far after each trial, the chosen setting, the best few."""
     p = ev.params
     doc.heading("3. Tuning: the same budget for every variant")
-    doc.paragraph(f"Every variant had {p.train.tune.trials} trials (`{p.train.tune.sampler}`, seeded) over the same "
-                  f"space (`train.tune.space`); each trial trained its setting on the tuning seeds "
-                  f"{list(p.train.tune.seeds)}, on a split of its own, and scored the mean of their best validation "
-                  "AP; test data never took part. The best trial is the variant's setting.")
+    doc.paragraph(
+        f"Every variant had {p.train.tune.trials} trials (`{p.train.tune.sampler}`, seeded) over the same "
+        f"space (`train.tune.space`); each trial trained its setting on the tuning seeds "
+        f"{list(p.train.tune.seeds)}, on a split of its own, and scored the mean of their best validation "
+        "AP; test data never took part. The best trial is the variant's setting."
+    )
     rows = []
     for variant in p.train.variants:
         entry = ev.selection.variants[variant]
         quarter, gain = last_quarter_gain(entry.best_so_far)
         state = "still climbing" if gain > p.report.saturation else "saturated"
         edges = ", ".join(f"{k} ({v} end)" for k, v in entry.at_edge.items()) or "none"
-        rows.append([label(variant), f"{entry.val_ap:.3f}", f"trial {entry.chosen.trial}",
-                     ev.setting(variant).name(), f"{state} (last {quarter}: {gain:+.3f})", edges])
+        rows.append(
+            [
+                label(variant),
+                f"{entry.val_ap:.3f}",
+                f"trial {entry.chosen.trial}",
+                ev.setting(variant).name(),
+                f"{state} (last {quarter}: {gain:+.3f})",
+                edges,
+            ]
+        )
     doc.table(["Variant", "Best validation AP", "Chosen", "Setting", "Budget", "At the edge of the space"], rows)
-    doc.figure(figures.tuning_curves({v: ev.selection.variants[v].best_so_far for v in p.train.variants},
-                                     figure_dir / "tuning.png"), "Best mean validation AP after each trial")
+    doc.figure(
+        figures.tuning_curves(
+            {v: ev.selection.variants[v].best_so_far for v in p.train.variants}, figure_dir / "tuning.png"
+        ),
+        "Best mean validation AP after each trial",
+    )
     for variant in p.train.variants:
-        trials = sorted((t for t in ev.selection.variants[variant].trials if t.val_ap is not None),
-                        key=lambda t: -t.val_ap)[:5]
+        trials = sorted(
+            (t for t in ev.selection.variants[variant].trials if t.val_ap is not None), key=lambda t: -t.val_ap
+        )[:5]
         doc.paragraph(f"Best trials {label(variant)}:")
-        doc.table(["Trial", "Validation AP (mean over tuning seeds)", "Setting"],
-                  [[str(t.trial), f"{t.val_ap:.3f}", t.setting.name()] for t in trials])
+        doc.table(
+            ["Trial", "Validation AP (mean over tuning seeds)", "Setting"],
+            [[str(t.trial), f"{t.val_ap:.3f}", t.setting.name()] for t in trials],
+        )
 
 
 def curves_section(doc: Document, ev: Evidence, figure_dir: Path) -> None:
@@ -180,12 +218,16 @@ def curves_section(doc: Document, ev: Evidence, figure_dir: Path) -> None:
                 values = at_epoch(ev.histories[variant], key, epoch)
                 cells.append(mean_sd(values) + (f" (n={len(values)})" if 0 < len(values) < n else ""))
             rows.append([str(epoch), *cells])
-        doc.paragraph(f"**{name.capitalize()}** of the compared models (each variant at its tuned setting), mean ± "
-                      f"standard deviation over {n} replicate(s); n < replicates where early stopping ended a run "
-                      "before that epoch.")
+        doc.paragraph(
+            f"**{name.capitalize()}** of the compared models (each variant at its tuned setting), mean ± "
+            f"standard deviation over {n} replicate(s); n < replicates where early stopping ended a run "
+            "before that epoch."
+        )
         doc.table(["Epoch", *[f"{name} {label(v)}" for v in ev.histories]], rows)
-    doc.figure(figures.loss_curves(ev.histories, figure_dir / "loss_curves.png"),
-               "Training (solid) and validation (dashed) loss")
+    doc.figure(
+        figures.loss_curves(ev.histories, figure_dir / "loss_curves.png"),
+        "Training (solid) and validation (dashed) loss",
+    )
 
 
 def accuracy_section(doc: Document, ev: Evidence) -> None:
@@ -195,14 +237,25 @@ def accuracy_section(doc: Document, ev: Evidence) -> None:
     rows = []
     for model in [*ev.histories, *ev.params.evaluate.references.names()]:
         at_half = [_accuracy_at(ev, n, 0.5) for n in ev.names(model)]
-        rows.append([label(model), mean_sd(ev.values(model, "test_accuracy")), mean_sd(at_half),
-                     mean_sd(ev.values(model, "test_balanced_accuracy"), 3), mean_sd(ev.values(model, "test_mcc"), 3)])
-    doc.table(["Model (mean ± sd over replicates)", "Test accuracy at its threshold", "At 0.5",
-               "Balanced accuracy", "MCC"], rows)
-    doc.paragraph("Accuracy is dominated by the majority class: predicting \"legit\" for every row already scores "
-                  f"{majority:.2%}, and moving the threshold trades a few frauds caught for many more rows "
-                  "flagged, so accuracy moves little while recall moves a lot. Balanced accuracy and MCC weigh the "
-                  "fraud class; judge the models on the minority-class metrics below.")
+        rows.append(
+            [
+                label(model),
+                mean_sd(ev.values(model, "test_accuracy")),
+                mean_sd(at_half),
+                mean_sd(ev.values(model, "test_balanced_accuracy"), 3),
+                mean_sd(ev.values(model, "test_mcc"), 3),
+            ]
+        )
+    doc.table(
+        ["Model (mean ± sd over replicates)", "Test accuracy at its threshold", "At 0.5", "Balanced accuracy", "MCC"],
+        rows,
+    )
+    doc.paragraph(
+        'Accuracy is dominated by the majority class: predicting "legit" for every row already scores '
+        f"{majority:.2%}, and moving the threshold trades a few frauds caught for many more rows "
+        "flagged, so accuracy moves little while recall moves a lot. Balanced accuracy and MCC weigh the "
+        "fraud class; judge the models on the minority-class metrics below."
+    )
 
 
 def _accuracy_at(ev: Evidence, name: str, threshold: float) -> float:
@@ -214,25 +267,38 @@ def minority_section(doc: Document, ev: Evidence, figure_dir: Path) -> None:
     """AP, precision, recall and F1 per variant and reference; at 0.5; calibration; PR curves."""
     p = ev.params
     doc.heading("6. Minority class: average precision, precision, recall, calibration")
-    doc.paragraph(f"Each replicate's test part ({ev.summary.rows['test']:,} rows, {ev.summary.positives['test']:,} "
-                  f"frauds), each model's threshold chosen on its validation part (`{p.evaluate.threshold.strategy}`). "
-                  f"Mean ± sd over {len(ev.replicates)} replicate(s); test prevalence "
-                  f"{ev.summary.prevalence['test']:.4f} is the AP of a random ranking. Precision and recall hold "
-                  "the chosen threshold fixed; Brier score and the reliability plot say how far the probabilities "
-                  "can be read as such.")
+    doc.paragraph(
+        f"Each replicate's test part ({ev.summary.rows['test']:,} rows, {ev.summary.positives['test']:,} "
+        f"frauds), each model's threshold chosen on its validation part (`{p.evaluate.threshold.strategy}`). "
+        f"Mean ± sd over {len(ev.replicates)} replicate(s); test prevalence "
+        f"{ev.summary.prevalence['test']:.4f} is the AP of a random ranking. Precision and recall hold "
+        "the chosen threshold fixed; Brier score and the reliability plot say how far the probabilities "
+        "can be read as such."
+    )
     keys = ("ap", "precision", "recall", "f1", "brier")
     models = [*ev.histories, *p.evaluate.references.names()]
-    doc.table(["Model", "Average precision", "Precision", "Recall", "F1", "Brier", "Recall at 0.5"],
-              [[label(m)] + [mean_sd(ev.values(m, f"test_{k}"), 3) for k in keys]
-               + [mean_sd([_recall_at(ev, n, 0.5) for n in ev.names(m)], 3)] for m in models])
-    pooled = {m: tuple(np.concatenate(a) for a in zip(*(ev.split_scores(n, "test") for n in ev.names(m))))
-              for m in models}
+    doc.table(
+        ["Model", "Average precision", "Precision", "Recall", "F1", "Brier", "Recall at 0.5"],
+        [
+            [label(m)]
+            + [mean_sd(ev.values(m, f"test_{k}"), 3) for k in keys]
+            + [mean_sd([_recall_at(ev, n, 0.5) for n in ev.names(m)], 3)]
+            for m in models
+        ],
+    )
+    pooled = {
+        m: tuple(np.concatenate(a) for a in zip(*(ev.split_scores(n, "test") for n in ev.names(m)))) for m in models
+    }
     money_table(doc, ev)
-    doc.figure(figures.reliability(pooled, figure_dir / "reliability.png"),
-               "Reliability on the test parts, every replicate pooled")
+    doc.figure(
+        figures.reliability(pooled, figure_dir / "reliability.png"),
+        "Reliability on the test parts, every replicate pooled",
+    )
     first = {n: ev.split_scores(n, "test") for m in models for n in ev.names(m)[:1]}
-    doc.figure(figures.overlaid_pr(first, ev.summary.prevalence["test"], figure_dir / "precision_recall.png"),
-               "Precision-recall curves on replicate 0's test part")
+    doc.figure(
+        figures.overlaid_pr(first, ev.summary.prevalence["test"], figure_dir / "precision_recall.png"),
+        "Precision-recall curves on replicate 0's test part",
+    )
 
 
 def _recall_at(ev: Evidence, name: str, threshold: float) -> float:
@@ -245,36 +311,66 @@ def speed_section(doc: Document, ev: Evidence, paired: dict[str, list[Pair]]) ->
     same at shared settings."""
     doc.heading("7. Speed: time to validation-AP targets both variants reach")
     rungs = ", ".join(f"{f:.0%}" for f in ev.params.report.speed_rungs)
-    doc.paragraph(f"Targets: {rungs} of the lower of the two variants' best validation AP in each replicate, so "
-                  "both reach every target; times are interpolated between validation probes (steps 1, 2, 3, ... "
-                  "growing geometrically, and every epoch end) and count training steps only (a stack's step time "
-                  "shared among its models). Each variant at its own tuned setting: a different batch size makes "
-                  "a step do different work, so training seconds decide, and steps are shown beside.")
+    doc.paragraph(
+        f"Targets: {rungs} of the lower of the two variants' best validation AP in each replicate, so "
+        "both reach every target; times are interpolated between validation probes (steps 1, 2, 3, ... "
+        "growing geometrically, and every epoch end) and count training steps only (a stack's step time "
+        "shared among its models). Each variant at its own tuned setting: a different batch size makes "
+        "a step do different work, so training seconds decide, and steps are shown beside."
+    )
     for variant in ev.compared():
         rows = []
         for r in ev.replicates:
             seconds = claims.rung_times(ev, variant, r, "seconds")
             steps = claims.rung_times(ev, variant, r, "step")
-            rows.append([str(r)] + [f"{a:.1f}s/{b:.1f}s ({sa:.0f}/{sb:.0f} steps)" for (_, a, b), (_, sa, sb)
-                                    in zip(seconds, steps)])
-        doc.table(["Replicate", *[f"{f:.0%} target: {title(variant)}/{title(BASELINE)}"
-                                  for f in ev.params.report.speed_rungs]], rows, volatile=True)
-    doc.paragraph("Seconds per epoch (wall time of the epoch, shared by the models trained together; they vary "
-                  "between runs of the same params):")
-    doc.table(["Variant", "Seconds per epoch", "Models per stack"],
-              [[label(v), mean_sd([float(h["epoch_seconds"].median()) for h in runs.values()], 3, noisy=True),
-                mean_sd([float(h["stack_size"].iloc[0]) for h in runs.values()], 0)]
-               for v, runs in ev.histories.items()], volatile=True)
+            rows.append(
+                [str(r)]
+                + [f"{a:.1f}s/{b:.1f}s ({sa:.0f}/{sb:.0f} steps)" for (_, a, b), (_, sa, sb) in zip(seconds, steps)]
+            )
+        doc.table(
+            [
+                "Replicate",
+                *[f"{f:.0%} target: {title(variant)}/{title(BASELINE)}" for f in ev.params.report.speed_rungs],
+            ],
+            rows,
+            volatile=True,
+        )
+    doc.paragraph(
+        "Seconds per epoch (wall time of the epoch, shared by the models trained together; they vary "
+        "between runs of the same params):"
+    )
+    doc.table(
+        ["Variant", "Seconds per epoch", "Models per stack"],
+        [
+            [
+                label(v),
+                mean_sd([float(h["epoch_seconds"].median()) for h in runs.values()], 3, noisy=True),
+                mean_sd([float(h["stack_size"].iloc[0]) for h in runs.values()], 0),
+            ]
+            for v, runs in ev.histories.items()
+        ],
+        volatile=True,
+    )
     for variant in ev.compared():
         if not paired[variant]:
             continue
-        doc.paragraph(f"**At shared settings**: the tuning trials {title(variant)} and {title(BASELINE)} both trained "
-                      "(the sampler's seeded first round, or the whole grid), on the tuning split, paired by tuning "
-                      "seed. One learning rate and batch for both: here a step does the same work, so steps "
-                      "compare the optimisation itself. Speed-up: the baseline's steps over the variant's, "
-                      "geometric mean over the targets; loss fall as in the loss claim.")
-        doc.table(["Setting", "Seed", "Speed-up in steps", "Loss fall, baseline minus variant",
-                   f"Best validation AP {title(variant)} / {title(BASELINE)}"], claims.shared_rows(paired[variant]))
+        doc.paragraph(
+            f"**At shared settings**: the tuning trials {title(variant)} and {title(BASELINE)} both trained "
+            "(the sampler's seeded first round, or the whole grid), on the tuning split, paired by tuning "
+            "seed. One learning rate and batch for both: here a step does the same work, so steps "
+            "compare the optimisation itself. Speed-up: the baseline's steps over the variant's, "
+            "geometric mean over the targets; loss fall as in the loss claim."
+        )
+        doc.table(
+            [
+                "Setting",
+                "Seed",
+                "Speed-up in steps",
+                "Loss fall, baseline minus variant",
+                f"Best validation AP {title(variant)} / {title(BASELINE)}",
+            ],
+            claims.shared_rows(paired[variant]),
+        )
         doc.bullets([claims.seconds_note(paired[variant], title(variant)) + "."], volatile=True)
 
 
@@ -304,25 +400,35 @@ def money_table(doc: Document, ev: Evidence) -> None:
     doc.paragraph(
         f"**Money and alerts** on the test parts (`{ev.summary.amount}` as each transaction's amount). Value-weighted "
         "recall is the share of the fraudulent amount the alerts catch at each model's threshold. "
-        + (f"The alert budget is {e.alerts_per_day} alerts a day on the whole day's traffic, scaled to the part's "
-           f"share of each day's rows ({budget:,.0f} alerts over the test days of a replicate): precision is the "
-           "share of each day's highest scores that are fraud, averaged over the days (equal scores at the edge share "
-           "the last alerts). " if alerts else "No time column: no alert budget per day. ")
+        + (
+            f"The alert budget is {e.alerts_per_day} alerts a day on the whole day's traffic, scaled to the part's "
+            f"share of each day's rows ({budget:,.0f} alerts over the test days of a replicate): precision is the "
+            "share of each day's highest scores that are fraud, averaged over the days (equal scores at the edge share "
+            "the last alerts). "
+            if alerts
+            else "No time column: no alert budget per day. "
+        )
         + f"Costs: {e.cost_per_alert:g} per alert plus every missed fraud's amount; savings against no model (every "
         "fraud lost) and against alerting every row. Mean per replicate [95% interval over replicates]; the "
-        "threshold held fixed.")
+        "threshold held fixed."
+    )
     header = ["Model", "Value-weighted recall", "Fraud amount caught", "Fraud amount missed"]
     header += ["Precision within the alert budget", "Share of fraud amount the alerts catch"] if alerts else []
     header += ["Savings vs no model", "Savings vs alerting every row"]
     rows = []
     for model in models:
-        cells = [label(model), _interval(ev, model, "test_value_recall"),
-                 _interval(ev, model, "test_amount_caught", money=True),
-                 f"{np.mean(ev.values(model, 'test_amount_missed')):,.0f}"]
+        cells = [
+            label(model),
+            _interval(ev, model, "test_value_recall"),
+            _interval(ev, model, "test_amount_caught", money=True),
+            f"{np.mean(ev.values(model, 'test_amount_missed')):,.0f}",
+        ]
         if alerts:
             cells += [_interval(ev, model, "test_alert_precision"), _interval(ev, model, "test_alert_value_recall")]
-        cells += [_interval(ev, model, "test_savings_vs_none", money=True),
-                  _interval(ev, model, "test_savings_vs_all", money=True)]
+        cells += [
+            _interval(ev, model, "test_savings_vs_none", money=True),
+            _interval(ev, model, "test_savings_vs_all", money=True),
+        ]
         rows.append(cells)
     doc.table(header, rows)
 
@@ -338,8 +444,9 @@ def time_blocks(doc: Document, ev: Evidence) -> None:
         f"test block; in each, the earliest rows train, then a gap of {split.delay} is left out (labels that arrive "
         "late), then validation, then test. Evaluation in time order asks what a model trained on the past does on "
         "the next block: stricter than a random split, where test rows sit between training rows. Replicate r "
-        f"uses window r mod {s.folds}; tuning uses window 0.")
-    shown = ["tuning", *s.replicates[:s.folds]]
+        f"uses window r mod {s.folds}; tuning uses window 0."
+    )
+    shown = ["tuning", *s.replicates[: s.folds]]
     rows = []
     for name in shown:
         for part in ("train", "gap", "val", "test"):
@@ -347,8 +454,9 @@ def time_blocks(doc: Document, ev: Evidence) -> None:
             if b is None or not b.rows or b.start is None or b.end is None:
                 continue
             span = (b.end - b.start) / 3600
-            rows.append([name, part, str(b.start_text), str(b.end_text), f"{span:,.1f} h", f"{b.rows:,}",
-                         f"{b.positives:,}"])
+            rows.append(
+                [name, part, str(b.start_text), str(b.end_text), f"{span:,.1f} h", f"{b.rows:,}", f"{b.positives:,}"]
+            )
     doc.table(["Split", "Part", "From", "To", "Span", "Rows", "Frauds"], rows)
 
 
@@ -371,7 +479,8 @@ METHOD = (
     "move with the data; the replicates' splits are drawn from one table, so a new population (next month, "
     "another portfolio) may differ by more; precision and recall intervals hold each model's "
     "validation-chosen threshold fixed. Power is simulated for the rule itself (permutation test at "
-    "{strictest:.3g}, interval and practical size; seeded), at an effect of the practical size.")
+    "{strictest:.3g}, interval and practical size; seeded), at an effect of the practical size."
+)
 
 
 def verdicts_section(doc: Document, ev: Evidence, found: dict[str, list[Claim]]) -> None:
@@ -379,18 +488,25 @@ def verdicts_section(doc: Document, ev: Evidence, found: dict[str, list[Claim]])
     p = ev.params
     doc.heading("8. Verdicts in detail")
     if len(ev.replicates) < 2:
-        doc.paragraph("**Only one replicate was trained: the verdict cannot judge replicate-to-replicate noise.** "
-                      "Every claim is `inconclusive`; raise `prepare.replicates`.")
+        doc.paragraph(
+            "**Only one replicate was trained: the verdict cannot judge replicate-to-replicate noise.** "
+            "Every claim is `inconclusive`; raise `prepare.replicates`."
+        )
     for variant in ev.compared():
         items, timed = [], []
         for c in found[variant]:
             lines = [claim_text(c)]
             for m in (c.primary, *c.secondary):
-                lines.append(f"{m.text}: {effect_text(m, c.band if m is c.primary else math.nan, 4)}; per replicate "
-                             + ", ".join(f"{d:+.4f}" for d in m.differences) + (f"; {m.counts}" if m.counts else ""))
+                lines.append(
+                    f"{m.text}: {effect_text(m, c.band if m is c.primary else math.nan, 4)}; per replicate "
+                    + ", ".join(f"{d:+.4f}" for d in m.differences)
+                    + (f"; {m.counts}" if m.counts else "")
+                )
             need = c.power.replicates_needed
-            lines.append(f"Power at the practical size {c.band:.3g}: {c.power.power:.0%} with {len(ev.replicates)} "
-                         f"replicates; {need or 'more than 64'} would give {c.power.target:.0%}.")
+            lines.append(
+                f"Power at the practical size {c.band:.3g}: {c.power.power:.0%} with {len(ev.replicates)} "
+                f"replicates; {need or 'more than 64'} would give {c.power.target:.0%}."
+            )
             (timed if c.key in TIMED else items).append(" ".join(x if x.endswith(".") else x + "." for x in lines))
         doc.bullets(items)
         doc.bullets(timed + [verdict_text(c) for c in found[variant]], volatile=True)
@@ -408,20 +524,36 @@ def provenance_section(doc: Document, ev: Evidence, layout: Layout) -> None:
     """10. Git state of code and params, pipeline outputs, DVC hashes, MLflow runs."""
     state = git_state()
     doc.heading("10. Provenance")
-    code = (f"uncommitted changes in {', '.join(f'`{f}`' for f in state.changed_code)}" if state.changed_code
-            else "as committed")
-    outputs = (f"changed since the commit: {', '.join(f'`{f}`' for f in state.changed_outputs)} (the pipeline "
-               "writes them; `dvc repro` stages dvc.lock)" if state.changed_outputs else "as committed")
-    doc.bullets([f"Git commit `{state.commit}`. Code and params: {code}. Pipeline records: {outputs}.",
-                 "Params: " + "; ".join(f"`{k}`: {json.dumps(v)}" for k, v in
-                                        ev.params.model_dump(include={"prepare", "train", "evaluate"}).items())])
+    code = (
+        f"uncommitted changes in {', '.join(f'`{f}`' for f in state.changed_code)}"
+        if state.changed_code
+        else "as committed"
+    )
+    outputs = (
+        f"changed since the commit: {', '.join(f'`{f}`' for f in state.changed_outputs)} (the pipeline "
+        "writes them; `dvc repro` stages dvc.lock)"
+        if state.changed_outputs
+        else "as committed"
+    )
+    doc.bullets(
+        [
+            f"Git commit `{state.commit}`. Code and params: {code}. Pipeline records: {outputs}.",
+            "Params: "
+            + "; ".join(
+                f"`{k}`: {json.dumps(v)}"
+                for k, v in ev.params.model_dump(include={"prepare", "train", "evaluate"}).items()
+            ),
+        ]
+    )
     checkpoints = [layout.checkpoint(n) for v in ev.histories for n in ev.names(v)]
     doc.table(["Output", "md5"], [[f"`{path}`", f"`{md5}`"] for path, md5 in output_hashes(layout.root, checkpoints)])
-    links = sorted({ui.comparison_url(r.experiment_id, r.group) for r in ev.runs.values()
-                    if r.run_id and r.experiment_id})
+    links = sorted(
+        {ui.comparison_url(r.experiment_id, r.group) for r in ev.runs.values() if r.run_id and r.experiment_id}
+    )
     if links:
-        doc.bullets([f"MLflow comparison of this execution's runs (after `mlflow ui`): {url}" for url in links],
-                    volatile=True)
+        doc.bullets(
+            [f"MLflow comparison of this execution's runs (after `mlflow ui`): {url}" for url in links], volatile=True
+        )
     uris = {n: m.model_uri for n, m in ev.logged.models.items()}
     rows = [[n, r.run_id, uris.get(n, "")] for n, r in ev.runs.items() if r.run_id]
     rows += [[f"{n} (reference)", run_id, ""] for n, run_id in ev.logged.references.items()]

@@ -28,14 +28,18 @@ def setup_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-RESUME = {"score": "run the same command again", "study": "run the same command again",
-          "compare": "run the same command again",
-          "suite": "run the same command again (finished tables are reused)"}
+RESUME = {
+    "score": "run the same command again",
+    "study": "run the same command again",
+    "compare": "run the same command again",
+    "suite": "run the same command again (finished tables are reused)",
+}
 
 
 def on_signals() -> None:
     """SIGINT and SIGTERM raise Interrupted, so that runs end KILLED and staged outputs are removed;
     a second signal while that cleanup runs exits at once."""
+
     def handler(number: int, frame: object) -> None:
         name = signal.Signals(number).name
         code = 128 + number
@@ -61,19 +65,30 @@ def run_stage(stage: str, body: Callable[[], object]) -> int:
     except (Interrupted, KeyboardInterrupt) as exc:
         name, code = (exc.signal_name, exc.exit_code) if isinstance(exc, Interrupted) else ("SIGINT", 130)
         resume = RESUME.get(stage, "`dvc repro` resumes from the first unfinished stage")
-        print(f"{stage}: interrupted by {name}; its MLflow runs are marked KILLED and no partial output was "
-              f"left; {resume}", file=sys.stderr, flush=True)
+        print(
+            f"{stage}: interrupted by {name}; its MLflow runs are marked KILLED and no partial output was "
+            f"left; {resume}",
+            file=sys.stderr,
+            flush=True,
+        )
         return code
     return 0
 
 
-def stage_main(stage: str, description: str | None, argv: list[str] | None,
-               body: Callable[[argparse.Namespace], object],
-               arguments: Callable[[argparse.ArgumentParser], None] | None = None) -> int:
+def stage_main(
+    stage: str,
+    description: str | None,
+    argv: list[str] | None,
+    body: Callable[[argparse.Namespace], object],
+    arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> int:
     """Parse ``--params`` (and the stage's own ``arguments``), then run ``body(args)`` as a stage (it loads
     the params file ``args.params``: a problem in it is one line and exit code 2, like any user error)."""
-    parser = argparse.ArgumentParser(prog=f"python -m pipeline.{stage}", description=description,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=f"python -m pipeline.{stage}",
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--params", type=Path, default=PARAMS_FILE, help="params file (default: params.yaml)")
     if arguments is not None:
         arguments(parser)

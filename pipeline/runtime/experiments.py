@@ -26,8 +26,11 @@ def _dvc_call(*args: str) -> tuple[list[str], dict[str, str]]:
     they the stages' ``python``, by name: found nowhere (a venv not activated), a worker dies at once
     and the queue waits for ever."""
     found = Path(sys.executable).with_name("dvc")
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1",
-           "PATH": os.pathsep.join([str(found.parent), os.environ.get("PATH", os.defpath)])}
+    env = {
+        **os.environ,
+        "DVC_NO_ANALYTICS": "1",
+        "PATH": os.pathsep.join([str(found.parent), os.environ.get("PATH", os.defpath)]),
+    }
     return [str(found) if found.exists() else "dvc", *args], env
 
 
@@ -65,8 +68,9 @@ def run_queue(jobs: int) -> bool:
     """
     command, env = _dvc_call("exp", "run", "--run-all", "--jobs", str(jobs))
     with tempfile.TemporaryFile("w+") as out:
-        code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                              env=env).returncode
+        code = subprocess.run(
+            command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+        ).returncode
     return code == 0
 
 

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import glob
-import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from pipeline.runtime.processes import alive
 
@@ -45,14 +43,8 @@ def staged(*targets: Path) -> Iterator[list[Path]]:
 def _remove_abandoned(target: Path) -> None:
     """Remove the temporary folders for ``target`` (``.NAME.PID.random``) whose process is gone."""
     for folder in target.parent.glob(f".{glob.escape(target.name)}.*"):
-        pid, _, rest = folder.name[len(target.name) + 2:].partition(".")
+        pid, _, rest = folder.name[len(target.name) + 2 :].partition(".")
         if not (pid.isdigit() and rest and "." not in rest and folder.is_dir()):
             continue
         if not alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def write_json(path: Path, payload: Any) -> None:
-    """Write JSON with sorted keys and a trailing newline (stable for DVC and git)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n")

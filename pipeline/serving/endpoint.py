@@ -50,8 +50,13 @@ def problem(body: bytes, content_type: str, max_depth: int = MAX_DEPTH) -> str |
 async def _answer(send: Callable[[Message], Awaitable[None]], status: int, message: str) -> None:
     code = "BAD_REQUEST" if status == 400 else "REQUEST_LIMIT_EXCEEDED"
     body = json.dumps({"error_code": code, "message": message}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -61,14 +66,17 @@ class Guard:
     def __init__(self, app: Any, max_bytes: int = MAX_BYTES, max_depth: int = MAX_DEPTH) -> None:
         self.app, self.max_bytes, self.max_depth = app, max_bytes, max_depth
 
-    async def __call__(self, scope: Message, receive: Callable[[], Awaitable[Message]],
-                       send: Callable[[Message], Awaitable[None]]) -> None:
+    async def __call__(
+        self, scope: Message, receive: Callable[[], Awaitable[Message]], send: Callable[[Message], Awaitable[None]]
+    ) -> None:
         """Check an /invocations request, then hand it, replayed, to MLflow's app."""
         if scope["type"] != "http" or scope["path"] != "/invocations" or scope["method"] != "POST":
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        too_big = (f"the request body exceeds {self.max_bytes:,} bytes; send fewer rows per request "
-                   "(or score a file with pipeline.score)")
+        too_big = (
+            f"the request body exceeds {self.max_bytes:,} bytes; send fewer rows per request "
+            "(or score a file with pipeline.score)"
+        )
         if int(headers.get("content-length", "0") or 0) > self.max_bytes:
             return await _answer(send, 413, too_big)
         body = bytearray()

@@ -41,12 +41,16 @@ def signature(encoder: Encoder, example: pd.DataFrame) -> Any:
     def kind(name: str) -> Any:
         return "string" if encoder.roles[name] in ("categorical", "datetime") and is_text(example[name]) else AnyType()
 
-    return ModelSignature(inputs=Schema([ColSpec(kind(c), c) for c in encoder.features]),
-                          outputs=Schema([ColSpec("double", OUTPUT_COLUMNS[0]), ColSpec("long", OUTPUT_COLUMNS[1])]))
+    return ModelSignature(
+        inputs=Schema([ColSpec(kind(c), c) for c in encoder.features]),
+        outputs=Schema([ColSpec("double", OUTPUT_COLUMNS[0]), ColSpec("long", OUTPUT_COLUMNS[1])]),
+    )
 
 
 @contextmanager
-def fraud_model(network: Path, encoder: Path, settings: dict[str, Any], example: pd.DataFrame) -> Iterator[dict[str, Any]]:
+def fraud_model(
+    network: Path, encoder: Path, settings: dict[str, Any], example: pd.DataFrame
+) -> Iterator[dict[str, Any]]:
     """The arguments that make the servable pyfunc: model code (models from code, no pickling), its
     files, a signature naming the raw columns, the raw example rows and pinned requirements."""
     fitted = Encoder.load(encoder)
@@ -54,10 +58,15 @@ def fraud_model(network: Path, encoder: Path, settings: dict[str, Any], example:
         warnings.simplefilter("ignore")
         settings_file = Path(tmp) / "settings.json"
         settings_file.write_text(json.dumps(settings, indent=2))
-        yield {"python_model": str(ENTRY), "signature": signature(fitted, example), "input_example": example,
-               "code_paths": [str(PACKAGE_DIR)], "pip_requirements": _requirements(),
-               "metadata": {"roles": fitted.roles},
-               "artifacts": {"network": str(network), "encoder": str(encoder), "settings": str(settings_file)}}
+        yield {
+            "python_model": str(ENTRY),
+            "signature": signature(fitted, example),
+            "input_example": example,
+            "code_paths": [str(PACKAGE_DIR)],
+            "pip_requirements": _requirements(),
+            "metadata": {"roles": fitted.roles},
+            "artifacts": {"network": str(network), "encoder": str(encoder), "settings": str(settings_file)},
+        }
 
 
 def save_fraud_model(path: Path, network: Path, encoder: Path, settings: dict[str, Any], example: pd.DataFrame) -> None:

@@ -72,17 +72,21 @@ class FraudScorer:
         or infinite numbers and date-times when the policy is `drop`); a problem raises ScoringError."""
         missing = [c for c in self.features if c not in frame.columns]
         if missing:
-            raise ScoringError(f"input lacks feature columns {', '.join(missing)}; the model needs "
-                               f"{', '.join(self.features)} (other columns are ignored)")
+            raise ScoringError(
+                f"input lacks feature columns {', '.join(missing)}; the model needs "
+                f"{', '.join(self.features)} (other columns are ignored)"
+            )
         try:
             decoded = self.encoder.decode(frame)
         except DataError as exc:
             raise ScoringError(str(exc)) from None
         bad, columns = decoded.nonfinite()
         if bad.any() and self.nonfinite == "error":
-            raise ScoringError(f"{int(bad.sum()):,} rows hold NaN or infinite values (columns: "
-                               f"{', '.join(columns)}); clean them, or train with prepare.nonfinite: drop to skip "
-                               "such rows")
+            raise ScoringError(
+                f"{int(bad.sum()):,} rows hold NaN or infinite values (columns: "
+                f"{', '.join(columns)}); clean them, or train with prepare.nonfinite: drop to skip "
+                "such rows"
+            )
         return decoded, ~bad
 
     @torch.inference_mode()
@@ -100,11 +104,14 @@ class FraudScorer:
             scores = logits(self.network, torch.from_numpy(x))
             if not bool(torch.isfinite(scores).all()):  # values near float32's limit overflow inside
                 row = int(torch.nonzero(~torch.isfinite(scores))[0, 0])
-                column = int(np.argmax(np.abs(x[row, :len(inputs)])))
-                raise Unscorable(start + row, f"the network overflows on this row (its output is "
-                                 f"{float(scores[row]):.3g}): {self._raw(decoded, start + row, inputs[column])} "
-                                 f"lies {abs(float(x[row, column])):.3g} standard deviations from the training mean")
-            out[start:start + len(x)] = torch.sigmoid(scores).numpy()
+                column = int(np.argmax(np.abs(x[row, : len(inputs)])))
+                raise Unscorable(
+                    start + row,
+                    f"the network overflows on this row (its output is "
+                    f"{float(scores[row]):.3g}): {self._raw(decoded, start + row, inputs[column])} "
+                    f"lies {abs(float(x[row, column])):.3g} standard deviations from the training mean",
+                )
+            out[start : start + len(x)] = torch.sigmoid(scores).numpy()
         return out
 
     def _check_scaled(self, decoded: Decoded, x: np.ndarray, start: int) -> None:
@@ -119,10 +126,14 @@ class FraudScorer:
             reason = f"the model applies log1p to {name}, which needs values above -1"
         else:
             limit = float(np.finfo(np.float32).max) * scaler.scale[column]
-            reason = (f"scaled for the network it overflows float32; the model takes {name} within "
-                      f"{scaler.mean[column] - limit:.3g} .. {scaler.mean[column] + limit:.3g}")
-        raise Unscorable(start + row, f"{self._raw(decoded, start + row, name)} is outside what the model's "
-                         f"scaler can represent: {reason}")
+            reason = (
+                f"scaled for the network it overflows float32; the model takes {name} within "
+                f"{scaler.mean[column] - limit:.3g} .. {scaler.mean[column] + limit:.3g}"
+            )
+        raise Unscorable(
+            start + row,
+            f"{self._raw(decoded, start + row, name)} is outside what the model's scaler can represent: {reason}",
+        )
 
     @staticmethod
     def _raw(decoded: Decoded, row: int, name: str) -> str:
@@ -140,8 +151,9 @@ class FraudScorer:
         try:
             p = self.probabilities(decoded if everything else decoded.take(finite))
         except Unscorable as exc:
-            raise ScoringError(f"row {index[exc.position]}: {exc.reason}; no row was scored (fix or "
-                               "remove that row)") from None
+            raise ScoringError(
+                f"row {index[exc.position]}: {exc.reason}; no row was scored (fix or remove that row)"
+            ) from None
         return pd.DataFrame({"fraud_probability": p, "fraud": (p >= self.threshold).astype(np.int64)}, index=index)
 
 

@@ -23,8 +23,10 @@ from pipeline.tracking.keys import NOTE
 
 ROLES = ("member", "maintainer")
 WORKSPACE = "default"  # MLflow's only workspace when workspaces are off
-DESCRIPTIONS = {"member": "bn-fraud: logs runs to the project's experiment, reads the registry",
-                "maintainer": "bn-fraud: a member who also registers versions and moves the champion alias"}
+DESCRIPTIONS = {
+    "member": "bn-fraud: logs runs to the project's experiment, reads the registry",
+    "maintainer": "bn-fraud: a member who also registers versions and moves the champion alias",
+}
 
 
 def role_name(role: str) -> str:

@@ -35,8 +35,7 @@ PIPELINE_COLOR = "#3b3b3b"
 # reused for anything else; evaluation and summary keys are logged once. Every other number is in
 # the run's artifacts (history.csv, evaluation/<model>.json).
 EPOCH_KEYS = ("train_loss", "val_loss", "val_ap", "val_recall", "val_precision", "val_accuracy", "epoch_seconds")
-EVALUATION_KEYS = ("test_ap", "test_recall", "test_precision", "test_f1", "test_roc_auc", "test_accuracy",
-                   "threshold")
+EVALUATION_KEYS = ("test_ap", "test_recall", "test_precision", "test_f1", "test_roc_auc", "test_accuracy", "threshold")
 MONEY_KEYS = ("test_value_recall", "test_alert_precision", "test_savings_vs_none")  # when the data has amounts
 SUMMARY_KEYS = ("best_val_ap", "best_epoch", "epochs_run")
 BATCH_LIMIT = 1000  # metrics per log_batch call: the tracking API's limit

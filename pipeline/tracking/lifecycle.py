@@ -48,8 +48,10 @@ def load_model(uri: str) -> Any:
     try:
         return mlflow.pyfunc.load_model(uri)
     except (MlflowException, OSError) as exc:
-        raise DataError(f"cannot load model {uri} ({str(exc).splitlines()[0]}); check the URI, and "
-                        f"MLFLOW_TRACKING_URI ({store.tracking_uri()})") from None
+        raise DataError(
+            f"cannot load model {uri} ({str(exc).splitlines()[0]}); check the URI, and "
+            f"MLFLOW_TRACKING_URI ({store.tracking_uri()})"
+        ) from None
 
 
 def crown_champion(name: str, model_uri: str, tags: dict[str, str], pipeline_runs: list[str]) -> str:
@@ -72,9 +74,11 @@ def crown_champion(name: str, model_uri: str, tags: dict[str, str], pipeline_run
             client.set_terminated(run_id, "FAILED")
         who = os.environ.get("MLFLOW_TRACKING_USERNAME", "this user")
         stays = f"version {current.version}" if current is not None else "unset"
-        raise NotAllowed(f"{who} may not register versions of {name} or move its `{CHAMPION}` alias: only "
-                         "maintainers may (the server's admin: `python -m pipeline.server user add NAME --role "
-                         f"maintainer`); the champion stays {stays}") from None
+        raise NotAllowed(
+            f"{who} may not register versions of {name} or move its `{CHAMPION}` alias: only "
+            "maintainers may (the server's admin: `python -m pipeline.server user add NAME --role "
+            f"maintainer`); the champion stays {stays}"
+        ) from None
 
 
 def _register(client: Any, name: str, model_uri: str, tags: dict[str, str], current: Any) -> str:

@@ -46,8 +46,13 @@ def environment_tags() -> dict[str, str]:
     import torch
 
     state = provenance.git_state()
-    tags = {MLFLOW_GIT_COMMIT: state.commit, GIT_COMMIT: state.commit, GIT_DIRTY: str(state.dirty).lower(),
-            "torch_version": torch.__version__, "mlflow_version": mlflow.__version__}
+    tags = {
+        MLFLOW_GIT_COMMIT: state.commit,
+        GIT_COMMIT: state.commit,
+        GIT_DIRTY: str(state.dirty).lower(),
+        "torch_version": torch.__version__,
+        "mlflow_version": mlflow.__version__,
+    }
     if os.environ.get("DVC_EXP_NAME"):
         tags[DVC_EXP_NAME] = os.environ["DVC_EXP_NAME"]
         changed = provenance.changed_params()
@@ -55,8 +60,9 @@ def environment_tags() -> dict[str, str]:
     return tags
 
 
-def find_or_create_run(exp_id: str, tags: Mapping[str, str], run_name: str, match: tuple[str, ...],
-                       params: Mapping[str, Any] | None = None) -> str:
+def find_or_create_run(
+    exp_id: str, tags: Mapping[str, str], run_name: str, match: tuple[str, ...], params: Mapping[str, Any] | None = None
+) -> str:
     """The finished run whose tags named in ``match`` equal ``tags``; created (with params) if none.
 
     Call under store_lock() so that parallel workers never create the same run twice.
@@ -84,10 +90,16 @@ def pipeline_run_name(group: str) -> str:
 
 def pipeline_run(exp_id: str, group: str, tags: Mapping[str, str]) -> str:
     """The group's pipeline run (it will hold the report and the verdict), created on first use."""
-    note = (f"Pipeline execution `{group}`. Its model and reference runs carry the tag "
-            f"`pipeline.group = '{group}'`; the report stage writes the verdict here.")
-    return find_or_create_run(exp_id, {**tags, GROUP: group, ROLE: "pipeline", NOTE: note, COLOR: PIPELINE_COLOR},
-                              pipeline_run_name(group), (GROUP, ROLE))
+    note = (
+        f"Pipeline execution `{group}`. Its model and reference runs carry the tag "
+        f"`pipeline.group = '{group}'`; the report stage writes the verdict here."
+    )
+    return find_or_create_run(
+        exp_id,
+        {**tags, GROUP: group, ROLE: "pipeline", NOTE: note, COLOR: PIPELINE_COLOR},
+        pipeline_run_name(group),
+        (GROUP, ROLE),
+    )
 
 
 def adopt_launcher(group: str) -> bool:
@@ -104,15 +116,25 @@ def adopt_launcher(group: str) -> bool:
         return False  # one of ours (e.g. the pipeline run itself): leave it alone
     client.set_tag(launcher, GROUP, group)
     client.set_tag(launcher, ROLE, "launcher")
-    client.set_tag(launcher, NOTE, f"Started by `mlflow run`. Its models are the runs with "
-                                   f"`pipeline.group = '{group}'`; the verdict is in run "
-                                   f"`{pipeline_run_name(group)}`.")
+    client.set_tag(
+        launcher,
+        NOTE,
+        f"Started by `mlflow run`. Its models are the runs with "
+        f"`pipeline.group = '{group}'`; the verdict is in run "
+        f"`{pipeline_run_name(group)}`.",
+    )
     return True
 
 
 @contextmanager
-def open_model_run(experiment: str, run_name: str, group: str, params: Mapping[str, Any],
-              tags: Mapping[str, str], resume_run_id: str | None = None) -> Iterator[MlflowTracker]:
+def open_model_run(
+    experiment: str,
+    run_name: str,
+    group: str,
+    params: Mapping[str, Any],
+    tags: Mapping[str, str],
+    resume_run_id: str | None = None,
+) -> Iterator[MlflowTracker]:
     """A model run in the group (its pipeline run created if needed); FAILED if the block raises,
     KILLED on SIGINT/SIGTERM. With ``resume_run_id``, that run (of a crashed process, restarted by
     torchrun) goes on instead. Only the client API with explicit run ids: several model runs may be
@@ -125,8 +147,11 @@ def open_model_run(experiment: str, run_name: str, group: str, params: Mapping[s
         pipeline_run(exp_id, group, base)
         adopt_launcher(group)
         if resume_run_id is None:
-            run_id = store.client().create_run(exp_id, run_name=run_name, tags={
-                **base, **tags, GROUP: group, PROCESS: _this_process()}).info.run_id
+            run_id = (
+                store.client()
+                .create_run(exp_id, run_name=run_name, tags={**base, **tags, GROUP: group, PROCESS: _this_process()})
+                .info.run_id
+            )
         else:
             run_id = resume_run_id
             store.client().set_tag(run_id, PROCESS, _this_process())
@@ -153,7 +178,7 @@ def log_params(run_id: str, params: Mapping[str, Any]) -> None:
 
     items = [Param(k, str(v)[:6000]) for k, v in params.items()]
     for start in range(0, len(items), PARAM_LIMIT):
-        store.client().log_batch(run_id, params=items[start:start + PARAM_LIMIT])
+        store.client().log_batch(run_id, params=items[start : start + PARAM_LIMIT])
 
 
 def _this_process() -> str:
@@ -173,8 +198,12 @@ def end_orphaned_runs(exp_id: str, keep: str | None = None) -> list[str]:
             continue
         if alive(int(run.data.tags[PROCESS].rsplit(":", 1)[1])):
             continue  # its own, a parallel worker's or another user's
-        client.set_tag(run.info.run_id, NOTE, f"Its process ({run.data.tags[PROCESS]}) died without ending "
-                                              "the run (killed with SIGKILL, or out of memory); marked KILLED.")
+        client.set_tag(
+            run.info.run_id,
+            NOTE,
+            f"Its process ({run.data.tags[PROCESS]}) died without ending "
+            "the run (killed with SIGKILL, or out of memory); marked KILLED.",
+        )
         client.set_terminated(run.info.run_id, "KILLED")
         ended.append(run.info.run_id)
     return ended
@@ -187,13 +216,19 @@ def run_info(run_id: str) -> dict[str, Any]:
     group = run.data.tags.get(GROUP)
     query = f"tags.`{GROUP}` = '{group}' and tags.`{ROLE}` = 'pipeline'"
     found = client.search_runs([run.info.experiment_id], filter_string=query, max_results=1)
-    return {"run_id": run_id, "experiment_id": run.info.experiment_id, "tracking_uri": store.tracking_uri(),
-            "pipeline_run_id": found[0].info.run_id if found else None, "group": group,
-            "run_name": run.info.run_name}
+    return {
+        "run_id": run_id,
+        "experiment_id": run.info.experiment_id,
+        "tracking_uri": store.tracking_uri(),
+        "pipeline_run_id": found[0].info.run_id if found else None,
+        "group": group,
+        "run_name": run.info.run_name,
+    }
 
 
-def log_results(run_id: str, metrics: Mapping[str, float], artifacts: tuple[Path, ...] = (),
-                artifact_path: str | None = None) -> None:
+def log_results(
+    run_id: str, metrics: Mapping[str, float], artifacts: tuple[Path, ...] = (), artifact_path: str | None = None
+) -> None:
     """Add step-less metrics (batched) and artifact files or folders (under ``artifact_path``) to a run."""
     from mlflow.entities import Metric
 
@@ -207,8 +242,7 @@ def log_results(run_id: str, metrics: Mapping[str, float], artifacts: tuple[Path
             client.log_artifact(run_id, str(path), artifact_path)
 
 
-def reference_run(experiment: str, group: str, name: str, params: Mapping[str, Any],
-                  tags: Mapping[str, str]) -> str:
+def reference_run(experiment: str, group: str, name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> str:
     """The group's run for a reference model: reused if present, else created."""
     all_tags = {**environment_tags(), **tags, GROUP: group, ROLE: "reference", MODEL: name}
     with store.store_lock():
@@ -236,15 +270,17 @@ def describe_experiment(exp_id: str, latest: str) -> None:
     store.client().set_experiment_tag(exp_id, NOTE, f"{latest}\n\n{store.EXPERIMENT_NOTE}")
 
 
-def search(experiment: str, filter_string: str, order_by: list[str] | None = None,
-           max_results: int = 10_000) -> list[Any]:
+def search(
+    experiment: str, filter_string: str, order_by: list[str] | None = None, max_results: int = 10_000
+) -> list[Any]:
     """Runs of an experiment matching a filter (empty when the experiment does not exist)."""
     client = store.client()
     found = client.get_experiment_by_name(experiment)
     if found is None:
         return []
-    return client.search_runs([found.experiment_id], filter_string=filter_string, order_by=order_by,
-                              max_results=max_results)
+    return client.search_runs(
+        [found.experiment_id], filter_string=filter_string, order_by=order_by, max_results=max_results
+    )
 
 
 def metric_steps(run_id: str, key: str) -> list[tuple[int, float]]:
@@ -253,8 +289,7 @@ def metric_steps(run_id: str, key: str) -> list[tuple[int, float]]:
     return [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)]
 
 
-def log_training_data(run_id: str, source: Path, name: str, features: dict[str, str], label: str,
-                      digest: str) -> None:
+def log_training_data(run_id: str, source: Path, name: str, features: dict[str, str], label: str, digest: str) -> None:
     """Record the rows a model trained on as its run's dataset input: the table file they are rows of,
     the part's name (``r3/train``: replicate 3's training part), the table's content hash and schema
     (``features``: each column's MLflow type; declared, not inferred from 100,000s of rows: that took
@@ -270,7 +305,8 @@ def log_training_data(run_id: str, source: Path, name: str, features: dict[str, 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "can be interpreted in multiple ways": a local file either way
         schema = Schema([ColSpec(kind, name) for name, kind in features.items()] + [ColSpec("integer", label)])
-        dataset = MetaDataset(resolve_dataset_source(str(source.resolve())), name=name, digest=digest[:20],
-                              schema=schema)
+        dataset = MetaDataset(
+            resolve_dataset_source(str(source.resolve())), name=name, digest=digest[:20], schema=schema
+        )
         used = DatasetInput(dataset=dataset._to_mlflow_entity(), tags=[InputTag(MLFLOW_DATASET_CONTEXT, "training")])
         store.client().log_inputs(run_id, datasets=[used])

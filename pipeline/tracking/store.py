@@ -22,14 +22,19 @@ EXPERIMENT_NOTE = (
     "BatchNorm versus baseline on imbalanced data. Every pipeline execution (one `pipeline.group`) "
     "holds one run per model (`batchnorm-s0`, ...; BatchNorm in blue, baseline in orange), one run per "
     "reference model (grey) and one run `pipeline-<group>` whose description gives the verdict and a "
-    "link to the comparison, and whose artifacts hold the report.")
+    "link to the comparison, and whose artifacts hold the report."
+)
 
 
 # MLflow's HTTP client settings unless the user set them. With 5 retries and a backoff factor of 2
 # the client waits 0, 4, 8, 16 and 32 s between attempts: a server outage of up to about a minute
 # (a restart) is ridden out, and a dead server fails after about 1.5 minutes instead of 4.
-ENV_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "2",
-                "MLFLOW_HTTP_REQUEST_TIMEOUT": "20", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+ENV_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "2",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
 CHECK_SECONDS = 5  # the reachability check's own timeout, no retries
 _checked: set[str] = set()
 _held = threading.RLock()  # store_lock's holder in this process, so that it nests
@@ -56,13 +61,17 @@ def check_reachable(uri: str) -> None:
             pass
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise StageError(f"MLflow tracking server {uri} is unreachable ({reason}); start it (`make server` "
-                             f"for the team setup), fix MLFLOW_TRACKING_URI, {local}") from None
+            raise StageError(
+                f"MLflow tracking server {uri} is unreachable ({reason}); start it (`make server` "
+                f"for the team setup), fix MLFLOW_TRACKING_URI, {local}"
+            ) from None
     elif uri.startswith("sqlite:///"):
         folder = Path(uri.removeprefix("sqlite:///")).resolve().parent
         if not folder.is_dir() or not os.access(folder, os.W_OK):
-            raise StageError(f"MLflow store {uri}: folder {folder} is missing or not writable; create it, "
-                             f"fix MLFLOW_TRACKING_URI, {local}")
+            raise StageError(
+                f"MLflow store {uri}: folder {folder} is missing or not writable; create it, "
+                f"fix MLFLOW_TRACKING_URI, {local}"
+            )
 
 
 def tracking_uri() -> str:
@@ -146,8 +155,7 @@ def experiment_id(name: str) -> str:
     store = _sqlite_store()
     location = (store.parent / "mlartifacts").as_uri() if store else None
     try:
-        return client().create_experiment(name, artifact_location=location,
-                                           tags={NOTE: EXPERIMENT_NOTE})
+        return client().create_experiment(name, artifact_location=location, tags={NOTE: EXPERIMENT_NOTE})
     except MlflowException:  # created meanwhile by a parallel worker
         return client().get_experiment_by_name(name).experiment_id
 
@@ -162,5 +170,7 @@ def log_metrics(run_id: str, metrics: list[Any], synchronous: bool = True) -> li
     """Log MLflow ``Metric`` records in as few calls as the API allows (BATCH_LIMIT each); return the
     pending operations of asynchronous calls (to ``wait()`` on)."""
     mlflow_client = client()
-    return [mlflow_client.log_batch(run_id, metrics=metrics[start:start + BATCH_LIMIT], synchronous=synchronous)
-            for start in range(0, len(metrics), BATCH_LIMIT)]
+    return [
+        mlflow_client.log_batch(run_id, metrics=metrics[start : start + BATCH_LIMIT], synchronous=synchronous)
+        for start in range(0, len(metrics), BATCH_LIMIT)
+    ]

@@ -24,21 +24,37 @@ def tag_table_runs(experiment: str, exp_name: str, table: str, suite: str) -> in
     return len(found)
 
 
-def table_run(experiment: str, suite: str, table: str, key: str, exp_name: str, settings: dict[str, Any],
-              metrics: dict[str, float]) -> str:
+def table_run(
+    experiment: str,
+    suite: str,
+    table: str,
+    key: str,
+    exp_name: str,
+    settings: dict[str, Any],
+    metrics: dict[str, float],
+) -> str:
     """The table's own run (role ``table``): its settings as params, its effects as metrics; reused when
     the same table, code and params were already recorded (``pipeline.suite_key``)."""
-    tags = {**runs.environment_tags(), ROLE: "table", SUITE: suite, TABLE: table, SUITE_KEY: key,
-            DVC_EXP_NAME: exp_name}
+    tags = {
+        **runs.environment_tags(),
+        ROLE: "table",
+        SUITE: suite,
+        TABLE: table,
+        SUITE_KEY: key,
+        DVC_EXP_NAME: exp_name,
+    }
     exp_id = store.experiment_id(experiment)
-    query = f"tags.`{ROLE}` = 'table' and tags.`{SUITE}` = '{suite}' and tags.`{TABLE}` = '{table}' and " \
-            f"tags.`{SUITE_KEY}` = '{key}'"
+    query = (
+        f"tags.`{ROLE}` = 'table' and tags.`{SUITE}` = '{suite}' and tags.`{TABLE}` = '{table}' and "
+        f"tags.`{SUITE_KEY}` = '{key}'"
+    )
     found = store.client().search_runs([exp_id], filter_string=query, max_results=1)
     if found:
         return found[0].info.run_id
     with store.store_lock():
-        run_id = runs.find_or_create_run(exp_id, tags, f"table-{suite}-{table}", (ROLE, SUITE, TABLE, SUITE_KEY),
-                                         settings)
+        run_id = runs.find_or_create_run(
+            exp_id, tags, f"table-{suite}-{table}", (ROLE, SUITE, TABLE, SUITE_KEY), settings
+        )
     runs.log_results(run_id, metrics)
     return run_id
 
@@ -48,8 +64,11 @@ def suite_run(experiment: str, suite: str, report_dir: Path, description: str) -
     A new run per invocation: each is one pooled verdict over the tables of that moment."""
     exp_id = store.experiment_id(experiment)
     client = store.client()
-    run = client.create_run(exp_id, run_name=f"suite-{suite}",
-                            tags={**runs.environment_tags(), ROLE: "suite", SUITE: suite, NOTE: description})
+    run = client.create_run(
+        exp_id,
+        run_name=f"suite-{suite}",
+        tags={**runs.environment_tags(), ROLE: "suite", SUITE: suite, NOTE: description},
+    )
     status = "FAILED"
     try:
         runs.log_results(run.info.run_id, {}, (report_dir,), "suite")

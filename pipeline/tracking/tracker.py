@@ -1,17 +1,14 @@
-"""Per-epoch reporting: the Tracker protocol the training loop's callers use, a null one for
-untracked runs, the batched, asynchronous MLflow one, the terminal's progress (EpochReporter), and
-EpochLog, which feeds both and keeps every record."""
+"""Per-epoch logging: the Tracker protocol the training stages report each model's epochs to, a null one for
+untracked runs, and the batched, asynchronous MLflow one."""
 
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from collections.abc import Mapping
 from typing import Any, Protocol
 
 from pipeline.tracking import store
-from pipeline.tracking.keys import EPOCH_KEYS
 
 log = logging.getLogger("pipeline.train")
 
@@ -72,79 +69,3 @@ class MlflowTracker:
         for operation in self._pending:
             operation.wait()
         self._pending.clear()
-
-
-class EpochReporter:
-    """A progress bar on a terminal; one line per epoch otherwise."""
-
-    def __init__(self, label: str, epochs: int, show: bool = True) -> None:
-        self.label, self.epochs = label, epochs
-        self.bar = None
-        if show and sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=epochs, desc=f"train[{label}]", file=sys.stderr, leave=True)
-
-    def __call__(self, epoch: int, record: dict[str, float]) -> None:
-        if self.bar is not None:
-            self.bar.update(1)
-            self.bar.set_postfix(loss=f"{record['train_loss']:.4f}", val_loss=f"{record['val_loss']:.4f}",
-                                 val_ap=f"{record['val_ap']:.3f}")
-            if epoch == self.epochs:
-                self.bar.close()
-            return
-        log.info("train[%s] epoch %d/%d  loss %.4f  val_loss %.4f  val_ap %.3f  %.2fs", self.label, epoch,
-                 self.epochs, record["train_loss"], record["val_loss"], record["val_ap"], record["epoch_seconds"])
-
-    def close(self) -> None:
-        """Close the bar early (early stopping, failure)."""
-        if self.bar is not None:
-            self.bar.close()
-
-
-class StackReporter:
-    """A stack's progress: one bar (epochs) on a terminal, else one line per epoch for all its models."""
-
-    def __init__(self, label: str, epochs: int, models: int) -> None:
-        self.label, self.epochs, self.models = label, epochs, models
-        self.bar = None
-        if sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=epochs, desc=f"train[{label} x{models}]", file=sys.stderr, leave=True)
-
-    def __call__(self, epoch: int, records: dict[int, dict[str, float]]) -> None:
-        aps = [r["val_ap"] for r in records.values()]
-        seconds = next(iter(records.values()))["epoch_seconds"] if records else 0.0
-        if self.bar is not None:
-            self.bar.update(1)
-            self.bar.set_postfix(training=len(records), best_val_ap=f"{max(aps, default=0):.3f}")
-            return
-        log.info("train[%s x%d] epoch %d/%d  %d training  val_ap %.3f-%.3f  %.2fs", self.label, self.models, epoch,
-                 self.epochs, len(records), min(aps, default=0), max(aps, default=0), seconds)
-
-    def close(self) -> None:
-        """Every model has finished."""
-        if self.bar is not None:
-            self.bar.close()
-
-
-class EpochLog:
-    """Every epoch's record as it comes: kept (a diverged run's history), sent to MLflow, and shown
-    (by ``reporter``: one model's, or nothing when a stack reports for all of its models)."""
-
-    def __init__(self, reporter: EpochReporter | None, earlier: list[dict[str, float]]) -> None:
-        self.records: list[dict[str, float]] = [dict(row) for row in earlier]  # a resumed run's epochs
-        self.reporter = reporter
-        self.tracker: Tracker = NullTracker()
-
-    def __call__(self, epoch: int, record: dict[str, float]) -> None:
-        self.records.append({"epoch": epoch, **record})
-        self.tracker.log_epoch(epoch, {key: record[key] for key in EPOCH_KEYS})
-        if self.reporter is not None:
-            self.reporter(epoch, record)
-
-    def close(self) -> None:
-        """Training ended (finished, stopped early or failed)."""
-        if self.reporter is not None:
-            self.reporter.close()

@@ -21,8 +21,8 @@ from pipeline.tracking import store
 from pipeline.tracking.keys import (
     EPOCH_KEYS,
     EVALUATION_KEYS,
-    MONEY_KEYS,
     GROUP,
+    MONEY_KEYS,
     ROLE,
     RUN_NAME,
     SUITE,
@@ -46,12 +46,30 @@ def view_key(group: str) -> str:
 
 
 def _chart(key: str, kind: str, section: str) -> dict[str, Any]:
-    chart = {"uuid": f"{section}-{key}", "type": kind, "runsCountToCompare": 100, "metricSectionId": section,
-             "deleted": False, "isGenerated": False, "displayName": key, "metricKey": key}
+    chart = {
+        "uuid": f"{section}-{key}",
+        "type": kind,
+        "runsCountToCompare": 100,
+        "metricSectionId": section,
+        "deleted": False,
+        "isGenerated": False,
+        "displayName": key,
+        "metricKey": key,
+    }
     if kind == "LINE":
-        chart.update(lineSmoothness=0, xAxisScaleType="linear", scaleType="log" if key.endswith("loss") else "linear",
-                     range={}, xAxisKey="step", selectedXAxisMetricKey="", yAxisKey="metric", yAxisExpressions=[],
-                     ignoreOutliers=False, useGlobalXaxisKey=True, useGlobalLineSmoothing=True)
+        chart.update(
+            lineSmoothness=0,
+            xAxisScaleType="linear",
+            scaleType="log" if key.endswith("loss") else "linear",
+            range={},
+            xAxisKey="step",
+            selectedXAxisMetricKey="",
+            yAxisKey="metric",
+            yAxisExpressions=[],
+            ignoreOutliers=False,
+            useGlobalXaxisKey=True,
+            useGlobalLineSmoothing=True,
+        )
     return chart
 
 
@@ -79,15 +97,33 @@ def runs_view(search_filter: str) -> dict[str, Any]:
         "searchFilter": search_filter,
         "orderByKey": f"tags.`{RUN_NAME}`",
         "orderByAsc": True,  # models by name (legends list them first), references, the pipeline run
-        "startTime": "ALL", "lifecycleFilter": "Active", "datasetsFilter": [],
-        "modelVersionFilter": "All Runs", "columnOrder": [], "columnWidths": {}, "runsHiddenMode": "SHOW_ALL",
+        "startTime": "ALL",
+        "lifecycleFilter": "Active",
+        "datasetsFilter": [],
+        "modelVersionFilter": "All Runs",
+        "columnOrder": [],
+        "columnWidths": {},
+        "runsHiddenMode": "SHOW_ALL",
         "selectedColumns": [f"metrics.`{k}`" for k in ("test_ap", "test_recall", "test_precision")]
-                           + [f"tags.`{VARIANT}`"],
+        + [f"tags.`{VARIANT}`"],
         "compareRunCharts": [_chart(key, kind, section) for section, _, kind, keys in SECTIONS for key in keys],
-        "compareRunSections": [{"uuid": section, "name": name, "display": True, "isReordered": True,
-                                "deleted": False, "isGenerated": False} for section, name, _, _ in SECTIONS],
-        "viewMaximized": False, "runListHidden": False, "isAccordionReordered": True,
-        "useGroupedValuesInCharts": True, "hideEmptyCharts": True, "groupBy": group_by_variant(),
+        "compareRunSections": [
+            {
+                "uuid": section,
+                "name": name,
+                "display": True,
+                "isReordered": True,
+                "deleted": False,
+                "isGenerated": False,
+            }
+            for section, name, _, _ in SECTIONS
+        ],
+        "viewMaximized": False,
+        "runListHidden": False,
+        "isAccordionReordered": True,
+        "useGroupedValuesInCharts": True,
+        "hideEmptyCharts": True,
+        "groupBy": group_by_variant(),
         "groupsExpanded": {},
         "globalLineChartConfig": {"xAxisKey": "step", "lineSmoothness": 0, "selectedXAxisMetricKey": ""},
     }
@@ -96,8 +132,12 @@ def runs_view(search_filter: str) -> dict[str, Any]:
 def _save(exp_id: str, key: str, name: str, state: dict[str, Any]) -> None:
     payload = json.dumps(state, separators=(",", ":")).encode()
     now = int(time.time() * 1000)
-    envelope = {"name": name, "createdAt": now, "updatedAt": now,
-                "state": "deflate;" + base64.b64encode(zlib.compress(payload)).decode()}
+    envelope = {
+        "name": name,
+        "createdAt": now,
+        "updatedAt": now,
+        "state": "deflate;" + base64.b64encode(zlib.compress(payload)).decode(),
+    }
     store.client().set_experiment_tag(exp_id, VIEW_PREFIX + key, json.dumps(envelope, separators=(",", ":")))
 
 

@@ -40,10 +40,13 @@ class World:
     def from_env(cls) -> World:
         """What torchrun tells each worker (RANK, WORLD_SIZE, LOCAL_RANK, TORCHELASTIC_MAX_RESTARTS,
         TORCHELASTIC_RESTART_COUNT); one process without it."""
-        return cls(rank=int(os.environ.get("RANK", 0)), size=int(os.environ.get("WORLD_SIZE", 1)),
-                   local_rank=int(os.environ.get("LOCAL_RANK", 0)),
-                   max_restarts=int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", 0)),
-                   attempt=int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0)))
+        return cls(
+            rank=int(os.environ.get("RANK", 0)),
+            size=int(os.environ.get("WORLD_SIZE", 1)),
+            local_rank=int(os.environ.get("LOCAL_RANK", 0)),
+            max_restarts=int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", 0)),
+            attempt=int(os.environ.get("TORCHELASTIC_RESTART_COUNT", 0)),
+        )
 
     @property
     def is_main(self) -> bool:
@@ -70,10 +73,10 @@ class World:
         dist.all_gather(counts, count)
         longest = int(max(c.item() for c in counts))
         padded = torch.zeros((longest, *tensor.shape[1:]), dtype=tensor.dtype, device=tensor.device)
-        padded[:tensor.shape[0]] = tensor
+        padded[: tensor.shape[0]] = tensor
         parts = [torch.empty_like(padded) for _ in range(self.size)]
         dist.all_gather(parts, padded)
-        return torch.cat([part[:int(c.item())] for part, c in zip(parts, counts)])
+        return torch.cat([part[: int(c.item())] for part, c in zip(parts, counts)])
 
     def gather_objects(self, obj: object) -> list[object]:
         """Every rank's (picklable) object, in rank order, on every rank."""
@@ -116,11 +119,18 @@ def _attempt_store(world: World) -> dist.Store | None:
         return None
     if int(os.environ.get("LOCAL_WORLD_SIZE", world.size)) != world.size:
         if world.is_main:
-            log.warning("torchrun --max-restarts over several nodes: export TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 "
-                        "before torchrun on every node, or restarted ranks may fail to meet (pytorch#135712)")
+            log.warning(
+                "torchrun --max-restarts over several nodes: export TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 "
+                "before torchrun on every node, or restarted ranks may fail to meet (pytorch#135712)"
+            )
         return None
-    shared = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world.size,
-                           is_master=False, timeout=default_pg_timeout)
+    shared = dist.TCPStore(
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        world.size,
+        is_master=False,
+        timeout=default_pg_timeout,
+    )
     return dist.PrefixStore(f"pipeline/attempt{world.attempt}", shared)
 
 
@@ -135,13 +145,13 @@ class _SumOverRanks(torch.autograd.Function):
     rank's output, so every rank's loss reaches it."""
 
     @staticmethod
-    def forward(ctx: object, tensor: torch.Tensor) -> torch.Tensor:  # noqa: ARG004
+    def forward(ctx: object, tensor: torch.Tensor) -> torch.Tensor:
         out = tensor.clone()
         dist.all_reduce(out)
         return out
 
     @staticmethod
-    def backward(ctx: object, grad: torch.Tensor) -> torch.Tensor:  # noqa: ARG004
+    def backward(ctx: object, grad: torch.Tensor) -> torch.Tensor:
         grad = grad.clone()
         dist.all_reduce(grad)
         return grad
@@ -156,8 +166,8 @@ def global_statistics(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
     local = torch.cat([h.sum(2).reshape(-1), (h * h).sum(2).reshape(-1), h.new_full((1,), float(rows))])
     total = _SumOverRanks.apply(local)
     count = total[-1]
-    mean = total[:k * width].view(k, width) / count
-    var = (total[k * width:2 * k * width].view(k, width) / count - mean * mean).clamp_min(0)
+    mean = total[: k * width].view(k, width) / count
+    var = (total[k * width : 2 * k * width].view(k, width) / count - mean * mean).clamp_min(0)
     return mean, var, count
 
 
@@ -165,13 +175,17 @@ def resolve_device(requested: str, local_rank: int = 0) -> torch.device:
     """`auto` picks CUDA when present, else CPU; `cuda` without a GPU is an error. Under torchrun
     each process on a machine takes the GPU of its local rank."""
     if requested == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device is 'cuda' but no CUDA device is available; "
-                           "use train.device: auto or cpu, or install the CUDA build of torch")
+        raise RuntimeError(
+            "train.device is 'cuda' but no CUDA device is available; "
+            "use train.device: auto or cpu, or install the CUDA build of torch"
+        )
     if requested == "cpu" or not torch.cuda.is_available():
         return torch.device("cpu")
     if local_rank >= torch.cuda.device_count():
-        raise RuntimeError(f"process {local_rank} has no GPU of its own ({torch.cuda.device_count()} found); "
-                           "set train.distributed.nproc to at most the number of GPUs")
+        raise RuntimeError(
+            f"process {local_rank} has no GPU of its own ({torch.cuda.device_count()} found); "
+            "set train.distributed.nproc to at most the number of GPUs"
+        )
     torch.cuda.set_device(local_rank)
     return torch.device("cuda", local_rank)
 
@@ -191,6 +205,17 @@ def torchrun_command(argv: list[str], module: str = "pipeline.train") -> tuple[l
         return None
     if launch.nproc == 1:
         return None
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(launch.nproc),
-               "--max-restarts", str(launch.max_restarts), "-m", module, *argv]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        str(launch.nproc),
+        "--max-restarts",
+        str(launch.max_restarts),
+        "-m",
+        module,
+        *argv,
+    ]
     return command, {"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // launch.nproc)), **os.environ}

@@ -82,8 +82,11 @@ class Planner:
         self.identity = {"data": summary.source_sha256, "prepare": prepare, "train": self.shape}
         self.group = provenance.group_key(self.identity)  # more replicates: the same execution, grown
         self.code = provenance.code_sha256("train")
-        self.splits = {name: _file_hash(layout.split_file(name), layout.encoder(name))
-                       for name in (TUNING, *summary.replicates) if layout.split_file(name).is_file()}
+        self.splits = {
+            name: _file_hash(layout.split_file(name), layout.encoder(name))
+            for name in (TUNING, *summary.replicates)
+            if layout.split_file(name).is_file()
+        }
 
     def fingerprint(self, what: dict[str, Any]) -> str:
         """A short hash of this execution's data, params and code, and ``what``."""
@@ -94,12 +97,31 @@ class Planner:
         """One model's job: a trial's on the tuning split, or replicate ``seed``'s on its own split."""
         name, tuning = model_name(variant, seed, trial), trial is not None
         split = TUNING if tuning else replicate_name(seed)
-        key = self.fingerprint({"variant": variant, "seed": seed, "trial": trial, "setting": setting.model_dump(),
-                                "split": self.splits.get(split)})
+        key = self.fingerprint(
+            {
+                "variant": variant,
+                "seed": seed,
+                "trial": trial,
+                "setting": setting.model_dump(),
+                "split": self.splits.get(split),
+            }
+        )
         layout = self.layout
-        return Job(name, variant, seed, split, setting, trial, self.group, key, self.shape,
-                   layout.checkpoint(name, tuning), layout.history(name, tuning), layout.probes(name, tuning),
-                   layout.run_file(name, tuning))
+        return Job(
+            name,
+            variant,
+            seed,
+            split,
+            setting,
+            trial,
+            self.group,
+            key,
+            self.shape,
+            layout.checkpoint(name, tuning),
+            layout.history(name, tuning),
+            layout.probes(name, tuning),
+            layout.run_file(name, tuning),
+        )
 
     def compared(self, variant: str, replicates: list[int] | None = None) -> list[Job]:
         """A variant's compared models, one per replicate (``replicates``, default all of them), at its
@@ -118,8 +140,13 @@ def stale(layout: Layout, variant: str, tuning: bool, jobs: list[Job], keep: tup
     params): they go, so that the stage's outputs are its params' models and nothing else."""
     planned = {path for job in jobs for path in (job.checkpoint, job.history, job.probes, job.run_file)} | set(keep)
     folders = (layout.variant_folder(variant, tuning), layout.history_folder(variant, tuning))
-    return sorted(path for folder in folders if folder.is_dir() for path in folder.glob("*.*")
-                  if path.is_file() and path not in planned)
+    return sorted(
+        path
+        for folder in folders
+        if folder.is_dir()
+        for path in folder.glob("*.*")
+        if path.is_file() and path not in planned
+    )
 
 
 def _file_hash(*paths: Path) -> str:
@@ -136,26 +163,42 @@ def training_config(train: TrainParams) -> dict[str, Any]:
     return train.model_dump(exclude={"variants", "seeds", "tune", "stack"})
 
 
-def mlp_config(train: TrainParams, variant: str, n_features: int, setting: Setting,
-               categories: tuple[int, ...] = ()) -> MLPConfig:
+def mlp_config(
+    train: TrainParams, variant: str, n_features: int, setting: Setting, categories: tuple[int, ...] = ()
+) -> MLPConfig:
     """The network of one variant: ``n_features`` numeric inputs and an embedding per categorical column
     (``categories``: each one's rows, its width by data.encoder.embedding_dim); variants differ in their
     normalisation layers only."""
     model = train.model
-    return MLPConfig(n_features=n_features, hidden=tuple(model.hidden), dropout=setting.dropout,
-                     activation=model.activation, norm=catalogue_entry(variant).norm,
-                     norm_placement=model.batchnorm_placement,
-                     embeddings=tuple((rows, embedding_dim(rows)) for rows in categories))
+    return MLPConfig(
+        n_features=n_features,
+        hidden=tuple(model.hidden),
+        dropout=setting.dropout,
+        activation=model.activation,
+        norm=catalogue_entry(variant).norm,
+        norm_placement=model.batchnorm_placement,
+        embeddings=tuple((rows, embedding_dim(rows)) for rows in categories),
+    )
 
 
 def fit_config(train: TrainParams, seed: int, setting: Setting, negatives: int, positives: int) -> FitConfig:
     """The training loop's settings: the train params, the setting, and the class weight it implies
     for a training split of these counts."""
-    return FitConfig(epochs=train.epochs, batch_size=setting.batch_size, min_batch=train.min_batch, lr=setting.lr,
-                     seed=seed, optimizer=train.optimizer.name, weight_decay=setting.weight_decay,
-                     momentum=train.optimizer.momentum, pos_weight=pos_weight(setting, negatives, positives),
-                     grad_clip=train.grad_clip, patience=train.patience, bf16=train.bf16,
-                     probe_growth=train.probe_growth)
+    return FitConfig(
+        epochs=train.epochs,
+        batch_size=setting.batch_size,
+        min_batch=train.min_batch,
+        lr=setting.lr,
+        seed=seed,
+        optimizer=train.optimizer.name,
+        weight_decay=setting.weight_decay,
+        momentum=train.optimizer.momentum,
+        pos_weight=pos_weight(setting, negatives, positives),
+        grad_clip=train.grad_clip,
+        patience=train.patience,
+        bf16=train.bf16,
+        probe_growth=train.probe_growth,
+    )
 
 
 def prior_logit(setting: Setting, negatives: int, positives: int) -> float:

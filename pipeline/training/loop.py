@@ -46,8 +46,10 @@ class DivergedError(RuntimeError):
     """The training loss became NaN or infinite."""
 
     def __init__(self, epoch: int, loss: float, lr: float) -> None:
-        super().__init__(f"training diverged at epoch {epoch} (train_loss {loss}); "
-                         f"lower train.tune.space.lr (now {lr:g}), e.g. to {lr / 10:g}")
+        super().__init__(
+            f"training diverged at epoch {epoch} (train_loss {loss}); "
+            f"lower train.tune.space.lr (now {lr:g}), e.g. to {lr / 10:g}"
+        )
         self.epoch = epoch
 
 
@@ -136,7 +138,7 @@ class FitEnv:
     the global batch (distributed.global_statistics) or only this process's rows."""
 
     device: torch.device
-    world: World = World()
+    world: World = field(default_factory=World)
     norm_synced: bool = True
 
 
@@ -185,8 +187,10 @@ def batch_slices(n: int, batch_size: int, min_batch: int) -> list[slice]:
     ``min(min_batch, batch_size)`` joins the one before it, so no batch is ever that small."""
     smallest = min(min_batch, batch_size)
     if n < smallest:
-        raise BatchError(f"the training split has {n} rows, fewer than the smallest batch allowed ({smallest}); "
-                         "use more data or lower train.min_batch")
+        raise BatchError(
+            f"the training split has {n} rows, fewer than the smallest batch allowed ({smallest}); "
+            "use more data or lower train.min_batch"
+        )
     starts = list(range(0, n, batch_size))
     if len(starts) > 1 and n - starts[-1] < smallest:
         starts.pop()
@@ -232,12 +236,26 @@ def probe_record(step: int, steps_per_epoch: int, seconds: float, validation: di
     return dict(zip(PROBE_COLUMNS, values))
 
 
-def epoch_record(train_loss: float, train_accuracy: float, validation: dict[str, float], seconds: float,
-                 rows: int, lr: float, stack_size: int) -> dict[str, float]:
+def epoch_record(
+    train_loss: float,
+    train_accuracy: float,
+    validation: dict[str, float],
+    seconds: float,
+    rows: int,
+    lr: float,
+    stack_size: int,
+) -> dict[str, float]:
     """One epoch's history row. ``seconds`` is the epoch's wall time, shared by the ``stack_size`` models
     trained together in it."""
-    return {"train_loss": train_loss, "train_accuracy": train_accuracy, **validation, "epoch_seconds": seconds,
-            "samples_per_second": rows / seconds, "lr": lr, "stack_size": stack_size}
+    return {
+        "train_loss": train_loss,
+        "train_accuracy": train_accuracy,
+        **validation,
+        "epoch_seconds": seconds,
+        "samples_per_second": rows / seconds,
+        "lr": lr,
+        "stack_size": stack_size,
+    }
 
 
 def shared(members: list[Member]) -> FitConfig:
@@ -249,8 +267,9 @@ def shared(members: list[Member]) -> FitConfig:
     return first
 
 
-def fit(members: list[Member], data: FitData | list[FitData], env: FitEnv, hooks: FitHooks,
-        resume: Snapshot | None = None) -> list[Outcome]:
+def fit(
+    members: list[Member], data: FitData | list[FitData], env: FitEnv, hooks: FitHooks, resume: Snapshot | None = None
+) -> list[Outcome]:
     """Train every member on ``data`` (the same rows for all, or each member its own rows: the same number
     of them), from the start or from a snapshot (a finished one trains no epoch); return each one's
     outcome, in the members' order."""
@@ -266,14 +285,20 @@ class _Loop:
         self.cfg, self.device, self.world, self.hooks = shared(members), env.device, env.world, hooks
         self.members = members
         config = members[0].config
-        self.stack = MLP.initialised(config, [m.fit.seed for m in members], [m.config.dropout for m in members],
-                                     [m.output_bias for m in members]).to(self.device)
+        self.stack = MLP.initialised(
+            config, [m.fit.seed for m in members], [m.config.dropout for m in members], [m.output_bias for m in members]
+        ).to(self.device)
         if self.world.size > 1 and env.norm_synced:
             self.stack.batch_statistics = global_statistics
         self.dropout = torch.Generator(device=self.device).manual_seed(self.cfg.seed)
         self.stack.dropout_generator = self.dropout
-        self.optimizer = StackOptimizer(self.stack.flat, self.cfg.optimizer, [m.fit.lr for m in members],
-                                        [m.fit.weight_decay for m in members], self.cfg.momentum)
+        self.optimizer = StackOptimizer(
+            self.stack.flat,
+            self.cfg.optimizer,
+            [m.fit.lr for m in members],
+            [m.fit.weight_decay for m in members],
+            self.cfg.momentum,
+        )
         self.rows = _Rows(data, len(members), self.device, self.world)
         self.n = self.rows.n
         self.slices = batch_slices(self.n, self.cfg.batch_size, self.cfg.min_batch)
@@ -286,8 +311,9 @@ class _Loop:
         self.best_batches = [0] * len(members)  # BatchNorm's num_batches_tracked at each member's best epoch
         self.probe_at = probe_steps(self.cfg.probe_growth, self.cfg.epochs * len(self.slices))
         self.steps, self.clock = 0, Clock()
-        self.autocast = torch.autocast(self.device.type, dtype=torch.bfloat16,
-                                       enabled=self.cfg.bf16 and self.device.type == "cuda")
+        self.autocast = torch.autocast(
+            self.device.type, dtype=torch.bfloat16, enabled=self.cfg.bf16 and self.device.type == "cuda"
+        )
         self._weights()
         self.best_flat = self.stack.flat.detach().clone()
         self.best_buffers = {k: v.clone() for k, v in self.stack.named_buffers()}
@@ -318,10 +344,18 @@ class _Loop:
                 diverged.append((row, DivergedError(epoch, losses[row], self.members[member].fit.lr)))
                 continue
             validation = {"val_loss": val_losses[row], **self.hooks.score(y_val[row].cpu(), logits[row].cpu())}
-            self.results[member].probes.append(probe_record(self.steps, len(self.slices), self.clock.seconds,
-                                                            validation))
-            record = epoch_record(losses[row] / self.n, correct[row] / self.n, validation, seconds, self.n,
-                                  self.members[member].fit.lr, len(self.active))
+            self.results[member].probes.append(
+                probe_record(self.steps, len(self.slices), self.clock.seconds, validation)
+            )
+            record = epoch_record(
+                losses[row] / self.n,
+                correct[row] / self.n,
+                validation,
+                seconds,
+                self.n,
+                self.members[member].fit.lr,
+                len(self.active),
+            )
             result = self.results[member]
             if result.add(epoch, record):
                 improved.append(row)
@@ -340,8 +374,9 @@ class _Loop:
         """One pass over the training rows, each model in its own order; summed losses and hits per row
         (over every process)."""
         self.stack.train()
-        orders = torch.stack([torch.randperm(self.n, device=self.device, generator=self.generators[m])
-                              for m in self.active])
+        orders = torch.stack(
+            [torch.randperm(self.n, device=self.device, generator=self.generators[m]) for m in self.active]
+        )
         loss_sum = torch.zeros(len(self.active), device=self.device, dtype=torch.float64)
         correct = torch.zeros(len(self.active), device=self.device, dtype=torch.float64)
         self.clock.start(len(self.active))
@@ -436,14 +471,23 @@ class _Loop:
 
     def _snapshot(self, epoch: int) -> Snapshot:
         return Snapshot(
-            epoch=epoch, done=not self.active, flat=self.stack.flat.detach().clone(),
-            buffers={k: v.clone() for k, v in self.stack.named_buffers()}, batches_tracked=self.stack.batches_tracked,
-            optimizer=self.optimizer.state(), generators=[g.get_state() for g in self.generators],
+            epoch=epoch,
+            done=not self.active,
+            flat=self.stack.flat.detach().clone(),
+            buffers={k: v.clone() for k, v in self.stack.named_buffers()},
+            batches_tracked=self.stack.batches_tracked,
+            optimizer=self.optimizer.state(),
+            generators=[g.get_state() for g in self.generators],
             dropout=self.world.gather_objects(self.dropout.get_state()),  # type: ignore[arg-type]
-            results=self.results, best_flat=self.best_flat.clone(),
-            best_buffers={k: v.clone() for k, v in self.best_buffers.items()}, best_batches=list(self.best_batches),
-            active=list(self.active), outcomes=dict(self.outcomes), steps=self.steps,
-            train_seconds=self.clock.seconds)
+            results=self.results,
+            best_flat=self.best_flat.clone(),
+            best_buffers={k: v.clone() for k, v in self.best_buffers.items()},
+            best_batches=list(self.best_batches),
+            active=list(self.active),
+            outcomes=dict(self.outcomes),
+            steps=self.steps,
+            train_seconds=self.clock.seconds,
+        )
 
     def _restore(self, snapshot: Snapshot) -> int:
         """Go on from a snapshot; return the first epoch still to train."""

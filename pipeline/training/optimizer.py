@@ -15,8 +15,14 @@ BETAS, EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults
 class StackOptimizer:
     """The optimizer of one flat ``(k, P)`` parameter; ``lr`` and ``weight_decay`` hold one value per row."""
 
-    def __init__(self, flat: torch.Tensor, kind: Literal["adam", "adamw", "sgd"], lr: list[float],
-                 weight_decay: list[float], momentum: float = 0.9) -> None:
+    def __init__(
+        self,
+        flat: torch.Tensor,
+        kind: Literal["adam", "adamw", "sgd"],
+        lr: list[float],
+        weight_decay: list[float],
+        momentum: float = 0.9,
+    ) -> None:
         self.flat, self.kind, self.momentum = flat, kind, momentum
         column = {"dtype": flat.dtype, "device": flat.device}
         self.lr = torch.tensor(lr, **column).unsqueeze(1)
@@ -54,7 +60,7 @@ class StackOptimizer:
         beta1, beta2 = BETAS
         self.first.lerp_(grad, 1 - beta1)
         self.second.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        correction1, correction2 = 1 - beta1 ** self.steps, 1 - beta2 ** self.steps
+        correction1, correction2 = 1 - beta1**self.steps, 1 - beta2**self.steps
         denominator = (self.second.sqrt() / math.sqrt(correction2)).add_(EPS)
         param.sub_((self.lr / correction1) * self.first / denominator)
 
@@ -67,9 +73,13 @@ class StackOptimizer:
 
     def state(self) -> dict[str, Any]:
         """Everything a restarted process needs to go on (training/snapshots.py)."""
-        return {"steps": self.steps, "first": self.first.clone(), "lr": self.lr.clone(),
-                "weight_decay": self.weight_decay.clone(),
-                "second": self.second.clone() if self.second is not None else None}
+        return {
+            "steps": self.steps,
+            "first": self.first.clone(),
+            "lr": self.lr.clone(),
+            "weight_decay": self.weight_decay.clone(),
+            "second": self.second.clone() if self.second is not None else None,
+        }
 
     def load(self, state: dict[str, Any]) -> None:
         """Go on from ``state()``."""

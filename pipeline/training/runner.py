@@ -65,8 +65,9 @@ def environment(params: Params, world: World) -> FitEnv:
     return FitEnv(device, world, norm_synced=params.train.batchnorm_sync or world.size == 1)
 
 
-def train_jobs(params: Params, layout: Layout, prepared: Prepared, jobs: list[Job], env: FitEnv,
-               track: bool) -> list[TrainResult]:
+def train_jobs(
+    params: Params, layout: Layout, prepared: Prepared, jobs: list[Job], env: FitEnv, track: bool
+) -> list[TrainResult]:
     """Train the jobs, ``train.stack`` at a time among those of one batch size (one at a time over several
     processes); compared models that diverged fail the stage at the end."""
     size = params.train.stack if env.world.size == 1 else 1
@@ -75,7 +76,7 @@ def train_jobs(params: Params, layout: Layout, prepared: Prepared, jobs: list[Jo
     for batch_size in sorted({job.setting.batch_size for job in jobs}):  # a stack shares its batch size
         alike = [job for job in jobs if job.setting.batch_size == batch_size]
         for start in range(0, len(alike), size):
-            done, errors = _Stack(params, layout, prepared, alike[start:start + size], env, track).train()
+            done, errors = _Stack(params, layout, prepared, alike[start : start + size], env, track).train()
             results += done
             failed += errors
     if failed:
@@ -100,8 +101,9 @@ class _Stack:
     """One stack: its members, rows, MLflow runs (open together, each ended when its model is), snapshot
     and progress, and each model's files written as soon as it finishes."""
 
-    def __init__(self, params: Params, layout: Layout, prepared: Prepared, jobs: list[Job], env: FitEnv,
-                 track: bool) -> None:
+    def __init__(
+        self, params: Params, layout: Layout, prepared: Prepared, jobs: list[Job], env: FitEnv, track: bool
+    ) -> None:
         self.params, self.layout, self.jobs, self.env = params, layout, jobs, env
         self.summary = prepared.summary
         self.main = env.world.is_main
@@ -119,19 +121,29 @@ class _Stack:
 
     def _member(self, job: Job) -> Member:
         counts = self.counts[job.split]
-        config = mlp_config(self.params.train, job.variant, len(self.summary.numeric_inputs), job.setting,
-                            tuple(self.summary.embedding_rows.values()))
-        return Member(config, fit_config(self.params.train, job.seed, job.setting, *counts),
-                      prior_logit(job.setting, *counts))
+        config = mlp_config(
+            self.params.train,
+            job.variant,
+            len(self.summary.numeric_inputs),
+            job.setting,
+            tuple(self.summary.embedding_rows.values()),
+        )
+        return Member(
+            config, fit_config(self.params.train, job.seed, job.setting, *counts), prior_logit(job.setting, *counts)
+        )
 
     def train(self) -> tuple[list[TrainResult], list[str]]:
         """Train the stack; the results of the models that finished, and the errors of compared models
         that diverged."""
         resume = resume_point(self.snapshot, self.env.world)
-        data = (self.rows[self.jobs[0].split] if len(self.rows) == 1  # one split: the stack shares its rows
-                else [self.rows[job.split] for job in self.jobs])
-        hooks = FitHooks(epoch_metrics, self._on_epoch, self._on_done,
-                         on_snapshot=self._on_snapshot if self.snapshot else None)
+        data = (
+            self.rows[self.jobs[0].split]
+            if len(self.rows) == 1  # one split: the stack shares its rows
+            else [self.rows[job.split] for job in self.jobs]
+        )
+        hooks = FitHooks(
+            epoch_metrics, self._on_epoch, self._on_done, on_snapshot=self._on_snapshot if self.snapshot else None
+        )
         try:
             with _OpenRuns() as self.open_runs:
                 for member, job in enumerate(self.jobs):
@@ -184,8 +196,14 @@ class _Stack:
         self.open_runs.close(member)
         self.results[member] = TrainResult(job.name, job.checkpoint, job.history, job.run_file, fit=outcome.result)
         result = outcome.result
-        log.info("train[%s] %s: best epoch %d (val_ap %.3f)%s", job.name, job.setting.name(), result.best_epoch,
-                 result.best_val_ap, ", stopped early" if result.stopped_early else "")
+        log.info(
+            "train[%s] %s: best epoch %d (val_ap %.3f)%s",
+            job.name,
+            job.setting.name(),
+            result.best_epoch,
+            result.best_val_ap,
+            ", stopped early" if result.stopped_early else "",
+        )
 
     def _run_file(self, job: Job, result: FitResult, tracker: Tracker, diverged_at: int | None) -> RunFile:
         """The model's run file; a tracked model's run gets its history and summary first (a model done on
@@ -195,33 +213,55 @@ class _Stack:
             tracker.flush()
             found = _record_outputs(tracker.run_id, self.layout, self.summary, result, job.split)
         world = self.env.world
-        return RunFile(model=job.name, variant=job.variant, seed=job.seed, trial=job.trial, setting=job.setting,
-                       device=str(self.env.device), group=job.group, key=job.key, ranks=world.size,
-                       batchnorm_sync=self.env.norm_synced, stack_size=len(self.jobs), epochs_run=len(result.history),
-                       best_epoch=0 if diverged_at else result.best_epoch,
-                       best_val_ap=None if diverged_at else result.best_val_ap,
-                       batch_sizes=[] if diverged_at else result.batch_sizes,
-                       norm_batch_sizes=[] if diverged_at else result.norm_batch_sizes, diverged_at=diverged_at,
-                       **{k: v for k, v in found.items() if k != "group"})
+        return RunFile(
+            model=job.name,
+            variant=job.variant,
+            seed=job.seed,
+            trial=job.trial,
+            setting=job.setting,
+            device=str(self.env.device),
+            group=job.group,
+            key=job.key,
+            ranks=world.size,
+            batchnorm_sync=self.env.norm_synced,
+            stack_size=len(self.jobs),
+            epochs_run=len(result.history),
+            best_epoch=0 if diverged_at else result.best_epoch,
+            best_val_ap=None if diverged_at else result.best_val_ap,
+            batch_sizes=[] if diverged_at else result.batch_sizes,
+            norm_batch_sizes=[] if diverged_at else result.norm_batch_sizes,
+            diverged_at=diverged_at,
+            **{k: v for k, v in found.items() if k != "group"},
+        )
 
     def _model_run(self, job: Job, resume_run_id: str | None) -> AbstractContextManager[Tracker]:
         """The model's MLflow run (the crashed one again after a torchrun restart), or no tracking."""
         if not self.track:
             return _untracked()
         summary, device = self.summary, self.env.device
-        mlflow_params = {**flatten({"prepare": summary.params, "train": job.shape}),
-                         **{f"train.{key}": value for key, value in job.setting.model_dump().items()},
-                         "variant": job.variant, "seed": job.seed, "device": str(device),
-                         **{f"data.rows_{s}": n for s, n in summary.rows.items()},
-                         **{f"data.prevalence_{s}": p for s, p in summary.prevalence.items()}}
-        run_tags = {keys.ROLE: "tuning" if job.tuning else "model", keys.VARIANT: job.variant,
-                    keys.SEED: str(job.seed), keys.LR: str(job.setting.lr), keys.MODEL: job.name,
-                    keys.COLOR: catalogue_entry(job.variant).color,
-                    **({keys.TRIAL: str(job.trial)} if job.trial is not None else {}),
-                    keys.DATA_SHA256: summary.source_sha256,
-                    keys.DEVICE: torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}
-        return runs.open_model_run(self.params.mlflow.experiment, job.name, job.group, mlflow_params, run_tags,
-                                   resume_run_id)
+        mlflow_params = {
+            **flatten({"prepare": summary.params, "train": job.shape}),
+            **{f"train.{key}": value for key, value in job.setting.model_dump().items()},
+            "variant": job.variant,
+            "seed": job.seed,
+            "device": str(device),
+            **{f"data.rows_{s}": n for s, n in summary.rows.items()},
+            **{f"data.prevalence_{s}": p for s, p in summary.prevalence.items()},
+        }
+        run_tags = {
+            keys.ROLE: "tuning" if job.tuning else "model",
+            keys.VARIANT: job.variant,
+            keys.SEED: str(job.seed),
+            keys.LR: str(job.setting.lr),
+            keys.MODEL: job.name,
+            keys.COLOR: catalogue_entry(job.variant).color,
+            **({keys.TRIAL: str(job.trial)} if job.trial is not None else {}),
+            keys.DATA_SHA256: summary.source_sha256,
+            keys.DEVICE: torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        }
+        return runs.open_model_run(
+            self.params.mlflow.experiment, job.name, job.group, mlflow_params, run_tags, resume_run_id
+        )
 
 
 @contextmanager
@@ -229,15 +269,19 @@ def _untracked() -> Iterator[Tracker]:
     yield NullTracker()
 
 
-def _record_outputs(run_id: str, layout: Layout, summary: PrepareSummary, result: FitResult,
-                    split: str) -> dict[str, Any]:
+def _record_outputs(
+    run_id: str, layout: Layout, summary: PrepareSummary, result: FitResult, split: str
+) -> dict[str, Any]:
     """The history artifact, the training data and the summary metrics into a model's run (its epochs are
     sent); returns what the run file needs to find the run again."""
     with tempfile.TemporaryDirectory() as tmp:
         named = Path(tmp) / "history.csv"
         pd.DataFrame(result.history).to_csv(named, index=False)
-        runs.log_results(run_id, {"best_epoch": result.best_epoch, "best_val_ap": result.best_val_ap,
-                                  "epochs_run": len(result.history)}, (named,))
+        runs.log_results(
+            run_id,
+            {"best_epoch": result.best_epoch, "best_val_ap": result.best_val_ap, "epochs_run": len(result.history)},
+            (named,),
+        )
     kinds = {"categorical": "string", "datetime": "datetime"}  # numbers: float
     types = {name: kinds.get(summary.roles.get(name, ""), "float") for name in summary.features}
     runs.log_training_data(run_id, layout.table, f"{split}/train", types, summary.label, summary.source_sha256)
@@ -249,10 +293,22 @@ def _write_trained(job: Job, config: MLPConfig, outcome: Outcome, summary: Prepa
     none, the run file last (it marks the model done)."""
     result = outcome.result
     with staged(job.checkpoint, job.history, job.probes, job.run_file) as (tmp_ckpt, tmp_history, tmp_probes, tmp_run):
-        torch.save(checkpoint(config, outcome.state, variant=job.variant, seed=job.seed, lr=job.setting.lr,  # type: ignore[arg-type]
-                              setting=job.setting.model_dump(), best_epoch=result.best_epoch, params=job.shape,
-                              label=summary.label, features=summary.features, data_sha256=summary.source_sha256),
-                   tmp_ckpt)
+        torch.save(
+            checkpoint(
+                config,
+                outcome.state,
+                variant=job.variant,
+                seed=job.seed,
+                lr=job.setting.lr,  # type: ignore[arg-type]
+                setting=job.setting.model_dump(),
+                best_epoch=result.best_epoch,
+                params=job.shape,
+                label=summary.label,
+                features=summary.features,
+                data_sha256=summary.source_sha256,
+            ),
+            tmp_ckpt,
+        )
         pd.DataFrame(result.history).to_csv(tmp_history, index=False)
         pd.DataFrame(result.probes, columns=list(PROBE_COLUMNS)).to_csv(tmp_probes, index=False)
         info.write(tmp_run)
@@ -318,11 +374,28 @@ class Progress:
             self.bar.update(1)
             self.bar.set_postfix(training=len(records), best_val_ap=f"{max(aps):.3f}")
         elif self.models == 1:
-            log.info("train[%s] epoch %d/%d  loss %.4f  val_loss %.4f  val_ap %.3f  %.2fs", self.label, epoch,
-                     self.epochs, first["train_loss"], first["val_loss"], first["val_ap"], first["epoch_seconds"])
+            log.info(
+                "train[%s] epoch %d/%d  loss %.4f  val_loss %.4f  val_ap %.3f  %.2fs",
+                self.label,
+                epoch,
+                self.epochs,
+                first["train_loss"],
+                first["val_loss"],
+                first["val_ap"],
+                first["epoch_seconds"],
+            )
         else:
-            log.info("train[%s x%d] epoch %d/%d  %d training  val_ap %.3f-%.3f  %.2fs", self.label, self.models,
-                     epoch, self.epochs, len(records), min(aps), max(aps), first["epoch_seconds"])
+            log.info(
+                "train[%s x%d] epoch %d/%d  %d training  val_ap %.3f-%.3f  %.2fs",
+                self.label,
+                self.models,
+                epoch,
+                self.epochs,
+                len(records),
+                min(aps),
+                max(aps),
+                first["epoch_seconds"],
+            )
 
     def close(self) -> None:
         """Every model has finished."""

@@ -40,8 +40,9 @@ def distributions(space: SpaceParams) -> dict[str, optuna.distributions.BaseDist
 def sampler(tune: TuneParams) -> optuna.samplers.BaseSampler:
     """Seeded TPE: its first round random, later ones with a constant liar for the trials in flight.
     (A grid is enqueued instead, see grid_points; the sampler then decides nothing.)"""
-    return optuna.samplers.TPESampler(seed=tune.seed, n_startup_trials=tune.parallel, constant_liar=True,
-                                      multivariate=True)
+    return optuna.samplers.TPESampler(
+        seed=tune.seed, n_startup_trials=tune.parallel, constant_liar=True, multivariate=True
+    )
 
 
 def grid_points(tune: TuneParams) -> list[dict[str, Any]]:
@@ -64,8 +65,9 @@ def open_study(path: Path, fingerprint: str, tune: TuneParams) -> optuna.Study:
 
     def load() -> optuna.Study:
         storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
-        return optuna.create_study(storage=storage, study_name="tune", direction="maximize", sampler=sampler(tune),
-                                   load_if_exists=True)
+        return optuna.create_study(
+            storage=storage, study_name="tune", direction="maximize", sampler=sampler(tune), load_if_exists=True
+        )
 
     study = load()
     if study.user_attrs.get("fingerprint") not in (None, fingerprint):
@@ -98,8 +100,15 @@ def tune_variant(params: Params, planner: Planner, variant: str, world: World, t
             if study is not None:
                 _tell(study, number, group)
     # Trials an earlier run finished: their models are kept (reported, never retrained).
-    earlier = world.broadcast([(t.number, t.params) for t in study.get_trials(deepcopy=False)
-                               if t.state.is_finished() and t.number not in results] if study is not None else None)
+    earlier = world.broadcast(
+        [
+            (t.number, t.params)
+            for t in study.get_trials(deepcopy=False)
+            if t.state.is_finished() and t.number not in results
+        ]
+        if study is not None
+        else None
+    )
     if earlier:
         jobs = {number: planner.trial(params, variant, number, Setting.model_validate(raw)) for number, raw in earlier}
         kept = {r.name: r for r in train([job for group in jobs.values() for job in group])}
@@ -108,9 +117,16 @@ def tune_variant(params: Params, planner: Planner, variant: str, world: World, t
         return [r for number in sorted(results) for r in results[number]]
     records = trial_records(study, params, planner, variant)
     Trials(variant=variant, trials=records).write(layout.trials(variant))
-    log.info("tune[%s] %d trials; best %s (mean validation AP %.3f)", variant, len(records),
-             *max(((r.setting.name(), r.val_ap) for r in records if r.val_ap is not None),
-                  key=lambda t: t[1], default=("none", float("nan"))))
+    log.info(
+        "tune[%s] %d trials; best %s (mean validation AP %.3f)",
+        variant,
+        len(records),
+        *max(
+            ((r.setting.name(), r.val_ap) for r in records if r.val_ap is not None),
+            key=lambda t: t[1],
+            default=("none", float("nan")),
+        ),
+    )
     return [r for number in sorted(results) for r in results[number]]
 
 
@@ -119,7 +135,7 @@ def _next_trials(study: optuna.Study, tune: TuneParams) -> list[tuple[int, dict[
     ``parallel`` in all."""
     trials = study.get_trials(deepcopy=False)
     finished = sum(t.state.is_finished() for t in trials)
-    waiting = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING][:tune.parallel]
+    waiting = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING][: tune.parallel]
     batch = [(t.number, t.params) for t in waiting]
     fresh = min(tune.parallel - len(batch), tune.trials - finished - len(waiting))
     space = distributions(tune.space)
@@ -147,9 +163,16 @@ def trial_records(study: optuna.Study, params: Params, planner: Planner, variant
         setting = Setting.model_validate(trial.params)
         jobs = planner.trial(params, variant, trial.number, setting)
         infos = {job.seed: RunFile.read(job.run_file, "tune") for job in jobs}
-        records.append(Trial(
-            trial=trial.number, state=trial.state.name, setting=setting,
-            val_ap_by_seed={str(s): i.best_val_ap for s, i in infos.items() if i.diverged_at is None},
-            diverged_at_epoch_by_seed={str(s): i.diverged_at for s, i in infos.items() if i.diverged_at is not None},
-            val_ap=trial.value if trial.state == optuna.trial.TrialState.COMPLETE else None))
+        records.append(
+            Trial(
+                trial=trial.number,
+                state=trial.state.name,
+                setting=setting,
+                val_ap_by_seed={str(s): i.best_val_ap for s, i in infos.items() if i.diverged_at is None},
+                diverged_at_epoch_by_seed={
+                    str(s): i.diverged_at for s, i in infos.items() if i.diverged_at is not None
+                },
+                val_ap=trial.value if trial.state == optuna.trial.TrialState.COMPLETE else None,
+            )
+        )
     return records

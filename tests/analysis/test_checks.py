@@ -11,15 +11,15 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from pipeline import report
-from pipeline.analysis.statistics import Power
-from pipeline.project.params import Params
-from pipeline.project.layout import Layout
 from pipeline.analysis import checks as caveats
+from pipeline.analysis.statistics import Power
+from pipeline.project.layout import Layout
+from pipeline.project.params import Params
 
 
 def _first_screen(params: Params, layout: Layout) -> tuple[str, list[str]]:
     md = (report.run(params, layout, track=False) / "report.md").read_text()
-    return md[:md.index("## 2. Setup")], json.loads(layout.summary.read_text())["caveats"]
+    return md[: md.index("## 2. Setup")], json.loads(layout.summary.read_text())["caveats"]
 
 
 def _kinds(layout: Layout) -> list[str]:
@@ -45,8 +45,10 @@ def test_a_variant_below_the_logistic_regression_is_named(params: Params, evalua
     test = scores[scores["split"] == "test"]
     path = evaluated.model_metrics("baseline-s0")
     metrics = json.loads(path.read_text())
-    metrics["values"].update(test_ap=average_precision_score(test["y_true"], test["score"]),
-                             test_roc_auc=roc_auc_score(test["y_true"], test["score"]))
+    metrics["values"].update(
+        test_ap=average_precision_score(test["y_true"], test["score"]),
+        test_roc_auc=roc_auc_score(test["y_true"], test["score"]),
+    )
     path.write_text(json.dumps(metrics))
     screen, found = _first_screen(params, evaluated)
     line = _say(found, "The baseline ranks below the logistic regression on test average precision")
@@ -75,7 +77,9 @@ def test_a_choice_at_the_edge_and_a_search_still_climbing_are_named(params: Para
     screen, found = _first_screen(params, evaluated)
     edge = _say(found, "tuned lr sits at the high end of train.tune.space.lr")
     climbing = _say(found, "still climbing: its last 1 trial(s) raised the best validation AP by 0.050")
-    assert edge.startswith("The baseline") and climbing.startswith("BatchNorm") and "raise train.tune.trials" in climbing
+    assert (
+        edge.startswith("The baseline") and climbing.startswith("BatchNorm") and "raise train.tune.trials" in climbing
+    )
     assert edge in screen and climbing in screen
     assert {"at_edge", "tuning_climbing"} <= set(_kinds(evaluated))
 
@@ -89,20 +93,24 @@ def test_too_few_replicates_and_a_time_split_are_named(params: Params, evaluated
     assert "few_replicates" in _kinds(evaluated) and "fixed_split" not in _kinds(evaluated)
     assert caveats.fixed_split(SimpleNamespace(summary=SimpleNamespace(redrawn=False, folds=1))) == [
         "The split is by time and the same for every replicate: the intervals cover seeds and test rows, not the "
-        "choice of split (prepare.split.folds > 1 evaluates on several consecutive windows)."]
+        "choice of split (prepare.split.folds > 1 evaluates on several consecutive windows)."
+    ]
     assert caveats.fixed_split(SimpleNamespace(summary=SimpleNamespace(redrawn=False, folds=3))) == []
 
 
 def test_low_power_is_named_whatever_the_outcome(params: Params) -> None:
     """Ten replicates can pass Holm's strictest level; a claim with 35% power at its practical size is
     named with the replicates that would give 80%, one with 90% is not."""
+
     def claim(key: str, power: float, need: int | None) -> SimpleNamespace:
         return SimpleNamespace(key=key, power=Power(0.02, power, 0.8, need), status="supported")
 
     ev = SimpleNamespace(replicates=list(range(10)), params=params)
     found = caveats.few_replicates(ev, {"batchnorm": [claim("minority", 0.35, 31), claim("loss", 0.9, 6)]})
-    assert found == ["BatchNorm, minority: 10 replicates give 35% power to support an effect of the practical size; "
-                     "about 31 would give 80%."]
+    assert found == [
+        "BatchNorm, minority: 10 replicates give 35% power to support an effect of the practical size; "
+        "about 31 would give 80%."
+    ]
 
 
 @pytest.mark.parametrize("replicates, expected", [(7, 1), (8, 0)])

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from pipeline.project.params import parse
 from pipeline.analysis.claims import Measure, loss_measure, rung_times, speed_measures, time_to
+from pipeline.project.params import parse
 from pipeline.reporting.sections import effect_text
 from tests.helpers.params import small_raw_params
 
@@ -35,10 +35,13 @@ def _evidence(ours: list[pd.DataFrame], base: list[pd.DataFrame], **histories: l
     raw = small_raw_params()
     raw["report"]["speed_rungs"] = [0.5, 1.0]
     raw["report"]["early_epoch"] = 1
-    return SimpleNamespace(params=parse(raw), summary=SimpleNamespace(prevalence={"val": 0.0}, redrawn=True),
-                           probes={"batchnorm": dict(enumerate(ours)), "baseline": dict(enumerate(base))},
-                           histories={k: dict(enumerate(v)) for k, v in histories.items()},
-                           replicates=list(range(len(ours))))
+    return SimpleNamespace(
+        params=parse(raw),
+        summary=SimpleNamespace(prevalence={"val": 0.0}, redrawn=True),
+        probes={"batchnorm": dict(enumerate(ours)), "baseline": dict(enumerate(base))},
+        histories={k: dict(enumerate(v)) for k, v in histories.items()},
+        replicates=list(range(len(ours))),
+    )
 
 
 def test_rungs_are_fractions_of_the_lower_best_and_both_reach_them() -> None:
@@ -65,9 +68,12 @@ def test_loss_measure_is_the_relative_fall_after_the_early_epoch() -> None:
     def history(losses: list[float]) -> pd.DataFrame:
         return pd.DataFrame({"epoch": range(1, len(losses) + 1), "train_loss": losses})
 
-    ev = _evidence([_curve([1], [0.5])] * 2, [_curve([1], [0.5])] * 2,
-                   batchnorm=[history([0.05, 0.04]), history([0.08, 0.05])],
-                   baseline=[history([0.10, 0.05]), history([0.10, 0.06])])
+    ev = _evidence(
+        [_curve([1], [0.5])] * 2,
+        [_curve([1], [0.5])] * 2,
+        batchnorm=[history([0.05, 0.04]), history([0.08, 0.05])],
+        baseline=[history([0.10, 0.05]), history([0.10, 0.06])],
+    )
     m = loss_measure(ev, "batchnorm")
     assert m.differences == pytest.approx([0.5, 0.2])  # (0.10 - 0.05) / 0.10 and (0.10 - 0.08) / 0.10
     assert m.mean == pytest.approx(0.35) and m.spread == pytest.approx(0.2121, abs=1e-4)

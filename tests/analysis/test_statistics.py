@@ -52,7 +52,8 @@ def test_holm_by_hand() -> None:
     # sorted: a 0.01 (x3 = 0.03), c 0.03 (x2 = 0.06), b 0.04 (x1 = 0.04, raised to 0.06: monotone)
     assert holm({"a": 0.01, "b": 0.04, "c": 0.03}) == pytest.approx({"a": 0.03, "b": 0.06, "c": 0.06})
     assert holm_levels({"a": 0.01, "b": 0.04, "c": 0.03}, 0.05) == pytest.approx(
-        {"a": 0.05 / 3, "c": 0.05 / 2, "b": 0.05})
+        {"a": 0.05 / 3, "c": 0.05 / 2, "b": 0.05}
+    )
     assert holm({"a": 0.6, "b": 0.7}) == {"a": 1.0, "b": 1.0}  # capped at 1
 
 
@@ -61,15 +62,18 @@ def test_the_replicates_and_the_family_are_chosen_together() -> None:
     assert fewest_replicates(0.05 / 4) == 8  # Holm over four claims: 2/2^8 = 0.0078 <= 0.0125 < 2/2^7
 
 
-@pytest.mark.parametrize(("mean", "low", "high", "p", "word"), [
-    (0.05, 0.03, 0.07, 0.004, SUPPORTED),  # significant, above 0, at least the practical size 0.02
-    (0.005, -0.01, 0.015, 0.2, EQUIVALENT),  # the whole interval within +-0.02
-    (0.004, 0.001, 0.008, 0.001, EQUIVALENT),  # significant yet negligible: equivalent, never "supported"
-    (-0.05, -0.08, -0.03, 0.004, REVERSED),  # significantly the other way: named so
-    (0.012, 0.004, 0.03, 0.004, INCONCLUSIVE),  # significant, but the estimate is below the practical size
-    (0.05, -0.01, 0.11, 0.3, INCONCLUSIVE),  # not significant
-    (0.05, 0.03, 0.07, 0.12, INCONCLUSIVE),  # p 0.03 before correction, 0.12 after Holm over four claims
-])
+@pytest.mark.parametrize(
+    ("mean", "low", "high", "p", "word"),
+    [
+        (0.05, 0.03, 0.07, 0.004, SUPPORTED),  # significant, above 0, at least the practical size 0.02
+        (0.005, -0.01, 0.015, 0.2, EQUIVALENT),  # the whole interval within +-0.02
+        (0.004, 0.001, 0.008, 0.001, EQUIVALENT),  # significant yet negligible: equivalent, never "supported"
+        (-0.05, -0.08, -0.03, 0.004, REVERSED),  # significantly the other way: named so
+        (0.012, 0.004, 0.03, 0.004, INCONCLUSIVE),  # significant, but the estimate is below the practical size
+        (0.05, -0.01, 0.11, 0.3, INCONCLUSIVE),  # not significant
+        (0.05, 0.03, 0.07, 0.12, INCONCLUSIVE),  # p 0.03 before correction, 0.12 after Holm over four claims
+    ],
+)
 def test_the_four_words(mean: float, low: float, high: float, p: float, word: str) -> None:
     """``p`` is the Holm-adjusted p, compared with 0.05; the practical size is 0.02."""
     assert verdict(mean, low, high, p, 0.05, 0.02) == word
@@ -85,8 +89,9 @@ def test_the_nested_bootstrap_by_hand() -> None:
     assert low == pytest.approx(2.5, abs=1.0) and high == pytest.approx(97.5, abs=1.0)
     # The inner level widens the interval of the same replicate means.
     plain = outer_bootstrap([0.1, 0.2, 0.15, 0.12], 4000, 0, 0.95)
-    nested = nested_bootstrap([np.random.default_rng(r).normal(m, 0.05, 200) for r, m in
-                               enumerate([0.1, 0.2, 0.15, 0.12])], 4000, 0, 0.95)
+    nested = nested_bootstrap(
+        [np.random.default_rng(r).normal(m, 0.05, 200) for r, m in enumerate([0.1, 0.2, 0.15, 0.12])], 4000, 0, 0.95
+    )
     assert nested[1] - nested[0] > plain[1] - plain[0]
 
 
@@ -101,8 +106,9 @@ def test_the_power_of_the_rule_by_simulation() -> None:
     few, many = (rule_power(0.02, 0.02, n, alpha, 0.02, 0.95, seed=0) for n in (10, 30))
     assert 0 < few < many < 1
     assert replicates_for(0.1, 0.01, alpha, 0.02, 0.95, 0.8, start=2) == 8
-    assert math.isclose(rule_power(0.02, 0.02, 10, alpha, 0.02, 0.95, seed=0),
-                        rule_power(0.02, 0.02, 10, alpha, 0.02, 0.95, seed=0))  # seeded: repeatable
+    assert math.isclose(
+        rule_power(0.02, 0.02, 10, alpha, 0.02, 0.95, seed=0), rule_power(0.02, 0.02, 10, alpha, 0.02, 0.95, seed=0)
+    )  # seeded: repeatable
 
 
 # ---------------------------------------------------------------- across tables
@@ -158,7 +164,7 @@ def test_bayesian_signed_rank_matches_its_posterior_by_hand() -> None:
     assert flipped.worse == pytest.approx(by_hand, abs=0.01) and flipped.better == 0.0
     # One table: w0 ~ Beta(0.5, 1), whose CDF is sqrt(x): P(better) = (1/sqrt(2))^(1/2) = 2^(-1/4) = 0.8409.
     one = pooling.bayes_signed_rank([0.1], rope=0.02, seed=0, samples=20_000)
-    assert one.better == pytest.approx(2 ** -0.25, abs=0.01) and one.worse == 0.0
+    assert one.better == pytest.approx(2**-0.25, abs=0.01) and one.worse == 0.0
     tiny = pooling.bayes_signed_rank([0.001, -0.002, 0.0005, 0.0], rope=0.02, seed=0, samples=5_000)
     assert tiny.equivalent == 1.0  # every pair sum lies inside twice the ROPE
 

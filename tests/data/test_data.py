@@ -2,20 +2,30 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.project.params import SplitParams
 from pipeline.data.cleaning import clean
 from pipeline.data.splits import split_indices, time_parts
 from pipeline.data.synthetic import synthetic_transactions
+from pipeline.project.params import Params, SplitParams
 from pipeline.runtime.errors import DataError
 
-SPLIT = SplitParams(method="stratified", fractions=[0.6, 0.2, 0.2], time_column="Time", min_positives=5, delay="0s",
-                    folds=1)
+SPLIT = SplitParams(
+    method="stratified", fractions=[0.6, 0.2, 0.2], time_column="Time", min_positives=5, delay="0s", folds=1
+)
 
 
 def test_synthetic_schema_rate_and_determinism() -> None:
     a = synthetic_transactions(20_000, 0.002, seed=3)
-    assert list(a.columns) == ["Time", *[f"V{i}" for i in range(1, 29)], "Amount", "merchant_category", "channel",
-                               "country", "timestamp", "card_id", "Class"]
+    assert list(a.columns) == [
+        "Time",
+        *[f"V{i}" for i in range(1, 29)],
+        "Amount",
+        "merchant_category",
+        "channel",
+        "country",
+        "timestamp",
+        "card_id",
+        "Class",
+    ]
     assert int(a["Class"].sum()) == 40
     assert a["Time"].is_monotonic_increasing
     assert (a["Amount"] >= 0).all()
@@ -50,7 +60,7 @@ def test_synthetic_regimes_move_the_fraud_cue_and_add_noise_columns() -> None:
     pd.testing.assert_frame_equal(default, synthetic_transactions(20_000, 0.01, 1, "mixed", 0))
     wide = synthetic_transactions(20_000, 0.01, 1, "mixed", extra_features=3)
     after_amount = list(wide.columns).index("Amount") + 1
-    assert list(wide.columns[after_amount:after_amount + 4]) == ["N1", "N2", "N3", "merchant_category"]
+    assert list(wide.columns[after_amount : after_amount + 4]) == ["N1", "N2", "N3", "merchant_category"]
     pd.testing.assert_frame_equal(wide.drop(columns=["N1", "N2", "N3"]), default)
     aps = {}
     for signal in ("linear", "nonlinear"):
@@ -123,7 +133,7 @@ def test_too_few_positives_names_the_split(labels: np.ndarray) -> None:
     late = labels.copy()
     late[:] = 0
     late[:40] = 1  # every positive is early: val and test get none
-    with pytest.raises(DataError, match="split 'val' \(time window 0\) holds 0 positives.*min_positives=5"):
+    with pytest.raises(DataError, match=r"split 'val' \(time window 0\) holds 0 positives.*min_positives=5"):
         split_indices(late, SPLIT.model_copy(update={"method": "time"}), seed=0, times=times)
     with pytest.raises(DataError, match="only 10 positives"):
         split_indices(late * (np.arange(late.size) < 10), SPLIT, seed=0)
@@ -137,7 +147,7 @@ def test_synthetic_fraud_depends_on_the_categorical_columns() -> None:
     assert frame.loc[~domestic & frame["country"].notna(), "Class"].mean() > 3 * frame.loc[domestic, "Class"].mean()
 
 
-def test_clean_drop_policy_reports_count(params) -> None:
+def test_clean_drop_policy_reports_count(params: Params) -> None:
     frame = pd.DataFrame({"a": [1.0, np.nan, 3.0, np.inf, 5.0], "Class": [0, 1, 0, 1, 1]})
     cleaned = clean(frame, params.prepare.model_copy(update={"nonfinite": "drop", "log1p": []}))
     assert cleaned.dropped_nonfinite == 2

@@ -11,8 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.data.encoder import DATETIME_PARTS, MISSING, OTHER, Encoder, datetime_parts, embedding_dim
-from pipeline.data.encoder import Scaler
+from pipeline.data.encoder import DATETIME_PARTS, MISSING, OTHER, Encoder, Scaler, datetime_parts, embedding_dim
 from pipeline.data.values import category_keys, decode
 
 ROLES = {"amt": "numeric", "shop": "categorical", "when": "datetime"}
@@ -20,12 +19,22 @@ FORMATS = {"when": "%Y-%m-%d %H:%M:%S"}
 
 
 def _frame() -> pd.DataFrame:
-    return pd.DataFrame({
-        "amt": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0],
-        "shop": ["a", "a", "a", "b", "b", "c", "d", None],  # c: rare in training; d: only in the later rows
-        "when": ["2024-01-01 00:00:00", "2024-01-01 06:00:00", "2024-01-02 12:00:00", "2024-01-03 18:00:00",
-                 "2024-01-07 00:00:00", "2024-01-08 00:00:00", "2030-01-01 00:00:00", "2024-01-05 00:00:00"],
-    })
+    return pd.DataFrame(
+        {
+            "amt": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0],
+            "shop": ["a", "a", "a", "b", "b", "c", "d", None],  # c: rare in training; d: only in the later rows
+            "when": [
+                "2024-01-01 00:00:00",
+                "2024-01-01 06:00:00",
+                "2024-01-02 12:00:00",
+                "2024-01-03 18:00:00",
+                "2024-01-07 00:00:00",
+                "2024-01-08 00:00:00",
+                "2030-01-01 00:00:00",
+                "2024-01-05 00:00:00",
+            ],
+        }
+    )
 
 
 TRAIN = np.array([0, 1, 2, 3, 4, 5, 7])  # row 6 (shop d, the year 2030) is not training
@@ -66,8 +75,12 @@ def test_datetime_parts_are_cycles_of_the_day_and_week() -> None:
 
 def test_raw_rows_encode_as_the_training_rows_whatever_their_dtypes(encoder: Encoder) -> None:
     frame = _frame()
-    typed = frame.assign(amt=frame["amt"].astype("int64"), when=pd.to_datetime(frame["when"]),
-                         shop=frame["shop"].astype(object), extra="ignored")[::-1].reset_index(drop=True)
+    typed = frame.assign(
+        amt=frame["amt"].astype("int64"),
+        when=pd.to_datetime(frame["when"]),
+        shop=frame["shop"].astype(object),
+        extra="ignored",
+    )[::-1].reset_index(drop=True)
     np.testing.assert_array_equal(encoder.encode(typed), encoder.encode(frame)[::-1])
     unseen = frame.assign(shop=["zz", "a", None, "b", "yy", "c", "d", "a"])
     assert unseen.pipe(encoder.encode)[:, -1].tolist() == [OTHER, 2, MISSING, 3, OTHER, OTHER, OTHER, 2]
@@ -82,8 +95,9 @@ def test_the_json_file_round_trips_and_an_old_scaler_file_loads(encoder: Encoder
     (tmp_path / "scaler.json").write_text(json.dumps(scaler.to_dict()))  # what models logged before encoders carry
     old = Encoder.load(tmp_path / "scaler.json")
     assert old.roles == {"a": "numeric"} and old.levels == {}
-    np.testing.assert_array_equal(old.encode(pd.DataFrame({"a": [3.0]})),
-                                  scaler.transform(pd.DataFrame({"a": [3.0]})).to_numpy())
+    np.testing.assert_array_equal(
+        old.encode(pd.DataFrame({"a": [3.0]})), scaler.transform(pd.DataFrame({"a": [3.0]})).to_numpy()
+    )
     assert json.loads((tmp_path / "encoder.json").read_text())["format"] == "bn-fraud encoder 1"
 
 

@@ -1,4 +1,4 @@
-"""The README's DVC examples, run as written in a copy of the repository, and what they print."""
+"""The DVC examples of docs/mlflow.md, run as written in a copy of the repository, and what they print."""
 
 from __future__ import annotations
 
@@ -22,21 +22,23 @@ NUMBER = re.compile(r"\d+\.\d+")
 
 
 def readme_commands() -> list[str]:
-    """The commands of the README block that follows MARKER (comments stripped)."""
-    text = (REPO / "README.md").read_text()
-    after = text[text.index(MARKER):]
+    """The commands of the docs/mlflow.md block that follows MARKER (comments stripped)."""
+    text = (REPO / "docs" / "mlflow.md").read_text()
+    after = text[text.index(MARKER) :]
     start = after.index("```sh\n") + len("```sh\n")
-    block = after[start:after.index("```", start)]
+    block = after[start : after.index("```", start)]
     return [re.split(r"\s#", line)[0].strip() for line in block.splitlines() if line.strip()]
 
 
 @pytest.fixture(scope="module")
-def workflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, subprocess.CompletedProcess[str]]]]:
-    """A copy with committed results (dvc.lock and metrics/summary.json), then the README block."""
+def workflow(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Path, dict[str, subprocess.CompletedProcess[str]]]]:
+    """A copy with committed results (dvc.lock and metrics/summary.json), then the docs' block."""
     raw = small_raw_params()
     raw["train"]["epochs"] = 6
     # A four-point grid, of which HEAD runs one trial (lr 0.003, batch 128: both variants still improve
-    # after epoch 3, so `-S train.epochs=3` changes both, as it does on the default data) and the README's
+    # after epoch 3, so `-S train.epochs=3` changes both, as it does on the default data) and the docs'
     # queued sweep two and four.
     space(raw, lr=[0.01, 0.003], batch_size=[128, 256])
     raw["train"]["tune"]["trials"] = 1
@@ -57,11 +59,12 @@ def workflow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, d
 
 
 def _shell(repo: Path, command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """Run one README line as a user's shell would. Output goes to files, not pipes: `dvc queue
+    """Run one line of the docs as a user's shell would. Output goes to files, not pipes: `dvc queue
     start` leaves worker daemons that inherit the command's stdout and would hold a pipe open."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        code = subprocess.run(["bash", "-c", command], cwd=repo, env=env, stdout=out, stderr=err,
-                              timeout=1200).returncode
+        code = subprocess.run(
+            ["bash", "-c", command], cwd=repo, env=env, stdout=out, stderr=err, timeout=1200
+        ).returncode
         out.seek(0)
         err.seek(0)
         result = subprocess.CompletedProcess(command, code, out.read(), err.read())
@@ -106,8 +109,12 @@ def test_plots_diff_draws_both_revisions(workflow: tuple) -> None:
     repo, outputs = workflow
     assert "dvc_plots" in _output(outputs, "dvc plots diff HEAD")
     page = (repo / "dvc_plots" / "index.html").read_text()
-    for plot in ("models_history_batchnorm_batchnorm-s0_csv", "models_history_baseline_baseline-s0_csv",
-                 "Precision-recall__test_", "ROC__test_"):
+    for plot in (
+        "models_history_batchnorm_batchnorm-s0_csv",
+        "models_history_baseline_baseline-s0_csv",
+        "Precision-recall__test_",
+        "ROC__test_",
+    ):
         assert f"vegaEmbed('#{plot}'" in page, plot
     assert "HEAD" in page and "workspace" in page  # both revisions on each chart
 
@@ -144,7 +151,9 @@ def test_the_two_workers_lost_no_mlflow_run(workflow: tuple) -> None:
     assert sorted(len(runs) for runs in swept.values()) == [2 * 1, 2 * 3]
     for name, tuning in swept.items():
         assert all(r.info.status == "FINISHED" for r in tuning), name
-        models = c.search_runs([exp.experiment_id], f"tags.`pipeline.role` = 'model' and tags.`dvc.exp_name` = '{name}'")
+        models = c.search_runs(
+            [exp.experiment_id], f"tags.`pipeline.role` = 'model' and tags.`dvc.exp_name` = '{name}'"
+        )
         assert sorted(r.info.run_name for r in models) == ["baseline-s0", "batchnorm-s0"], name
         assert all(r.info.status == "FINISHED" and "test_ap" in r.data.metrics for r in models), name
         logs = dvc(repo, "queue", "logs", name, check=False)
@@ -152,7 +161,7 @@ def test_the_two_workers_lost_no_mlflow_run(workflow: tuple) -> None:
 
 
 def test_push_then_a_fresh_clone_pulls_and_has_nothing_to_rerun(workflow: tuple, tmp_path: Path) -> None:
-    """README "Sharing results": `dvc push` to the default remote (its path set per machine with
+    """docs/team.md "Sharing results": `dvc push` to the default remote (its path set per machine with
     `dvc remote modify --local`); a fresh clone's `dvc pull` then makes `dvc repro` a no-op, and the
     report is the same outside its volatile blocks."""
     from pipeline.reporting.document import strip_volatile

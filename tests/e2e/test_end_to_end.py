@@ -20,8 +20,9 @@ import torch
 import yaml
 from sklearn.metrics import average_precision_score
 
-from pipeline.project.layout import Layout, read_chosen, read_trials
-from pipeline.tracking import keys as tags
+from pipeline.project.artefacts import Chosen, Trials
+from pipeline.project.layout import Layout
+from pipeline.tracking import keys
 from tests.helpers.params import sample_csv_path, small_raw_params, space
 from tests.helpers.repository import copy_repository, dvc, env_for, run
 
@@ -73,8 +74,16 @@ def test_prepare_outputs_and_lock(repro: Path) -> None:
     for split in ("tuning", "r0", "r1", "r2"):
         assert layout.split_file(split).is_file() and layout.encoder(split).is_file(), split
     lock = (repro / "dvc.lock").read_text()
-    for stage in ("prepare", "tune@batchnorm", "tune@baseline", "select", "train@batchnorm", "train@baseline",
-                  "evaluate", "report"):
+    for stage in (
+        "prepare",
+        "tune@batchnorm",
+        "tune@baseline",
+        "select",
+        "train@batchnorm",
+        "train@baseline",
+        "evaluate",
+        "report",
+    ):
         assert f"\n  {stage}:\n" in lock, stage
     assert "data/prepared" in lock and "md5" in lock
     status = dvc(repro, "status")
@@ -88,17 +97,30 @@ def test_the_only_dvc_metrics_are_the_headline(repro: Path) -> None:
     headline = workspace["data"]["metrics/summary.json"]["data"]
     written = json.loads((repro / "metrics" / "summary.json").read_text())
     assert [k for k in written if k != "shared_setting"] == [
-        "test_ap", "verdict", "effect", "test_recall", "test_precision", "test_f1", "test_value_recall",
-        "test_alert_precision", "test_savings_vs_none", "reference_test_ap", "caveats", "caveat_kinds", "setting",
-        "threshold", "replicates"]  # the answer first: what `dvc exp show` shows first
+        "test_ap",
+        "verdict",
+        "effect",
+        "test_recall",
+        "test_precision",
+        "test_f1",
+        "test_value_recall",
+        "test_alert_precision",
+        "test_savings_vs_none",
+        "reference_test_ap",
+        "caveats",
+        "caveat_kinds",
+        "setting",
+        "threshold",
+        "replicates",
+    ]  # the answer first: what `dvc exp show` shows first
     assert list(headline) == [k for k in written if k not in ("caveats", "caveat_kinds")]  # DVC drops lists
     assert list(headline["test_ap"]) == ["batchnorm", "baseline"]
     assert list(headline["verdict"]) == ["minority", "accuracy", "loss", "speed"]
     assert set(headline["verdict"].values()) <= {"supported", "equivalent", "reversed", "inconclusive"}
     assert set(headline["reference_test_ap"]) == set(REFERENCES) and headline["replicates"] == REPLICATES
     for variant in VARIANTS:  # each variant's tuned setting, as select chose it
-        chosen = {k: v for k, v in read_chosen(Layout(repro), variant).items() if k != "trial"}
-        assert headline["setting"][variant] == chosen, variant
+        chosen = Chosen.read(Layout(repro).chosen_setting(variant), "select").setting
+        assert headline["setting"][variant] == chosen.model_dump(), variant
 
 
 def test_one_complete_mlflow_run_per_model_with_clean_per_epoch_keys(repro: Path) -> None:
@@ -112,11 +134,11 @@ def test_one_complete_mlflow_run_per_model_with_clean_per_epoch_keys(repro: Path
         is_tuning = model_run.data.tags["pipeline.role"] == "tuning"
         assert model_run.info.status == "FINISHED" and "mlflow.parentRunId" not in model_run.data.tags
         epochs = int(model_run.data.metrics["epochs_run"])
-        for key in tags.EPOCH_KEYS:
+        for key in keys.EPOCH_KEYS:
             assert [m.step for m in client.get_metric_history(model_run.info.run_id, key)] == list(range(1, epochs + 1))
         # tuning models are scored in evaluate/tuning.json; the default data has amounts: the money keys too
-        evaluation = () if is_tuning else (*tags.EVALUATION_KEYS, *tags.MONEY_KEYS)
-        assert set(model_run.data.metrics) == {*tags.EPOCH_KEYS, *evaluation, *tags.SUMMARY_KEYS}
+        evaluation = () if is_tuning else (*keys.EVALUATION_KEYS, *keys.MONEY_KEYS)
+        assert set(model_run.data.metrics) == {*keys.EPOCH_KEYS, *evaluation, *keys.SUMMARY_KEYS}
         info = json.loads(layout.run_file(model_run.info.run_name, tuning=is_tuning).read_text())
         assert info["run_id"] == model_run.info.run_id
     assert (repro / "mlartifacts").is_dir()  # artifacts live beside the store, in the repository
@@ -149,9 +171,12 @@ def test_report_verdict_and_comparison_view_in_mlflow(repro: Path) -> None:
     assert md.index("## 1. Summary") < md.index("## 3. Tuning") < md.index("## 8. Verdicts in detail")
     assert "## 10. Provenance" in md
     assert all(f"`models/{name.split('-')[0]}/{name}.pt`" in md for name in MODELS)  # every checkpoint's hash
-    for claim in ("BatchNorm catches more fraud (test average precision)", "BatchNorm raises test accuracy",
-                  "BatchNorm lowers training loss sooner",
-                  "BatchNorm reaches validation-AP targets sooner (training seconds)"):
+    for claim in (
+        "BatchNorm catches more fraud (test average precision)",
+        "BatchNorm raises test accuracy",
+        "BatchNorm lowers training loss sooner",
+        "BatchNorm reaches validation-AP targets sooner (training seconds)",
+    ):
         assert claim in md, claim
     html = (repro / "reports" / "report.html").read_text()
     assert html.startswith("<!DOCTYPE html>") and "data:image/png;base64," in html
@@ -161,7 +186,10 @@ def test_report_verdict_and_comparison_view_in_mlflow(repro: Path) -> None:
     assert pipeline_run.info.run_name == f"pipeline-{group}"
     assert "report/report.html" in {a.path for a in client.list_artifacts(pipeline_run.info.run_id, "report")}
     note = pipeline_run.data.tags["mlflow.note.content"]
-    assert "| BatchNorm lowers training loss sooner |" in note and f"viewStateShareKey=batchnorm-vs-baseline-{group}" in note
+    assert (
+        "| BatchNorm lowers training loss sooner |" in note
+        and f"viewStateShareKey=batchnorm-vs-baseline-{group}" in note
+    )
     experiment = client.get_experiment(pipeline_run.info.experiment_id)
     assert experiment.tags["mlflow.note.content"].startswith(f"**Latest execution** `{group}`")
     view = json.loads(experiment.tags[f"mlflow.sharedViewState.batchnorm-vs-baseline-{group}"])
@@ -183,7 +211,7 @@ def test_training_and_evaluation_agree_on_the_kept_model(repro: Path) -> None:
         recomputed = average_precision_score(val["y_true"], val["score"])
         assert recomputed == pytest.approx(best["val_ap"], abs=1e-6), name
         saved = json.loads((repro / "evaluation" / "metrics" / f"{name}.json").read_text())
-        assert saved["val_ap"] == pytest.approx(recomputed), name
+        assert saved["values"]["val_ap"] == pytest.approx(recomputed), name
         assert saved["split"] == f"r{name.rsplit('-s', 1)[1]}", name
 
 
@@ -201,13 +229,26 @@ def _wait_for(port: int, server: subprocess.Popen, what: str, seconds: int = 90)
 
 
 def test_readme_ui_steps_show_what_they_say(repro: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The README's three UI steps, in headless Chromium against `mlflow ui` on this run's store."""
+    """The three UI steps of docs/mlflow.md, in headless Chromium against `mlflow ui` on this run's store."""
     chromium = _chromium()
     port = _free_port()
     mlflow_cli = str(Path(sys.executable).with_name("mlflow"))
-    server = subprocess.Popen([mlflow_cli, "ui", "--backend-store-uri", f"sqlite:///{repro / 'mlflow.db'}",
-                               "--host", "127.0.0.1", "--port", str(port)], cwd=repro, env=env_for(repro),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [
+            mlflow_cli,
+            "ui",
+            "--backend-store-uri",
+            f"sqlite:///{repro / 'mlflow.db'}",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=repro,
+        env=env_for(repro),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         _wait_for(port, server, "mlflow ui")
         from docs.screenshots import take
@@ -235,14 +276,17 @@ def test_report_fits_a_1024px_page(repro: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(_chromium()), args=["--no-sandbox", "--disable-gpu",
-                                                                            "--disable-background-networking"])
+        browser = p.chromium.launch(
+            executable_path=str(_chromium()), args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+        )
         page = browser.new_page(viewport={"width": 1024, "height": 800})
         page.goto((repro / "reports" / "report.html").resolve().as_uri())
         assert page.evaluate("document.documentElement.scrollWidth") <= 1024
-        too_wide = page.evaluate("[...document.querySelectorAll('table, img, p, li')]"
-                                 ".filter(e => e.getBoundingClientRect().right > 1024 || e.scrollWidth > e.clientWidth + 1)"
-                                 ".map(e => e.tagName + ': ' + e.textContent.slice(0, 60))")
+        too_wide = page.evaluate(
+            "[...document.querySelectorAll('table, img, p, li')]"
+            ".filter(e => e.getBoundingClientRect().right > 1024 || e.scrollWidth > e.clientWidth + 1)"
+            ".map(e => e.tagName + ': ' + e.textContent.slice(0, 60))"
+        )
         first_heading = page.evaluate("document.querySelector('h2').textContent")
         browser.close()
     assert too_wide == [] and first_heading == "1. Summary"
@@ -281,8 +325,8 @@ def test_raising_the_trials_trains_only_the_new_trial(repro: Path) -> None:
     """train.tune.trials 2 -> 3 asks the study for one more trial and trains only its models; select
     re-runs; the compared models do not retrain while the choice stays (1e-5 for 3 epochs cannot win)."""
     layout = Layout(repro)
-    assert [t["setting"]["lr"] for t in read_trials(layout, "batchnorm")] == [0.01, 0.003]
-    chosen = {variant: read_chosen(layout, variant) for variant in VARIANTS}
+    assert [t.setting.lr for t in Trials.read(layout.trials("batchnorm"), "tune").trials] == [0.01, 0.003]
+    chosen = {variant: Chosen.read(layout.chosen_setting(variant), "select") for variant in VARIANTS}
     params_file = repro / "params.yaml"
     raw = yaml.safe_load(params_file.read_text())
     raw["train"]["tune"]["trials"] = 3
@@ -291,8 +335,8 @@ def test_raising_the_trials_trains_only_the_new_trial(repro: Path) -> None:
     assert sorted(s for s in ran if s.startswith(("tune", "train"))) == ["tune@baseline", "tune@batchnorm"]
     assert "select" in ran and "report" in ran
     for variant in VARIANTS:
-        assert [t["setting"]["lr"] for t in read_trials(layout, variant)] == [0.01, 0.003, 0.00001]
-        assert read_chosen(layout, variant) == chosen[variant]
+        assert [t.setting.lr for t in Trials.read(layout.trials(variant), "tune").trials] == [0.01, 0.003, 0.00001]
+        assert Chosen.read(layout.chosen_setting(variant), "select") == chosen[variant]
     names = [r.info.run_name for r in _runs(repro, "tuning")]
     assert sorted(names) == sorted([*TUNING, "batchnorm-t2-s100", "baseline-t2-s100"])  # one run each: none retrained
     assert json.loads((repro / "metrics" / "summary.json").read_text())["replicates"] == REPLICATES
@@ -301,7 +345,9 @@ def test_raising_the_trials_trains_only_the_new_trial(repro: Path) -> None:
 def test_champion_is_the_best_on_validation_and_tagged(repro: Path) -> None:
     client = _client(repro)
     champion = client.get_model_version_by_alias("bn-fraud", "champion")
-    val_ap = {n: json.loads((repro / "evaluation" / "metrics" / f"{n}.json").read_text())["val_ap"] for n in MODELS}
+    val_ap = {
+        n: json.loads((repro / "evaluation" / "metrics" / f"{n}.json").read_text())["values"]["val_ap"] for n in MODELS
+    }
     best = max(MODELS, key=lambda n: (val_ap[n], n))
     logged = json.loads((repro / "evaluation" / "runs.json").read_text())["models"]
     assert champion.source == logged[best]["model_uri"] and champion.run_id == logged[best]["run_id"]
@@ -323,14 +369,38 @@ def _raw_rows(repro: Path, tmp_path: Path, n: int = 40) -> Path:
 
 
 def test_three_ways_to_score_give_the_same_numbers(repro: Path, tmp_path: Path) -> None:
-    """README's `mlflow models predict`, `pipeline.score` and `mlflow models serve` on raw rows."""
+    """docs/scoring.md's `mlflow models predict`, `pipeline.score` and `mlflow models serve` on raw rows."""
     rows = _raw_rows(repro, tmp_path)
     mlflow_cli = str(Path(sys.executable).with_name("mlflow"))
-    run(repro, mlflow_cli, "models", "predict", "-m", "models:/bn-fraud@champion", "-i", str(rows), "-t", "csv",
-        "--env-manager", "local", "-o", str(tmp_path / "predicted.json"))
+    run(
+        repro,
+        mlflow_cli,
+        "models",
+        "predict",
+        "-m",
+        "models:/bn-fraud@champion",
+        "-i",
+        str(rows),
+        "-t",
+        "csv",
+        "--env-manager",
+        "local",
+        "-o",
+        str(tmp_path / "predicted.json"),
+    )
     predicted = pd.DataFrame(json.loads((tmp_path / "predicted.json").read_text())["predictions"])
-    run(repro, sys.executable, "-m", "pipeline.score", "--model", "models:/bn-fraud@champion", "--input", str(rows),
-        "--output", str(tmp_path / "scored.parquet"))
+    run(
+        repro,
+        sys.executable,
+        "-m",
+        "pipeline.score",
+        "--model",
+        "models:/bn-fraud@champion",
+        "--input",
+        str(rows),
+        "--output",
+        str(tmp_path / "scored.parquet"),
+    )
     scored = pd.read_parquet(tmp_path / "scored.parquet")
     assert len(predicted) == len(scored) == 40 and set(predicted["fraud"]) <= {0, 1}
     assert predicted["fraud_probability"].between(0, 1).all()
@@ -338,24 +408,51 @@ def test_three_ways_to_score_give_the_same_numbers(repro: Path, tmp_path: Path) 
     assert predicted["fraud"].tolist() == scored["fraud"].tolist()
 
     port = _free_port()
-    server = subprocess.Popen([mlflow_cli, "models", "serve", "-m", "models:/bn-fraud@champion", "--env-manager",
-                               "local", "-h", "127.0.0.1", "-p", str(port)], cwd=repro, env=env_for(repro),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [
+            mlflow_cli,
+            "models",
+            "serve",
+            "-m",
+            "models:/bn-fraud@champion",
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        cwd=repro,
+        env=env_for(repro),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         _wait_for(port, server, "mlflow models serve")
         frame = pd.read_csv(rows)
         body = json.dumps({"dataframe_split": json.loads(frame.to_json(orient="split", index=False))}).encode()
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations", data=body, headers={"Content-Type": "application/json"}
+        )
         served = pd.DataFrame(json.loads(urllib.request.urlopen(request, timeout=60).read())["predictions"])
-        pd.testing.assert_frame_equal(served[["fraud_probability", "fraud"]], predicted[["fraud_probability", "fraud"]],
-                                      check_dtype=False, rtol=0, atol=1e-7)
+        pd.testing.assert_frame_equal(
+            served[["fraud_probability", "fraud"]],
+            predicted[["fraud_probability", "fraud"]],
+            check_dtype=False,
+            rtol=0,
+            atol=1e-7,
+        )
         frame["V3"] = frame["V3"].astype(object)
         frame.loc[1, "V3"] = "abc"
-        for split, expected in ((json.loads(frame.to_json(orient="split", index=False)), "non-numeric values in feature "
-                                 "columns V3"), ({"columns": ["V1"], "data": [[0.5]]}, "missing inputs ['Time'")):
-            bad = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=json.dumps(
-                {"dataframe_split": split}).encode(), headers={"Content-Type": "application/json"})
+        for split, expected in (
+            (json.loads(frame.to_json(orient="split", index=False)), "non-numeric values in feature columns V3"),
+            ({"columns": ["V1"], "data": [[0.5]]}, "missing inputs ['Time'"),
+        ):
+            bad = urllib.request.Request(
+                f"http://127.0.0.1:{port}/invocations",
+                data=json.dumps({"dataframe_split": split}).encode(),
+                headers={"Content-Type": "application/json"},
+            )
             with pytest.raises(urllib.error.HTTPError) as refused:
                 urllib.request.urlopen(bad, timeout=60)
             message = json.loads(refused.value.read())["message"]

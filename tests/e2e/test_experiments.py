@@ -1,6 +1,6 @@
 """How people use the pipeline: MLflow runs after dvc repro, dvc exp run, `mlflow run`, compare, and a
 tiny study. All in one throw-away copy of the repository. (The queue with two workers against one
-SQLite store: tests/e2e/test_dvc_workflow.py, the README's sweep.)"""
+SQLite store: tests/e2e/test_dvc_workflow.py, the sweep of docs/mlflow.md.)"""
 
 from __future__ import annotations
 
@@ -83,8 +83,9 @@ def test_exp_run_over_two_processes_leaves_one_run_per_model(repo: Path) -> None
     for role, names in (("model", MODELS), ("tuning", TUNING)):
         c = client(repo)
         exp = c.get_experiment_by_name(EXPERIMENT)
-        runs = c.search_runs([exp.experiment_id], f"tags.`pipeline.role` = '{role}' and "
-                             "tags.`dvc.exp_name` = 'two-procs'")
+        runs = c.search_runs(
+            [exp.experiment_id], f"tags.`pipeline.role` = '{role}' and tags.`dvc.exp_name` = 'two-procs'"
+        )
         assert sorted(r.info.run_name for r in runs) == sorted(names), role
         assert all(r.info.status == "FINISHED" and r.data.params["train.distributed.nproc"] == "2" for r in runs)
 
@@ -99,21 +100,37 @@ def test_mlflow_run_lands_in_the_pipeline_grouping(repo: Path) -> None:
     env = {**env_for(repo), "MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlflow.db'}"}
     checkpoint = Layout(repo).checkpoint("batchnorm-s0")
     checkpoint.unlink()
-    run(repo, mlflow_cli, "run", ".", "-e", "train", "-P", "variant=batchnorm", "-P", "seed=0", "--env-manager",
-        "local", "--experiment-name", EXPERIMENT, env=env)
+    run(
+        repo,
+        mlflow_cli,
+        "run",
+        ".",
+        "-e",
+        "train",
+        "-P",
+        "variant=batchnorm",
+        "-P",
+        "seed=0",
+        "--env-manager",
+        "local",
+        "--experiment-name",
+        EXPERIMENT,
+        env=env,
+    )
     assert checkpoint.is_file()
     checkpoint.unlink()
     dvc(repo, "repro", "train@batchnorm")
-    via_mlflow, via_dvc = sorted(model_runs(repo, " and attributes.run_name = 'batchnorm-s0'"),
-                                 key=lambda r: r.info.start_time)[-2:]
+    via_mlflow, via_dvc = sorted(
+        model_runs(repo, " and attributes.run_name = 'batchnorm-s0'"), key=lambda r: r.info.start_time
+    )[-2:]
     group = via_mlflow.data.tags["pipeline.group"]
     assert via_dvc.data.tags["pipeline.group"] == group
     assert "mlflow.parentRunId" not in via_mlflow.data.tags | via_dvc.data.tags
-    run(repo, mlflow_cli, "run", ".", "-e", "main", "--env-manager", "local", "--experiment-name", EXPERIMENT,
-        env=env)
+    run(repo, mlflow_cli, "run", ".", "-e", "main", "--env-manager", "local", "--experiment-name", EXPERIMENT, env=env)
     c = client(repo)
-    launchers = c.search_runs([via_mlflow.info.experiment_id], "tags.`pipeline.role` = 'launcher'",
-                              order_by=["attributes.start_time ASC"])
+    launchers = c.search_runs(
+        [via_mlflow.info.experiment_id], "tags.`pipeline.role` = 'launcher'", order_by=["attributes.start_time ASC"]
+    )
     assert len(launchers) == 2  # no stray, untagged launcher
     for launcher in launchers:
         assert launcher.data.tags["pipeline.group"] == group and not launcher.data.metrics
@@ -127,8 +144,24 @@ def test_mlflow_run_lands_in_the_pipeline_grouping(repo: Path) -> None:
 def test_tiny_study_runs_end_to_end_and_shows_failures(repo: Path) -> None:
     """lr=10 with SGD diverges while tuning; --keep-going lets the rest of that experiment still run. (The
     study holds the learning rate at each value: one setting, so a grid of one trial.)"""
-    run(repo, sys.executable, "-m", "pipeline.study", "lr", "--values", "0.01,10", "-S", "train.optimizer.name=sgd",
-        "-S", "train.model.hidden=[256,256]", "-S", "train.tune.trials=1", "--jobs", "1", timeout=900)
+    run(
+        repo,
+        sys.executable,
+        "-m",
+        "pipeline.study",
+        "lr",
+        "--values",
+        "0.01,10",
+        "-S",
+        "train.optimizer.name=sgd",
+        "-S",
+        "train.model.hidden=[256,256]",
+        "-S",
+        "train.tune.trials=1",
+        "--jobs",
+        "1",
+        timeout=900,
+    )
     (study_dir,) = (repo / "reports" / "studies").iterdir()
     md = (study_dir / "study.md").read_text()
     assert "| train.lr | Variant |" in md and (study_dir / "study.png").is_file()

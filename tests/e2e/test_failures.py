@@ -15,8 +15,8 @@ import mlflow
 import pytest
 import yaml
 
-from pipeline.project.params import parse
 from pipeline.project.layout import Layout
+from pipeline.project.params import parse
 from pipeline.tracking.store import sqlite_client
 from tests.helpers.params import small_raw_params, space
 
@@ -36,8 +36,14 @@ def slow_training(tmp_path: Path) -> Path:
 
 def _start_training(folder: Path) -> subprocess.Popen:
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}", "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "pipeline.train", "--variant", "batchnorm", "--tune"],
-                            cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline.train", "--variant", "batchnorm", "--tune"],
+        cwd=folder,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _model_files(folder: Path) -> list[Path]:
@@ -61,8 +67,7 @@ def _wait_for_epochs(folder: Path, process: subprocess.Popen) -> str:
 
 @pytest.mark.slow  # runs the pipeline or training processes: over the fast suite's budget
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_a_signal_mid_training_ends_the_run_killed_and_leaves_nothing(slow_training: Path, sig: int,
-                                                                      code: int) -> None:
+def test_a_signal_mid_training_ends_the_run_killed_and_leaves_nothing(slow_training: Path, sig: int, code: int) -> None:
     process = _start_training(slow_training)
     run_id = _wait_for_epochs(slow_training, process)
     process.send_signal(sig)
@@ -85,16 +90,24 @@ def test_a_dead_server_fails_at_once_with_the_fix(prepared: Layout, raw_params: 
     (prepared.root / "params.yaml").write_text(yaml.safe_dump(raw_params, sort_keys=False))
     env = {**os.environ, "MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}
     start = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "pipeline.train", "--variant", "batchnorm", "--tune"],
-                            cwd=prepared.root, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.train", "--variant", "batchnorm", "--tune"],
+        cwd=prepared.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     # "At once": the process's imports plus one refused connection, not MLflow's ~4 minutes of retries; the
     # margin covers a loaded 2-core machine, where importing the training stack alone can take 20 s.
     assert time.monotonic() - start < 60
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1, result.stderr
-    assert lines[0].startswith("train: error: MLflow tracking server http://127.0.0.1:9 is unreachable ([Errno 111] "
-                               "Connection refused); start it (`make server` for the team setup), fix "
-                               "MLFLOW_TRACKING_URI, or unset MLFLOW_TRACKING_URI to use the local store sqlite:///")
+    assert lines[0].startswith(
+        "train: error: MLflow tracking server http://127.0.0.1:9 is unreachable ([Errno 111] "
+        "Connection refused); start it (`make server` for the team setup), fix "
+        "MLFLOW_TRACKING_URI, or unset MLFLOW_TRACKING_URI to use the local store sqlite:///"
+    )
     assert [p for p in prepared.root.joinpath("tuning").rglob("*") if p.is_file()] == []
 
 
@@ -128,8 +141,15 @@ def test_ctrl_c_on_dvc_repro_then_dvc_repro_completes(tmp_path: Path) -> None:
     from tests.helpers.repository import dvc, env_for
 
     repo, client = _dvc_repo(tmp_path)
-    process = subprocess.Popen([str(Path(sys.executable).with_name("dvc")), "repro"], cwd=repo, env=env_for(repo),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("dvc")), "repro"],
+        cwd=repo,
+        env=env_for(repo),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     run_id = _wait_for_a_training_run(client, process)
     os.killpg(process.pid, signal.SIGINT)
     out, _ = process.communicate(timeout=120)

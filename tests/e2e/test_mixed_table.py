@@ -67,8 +67,9 @@ def test_the_saved_model_scores_raw_rows_as_evaluate_did(mixed_run: Layout, serv
     score.run(str(served), tmp_path / "new.csv", tmp_path / "scored.parquet", rows=200)
     scores = read_scores(mixed_run, "batchnorm-s0")
     expected = scores.loc[scores["split"] == "test", "score"].to_numpy()
-    np.testing.assert_allclose(pd.read_parquet(tmp_path / "scored.parquet")["fraud_probability"], expected,
-                               rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        pd.read_parquet(tmp_path / "scored.parquet")["fraud_probability"], expected, rtol=0, atol=1e-6
+    )
     model = mlflow.pyfunc.load_model(str(served))
     inputs = {c.name: getattr(c.type, "name", str(c.type)) for c in model.metadata.get_input_schema().inputs}
     assert inputs["merchant"] == "string" and inputs["trans_date_trans_time"] == "string" and "cc_num" not in inputs
@@ -107,10 +108,23 @@ def test_a_mixed_table_runs_from_a_fresh_clone_and_its_champion_scores_raw_rows(
     assert (~rows["merchant"].isin(levels["merchant"])).sum() >= 5  # merchants the training part never showed
     assert rows["category"].isna().any()
     rows.to_csv(tmp_path / "new.csv", index=False)
-    run(repo, sys.executable, "-m", "pipeline.score", "--model", "models:/bn-fraud@champion", "--input",
-        str(tmp_path / "new.csv"), "--output", str(tmp_path / "scored.parquet"), "--keep", "trans_num")
+    run(
+        repo,
+        sys.executable,
+        "-m",
+        "pipeline.score",
+        "--model",
+        "models:/bn-fraud@champion",
+        "--input",
+        str(tmp_path / "new.csv"),
+        "--output",
+        str(tmp_path / "scored.parquet"),
+        "--keep",
+        "trans_num",
+    )
     scored = pd.read_parquet(tmp_path / "scored.parquet")
     assert scored["trans_num"].tolist() == rows["trans_num"].tolist()
     saved = pd.read_parquet(repo / "evaluation" / "scores" / f"{name}.parquet")
-    np.testing.assert_allclose(scored["fraud_probability"], saved.loc[saved["split"] == "test", "score"], rtol=0,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        scored["fraud_probability"], saved.loc[saved["split"] == "test", "score"], rtol=0, atol=1e-6
+    )

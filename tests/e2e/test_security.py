@@ -49,14 +49,23 @@ def stack() -> Iterator[dict]:
     env = {**env_for(base), **S3_KEYS, "MLFLOW_S3_ENDPOINT_URL": f"http://127.0.0.1:{s3_port}"}
     state, repo, logs = base / "server", base / "repo", []
     moto = start_moto(s3_port, env)
-    start = [*_server(state, "start"), "--port", str(port), "--pg-port", str(pg_port), "--artifacts",
-             "s3://mlflow/artifacts"]
+    start = [
+        *_server(state, "start"),
+        "--port",
+        str(port),
+        "--pg-port",
+        str(pg_port),
+        "--artifacts",
+        "s3://mlflow/artifacts",
+    ]
     try:
         first = run(REPO, *start, env=env)
         again = run(REPO, *start, env=env)  # idempotent, and the password is printed once only
         logs += [first.stderr, again.stdout, again.stderr]  # first.stdout prints the admin password, by design
-        added = {name: run(REPO, *_server(state, "user", "add", name, "--role", role), env=env).stdout
-                 for name, role in (("maria", "maintainer"), ("mike", "member"))}
+        added = {
+            name: run(REPO, *_server(state, "user", "add", name, "--role", role), env=env).stdout
+            for name, role in (("maria", "maintainer"), ("mike", "member"))
+        }
         users = {name: user_password(out) for name, out in added.items()}
         uri = f"http://127.0.0.1:{port}"
         raw = small_raw_params()
@@ -65,10 +74,22 @@ def stack() -> Iterator[dict]:
         maintainer = {**env, "MLFLOW_TRACKING_URI": uri, **credentials("maria", users["maria"])}
         repro = dvc(repo, "repro", env=maintainer)
         logs += [repro.stdout, repro.stderr]
-        yield {"base": base, "state": state, "repo": repo, "uri": uri, "env": env, "s3_port": s3_port,
-               "first": first.stdout, "again": again.stdout, "users": users, "logs": logs, "pg_port": pg_port,
-               "member": {**env, "MLFLOW_TRACKING_URI": uri, **credentials("mike", users["mike"])},
-               "maintainer": maintainer, "admin": admin_password(first.stdout)}
+        yield {
+            "base": base,
+            "state": state,
+            "repo": repo,
+            "uri": uri,
+            "env": env,
+            "s3_port": s3_port,
+            "first": first.stdout,
+            "again": again.stdout,
+            "users": users,
+            "logs": logs,
+            "pg_port": pg_port,
+            "member": {**env, "MLFLOW_TRACKING_URI": uri, **credentials("mike", users["mike"])},
+            "maintainer": maintainer,
+            "admin": admin_password(first.stdout),
+        }
     finally:
         run(REPO, *_server(state, "stop"), check=False, env=env)
         moto.terminate()
@@ -130,8 +151,13 @@ def test_a_member_logs_runs_but_cannot_move_the_champion(stack: dict, monkeypatc
     stack["logs"] += [refused.stdout, refused.stderr]
     lines = refused.stderr.strip().splitlines()
     assert refused.returncode == 2 and len(lines) == 1, refused.stderr[-3000:]
-    assert lines[0].startswith("report: error: mike may not register versions of bn-fraud or move its `champion` "
-                               "alias: only maintainers may") and f"stays version {champion.version}" in lines[0]
+    assert (
+        lines[0].startswith(
+            "report: error: mike may not register versions of bn-fraud or move its `champion` "
+            "alias: only maintainers may"
+        )
+        and f"stays version {champion.version}" in lines[0]
+    )
     assert client.get_model_version_by_alias(MODEL, "champion").version == champion.version
     assert report.read_bytes() == before
     pipeline_runs = client.search_runs([experiment.experiment_id], "tags.`pipeline.role` = 'pipeline'")
@@ -153,8 +179,9 @@ def test_postgres_refuses_connections_without_the_password(stack: dict) -> None:
     for where in ({"host": "127.0.0.1"}, {"host": str(data)}):
         for password in ({}, {"password": "not-the-password"}):
             with pytest.raises(psycopg.OperationalError, match="password"):
-                psycopg.connect(port=port, user="mlflow", dbname="mlflow", passfile="/nonexistent", **where,
-                                **password).close()
+                psycopg.connect(
+                    port=port, user="mlflow", dbname="mlflow", passfile="/nonexistent", **where, **password
+                ).close()
     password = stored_secrets(stack["state"])["postgres_password"]
     with psycopg.connect(host="127.0.0.1", port=port, user="mlflow", dbname="mlflow", password=password) as conn:
         assert conn.execute("SHOW listen_addresses").fetchone()[0] == "127.0.0.1"
@@ -166,11 +193,25 @@ def test_an_overflowing_row_is_never_labelled(stack: dict, monkeypatch: pytest.M
     rows = raw_test(Layout(stack["repo"])).head(20).reset_index(drop=True)
     rows.loc[7, "V1"] = 1e308
     rows.to_csv(tmp_path / "rows.csv", index=False)
-    scored = run(stack["repo"], sys.executable, "-m", "pipeline.score", "--model", f"models:/{MODEL}@champion",
-                 "--input", str(tmp_path / "rows.csv"), "--output", str(tmp_path / "out.parquet"), check=False,
-                 env=stack["member"])
-    assert scored.returncode == 2 and "row 7: V1 = 1e+308 is outside what the model's scaler can represent" in \
-        scored.stderr and not (tmp_path / "out.parquet").exists(), scored.stderr[-2000:]
+    scored = run(
+        stack["repo"],
+        sys.executable,
+        "-m",
+        "pipeline.score",
+        "--model",
+        f"models:/{MODEL}@champion",
+        "--input",
+        str(tmp_path / "rows.csv"),
+        "--output",
+        str(tmp_path / "out.parquet"),
+        check=False,
+        env=stack["member"],
+    )
+    assert (
+        scored.returncode == 2
+        and "row 7: V1 = 1e+308 is outside what the model's scaler can represent" in scored.stderr
+        and not (tmp_path / "out.parquet").exists()
+    ), scored.stderr[-2000:]
     _as(monkeypatch, stack, "member")
     champion = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")  # through the server, as a member
     features = [c.name for c in champion.metadata.get_input_schema().inputs]
@@ -225,15 +266,19 @@ def test_a_team_server_of_the_version_before_login_is_migrated(tmp_path_factory:
         assert "trust" in (state / "pgdata" / "pg_hba.conf").read_text()
         started = run(REPO, *_server(state, "start"), "--port", str(port), "--pg-port", str(pg_port), env=env)
         password = admin_password(started.stdout)
-        assert password and requests.get(f"{uri}/api/2.0/mlflow/experiments/search?max_results=5",
-                                         timeout=10).status_code == 401
-        admin = requests.post(f"{uri}/api/2.0/mlflow/runs/search", json={"experiment_ids": [exp]},
-                              auth=("admin", password), timeout=10).json()["runs"]
+        assert (
+            password
+            and requests.get(f"{uri}/api/2.0/mlflow/experiments/search?max_results=5", timeout=10).status_code == 401
+        )
+        admin = requests.post(
+            f"{uri}/api/2.0/mlflow/runs/search", json={"experiment_ids": [exp]}, auth=("admin", password), timeout=10
+        ).json()["runs"]
         assert sorted(r["info"]["run_id"] for r in admin) == sorted(made)
         assert all(r["info"]["status"] == "FINISHED" and r["data"]["metrics"] for r in admin)
         with pytest.raises(psycopg.OperationalError, match="password"):
-            psycopg.connect(host="127.0.0.1", port=pg_port, user="mlflow", dbname="mlflow",
-                            passfile="/nonexistent").close()
+            psycopg.connect(
+                host="127.0.0.1", port=pg_port, user="mlflow", dbname="mlflow", passfile="/nonexistent"
+            ).close()
         assert "trust" not in (state / "pgdata" / "pg_hba.conf").read_text()
     finally:
         run(REPO, *_server(state, "stop"), check=False, env=env)

@@ -17,11 +17,20 @@ from tests.helpers.params import small_raw_params
 from tests.helpers.repository import copy_repository, dvc, run
 
 pytestmark = pytest.mark.slow
-SUITE = {"name": "tiny", "params": {"prepare.split.min_positives": 5},
-         "tables": [{"name": "ok", "source": "synthetic", "question": "the small default"},
-                    {"name": "too-rare", "source": "synthetic", "question": "too few positives",
-                     "prepare": {"synthetic": {"rows": 2000, "fraud_rate": 0.001}}},
-                    {"name": "no-file", "source": "data/raw/nope.csv"}]}
+SUITE = {
+    "name": "tiny",
+    "params": {"prepare.split.min_positives": 5},
+    "tables": [
+        {"name": "ok", "source": "synthetic", "question": "the small default"},
+        {
+            "name": "too-rare",
+            "source": "synthetic",
+            "question": "too few positives",
+            "prepare": {"synthetic": {"rows": 2000, "fraud_rate": 0.001}},
+        },
+        {"name": "no-file", "source": "data/raw/nope.csv"},
+    ],
+}
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +55,11 @@ def test_a_broken_table_fails_alone_and_is_named(repo: Path) -> None:
     assert "minority" in head["pooled"] and head["pooled"]["minority"]["tables"] == 1
     assert "few_replicates" in head["tables"]["ok"]["caveat_kinds"]  # read from the table's own summary.json
     md = (repo / "reports" / "suite" / "suite.md").read_text()
-    assert md.index("## Pooled verdict per claim") < md.index("**What weakens this verdict.**") < md.index(
-        "forest_minority.png")
+    assert (
+        md.index("## Pooled verdict per claim")
+        < md.index("**What weakens this verdict.**")
+        < md.index("forest_minority.png")
+    )
     assert "With fewer than 2, the verdict cannot be checked on them" in md  # one table: nothing to re-pool
     assert "table too-rare failed" in done.stderr
 
@@ -60,8 +72,10 @@ def test_a_broken_table_fails_alone_and_is_named(repo: Path) -> None:
     assert "minority_effect" in table_runs[0].data.metrics
     assert any(k.startswith("mlflow.sharedViewState.suite-tiny") for k in exp.tags)
     (suite_run,) = client.search_runs([exp.experiment_id], "tags.`pipeline.role` = 'suite'")
-    assert "| minority | **" in suite_run.data.tags["mlflow.note.content"] and "| too few |" in (
-        suite_run.data.tags["mlflow.note.content"])
+    assert (
+        "| minority | **" in suite_run.data.tags["mlflow.note.content"]
+        and "| too few |" in (suite_run.data.tags["mlflow.note.content"])
+    )
 
     start = time.monotonic()
     again = run(repo, sys.executable, "-m", "pipeline.suite", "suites/tiny.yaml", timeout=600)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,61 +22,41 @@ from pipeline.project.layout import Layout
 from tests.helpers.params import small_raw_params
 from tests.helpers.repository import copy_repository, dvc, env_for, run, start_queue
 from tests.helpers.stages import raw_test
-from tests.helpers.team import admin_password, credentials
+from tests.helpers.team import S3_KEYS, admin_password, credentials, free_port, need_postgres, s3_client, start_moto
 
 pytestmark = pytest.mark.slow
 EXPERIMENT = "batchnorm-vs-baseline"
 MODELS = ["batchnorm-s0", "baseline-s0"]
-S3_KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for_port(port: int, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.3)
-    raise AssertionError(f"nothing listens on port {port} after {seconds} s")
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    from pipeline.runtime.errors import StageError
-    from pipeline.server import postgres_bin
-
-    try:
-        postgres_bin()
-    except StageError as exc:  # .ci/run installs PostgreSQL; a developer's machine may lack it
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(str(exc))
+    need_postgres()
     # PostgreSQL runs as the postgres user when we are root: pytest's private temp folders are out
     # of its reach, so the stack lives in a folder every user may traverse.
     base = Path(tempfile.mkdtemp(prefix="bn-fraud-team-"))
     base.chmod(0o755)
-    s3_port, port, pg_port = _free_port(), _free_port(), _free_port()
+    s3_port, port, pg_port = free_port(), free_port(), free_port()
     s3_url = f"http://127.0.0.1:{s3_port}"
     env = {**env_for(base), **S3_KEYS, "MLFLOW_S3_ENDPOINT_URL": s3_url}
-    moto = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p",
-                             str(s3_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    server = [sys.executable, "-m", "pipeline.server", "start", "--state-dir", str(base / "server"), "--port",
-              str(port), "--pg-port", str(pg_port), "--artifacts", "s3://mlflow/artifacts"]
+    moto = start_moto(s3_port, env)
+    server = [
+        sys.executable,
+        "-m",
+        "pipeline.server",
+        "start",
+        "--state-dir",
+        str(base / "server"),
+        "--port",
+        str(port),
+        "--pg-port",
+        str(pg_port),
+        "--artifacts",
+        "s3://mlflow/artifacts",
+    ]
     repo = base / "repo"
     try:
-        _wait_for_port(s3_port)
-        import boto3
-
-        s3 = boto3.client("s3", endpoint_url=s3_url, aws_access_key_id="testing",
-                          aws_secret_access_key="testing", region_name="us-east-1")
-        for bucket in ("mlflow", "dvc"):
-            s3.create_bucket(Bucket=bucket)
+        s3 = s3_client(s3_port)
         started = run(base, *server, env=env)
         signed_in = credentials("admin", admin_password(started.stdout))  # login is on: the admin signs in
         env.update(signed_in)
@@ -116,8 +95,9 @@ def _model_runs(stack: dict, extra: str = "") -> list:
     return c.search_runs([exp.experiment_id], "tags.`pipeline.role` = 'model'" + extra)
 
 
-def test_pipeline_runs_land_in_postgres_and_artifacts_in_s3(stack: dict, tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pipeline_runs_land_in_postgres_and_artifacts_in_s3(
+    stack: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for key, value in stack["env"].items():
         if key.startswith(("AWS_", "MLFLOW_")):
             monkeypatch.setenv(key, value)
@@ -128,8 +108,9 @@ def test_pipeline_runs_land_in_postgres_and_artifacts_in_s3(stack: dict, tmp_pat
     keys = [o["Key"] for o in stack["s3"].list_objects_v2(Bucket="mlflow")["Contents"]]
     assert any(k.endswith("report.html") for k in keys) and any(k.endswith("MLmodel") for k in keys)
     parent = _client(stack).search_runs([runs[0].info.experiment_id], "tags.`pipeline.role` = 'pipeline'")[0]
-    report = mlflow.artifacts.download_artifacts(run_id=parent.info.run_id, artifact_path="report/report.md",
-                                                 dst_path=str(tmp_path), tracking_uri=stack["uri"])
+    report = mlflow.artifacts.download_artifacts(
+        run_id=parent.info.run_id, artifact_path="report/report.md", dst_path=str(tmp_path), tracking_uri=stack["uri"]
+    )
     assert Path(report).read_text() == (stack["repo"] / "reports" / "report.md").read_text()
     mlflow.set_tracking_uri(stack["uri"])
     champion = mlflow.pyfunc.load_model("models:/bn-fraud@champion")  # downloaded through the server
@@ -181,16 +162,32 @@ def test_a_server_restart_mid_training_is_ridden_out(stack: dict) -> None:
     repo, env = stack["repo"], stack["env"]
     epochs = 40
     training = subprocess.Popen(
-        [str(Path(sys.executable).with_name("dvc")), "exp", "run", "-S", f"train.epochs={epochs}", "-S",
-         "train.patience=0", "--name", "restart"], cwd=repo, env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True)
+        [
+            str(Path(sys.executable).with_name("dvc")),
+            "exp",
+            "run",
+            "-S",
+            f"train.epochs={epochs}",
+            "-S",
+            "train.patience=0",
+            "--name",
+            "restart",
+        ],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     c = _client(stack)
     exp = c.get_experiment_by_name(EXPERIMENT)
     deadline = time.time() + 300
     while True:
         assert time.time() < deadline and training.poll() is None, "training never got going"
-        running = c.search_runs([exp.experiment_id], "attributes.status = 'RUNNING' and "
-                                "tags.`pipeline.role` = 'model' and tags.`dvc.exp_name` = 'restart'")
+        running = c.search_runs(
+            [exp.experiment_id],
+            "attributes.status = 'RUNNING' and tags.`pipeline.role` = 'model' and tags.`dvc.exp_name` = 'restart'",
+        )
         if running and len(c.get_metric_history(running[0].info.run_id, "train_loss")) >= 2:
             break
         time.sleep(0.5)

@@ -79,7 +79,6 @@ def test_accuracy_trap_flags_high_accuracy_with_low_recall() -> None:
     assert not accuracy_trap(classification_metrics(y, p, 0.5, []), recall_target=0.5)
 
 
-
 def test_paired_draws_resample_the_same_rows_for_both_models() -> None:
     """The same model twice: every draw's difference is exactly 0 (the rows are shared); a perfect
     ranking against its reverse: AP differs by (1 - reversed AP) in each draw, at most 1."""

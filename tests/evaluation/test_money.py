@@ -40,10 +40,10 @@ def test_one_alert_per_card_per_day() -> None:
     """Card A: 0.9 legit and 0.3 fraud (5); card B: 0.6 fraud (7); card C 0.5 legit; k=1: card A,
     the highest, is a fraudulent card that day: precision 1, 5 of 12 caught."""
     y = np.array([0, 1, 1, 0], dtype=bool)
-    t = Transactions(y, np.array([50.0, 5.0, 7.0, 9.0]), np.zeros(4, dtype=np.int64), {0: 1},
-                     entity=np.array(["A", "A", "B", "C"]))
-    out = money_metrics(t, np.array([0.9, 0.3, 0.6, 0.5]), threshold=0.55, weights=np.ones((1, 4)),
-                        cost_per_alert=2.0)
+    t = Transactions(
+        y, np.array([50.0, 5.0, 7.0, 9.0]), np.zeros(4, dtype=np.int64), {0: 1}, entity=np.array(["A", "A", "B", "C"])
+    )
+    out = money_metrics(t, np.array([0.9, 0.3, 0.6, 0.5]), threshold=0.55, weights=np.ones((1, 4)), cost_per_alert=2.0)
     assert out["alert_precision"] == pytest.approx([1.0]) and out["alert_value_recall"] == pytest.approx([5 / 12])
     # At threshold 0.55 rows 0 (legit) and 2 (fraud, 7) are alerted: 7 of 12 caught, 5 missed.
     assert out["amount_caught"] == pytest.approx([7.0]) and out["value_recall"] == pytest.approx([7 / 12])

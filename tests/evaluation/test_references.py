@@ -6,11 +6,11 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from pipeline import prepare
-from pipeline.project.params import load_params
 from pipeline.data.prepared import Prepared
+from pipeline.evaluation.references import fit_reference
 from pipeline.project.artefacts import PrepareSummary
 from pipeline.project.layout import TUNING, Layout
-from pipeline.evaluation.references import fit_reference
+from pipeline.project.params import load_params
 from tests.helpers.params import REPO
 
 

@@ -14,8 +14,20 @@ from pipeline.training.distributed import World
 from pipeline.training.loop import FitConfig, FitData, FitEnv, FitHooks, Member, fit
 
 ROWS, FEATURES = 1000, 6
-CFG = FitConfig(epochs=2, batch_size=64, min_batch=16, lr=0.1, seed=0, optimizer="sgd", weight_decay=0.0,
-                momentum=0.9, pos_weight=None, grad_clip=0.0, patience=0, bf16=False)
+CFG = FitConfig(
+    epochs=2,
+    batch_size=64,
+    min_batch=16,
+    lr=0.1,
+    seed=0,
+    optimizer="sgd",
+    weight_decay=0.0,
+    momentum=0.9,
+    pos_weight=None,
+    grad_clip=0.0,
+    patience=0,
+    bf16=False,
+)
 
 
 def data() -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
@@ -33,13 +45,23 @@ def score(labels: torch.Tensor, logits: torch.Tensor) -> dict[str, float]:
 
 def train(variant: str, sync: bool, world: World) -> dict[str, torch.Tensor]:
     """Train on this rank's shards of the data; the model's weights (the best epoch's, as a checkpoint)."""
-    config = MLPConfig(n_features=FEATURES, hidden=(16, 8), dropout=0.0, activation="relu",
-                       norm=variant_entry(variant).norm, norm_placement="before")
+    config = MLPConfig(
+        n_features=FEATURES,
+        hidden=(16, 8),
+        dropout=0.0,
+        activation="relu",
+        norm=variant_entry(variant).norm,
+        norm_placement="before",
+    )
     (x, y), (xv, yv) = data()
     a, b = world.bounds(x.shape[0])
     c, d = world.bounds(xv.shape[0])
-    (outcome,) = fit([Member(config, CFG)], FitData((x[a:b], y[a:b]), (xv[c:d], yv[c:d])),
-                     FitEnv(torch.device("cpu"), world, norm_synced=sync), FitHooks(score))
+    (outcome,) = fit(
+        [Member(config, CFG)],
+        FitData((x[a:b], y[a:b]), (xv[c:d], yv[c:d])),
+        FitEnv(torch.device("cpu"), world, norm_synced=sync),
+        FitHooks(score),
+    )
     return outcome.state  # type: ignore[return-value]
 
 

@@ -24,15 +24,19 @@ START_SECONDS = 90
 
 def postgres_bin() -> Path:
     """The folder of PostgreSQL's server tools (initdb, pg_ctl), newest version first."""
-    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
-                        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0)
+    candidates = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
+    )
     if candidates:
         return candidates[-1].parent
     found = shutil.which("initdb")
     if found:
         return Path(found).parent
-    raise StageError("PostgreSQL is not installed (no initdb found); install it with "
-                     "`apt-get install postgresql` (Debian/Ubuntu) and run this again")
+    raise StageError(
+        "PostgreSQL is not installed (no initdb found); install it with "
+        "`apt-get install postgresql` (Debian/Ubuntu) and run this again"
+    )
 
 
 def _as_postgres(cmd: list[str]) -> list[str]:
@@ -56,20 +60,47 @@ def start_postgres(state: Path, port: int) -> str:
     log.touch()
     if os.geteuid() == 0:
         if subprocess.run(_as_postgres(["test", "-x", str(state.resolve())])).returncode != 0:
-            raise StageError(f"the postgres user cannot reach {state.resolve()} (a parent folder is private); "
-                             "pick a --state-dir that every user may traverse, e.g. /srv/bn-fraud-server")
+            raise StageError(
+                f"the postgres user cannot reach {state.resolve()} (a parent folder is private); "
+                "pick a --state-dir that every user may traverse, e.g. /srv/bn-fraud-server"
+            )
         shutil.chown(data, "postgres", "postgres")
         shutil.chown(log, "postgres", "postgres")
         data.chmod(0o700)
     if not (data / "PG_VERSION").exists():
-        _run(_as_postgres([str(bin_dir / "initdb"), "-D", str(data.resolve()), "-U", "mlflow",
-                           "--auth=trust", "-E", "UTF8"]), "initdb")
-    running = subprocess.run(_as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data.resolve()), "status"]),
-                             capture_output=True).returncode == 0
+        _run(
+            _as_postgres(
+                [str(bin_dir / "initdb"), "-D", str(data.resolve()), "-U", "mlflow", "--auth=trust", "-E", "UTF8"]
+            ),
+            "initdb",
+        )
+    running = (
+        subprocess.run(
+            _as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data.resolve()), "status"]), capture_output=True
+        ).returncode
+        == 0
+    )
     if not running:
         options = f"-p {port} -c listen_addresses=127.0.0.1 -k {data.resolve()}"
-        _run(_as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data.resolve()), "-l", str(log.resolve()),
-                           "-o", options, "-w", "-t", "60", "start"]), "starting PostgreSQL", log)
+        _run(
+            _as_postgres(
+                [
+                    str(bin_dir / "pg_ctl"),
+                    "-D",
+                    str(data.resolve()),
+                    "-l",
+                    str(log.resolve()),
+                    "-o",
+                    options,
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                ]
+            ),
+            "starting PostgreSQL",
+            log,
+        )
     _create_database(port)
     return f"postgresql+psycopg://mlflow@127.0.0.1:{port}/mlflow"
 
@@ -78,8 +109,9 @@ def _create_database(port: int) -> None:
     try:
         import psycopg
     except ImportError:
-        raise StageError("the team server needs psycopg; install it with `pip install -e '.[server]'` "
-                         "(or `make server`, which does)") from None
+        raise StageError(
+            "the team server needs psycopg; install it with `pip install -e '.[server]'` (or `make server`, which does)"
+        ) from None
     with psycopg.connect(f"host=127.0.0.1 port={port} user=mlflow dbname=postgres", autocommit=True) as conn:
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = 'mlflow'").fetchone() is None:
             conn.execute("CREATE DATABASE mlflow")
@@ -107,19 +139,40 @@ def start(state: Path, port: int, pg_port: int, artifacts: str | None, host: str
     log = state / "server.log"
     with log.open("ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend,
-             "--artifacts-destination", artifacts, "--host", host, "--port", str(port),
-             "--workers", str(workers)],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "server",
+                "--backend-store-uri",
+                backend,
+                "--artifacts-destination",
+                artifacts,
+                "--host",
+                host,
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + START_SECONDS
     while not _healthy(uri):
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            raise StageError(f"mlflow server did not start on {uri} (port taken?); see {log}, or pick "
-                             "another port with --port")
+            raise StageError(
+                f"mlflow server did not start on {uri} (port taken?); see {log}, or pick another port with --port"
+            )
         time.sleep(0.5)
-    info_path.write_text(json.dumps({"pid": process.pid, "uri": uri, "backend": backend,
-                                     "artifacts": artifacts, "pg_port": pg_port}, indent=1))
+    info_path.write_text(
+        json.dumps(
+            {"pid": process.pid, "uri": uri, "backend": backend, "artifacts": artifacts, "pg_port": pg_port}, indent=1
+        )
+    )
     return uri
 
 
@@ -139,21 +192,27 @@ def stop(state: Path) -> None:
         info_path.unlink()
     data = state / "pgdata"
     if (data / "postmaster.pid").exists():
-        _run(_as_postgres([str(postgres_bin() / "pg_ctl"), "-D", str(data.resolve()), "-m", "fast",
-                           "-w", "stop"]), "stopping PostgreSQL")
+        _run(
+            _as_postgres([str(postgres_bin() / "pg_ctl"), "-D", str(data.resolve()), "-m", "fast", "-w", "stop"]),
+            "stopping PostgreSQL",
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.server", description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["start", "stop"])
-    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
-                        help="PostgreSQL data, artifacts and logs (default .team-server/)")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=DEFAULT_STATE_DIR,
+        help="PostgreSQL data, artifacts and logs (default .team-server/)",
+    )
     parser.add_argument("--port", type=int, default=5000, help="MLflow server port (default 5000)")
     parser.add_argument("--pg-port", type=int, default=15432, help="PostgreSQL port (default 15432)")
-    parser.add_argument("--artifacts", help="artifact destination: a folder or s3://bucket/prefix "
-                                            "(default <state-dir>/artifacts)")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="interface to listen on; 0.0.0.0 to serve other machines")
+    parser.add_argument(
+        "--artifacts", help="artifact destination: a folder or s3://bucket/prefix (default <state-dir>/artifacts)"
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on; 0.0.0.0 to serve other machines")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
     try:
@@ -165,8 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     except StageError as exc:
         print(f"pipeline.server: {exc}", file=sys.stderr)
         return 2
-    print(f"MLflow server running at {uri} (runs in PostgreSQL, artifacts proxied); use it with:\n"
-          f"  export MLFLOW_TRACKING_URI={uri}")
+    print(
+        f"MLflow server running at {uri} (runs in PostgreSQL, artifacts proxied); use it with:\n"
+        f"  export MLFLOW_TRACKING_URI={uri}"
+    )
     return 0
 
 

@@ -26,20 +26,32 @@ def small_raw_params() -> dict[str, Any]:
     space(raw, lr=[0.01, 0.003], batch_size=[128])
     raw["train"]["model"]["hidden"] = [16, 8]
     raw["train"]["probe_growth"] = 2.0
-    raw["evaluate"]["references"] = {"logistic_regression": {"C": [1.0]},
-                                     "hist_gradient_boosting": {"learning_rate": [0.3], "max_leaf_nodes": [15]}}
+    raw["evaluate"]["references"] = {
+        "logistic_regression": {"C": [1.0]},
+        "hist_gradient_boosting": {"learning_rate": [0.3], "max_leaf_nodes": [15]},
+    }
     raw["evaluate"]["bootstrap"]["resamples"] = 20
     raw["report"]["bootstrap"].update(resamples=500, inner=40)
     return raw
 
 
-def space(raw: dict[str, Any], lr: list[float] | None = None, weight_decay: list[float] | None = None,
-          batch_size: list[int] | None = None, pos_weight: list[Any] | None = None,
-          dropout: list[float] | None = None) -> dict[str, Any]:
+def space(
+    raw: dict[str, Any],
+    lr: list[float] | None = None,
+    weight_decay: list[float] | None = None,
+    batch_size: list[int] | None = None,
+    pos_weight: list[Any] | None = None,
+    dropout: list[float] | None = None,
+) -> dict[str, Any]:
     """Set tuning's space to these choices (those not given: one choice, the small params' default),
     its sampler to the grid and its trials to the grid's size."""
-    dims = {"lr": lr or [0.01], "weight_decay": weight_decay or [0.0], "batch_size": batch_size or [128],
-            "pos_weight": pos_weight or ["none"], "dropout": dropout or [0.0]}
+    dims = {
+        "lr": lr or [0.01],
+        "weight_decay": weight_decay or [0.0],
+        "batch_size": batch_size or [128],
+        "pos_weight": pos_weight or ["none"],
+        "dropout": dropout or [0.0],
+    }
     raw["train"]["tune"]["space"] = {name: {"choices": values} for name, values in dims.items()}
     raw["train"]["tune"].update(sampler="grid", trials=math.prod(len(v) for v in dims.values()))
     return raw
@@ -50,8 +62,9 @@ def chosen(layout: Any, variant: str, lr: float = 0.01, batch_size: int = 128, *
     from pipeline.project.artefacts import Chosen
     from pipeline.project.params import Setting
 
-    setting = Setting(**{"lr": lr, "weight_decay": 0.0, "batch_size": batch_size, "pos_weight": "none",
-                         "dropout": 0.0, **other})
+    setting = Setting(
+        **{"lr": lr, "weight_decay": 0.0, "batch_size": batch_size, "pos_weight": "none", "dropout": 0.0, **other}
+    )
     Chosen(setting=setting, trial=0).write(layout.chosen_setting(variant))
 
 

@@ -17,8 +17,13 @@ REPO = Path(__file__).resolve().parents[2]
 
 def copy_repository(dest: Path, params: dict[str, Any]) -> Path:
     """Copy the working tree (tracked and untracked, not ignored) into a fresh git repo at dest."""
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
-                            check=True, capture_output=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True, capture_output=True
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, listed):
         source = REPO / name
         if source.is_file():
@@ -43,14 +48,18 @@ def env_for(repo: Path) -> dict[str, str]:
     return env
 
 
-def run(repo: Path, *command: str, check: bool = True, env: dict[str, str] | None = None,
-        timeout: int = 900) -> subprocess.CompletedProcess[str]:
+def run(
+    repo: Path, *command: str, check: bool = True, env: dict[str, str] | None = None, timeout: int = 900
+) -> subprocess.CompletedProcess[str]:
     """Run a command in the copy; on failure, show its output."""
-    result = subprocess.run(list(command), cwd=repo, env=env or env_for(repo), capture_output=True,
-                            text=True, timeout=timeout)
+    result = subprocess.run(
+        list(command), cwd=repo, env=env or env_for(repo), capture_output=True, text=True, timeout=timeout
+    )
     if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(command)} exited {result.returncode}\n"
-                             f"stdout:\n{result.stdout[-4000:]}\nstderr:\n{result.stderr[-6000:]}")
+        raise AssertionError(
+            f"{' '.join(command)} exited {result.returncode}\n"
+            f"stdout:\n{result.stdout[-4000:]}\nstderr:\n{result.stderr[-6000:]}"
+        )
     return result
 
 
@@ -63,8 +72,14 @@ def start_queue(repo: Path, jobs: int, env: dict[str, str] | None = None) -> Non
     """`dvc queue start -j N`. Its workers are daemons that inherit the caller's stdout and stderr
     and may outlive the queue: give them files, never a pipe that someone waits to close."""
     with tempfile.TemporaryFile("w+") as out:
-        code = subprocess.run([str(Path(sys.executable).parent / "dvc"), "queue", "start", "-j", str(jobs)],
-                              cwd=repo, env=env or env_for(repo), stdout=out, stderr=subprocess.STDOUT,
-                              stdin=subprocess.DEVNULL, timeout=120).returncode
+        code = subprocess.run(
+            [str(Path(sys.executable).parent / "dvc"), "queue", "start", "-j", str(jobs)],
+            cwd=repo,
+            env=env or env_for(repo),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            timeout=120,
+        ).returncode
         out.seek(0)
         assert code == 0, out.read()[-3000:]

@@ -37,11 +37,18 @@ def save_model(layout: Layout, name: str, dest: Path, nonfinite: str = "error") 
     threshold = ModelMetrics.read(layout.model_metrics(name), "evaluate")["threshold"]
     split = replicate_name(int(name.rsplit("-s", 1)[1]))
     example = Prepared(layout, summary).raw(split, "test").head(5)[summary.features]
-    packaging.save_fraud_model(dest, layout.checkpoint(name), layout.encoder(split),
-                               scorer.settings(threshold, nonfinite, summary.source_sha256, model=name), example)
+    packaging.save_fraud_model(
+        dest,
+        layout.checkpoint(name),
+        layout.encoder(split),
+        scorer.settings(threshold, nonfinite, summary.source_sha256, model=name),
+        example,
+    )
     return dest
 
 
 def raw_test(layout: Layout, replicate: int = 0) -> pd.DataFrame:
     """A replicate's test rows as they came (label included): what a user's file of transactions holds."""
-    return Prepared(layout, PrepareSummary.read(layout.prepare_summary, "prepare")).raw(replicate_name(replicate), "test")
+    return Prepared(layout, PrepareSummary.read(layout.prepare_summary, "prepare")).raw(
+        replicate_name(replicate), "test"
+    )

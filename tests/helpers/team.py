@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,8 +19,8 @@ S3_KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "
 
 def need_postgres() -> None:
     """Skip (outside CI) when PostgreSQL is not installed."""
+    from pipeline.hosting.postgres import postgres_bin
     from pipeline.runtime.errors import StageError
-    from pipeline.server import postgres_bin
 
     try:
         postgres_bin()
@@ -49,19 +50,28 @@ def wait_for_port(port: int, seconds: float = 60) -> None:
 
 def start_moto(port: int, env: dict[str, str], buckets: tuple[str, ...] = ("mlflow", "dvc")) -> subprocess.Popen:
     """moto's S3 server on 127.0.0.1:port with the buckets made."""
-    moto = subprocess.Popen([str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    moto = subprocess.Popen(
+        [str(Path(sys.executable).with_name("moto_server")), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
     wait_for_port(port)
     for bucket in buckets:
         s3_client(port).create_bucket(Bucket=bucket)
     return moto
 
 
-def s3_client(port: int):  # noqa: ANN201 (a boto3 client)
+def s3_client(port: int) -> Any:
     import boto3
 
-    return boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", aws_access_key_id="testing",
-                        aws_secret_access_key="testing", region_name="us-east-1")
+    return boto3.client(
+        "s3",
+        endpoint_url=f"http://127.0.0.1:{port}",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
 
 
 def admin_password(start_output: str) -> str | None:

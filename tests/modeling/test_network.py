@@ -3,6 +3,7 @@ eval mode), each from its own weights; a checkpoint is the plain MLP's state dic
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -16,10 +17,22 @@ from pipeline.project.variants import variant as variant_entry
 EMBEDDINGS = ((5, 3), (9, 4))  # two categorical columns: 5 and 9 indices, widths 3 and 4
 
 
-def config(norm: str = "batchnorm", placement: str = "before", dropout: float = 0.0,
-           embeddings: tuple[tuple[int, int], ...] = (), activation: str = "relu") -> MLPConfig:
-    return MLPConfig(n_features=6, hidden=(16, 8), dropout=dropout, activation=activation,
-                     norm=norm, norm_placement=placement, embeddings=embeddings)  # type: ignore[arg-type]
+def config(
+    norm: str = "batchnorm",
+    placement: str = "before",
+    dropout: float = 0.0,
+    embeddings: tuple[tuple[int, int], ...] = (),
+    activation: str = "relu",
+) -> MLPConfig:
+    return MLPConfig(
+        n_features=6,
+        hidden=(16, 8),
+        dropout=dropout,
+        activation=activation,
+        norm=norm,
+        norm_placement=placement,
+        embeddings=embeddings,
+    )  # type: ignore[arg-type]
 
 
 class Plain(nn.Module):
@@ -33,7 +46,7 @@ class Plain(nn.Module):
         sizes = (config.n_inputs, *config.hidden)
         norms = {"batchnorm": nn.BatchNorm1d, "layernorm": nn.LayerNorm}
         self.blocks = nn.ModuleList()
-        for n_in, n_out in zip(sizes, sizes[1:]):
+        for n_in, n_out in itertools.pairwise(sizes):
             block = nn.Module()
             block.linear = nn.Linear(n_in, n_out)
             block.norm = norms[config.norm](n_out) if config.norm in norms else nn.Identity()
@@ -69,8 +82,14 @@ def rows(n: int, seed: int, embeddings: tuple = ()) -> torch.Tensor:
     return torch.cat([x, *index], dim=1)
 
 
-CASES = [("batchnorm", "before", ()), ("batchnorm", "after", ()), ("layernorm", "before", ()),
-         ("none", "before", ()), ("batchnorm", "before", EMBEDDINGS), ("none", "before", EMBEDDINGS)]
+CASES = [
+    ("batchnorm", "before", ()),
+    ("batchnorm", "after", ()),
+    ("layernorm", "before", ()),
+    ("none", "before", ()),
+    ("batchnorm", "before", EMBEDDINGS),
+    ("none", "before", EMBEDDINGS),
+]
 
 
 @pytest.mark.parametrize(("norm", "placement", "embeddings"), CASES)
@@ -93,7 +112,7 @@ def test_k_models_compute_what_k_plain_mlps_compute(norm: str, placement: str, e
             torch.testing.assert_close(out[row], expected, rtol=0, atol=1e-10)
             expected.sum().backward()
             for slot in slots(cfg):
-                grad = stack.flat.grad[row, slot.start:slot.start + slot.size]
+                grad = stack.flat.grad[row, slot.start : slot.start + slot.size]
                 theirs = dict(plain.named_parameters())[slot.name].grad.reshape(-1)
                 if slot.name.endswith("linear.bias") and norm == "batchnorm" and placement == "before":
                     theirs = torch.zeros_like(theirs)  # inert: kept at its exact value, zero
@@ -110,8 +129,14 @@ def test_k_models_compute_what_k_plain_mlps_compute(norm: str, placement: str, e
 def test_normalisation_layers_exist_exactly_when_asked(variant: str) -> None:
     state = MLP.initialised(config(variant_entry(variant).norm), seeds=[0]).member_state(0)
     norms = {k.split(".norm.")[1] for k in state if ".norm." in k}
-    assert norms == {"batchnorm": {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"},
-                     "layernorm": {"weight", "bias"}, "baseline": set()}[variant]
+    assert (
+        norms
+        == {
+            "batchnorm": {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"},
+            "layernorm": {"weight", "bias"},
+            "baseline": set(),
+        }[variant]
+    )
 
 
 def test_placement_before_or_after_activation() -> None:
@@ -150,8 +175,9 @@ def test_each_model_looks_up_its_own_embeddings() -> None:
     scores = stack.predict(x)
     changed = x.clone()
     changed[0, 7] = (changed[0, 7] + 1) % 9  # another category of the second column
-    assert (stack.predict(changed)[:, 0] != scores[:, 0]).all() and torch.equal(stack.predict(changed)[:, 1:],
-                                                                                 scores[:, 1:])
+    assert (stack.predict(changed)[:, 0] != scores[:, 0]).all() and torch.equal(
+        stack.predict(changed)[:, 1:], scores[:, 1:]
+    )
     assert not torch.equal(scores[0], scores[1])  # each model its own tables and weights
 
 

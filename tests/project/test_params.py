@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.project.params import load_params, parse
-from tests.helpers.params import REPO
 from pipeline.runtime.errors import ConfigError
+from tests.helpers.params import REPO
 
 
 def test_repository_params_are_valid() -> None:
@@ -26,8 +26,9 @@ def test_repository_params_are_valid() -> None:
 )
 def test_bad_values_name_the_key(raw_params: dict, section: str, key: str, value: object, expected: str) -> None:
     raw_params[section][key] = value
-    with pytest.raises(ConfigError, match="^params.yaml: " + expected.replace("(", r"\(").replace(")", r"\)")
-                       .replace(".", r"\.")):
+    with pytest.raises(
+        ConfigError, match="^params.yaml: " + expected.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")
+    ):
         parse(raw_params)
 
 

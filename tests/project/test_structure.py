@@ -19,8 +19,7 @@ import yaml
 from pydantic import BaseModel
 
 from pipeline.project import provenance
-from pipeline.project.params import Params
-from pipeline.project.params import parse
+from pipeline.project.params import Params, parse
 from tests.helpers.params import REPO, small_raw_params
 
 DVC_YAML = yaml.safe_load((REPO / "dvc.yaml").read_text())
@@ -62,11 +61,24 @@ def test_the_imports_have_no_cycle() -> None:
         visit(path, ())
 
 
-@pytest.mark.parametrize(("module", "never"), [
-    ("train", "serving/"), ("train", "reporting/"), ("train", "analysis/"), ("evaluate", "training/"),
-    ("evaluate", "reporting/"), ("evaluate", "analysis/"), ("prepare", "tracking/"), ("prepare", "modeling/"),
-    ("report", "modeling/"), ("report", "training/"), ("report", "serving/"), ("score", "reporting/"),
-    ("score", "training/")])
+@pytest.mark.parametrize(
+    ("module", "never"),
+    [
+        ("train", "serving/"),
+        ("train", "reporting/"),
+        ("train", "analysis/"),
+        ("evaluate", "training/"),
+        ("evaluate", "reporting/"),
+        ("evaluate", "analysis/"),
+        ("prepare", "tracking/"),
+        ("prepare", "modeling/"),
+        ("report", "modeling/"),
+        ("report", "training/"),
+        ("report", "serving/"),
+        ("score", "reporting/"),
+        ("score", "training/"),
+    ],
+)
 def test_each_stage_depends_only_on_its_own_code(module: str, never: str) -> None:
     """Editing serving code retrains nothing; editing the report's rendering re-runs only the report."""
     assert not [f for f in provenance.imported_files(module) if f.startswith(never)]
@@ -75,8 +87,7 @@ def test_each_stage_depends_only_on_its_own_code(module: str, never: str) -> Non
 @pytest.mark.parametrize("command", ["compare", "study"])
 def test_compare_and_study_load_neither_scikit_learn_nor_scipy(command: str) -> None:
     """They read MLflow and draw tables: importing them must not pay for sklearn or scipy."""
-    code = (f"import sys; import pipeline.{command}; "
-            "print(sorted(m for m in ('sklearn', 'scipy') if m in sys.modules))")
+    code = f"import sys; import pipeline.{command}; print(sorted(m for m in ('sklearn', 'scipy') if m in sys.modules))"
     loaded = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert loaded.stdout.strip() == "[]"
 
@@ -103,26 +114,45 @@ def test_imported_files_follows_every_import_form_into_sub_packages(tmp_path: Pa
     (package / "sub" / "deep").mkdir(parents=True)
     for init in ("", "sub/", "sub/deep/"):
         (package / f"{init}__init__.py").write_text("")
-    (package / "a.py").write_text("from typing import TYPE_CHECKING\nfrom pkg import b\nimport pkg.sub.c\n\n"
-                                  "def f():\n    from pkg.sub.deep.d import x\n\nif TYPE_CHECKING:\n"
-                                  "    from pkg.sub import unused\n")  # for type checkers alone: never runs
+    (package / "a.py").write_text(
+        "from typing import TYPE_CHECKING\nfrom pkg import b\nimport pkg.sub.c\n\n"
+        "def f():\n    from pkg.sub.deep.d import x\n\nif TYPE_CHECKING:\n"
+        "    from pkg.sub import unused\n"
+    )  # for type checkers alone: never runs
     (package / "b.py").write_text("import os\nfrom pkg.sub import e\n")
     (package / "sub" / "c.py").write_text("from pkg.b import y\n")
     (package / "sub" / "deep" / "d.py").write_text("")
     (package / "sub" / "e.py").write_text("")
     (package / "sub" / "unused.py").write_text("import pkg.a\n")
     assert provenance.imported_files("a", package) == {
-        "__init__.py", "a.py", "b.py", "sub/__init__.py", "sub/c.py", "sub/e.py", "sub/deep/__init__.py",
-        "sub/deep/d.py"}
-    assert provenance.imported_files("sub.c", package) == {"__init__.py", "sub/__init__.py", "sub/c.py", "b.py",
-                                                           "sub/e.py"}
+        "__init__.py",
+        "a.py",
+        "b.py",
+        "sub/__init__.py",
+        "sub/c.py",
+        "sub/e.py",
+        "sub/deep/__init__.py",
+        "sub/deep/d.py",
+    }
+    assert provenance.imported_files("sub.c", package) == {
+        "__init__.py",
+        "sub/__init__.py",
+        "sub/c.py",
+        "b.py",
+        "sub/e.py",
+    }
 
 
 def test_no_two_public_functions_share_a_name() -> None:
     """One name, one thing: a public module-level function (or class) name is used once in the package."""
-    names = Counter(f"{node.name}" for f in FILES for node in ast.parse((PACKAGE / f).read_text()).body
-                    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
-                    and not node.name.startswith("_") and node.name not in ("main", "run"))
+    names = Counter(
+        f"{node.name}"
+        for f in FILES
+        for node in ast.parse((PACKAGE / f).read_text()).body
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+        and not node.name.startswith("_")
+        and node.name not in ("main", "run")
+    )
     assert [name for name, count in names.items() if count > 1] == []
 
 
@@ -163,9 +193,18 @@ def test_layout_paths_are_the_outputs_dvc_yaml_declares() -> None:
                 for entry in stage.get(section, []):
                     declared.add(_fill(next(iter(entry)) if isinstance(entry, dict) else entry, item))
     compared, tuning = model_name("batchnorm", 0), model_name("batchnorm", 100, 3)
-    produced = {layout.prepared, layout.checkpoint(compared).parent, layout.history(compared).parent,
-                layout.checkpoint(tuning, True).parent, layout.chosen, layout.selection, layout.evaluation,
-                layout.curves, layout.reports, layout.summary}
+    produced = {
+        layout.prepared,
+        layout.checkpoint(compared).parent,
+        layout.history(compared).parent,
+        layout.checkpoint(tuning, True).parent,
+        layout.chosen,
+        layout.selection,
+        layout.evaluation,
+        layout.curves,
+        layout.reports,
+        layout.summary,
+    }
     assert layout.run_file(compared).parent == layout.checkpoint(compared).parent == layout.variant_folder("batchnorm")
     assert layout.history(tuning, True).parent.parent == layout.variant_folder("batchnorm", tuning=True)
     assert {p.as_posix() for p in produced} == declared
@@ -200,10 +239,12 @@ def recording(model: BaseModel, read: set[str], prefix: str = "") -> BaseModel:
         read.update(_leaves(self, prefix, kwargs.get("include"), kwargs.get("exclude")))
         return super(recorder, self).model_dump(**kwargs)
 
-    recorder = type(f"Recording{cls.__name__}", (cls,), {"__getattribute__": getattribute,
-                                                          "model_dump": model_dump})
-    values = {name: recording(v, read, f"{prefix}{name}.") if isinstance(v, BaseModel) else v
-              for name in cls.model_fields for v in [getattr(model, name)]}
+    recorder = type(f"Recording{cls.__name__}", (cls,), {"__getattribute__": getattribute, "model_dump": model_dump})
+    values = {
+        name: recording(v, read, f"{prefix}{name}.") if isinstance(v, BaseModel) else v
+        for name in cls.model_fields
+        for v in [getattr(model, name)]
+    }
     return recorder.model_construct(**values)
 
 
@@ -230,7 +271,12 @@ def test_recording_sees_reads_and_dumps() -> None:
     params = recording(parse(small_raw_params()), read)
     assert params.train.epochs == 3
     params.train.model.model_dump()
-    params.evaluate.threshold  # a section, not a value
-    assert read == {"train.epochs", "train.model.hidden", "train.model.activation",
-                    "train.model.batchnorm_placement"}
+    assert params.evaluate.threshold.strategy == "max_f1"  # a leaf, recorded; its section alone is not
+    assert read == {
+        "train.epochs",
+        "train.model.hidden",
+        "train.model.activation",
+        "train.model.batchnorm_placement",
+        "evaluate.threshold.strategy",
+    }
     assert isinstance(params, Params)

@@ -27,7 +27,8 @@ def test_the_default_suite_is_valid_and_every_table_parses() -> None:
 def test_overrides_become_hydra_items(tmp_path: Path) -> None:
     (tmp_path / "s.yaml").write_text(
         "name: s\nparams: {train.epochs: 3, prepare: {split: {min_positives: 4}}}\n"
-        "tables:\n  - {name: mine, source: data/x.csv, label: is_fraud, prepare: {drop_columns: [id, 'a b']}}\n")
+        "tables:\n  - {name: mine, source: data/x.csv, label: is_fraud, prepare: {drop_columns: [id, 'a b']}}\n"
+    )
     suite = load_suite(tmp_path / "s.yaml")
     sets = overrides(suite, suite.tables[0], tmp_path)
     assert sets["prepare.source"] == str(tmp_path / "data" / "x.csv")
@@ -35,12 +36,15 @@ def test_overrides_become_hydra_items(tmp_path: Path) -> None:
     assert override_items(sets)[-2:] == ["prepare.label=is_fraud", "prepare.drop_columns=[id,'a b']"]
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("name: s\ntables: []\n", "tables"),
-    ("name: s\ntables:\n  - {name: a, source: synthetic}\n  - {name: a, source: synthetic}\n", "twice: a"),
-    ("name: S!\ntables:\n  - {name: a, source: synthetic}\n", "name"),
-    ("name: s\ntables:\n  - {name: a, source: synthetic, colour: red}\n", "unknown key tables[0].colour"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("name: s\ntables: []\n", "tables"),
+        ("name: s\ntables:\n  - {name: a, source: synthetic}\n  - {name: a, source: synthetic}\n", "twice: a"),
+        ("name: S!\ntables:\n  - {name: a, source: synthetic}\n", "name"),
+        ("name: s\ntables:\n  - {name: a, source: synthetic, colour: red}\n", "unknown key tables[0].colour"),
+    ],
+)
 def test_bad_suite_files_fail_with_one_line(tmp_path: Path, text: str, message: str) -> None:
     (tmp_path / "s.yaml").write_text(text)
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):

@@ -16,8 +16,9 @@ def test_params_accept_exactly_the_catalogue(raw_params: dict[str, Any]) -> None
     raw_params["train"]["variants"] = list(variants.NAMES)
     assert parse(raw_params).train.variants == list(variants.NAMES)
     raw_params["train"]["variants"] = ["groupnorm"]
-    with pytest.raises(ConfigError, match="train.variants\\[0\\] must be one of 'batchnorm', 'baseline' or "
-                                          "'layernorm'"):
+    with pytest.raises(
+        ConfigError, match="train.variants\\[0\\] must be one of 'batchnorm', 'baseline' or 'layernorm'"
+    ):
         parse(raw_params)
 
 
@@ -30,6 +31,12 @@ def test_every_normalisation_has_a_layer_and_every_variant_a_colour_of_its_own()
 
 def test_tables_and_legends_follow_the_catalogue() -> None:
     assert variants.ordered(["logistic_regression", "layernorm", "baseline", "batchnorm"]) == [
-        "batchnorm", "baseline", "layernorm", "logistic_regression"]
-    assert variants.label("batchnorm") == "with BatchNorm" and variants.label("logistic_regression") == \
-        "logistic_regression"
+        "batchnorm",
+        "baseline",
+        "layernorm",
+        "logistic_regression",
+    ]
+    assert (
+        variants.label("batchnorm") == "with BatchNorm"
+        and variants.label("logistic_regression") == "logistic_regression"
+    )

@@ -18,8 +18,9 @@ def _page(tables: list[TableResult], folder: Path, jobs: int = 1) -> Document:
     suite = Suite(name="default", tables=[TableSpec(name=t.name, source="synthetic") for t in tables])
     (folder / "figures").mkdir(exist_ok=True)
     claims = pooling.pooled_claims(tables, 0.95, seed=0, samples=2000)
-    return suite_pages.suite_document(suite, tables, claims, pooling.ranks(tables), folder / "figures", 0.95, "now",
-                                      jobs)
+    return suite_pages.suite_document(
+        suite, tables, claims, pooling.ranks(tables), folder / "figures", 0.95, "now", jobs
+    )
 
 
 def test_the_report_opens_with_the_pooled_verdict_and_forest_plots(tmp_path: Path) -> None:
@@ -36,15 +37,19 @@ def test_the_report_opens_with_the_pooled_verdict_and_forest_plots(tmp_path: Pat
 
 def test_weak_tables_and_the_sound_reading_are_on_the_first_screen(tmp_path: Path) -> None:
     kinds = [["cut_off", "few_replicates"], ["at_edge"], [], ["below_yardstick"]]
-    found = [TableResult(f"t{i}", f"default-t{i}-0000000{i}", FINISHED, f"table {i}", headline=headline(e, s, 0.55, k))
-             for i, (e, s, k) in enumerate(zip(EFFECTS, SES, kinds))]
+    found = [
+        TableResult(f"t{i}", f"default-t{i}-0000000{i}", FINISHED, f"table {i}", headline=headline(e, s, 0.55, k))
+        for i, (e, s, k) in enumerate(zip(EFFECTS, SES, kinds))
+    ]
     md = strip_volatile(_page(found, tmp_path).markdown(tmp_path))
-    screen = md[:md.index("![")]  # the first screen: before the first forest plot
+    screen = md[: md.index("![")]  # the first screen: before the first forest plot
     assert "| **inconclusive** +0.0185 [-0.0402, +0.0773] (2) |" in screen
     assert "**1 of 4** (`t0`): a run had its best validation AP at the epoch cap" in screen
     assert "**1 of 4** (`t3`): an MLP ranked below the logistic regression" in screen
-    assert ("**Sound tables** (none below the logistic regression, cut off while improving, with its tuning "
-            "still climbing): 2 of 4 (`t1`, `t2`)") in screen
+    assert (
+        "**Sound tables** (none below the logistic regression, cut off while improving, with its tuning "
+        "still climbing): 2 of 4 (`t1`, `t2`)"
+    ) in screen
     assert "BatchNorm catches more fraud (test AP) (better → inconclusive): the weak tables carry" in screen
     assert "| **cut_off**, few_replicates |" in md and "| **below_yardstick** |" in md
 
@@ -52,18 +57,28 @@ def test_weak_tables_and_the_sound_reading_are_on_the_first_screen(tmp_path: Pat
 def test_tables_timed_side_by_side_are_named_with_their_steps(tmp_path: Path) -> None:
     """With 2 workers, the tables this invocation trained had their seconds measured under each other's load:
     named, with the steps at a shared setting beside them; with 1 worker, not; a reused table is named too."""
-    found = [TableResult(f"t{i}", f"default-t{i}-0000000{i}", FINISHED, f"table {i}", reused=i == 2,
-                         headline=headline(e, s, 0.55, steps_speedup=up))
-             for i, (e, s, up) in enumerate(zip(EFFECTS, SES, [1.7, 0.9, 1.3]))]
+    found = [
+        TableResult(
+            f"t{i}",
+            f"default-t{i}-0000000{i}",
+            FINISHED,
+            f"table {i}",
+            reused=i == 2,
+            headline=headline(e, s, 0.55, steps_speedup=up),
+        )
+        for i, (e, s, up) in enumerate(zip(EFFECTS, SES, [1.7, 0.9, 1.3]))
+    ]
 
     def screen(jobs: int) -> str:
         md = _page(found, tmp_path, jobs).markdown(tmp_path)
-        return md[:md.index("![")]
+        return md[: md.index("![")]
 
     two = screen(2)
     assert "**2 of 3** (`t0`, `t1`): trained 2 tables at a time on shared cores (`-j 2`)" in two
     assert "BatchNorm needed fewer on 1 of 2 (the baseline's steps over BatchNorm's: 0.90x to 1.70x)" in two
     assert "on shared cores" not in screen(1)  # one worker: no table was timed beside another
-    assert ("**1 of 3** (`t2`): reused from an earlier run of the suite; their speed in seconds compares only if "
-            "that run trained one table at a time (`-j 1`). In steps, at one shared setting, BatchNorm needed fewer "
-            "on 1 of 1 (the baseline's steps over BatchNorm's: 1.30x).") in screen(1)
+    assert (
+        "**1 of 3** (`t2`): reused from an earlier run of the suite; their speed in seconds compares only if "
+        "that run trained one table at a time (`-j 1`). In steps, at one shared setting, BatchNorm needed fewer "
+        "on 1 of 1 (the baseline's steps over BatchNorm's: 1.30x)."
+    ) in screen(1)

@@ -25,8 +25,11 @@ def _scratch_repository(root: Path) -> None:
     subprocess.run(["git", "init", "-q", "-b", "main"], cwd=root, check=True)
     subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=root, check=True)
     (root / "params.yaml").write_text("key: 0\n")
-    stage = {"cmd": f"KEY=${{key}} {sys.executable} -c \"{RECORD}\"", "params": ["key"],
-             "metrics": [{"record.json": {"cache": False}}]}
+    stage = {
+        "cmd": f'KEY=${{key}} {sys.executable} -c "{RECORD}"',
+        "params": ["key"],
+        "metrics": [{"record.json": {"cache": False}}],
+    }
     (root / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"record": stage}}))
     (root / "record.json").write_text("{}")
     subprocess.run([*git, "add", "-A"], cwd=root, check=True)
@@ -55,17 +58,26 @@ def test_a_queue_runs_with_the_venv_not_on_path(tmp_path: Path, monkeypatch: pyt
         assert json.loads(experiments.read_file(ref, "record.json") or "{}") == {"key": key}
 
 
-@pytest.mark.parametrize(("log", "reason"), [
-    ("Running stage 'prepare':\nprepare: error: the test part holds 2 positives, fewer than "
-     "prepare.split.min_positives=5; use more data\nERROR: failed to reproduce 'prepare'\n",
-     "prepare: error: the test part holds 2 positives, fewer than prepare.split.min_positives=5; use more data"),
-    ("Traceback (most recent call last):\n  File x\nalembic.util.exc.CommandError: Online migration expected\n"
-     "ERROR: failed to reproduce 'tune@batchnorm'\n",
-     "stage tune@batchnorm crashed: alembic.util.exc.CommandError: Online migration expected "
-     "(see `dvc queue logs t-1`)"),
-    ("ERROR: Experiment 't-1' is in queue but has not been started\n",
-     "it never ran: the queue stopped before it started (run the suite again)"),
-])
+@pytest.mark.parametrize(
+    ("log", "reason"),
+    [
+        (
+            "Running stage 'prepare':\nprepare: error: the test part holds 2 positives, fewer than "
+            "prepare.split.min_positives=5; use more data\nERROR: failed to reproduce 'prepare'\n",
+            "prepare: error: the test part holds 2 positives, fewer than prepare.split.min_positives=5; use more data",
+        ),
+        (
+            "Traceback (most recent call last):\n  File x\nalembic.util.exc.CommandError: Online migration expected\n"
+            "ERROR: failed to reproduce 'tune@batchnorm'\n",
+            "stage tune@batchnorm crashed: alembic.util.exc.CommandError: Online migration expected "
+            "(see `dvc queue logs t-1`)",
+        ),
+        (
+            "ERROR: Experiment 't-1' is in queue but has not been started\n",
+            "it never ran: the queue stopped before it started (run the suite again)",
+        ),
+    ],
+)
 def test_failure_reason_is_one_line(monkeypatch: pytest.MonkeyPatch, log: str, reason: str) -> None:
     monkeypatch.setattr(experiments, "dvc", lambda *a: subprocess.CompletedProcess(a, 0, log, ""))
     assert experiments.failure_reason("t-1") == reason

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -12,17 +13,20 @@ from pipeline.serving.endpoint import Guard, depth
 VALID = json.dumps({"dataframe_split": {"columns": ["V1"], "data": [[0.5]]}}).encode()
 
 
-def _call(body: bytes, content_type: str = "application/json", chunk: int = 1 << 20,
-          limit: int = 20_000) -> tuple[int, dict, list[bytes]]:
+def _call(
+    body: bytes, content_type: str = "application/json", chunk: int = 1 << 20, limit: int = 20_000
+) -> tuple[int, dict, list[bytes]]:
     """(status, JSON answer, bodies the inner app received) of one POST /invocations."""
     seen: list[bytes] = []
 
-    async def inner(scope: dict, receive, send) -> None:  # noqa: ANN001
+    async def inner(
+        scope: dict, receive: Callable[[], Awaitable[dict]], send: Callable[[dict], Awaitable[None]]
+    ) -> None:
         seen.append((await receive())["body"])
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b'{"predictions": []}'})
 
-    parts = [body[i:i + chunk] for i in range(0, len(body), chunk)] or [b""]
+    parts = [body[i : i + chunk] for i in range(0, len(body), chunk)] or [b""]
     messages = [{"type": "http.request", "body": p, "more_body": i < len(parts) - 1} for i, p in enumerate(parts)]
     sent: list[dict] = []
 
@@ -32,20 +36,27 @@ def _call(body: bytes, content_type: str = "application/json", chunk: int = 1 <<
     async def send(message: dict) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "path": "/invocations", "method": "POST",
-             "headers": [(b"content-type", content_type.encode())]}
+    scope = {
+        "type": "http",
+        "path": "/invocations",
+        "method": "POST",
+        "headers": [(b"content-type", content_type.encode())],
+    }
     asyncio.run(Guard(inner, max_bytes=limit)(scope, receive, send))
     return sent[0]["status"], json.loads(sent[1]["body"]), seen
 
 
-@pytest.mark.parametrize(("body", "status", "message"), [
-    (b"", 400, "the request body is empty"),
-    (b"  \n", 400, "the request body is empty"),
-    (b"[" * 5000 + b"]" * 5000, 400, "nests 5000 levels deep; the scoring formats need at most 16"),
-    (VALID.replace(b'"V1"', b'"V\xff1"'), 400, "not valid UTF-8"),
-    (b'{"dataframe_split": ', 400, "not valid JSON"),
-    (VALID * 400, 413, "exceeds 20,000 bytes; send fewer rows per request"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (b"", 400, "the request body is empty"),
+        (b"  \n", 400, "the request body is empty"),
+        (b"[" * 5000 + b"]" * 5000, 400, "nests 5000 levels deep; the scoring formats need at most 16"),
+        (VALID.replace(b'"V1"', b'"V\xff1"'), 400, "not valid UTF-8"),
+        (b'{"dataframe_split": ', 400, "not valid JSON"),
+        (VALID * 400, 413, "exceeds 20,000 bytes; send fewer rows per request"),
+    ],
+)
 def test_bodies_mlflow_would_mishandle_get_a_4xx_and_one_message(body: bytes, status: int, message: str) -> None:
     for chunk in (7, 1 << 20):  # whether the body arrives in one piece or many
         got, answer, seen = _call(body, chunk=chunk)
@@ -53,7 +64,7 @@ def test_bodies_mlflow_would_mishandle_get_a_4xx_and_one_message(body: bytes, st
 
 
 def test_a_valid_body_reaches_mlflow_whole_even_in_pieces() -> None:
-    got, answer, seen = _call(VALID, chunk=5)
+    got, _, seen = _call(VALID, chunk=5)
     assert got == 200 and seen == [VALID]
 
 

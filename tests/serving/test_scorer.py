@@ -20,8 +20,9 @@ def scorer(served_model: Path) -> FraudScorer:
     return mlflow.pyfunc.load_model(str(served_model)).unwrap_python_model().scorer
 
 
-def test_columns_are_found_by_name_whatever_their_order_and_dtype(scorer: FraudScorer,
-                                                                   evaluated_shared: Layout) -> None:
+def test_columns_are_found_by_name_whatever_their_order_and_dtype(
+    scorer: FraudScorer, evaluated_shared: Layout
+) -> None:
     raw = raw_test(evaluated_shared).head(50)
     expected = scorer.score(raw)
     shuffled = raw[list(reversed(raw.columns))].assign(extra="ignored")
@@ -31,26 +32,42 @@ def test_columns_are_found_by_name_whatever_their_order_and_dtype(scorer: FraudS
     assert ((expected["fraud"] == 1) == (expected["fraud_probability"] >= scorer.threshold)).all()
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    (lambda f: f.drop(columns=["V3"]), "input lacks feature columns V3"),
-    (lambda f: f.assign(V4="12,50"), "non-numeric values in feature columns V4"),
-    (lambda f: f.assign(V5=np.where(np.arange(len(f)) == 2, np.nan, f["V5"])), "1 rows hold NaN or infinite"),
-])
-def test_rows_it_cannot_score_are_refused_with_the_reason(scorer: FraudScorer, evaluated_shared: Layout,
-                                                          change: object, message: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda f: f.drop(columns=["V3"]), "input lacks feature columns V3"),
+        (lambda f: f.assign(V4="12,50"), "non-numeric values in feature columns V4"),
+        (lambda f: f.assign(V5=np.where(np.arange(len(f)) == 2, np.nan, f["V5"])), "1 rows hold NaN or infinite"),
+    ],
+)
+def test_rows_it_cannot_score_are_refused_with_the_reason(
+    scorer: FraudScorer, evaluated_shared: Layout, change: object, message: str
+) -> None:
     raw = raw_test(evaluated_shared).head(10)
     with pytest.raises(ScoringError, match=message):
         scorer.score(change(raw))  # type: ignore[operator]
 
 
-@pytest.mark.parametrize(("column", "value", "reason"), [
-    ("V1", 1e308, r"V1 = 1e\+308 is outside what the model's scaler can represent: scaled for the network it "
-                  r"overflows float32; the model takes V1 within -\d"),
-    ("Amount", -5.0, r"Amount = -5 is outside what the model's scaler can represent: the model applies log1p to "
-                     r"Amount, which needs values above -1"),
-])
-def test_a_row_the_scaler_cannot_represent_is_refused_never_labelled(scorer: FraudScorer, evaluated_shared: Layout,
-                                                                     column: str, value: float, reason: str) -> None:
+@pytest.mark.parametrize(
+    ("column", "value", "reason"),
+    [
+        (
+            "V1",
+            1e308,
+            r"V1 = 1e\+308 is outside what the model's scaler can represent: scaled for the network it "
+            r"overflows float32; the model takes V1 within -\d",
+        ),
+        (
+            "Amount",
+            -5.0,
+            r"Amount = -5 is outside what the model's scaler can represent: the model applies log1p to "
+            r"Amount, which needs values above -1",
+        ),
+    ],
+)
+def test_a_row_the_scaler_cannot_represent_is_refused_never_labelled(
+    scorer: FraudScorer, evaluated_shared: Layout, column: str, value: float, reason: str
+) -> None:
     raw = raw_test(evaluated_shared).head(10).reset_index(drop=True)
     raw.loc[4, column] = value
     with warnings.catch_warnings():
@@ -67,8 +84,11 @@ def test_a_network_output_that_is_not_a_number_is_refused(scorer: FraudScorer, e
     for j, name in enumerate(scaler.features):  # the numeric inputs (a date-time's parts are named `t:part`)
         if name not in scaler.log1p and ":" not in name:
             raw.loc[7, name] = scaler.mean[j] + far * scaler.scale[j]
-    with pytest.raises(ScoringError, match=r"^row 7: the network overflows on this row \(its output is (nan|-?inf)\): \w+ = "
-                                           r".* lies 3.06e\+38 standard deviations from the training mean"):
+    with pytest.raises(
+        ScoringError,
+        match=r"^row 7: the network overflows on this row \(its output is (nan|-?inf)\): \w+ = "
+        r".* lies 3.06e\+38 standard deviations from the training mean",
+    ):
         scorer.score(raw)
 
 
@@ -81,8 +101,9 @@ def test_far_but_finite_values_are_scored(scorer: FraudScorer, evaluated_shared:
     assert ((out["fraud"] == 1) == (out["fraud_probability"] >= scorer.threshold)).all()
 
 
-def test_the_pyfunc_refuses_an_overflowing_row_with_an_input_error(served_model: Path,
-                                                                   evaluated_shared: Layout) -> None:
+def test_the_pyfunc_refuses_an_overflowing_row_with_an_input_error(
+    served_model: Path, evaluated_shared: Layout
+) -> None:
     from mlflow.exceptions import MlflowException
 
     raw = raw_test(evaluated_shared).head(5).reset_index(drop=True)

@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline.tracking import runs, store
 from pipeline.tracking import keys as tags
+from pipeline.tracking import runs, store
 
 
 def test_a_sigkilled_run_is_marked_killed_by_the_next_run(tmp_path: Path) -> None:

@@ -14,8 +14,8 @@ import mlflow
 import pytest
 from mlflow.entities import Metric
 
-from pipeline.tracking import store
 from pipeline.tracking import keys as tags
+from pipeline.tracking import store
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -80,8 +80,12 @@ def test_processes_opening_a_fresh_store_at_once_all_get_it(tmp_path: Path) -> N
     database.parent.mkdir()
     go = database.with_name("go")
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{database}", "PYTHONPATH": str(REPO)}
-    workers = [subprocess.Popen([sys.executable, "-c", _OPEN_AT_ONCE, str(go), str(n)], env=env,
-                                stderr=subprocess.PIPE, text=True) for n in range(3)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _OPEN_AT_ONCE, str(go), str(n)], env=env, stderr=subprocess.PIPE, text=True
+        )
+        for n in range(3)
+    ]
     deadline = time.monotonic() + 120
     while len(list(database.parent.glob("ready-*"))) < 3:
         assert time.monotonic() < deadline and all(w.poll() is None for w in workers), "a worker never got ready"
@@ -95,10 +99,17 @@ def test_processes_opening_a_fresh_store_at_once_all_get_it(tmp_path: Path) -> N
 def test_the_store_lock_nests() -> None:
     """A holder of store_lock may take it again (a first client() call inside it creates the store's
     tables under it): no deadlock on the process's own lock."""
-    code = ("from pipeline.tracking import store\n"
-            "with store.store_lock():\n"
-            "    with store.store_lock():\n"
-            "        store.client().search_experiments()\n")
-    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO)},
-                          capture_output=True, text=True, timeout=120)
+    code = (
+        "from pipeline.tracking import store\n"
+        "with store.store_lock():\n"
+        "    with store.store_lock():\n"
+        "        store.client().search_experiments()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-2000:]

@@ -15,18 +15,22 @@ import torch
 import yaml
 
 from pipeline import prepare
+from pipeline.project.layout import Layout
 from pipeline.project.params import parse
 from pipeline.training.distributed import World
-from pipeline.project.layout import Layout
-from tests.helpers.params import REPO, small_raw_params, space
 from tests.helpers.distributed_fit import train
-
+from tests.helpers.params import REPO, small_raw_params, space
 
 
 def _torchrun(*args: str, cwd: Path = REPO, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           *args], cwd=cwd, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args],
+        cwd=cwd,
+        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     return done
 
@@ -103,8 +107,14 @@ def prepared_two_ways(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Pat
         prepare.run(parse(raw).prepare, Layout(folder))
         env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}"}
         for variant in ("baseline", "batchnorm"):
-            done = subprocess.run([sys.executable, "-m", "pipeline.train", "--variant", variant, "--tune"],
-                                  cwd=folder, env=env, capture_output=True, text=True, timeout=300)
+            done = subprocess.run(
+                [sys.executable, "-m", "pipeline.train", "--variant", variant, "--tune"],
+                cwd=folder,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
             assert done.returncode == 0, done.stderr[-4000:]
         folders[nproc] = folder
     return folders
@@ -122,13 +132,14 @@ def test_the_train_stage_relaunches_itself_through_torchrun(prepared_two_ways: d
     assert all(r.info.status == "FINISHED" and r.data.params["train.distributed.nproc"] == "2" for r in runs)
     layout_one, layout_two = Layout(one), Layout(two)
     name = "baseline-t0-s100"
-    weights = [torch.load(layout.checkpoint(name, tuning=True), weights_only=False)["model"]
-               for layout in (layout_one, layout_two)]
+    weights = [
+        torch.load(layout.checkpoint(name, tuning=True), weights_only=False)["model"]
+        for layout in (layout_one, layout_two)
+    ]
     assert _largest_difference(*weights) < 1e-5
     info = json.loads(layout_two.run_file("batchnorm-t0-s100", tuning=True).read_text())
     assert info["ranks"] == 2 and info["batchnorm_sync"] is True
     assert info["norm_batch_sizes"] == info["batch_sizes"]
-
 
 
 RESTART_MODEL, RESTART_SEEDS, RESTART_EPOCHS = "batchnorm", (100, 101), 15
@@ -143,8 +154,12 @@ def _restartable_tune(folder: Path, kill_rank: int | None) -> str:
     import time
 
     raw = space(small_raw_params(), lr=[0.01], batch_size=[32], dropout=[0.1])  # dropout: the random state
-    raw["train"].update(epochs=RESTART_EPOCHS, min_batch=16, patience=0,          # must be resumed too, per rank
-                        distributed={"nproc": 2, "max_restarts": 1})
+    raw["train"].update(
+        epochs=RESTART_EPOCHS,
+        min_batch=16,
+        patience=0,  # must be resumed too, per rank
+        distributed={"nproc": 2, "max_restarts": 1},
+    )
     raw["train"]["tune"]["seeds"] = list(RESTART_SEEDS)
     (folder / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     prepare.run(parse(raw).prepare, Layout(folder))
@@ -153,8 +168,14 @@ def _restartable_tune(folder: Path, kill_rank: int | None) -> str:
     snapshot = Layout(folder).snapshot(f"{RESTART_MODEL}-t0-s{RESTART_SEEDS[1]}")
     with log.open("w") as out:
         # The stage becomes `torchrun --standalone --nproc_per_node 2 --max-restarts 1` (same pid).
-        agent = subprocess.Popen([sys.executable, "-m", "pipeline.train", "--variant", RESTART_MODEL, "--tune"],
-                                 cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.train", "--variant", RESTART_MODEL, "--tune"],
+            cwd=folder,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.time() + 240
         while kill_rank is not None:
@@ -188,20 +209,23 @@ def uninterrupted_tune(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.slow
 @pytest.mark.parametrize("kill_rank", [0, 1])
 def test_torchrun_restart_resumes_from_the_last_epoch_in_the_same_run(
-        tmp_path: Path, uninterrupted_tune: Path, kill_rank: int) -> None:
+    tmp_path: Path, uninterrupted_tune: Path, kill_rank: int
+) -> None:
     """A worker dies (SIGKILL) while the second tuning seed trains; torchrun (max_restarts 1)
     starts both ranks again: the first seed is not trained again, the second goes on from its last
     epoch snapshot in the same MLflow run, and the weights are those of a run that never crashed."""
     _restartable_tune(tmp_path, kill_rank)
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("batchnorm-vs-baseline")
-    runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id],
-                                                            "tags.`pipeline.role` = 'tuning'")}
+    runs = {
+        r.info.run_name: r for r in client.search_runs([experiment.experiment_id], "tags.`pipeline.role` = 'tuning'")
+    }
     first, second = (f"{RESTART_MODEL}-t0-s{seed}" for seed in RESTART_SEEDS)
     assert sorted(runs) == [first, second]  # one run per model: none started again
     assert all(run.info.status == "FINISHED" for run in runs.values())
-    steps = {name: [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")]
-             for name, run in runs.items()}
+    steps = {
+        name: [m.step for m in client.get_metric_history(run.info.run_id, "train_loss")] for name, run in runs.items()
+    }
     every_epoch = list(range(1, RESTART_EPOCHS + 1))
     assert steps[first] == every_epoch  # finished before the crash: not trained again
     assert sorted(set(steps[second])) == every_epoch and len(steps[second]) <= RESTART_EPOCHS + 1  # one twice at most
@@ -213,4 +237,4 @@ def test_torchrun_restart_resumes_from_the_last_epoch_in_the_same_run(
         assert _largest_difference(resumed, expected) == 0.0, name
     assert not any(layout.snapshots.iterdir())  # removed once the stage wrote its outputs
     assert [p.name for p in (tmp_path / "tuning" / "models").iterdir()] == [RESTART_MODEL]
-    assert not [p for p in layout.variant_folder(RESTART_MODEL, tuning=True).rglob(".*")]  # no temporary file left
+    assert not list(layout.variant_folder(RESTART_MODEL, tuning=True).rglob(".*"))  # no temporary file left

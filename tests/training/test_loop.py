@@ -31,13 +31,29 @@ from pipeline.training.loop import (
 from pipeline.training.optimizer import StackOptimizer
 
 CPU = FitEnv(torch.device("cpu"))
-BASE = FitConfig(epochs=3, batch_size=64, min_batch=2, lr=1e-2, seed=0, optimizer="adam", weight_decay=0.0,
-                 momentum=0.9, pos_weight=None, grad_clip=0.0, patience=0, bf16=False)
+BASE = FitConfig(
+    epochs=3,
+    batch_size=64,
+    min_batch=2,
+    lr=1e-2,
+    seed=0,
+    optimizer="adam",
+    weight_decay=0.0,
+    momentum=0.9,
+    pos_weight=None,
+    grad_clip=0.0,
+    patience=0,
+    bf16=False,
+)
 # Each member its own seed, learning rate, weight decay and class weight, as tuning trials are (rates up to
 # 3e-3: at 1e-2 with BatchNorm, float32 rounding differences between two orders of summation grow
 # chaotically, to about 1e-3 after 50 steps, as between two machines).
-OWN = [dict(seed=0, lr=3e-3), dict(seed=1, lr=1e-3, weight_decay=1e-4, pos_weight=5.0),
-       dict(seed=2, lr=2e-3), dict(seed=3, lr=3e-4, weight_decay=1e-3, pos_weight=2.0)]
+OWN = [
+    {"seed": 0, "lr": 3e-3},
+    {"seed": 1, "lr": 1e-3, "weight_decay": 1e-4, "pos_weight": 5.0},
+    {"seed": 2, "lr": 2e-3},
+    {"seed": 3, "lr": 3e-4, "weight_decay": 1e-3, "pos_weight": 2.0},
+]
 EMBEDDINGS = ((14, 7), (7, 5), (12, 6))  # (rows, width) per categorical column, as the synthetic source's
 
 
@@ -55,13 +71,24 @@ def toy(n: int, seed: int, features: int = 5, categorical: int = 0) -> tuple[tor
     return x, y
 
 
-def mlp(norm: str = "batchnorm", dropout: float = 0.0, features: int = 5, hidden: tuple[int, ...] = (16,),
-        embeddings: tuple = ()) -> MLPConfig:
+def mlp(
+    norm: str = "batchnorm",
+    dropout: float = 0.0,
+    features: int = 5,
+    hidden: tuple[int, ...] = (16,),
+    embeddings: tuple = (),
+) -> MLPConfig:
     return MLPConfig(features - len(embeddings), hidden, dropout, "relu", norm, "before", embeddings)  # type: ignore[arg-type]
 
 
-def train(config: MLPConfig, data: FitData, cfgs: list[FitConfig], score: Scorer = epoch_metrics,
-          resume: Snapshot | None = None, **hooks: object) -> list[Outcome]:
+def train(
+    config: MLPConfig,
+    data: FitData,
+    cfgs: list[FitConfig],
+    score: Scorer = epoch_metrics,
+    resume: Snapshot | None = None,
+    **hooks: object,
+) -> list[Outcome]:
     """fit() of one member per config, in one process."""
     return fit([Member(config, c) for c in cfgs], data, CPU, FitHooks(score, **hooks), resume)  # type: ignore[arg-type]
 
@@ -125,9 +152,20 @@ def test_history_has_every_metric_each_epoch(norm: str) -> None:
     (outcome,) = train(mlp(norm, dropout=0.1), SMALL, [BASE])
     history = outcome.result.history
     assert [h["epoch"] for h in history] == [1, 2, 3]
-    assert set(history[0]) == {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
-                               "val_precision", "val_recall", "val_ap", "epoch_seconds", "samples_per_second", "lr",
-                               "stack_size"}
+    assert set(history[0]) == {
+        "epoch",
+        "train_loss",
+        "train_accuracy",
+        "val_loss",
+        "val_accuracy",
+        "val_precision",
+        "val_recall",
+        "val_ap",
+        "epoch_seconds",
+        "samples_per_second",
+        "lr",
+        "stack_size",
+    }
     assert all(math.isfinite(v) for h in history for v in h.values())
     assert outcome.result.probes[-1]["step"] == 3 * len(outcome.result.batch_sizes)
 
@@ -141,7 +179,7 @@ def test_the_scorer_sees_validation_labels_and_the_kept_weights_eval_mode_logits
 
     x_val, y_val = SMALL.val
     (outcome,) = train(mlp(), SMALL, [replace(BASE, epochs=1)], scorer)
-    (y, scores), = seen
+    ((y, scores),) = seen
     assert torch.equal(y, y_val.float())
     kept = from_checkpoint({"model": outcome.state, "config": mlp().to_dict()})
     torch.testing.assert_close(scores, logits(kept, x_val))  # running statistics, no dropout
@@ -154,17 +192,25 @@ def test_same_seed_same_history_and_weights() -> None:
 
     timing = {"epoch_seconds", "samples_per_second"}
     a, b = once(), once()
-    assert [{k: v for k, v in h.items() if k not in timing} for h in a.result.history] == \
-           [{k: v for k, v in h.items() if k not in timing} for h in b.result.history]
+    assert [{k: v for k, v in h.items() if k not in timing} for h in a.result.history] == [
+        {k: v for k, v in h.items() if k not in timing} for h in b.result.history
+    ]
     assert all(torch.equal(a.state[k], b.state[k]) for k in a.state)  # type: ignore[index]
 
 
 def test_early_stopping_keeps_the_best_epochs_weights_and_leaves_the_stack() -> None:
-    cfgs = [replace(BASE, epochs=30, patience=2, lr=lr, seed=seed, batch_size=32) for seed, lr in ((0, 0.05), (1, 3e-4))]
+    cfgs = [
+        replace(BASE, epochs=30, patience=2, lr=lr, seed=seed, batch_size=32) for seed, lr in ((0, 0.05), (1, 3e-4))
+    ]
     done: list[tuple[int, int]] = []
     sizes: dict[int, int] = {}
-    outcomes = train(mlp(), SMALL, cfgs, on_epoch=lambda e, records: sizes.__setitem__(e, len(records)),
-                     on_done=lambda m, o: done.append((m, len(o.result.history))))
+    outcomes = train(
+        mlp(),
+        SMALL,
+        cfgs,
+        on_epoch=lambda e, records: sizes.__setitem__(e, len(records)),
+        on_done=lambda m, o: done.append((m, len(o.result.history))),
+    )
     first, epochs = done[0]
     fast, other = outcomes[first].result, outcomes[1 - first].result
     assert fast.stopped_early and fast.best_epoch == len(fast.history) - 2
@@ -204,8 +250,10 @@ def in_float64(data: FitData) -> FitData:
     return FitData(*((x.double(), y) for x, y in (data.train, data.val)))
 
 
-@pytest.mark.parametrize(("norm", "categorical"), [("batchnorm", False), ("none", False), ("layernorm", False),
-                                                   ("batchnorm", True), ("none", True)])
+@pytest.mark.parametrize(
+    ("norm", "categorical"),
+    [("batchnorm", False), ("none", False), ("layernorm", False), ("batchnorm", True), ("none", True)],
+)
 def test_a_model_trained_in_a_stack_trains_as_it_would_alone(norm: str, categorical: bool) -> None:
     """The same maths: in float64, every step's training loss of a short run (3 epochs, 237 steps) within 1e-6
     of the same model trained alone (a stack of one), and the same best epoch; with embeddings too (each
@@ -243,9 +291,11 @@ def test_the_stack_optimizer_is_torchs_row_by_row(kind: str) -> None:
     flat = torch.nn.Parameter(start.clone())
     ours = StackOptimizer(flat, kind, lrs, decays, momentum=0.9)  # type: ignore[arg-type]
     rows_ = [torch.nn.Parameter(start[i].clone()) for i in range(3)]
-    builders = {"adam": lambda p, lr, wd: torch.optim.Adam([p], lr=lr, weight_decay=wd),
-                "adamw": lambda p, lr, wd: torch.optim.AdamW([p], lr=lr, weight_decay=wd),
-                "sgd": lambda p, lr, wd: torch.optim.SGD([p], lr=lr, momentum=0.9, weight_decay=wd)}
+    builders = {
+        "adam": lambda p, lr, wd: torch.optim.Adam([p], lr=lr, weight_decay=wd),
+        "adamw": lambda p, lr, wd: torch.optim.AdamW([p], lr=lr, weight_decay=wd),
+        "sgd": lambda p, lr, wd: torch.optim.SGD([p], lr=lr, momentum=0.9, weight_decay=wd),
+    }
     theirs = [builders[kind](p, lr, wd) for p, lr, wd in zip(rows_, lrs, decays)]
     for grad in grads:
         flat.grad = grad.clone()
@@ -260,8 +310,7 @@ def test_gradient_clipping_is_per_model() -> None:
     flat = torch.nn.Parameter(torch.zeros(2, 4))
     flat.grad = torch.tensor([[3.0, 4.0, 0.0, 0.0], [0.3, 0.4, 0.0, 0.0]])
     StackOptimizer(flat, "sgd", [0.1, 0.1], [0.0, 0.0]).clip(1.0)
-    torch.testing.assert_close(flat.grad, torch.tensor([[0.6, 0.8, 0.0, 0.0], [0.3, 0.4, 0.0, 0.0]]), atol=1e-5,
-                               rtol=0)
+    torch.testing.assert_close(flat.grad, torch.tensor([[0.6, 0.8, 0.0, 0.0], [0.3, 0.4, 0.0, 0.0]]), atol=1e-5, rtol=0)
 
 
 # ---------------------------------------------------------------- snapshots (torchrun restarts)

@@ -1,0 +1,92 @@
+"""The report's sections, each rendered on its own from the session's evaluated models: the numbers as words,
+the setup, tuning, speed, verdict, diagnostics and provenance sections, the first screen and the MLflow run's
+description."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from pipeline.analysis import checks, claims
+from pipeline.analysis.claims import Measure
+from pipeline.analysis.evidence import Evidence, gather
+from pipeline.project.layout import Layout
+from pipeline.project.params import Params
+from pipeline.reporting import sections, summary
+from pipeline.reporting.document import Document
+
+
+@pytest.fixture
+def evidence(params: Params, evaluated_shared: Layout) -> Evidence:
+    return gather(params, evaluated_shared)
+
+
+def _markdown(build: object, folder: Path, *args: object) -> str:
+    doc = Document("t")
+    build(doc, *args)  # type: ignore[operator]
+    return doc.markdown(folder)
+
+
+def test_numbers_are_written_in_each_claims_unit() -> None:
+    assert sections.signed(0.12345) == "+0.123" and sections.signed(-12345.6) == "-12,346"
+    assert sections.in_unit(math.log(2), "log ratio") == "2.00x" and sections.in_unit(0.25, "fraction") == "+25.0%"
+    assert sections.in_unit(0.0004, "ap") == "+0.0004"
+    one = Measure("d", "ap", [0.01], 0.01, 0.01, "seeds")
+    assert sections.effect_text(one, 0.02) == "+0.01 (one replicate: no interval)"
+    two = Measure("d", "ap", [0.01, 0.03], -0.005, 0.04, "seeds and test rows")
+    assert sections.effect_text(two, 0.02) == "+0.02 [-0.005, +0.04] over seeds and test rows; practical size 0.02"
+    assert sections.effect_text(two, math.nan).endswith("over seeds and test rows")  # secondary: no practical size
+
+
+def test_setup_lists_the_data_the_model_and_the_column_roles(evidence: Evidence, tmp_path: Path) -> None:
+    md = _markdown(sections.setup_section, tmp_path, evidence)
+    assert md.count("## 2. Setup") == 1 and "hidden layers [16, 8], relu" in md
+    assert "| categorical | 3 | `merchant_category` (" in md and "`card_id` (the entity)" in md
+    assert "| datetime | 1 | `timestamp` |" in md and "`Amount` (log1p)" in md
+
+
+def test_tuning_shows_each_variants_budget_and_best_trials(evidence: Evidence, tmp_path: Path) -> None:
+    (tmp_path / "figures").mkdir()
+    md = _markdown(sections.tuning_section, tmp_path, evidence, tmp_path / "figures")
+    assert "Every variant had 2 trials (`grid`, seeded)" in md and (tmp_path / "figures" / "tuning.png").is_file()
+    rows = [line for line in md.splitlines() if line.startswith(("| with BatchNorm |", "| without normalisation |"))]
+    assert len(rows) == 2 and all("(last 1: " in row for row in rows)
+    assert md.count("Best trials") == 2
+
+
+def test_speed_compares_steps_and_seconds_at_tuned_and_shared_settings(evidence: Evidence, tmp_path: Path) -> None:
+    paired = {v: claims.pairs(evidence, v) for v in evidence.compared()}
+    md = _markdown(sections.speed_section, tmp_path, evidence, paired)
+    assert "## 7. Speed" in md and "| Replicate | 50% target: BatchNorm/the baseline |" in md
+    assert "**At shared settings**" in md and len(paired["batchnorm"]) == 2  # the grid's two settings, one seed
+
+
+def test_verdicts_in_detail_with_one_replicate_cannot_judge_noise(evidence: Evidence, tmp_path: Path) -> None:
+    found = {v: claims.claims(evidence, v) for v in evidence.compared()}
+    md = _markdown(sections.verdicts_section, tmp_path, evidence, found)
+    assert "**Only one replicate was trained" in md and "How the verdicts are decided" in md
+    assert all(c.status == "inconclusive" for c in found["batchnorm"])
+
+
+def test_diagnostics_and_provenance(evidence: Evidence, evaluated_shared: Layout, tmp_path: Path) -> None:
+    md = _markdown(sections.diagnostics_section, tmp_path, evidence)
+    assert "computed in eval mode" in md and "Leakage guard" in md
+    assert md.count("\n- ") == len(checks.findings(evidence))
+    md = _markdown(sections.provenance_section, tmp_path, evidence, evaluated_shared)
+    assert "| `data/prepared` |" not in md  # no dvc.lock in a test folder: the data's md5 is DVC's to give
+    assert md.count(".pt` |") == 2  # each compared model's checkpoint, hashed
+
+
+def test_the_first_screen_and_the_runs_description(evidence: Evidence, tmp_path: Path) -> None:
+    found = {v: claims.claims(evidence, v) for v in evidence.compared()}
+    kinds = checks.by_kind(evidence, found)
+    paired = {v: claims.pairs(evidence, v) for v in evidence.compared()}
+    md = _markdown(summary.summary_section, tmp_path, evidence, found, checks.sentences(kinds), paired)
+    assert md.index("**Does BatchNorm make this MLP") < md.index("| Claim | Verdict |") < md.index("**Caveats**")
+    assert "BatchNorm catches more fraud (test average precision)" in md and "**Data**" in md
+    description = summary.run_description(evidence, found, checks.sentences(kinds), "http://view")
+    assert description.startswith("**Does BatchNorm help?** 1 replicate(s)")
+    assert "| BatchNorm lowers training loss sooner | **inconclusive** |" in description
+    assert "[http://view](http://view)" in description
