@@ -94,7 +94,7 @@ def take(ui: str, experiment: str, chromium: str, out: Path = OUT) -> list[Path]
         (
             "3-verdict.png",
             f"{ui.rstrip('/')}/#/experiments/{exp_id}/runs/{run.info.run_id}",
-            [f"pipeline-{group}", "Does BatchNorm help?", "Compare the runs:"],
+            [f"pipeline-{group}", "Each claim is read twice", "Compare the runs:"],
             "Show more",
         ),
     ]

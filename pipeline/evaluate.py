@@ -111,9 +111,11 @@ def threshold_for(y: np.ndarray, p: np.ndarray, params: EvaluateParams, money: T
     return cost_threshold(money.y, p, money.amount, params.cost_per_alert)
 
 
-def tuning_scores(params: Params, layout: Layout, summary: PrepareSummary, parts: Parts) -> TuningScores:
-    """Validation and test AP and ROC-AUC of every tuning model on the tuning split (no threshold, no
-    bootstrap)."""
+def tuning_scores(
+    params: Params, layout: Layout, summary: PrepareSummary, parts: Parts, money: dict[str, Transactions]
+) -> TuningScores:
+    """Validation and test AP and ROC-AUC of every tuning model on the tuning split, and its test accuracy at
+    the threshold chosen on validation (no bootstrap): the claims' readings at shared settings."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     out = {}
@@ -128,10 +130,12 @@ def tuning_scores(params: Params, layout: Layout, summary: PrepareSummary, parts
                     continue
                 model = network(load_checkpoint(layout.checkpoint(name, tuning=True), summary))
                 p = probabilities(model, {s: parts[s] for s in ("val", "test")})
+                threshold = threshold_for(parts["val"].y, p["val"], params.evaluate, money.get("val"))
                 out[name] = TuningScore(
                     **entry,
                     **{f"{s}_ap": float(average_precision_score(parts[s].y, p[s])) for s in p},
                     **{f"{s}_roc_auc": float(roc_auc_score(parts[s].y, p[s])) for s in p},
+                    test_accuracy=float(np.mean((p["test"] >= threshold) == (parts["test"].y > 0))),
                 )
     return TuningScores(models=out)
 
@@ -150,7 +154,7 @@ def run(params: Params, layout: Layout = Layout(), track: bool = True) -> dict[s
                 )
     money = {split: ledgers(prepared, split, params) for split in summary.replicates}
     items = scored.compared(params, layout, summary, parts) + scored.references(params, summary, parts)
-    tuning = tuning_scores(params, layout, summary, parts[TUNING])
+    tuning = tuning_scores(params, layout, summary, parts[TUNING], ledgers(prepared, TUNING, params))
     results: dict[str, dict[str, float]] = {}
     with staged(layout.evaluation, layout.curves) as (tmp_evaluation, tmp_curves):
 

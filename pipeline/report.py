@@ -29,7 +29,7 @@ log = logging.getLogger("pipeline.report")
 def document(
     ev: Evidence,
     found: dict[str, list[Claim]],
-    caveats: list[str],
+    found_kinds: dict[str, list[str]],
     paired: dict[str, list[Pair]],
     layout: Layout,
     figure_dir: Path,
@@ -38,7 +38,7 @@ def document(
     """Assemble every section of the report: the answer first, then the evidence, then the details."""
     doc = Document("Does BatchNorm help on this imbalanced data? BatchNorm versus baseline")
     doc.paragraph(f"Generated {generated}.", volatile=True)
-    summary.summary_section(doc, ev, found, caveats, paired)
+    summary.summary_section(doc, ev, found, found_kinds, figure_dir)
     sections.setup_section(doc, ev)
     sections.tuning_section(doc, ev, figure_dir)
     sections.curves_section(doc, ev, figure_dir)
@@ -54,14 +54,14 @@ def document(
 def run(params: Params, layout: Layout = Layout(), track: bool = True) -> Path:
     """Write reports/ (Markdown, HTML, figures) and metrics/summary.json; publish both to MLflow."""
     ev = gather(params, layout)
-    found = {variant: claims.claims(ev, variant) for variant in ev.compared()}
+    paired = {variant: claims.pairs(ev, variant) for variant in ev.compared()}
+    found = {variant: claims.claims(ev, variant, paired[variant]) for variant in ev.compared()}
     found_kinds = checks.by_kind(ev, found)
     found_caveats = checks.sentences(found_kinds)
-    paired = {variant: claims.pairs(ev, variant) for variant in ev.compared()}
     with staged(layout.reports, layout.summary) as (tmp, tmp_summary):
         (tmp / "figures").mkdir(parents=True)
         generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-        doc = document(ev, found, found_caveats, paired, layout, tmp / "figures", generated)
+        doc = document(ev, found, found_kinds, paired, layout, tmp / "figures", generated)
         (tmp / "report.md").write_text(doc.markdown(tmp))
         (tmp / "report.html").write_text(doc.html())
         claims.headline(ev, found, found_caveats, checks.kinds(found_kinds), paired).write(tmp_summary)
@@ -83,12 +83,14 @@ def _publish(ev: Evidence, found: dict[str, list[Claim]], found_caveats: list[st
         runs.log_results(pipeline_run, {}, (report_dir,), "report")
         url = ui.save_comparison_view(info.experiment_id, info.group)
         runs.describe_run(pipeline_run, summary.run_description(ev, found, found_caveats, url))
-        verdicts = " · ".join(f"{claims.SHORT_CLAIMS[c.key]} **{c.status}**" for c in found.get(PRIMARY, []))
+        answer = (
+            claims.answer_sentence(ev, PRIMARY, found[PRIMARY])
+            if PRIMARY in found
+            else "No verdict (no BatchNorm and baseline)."
+        )
         runs.describe_experiment(
             info.experiment_id,
-            f"**Latest execution** `{info.group}`, "
-            f"{len(ev.replicates)} replicate(s), BatchNorm versus baseline, each at its "
-            f"tuned setting: {verdicts or 'no verdict (no BatchNorm and baseline)'}. "
+            f"**Latest execution** `{info.group}`, {len(ev.replicates)} replicate(s): {answer} "
             f"[Compare its runs]({url}) (older executions: the Views menu).",
         )
         log.info("report: compare the runs in the MLflow UI: %s", url)

@@ -84,7 +84,7 @@ def _untracked_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def trained(_untracked_models: Path, tmp_path: Path) -> Layout:
     """A private copy of the session's prepared data and untracked models (safe to modify)."""
-    for name in ("data", "models", "tuning"):
+    for name in ("data", "models", "tuning", "timing"):
         shutil.copytree(_untracked_models / name, tmp_path / name)
     return Layout(tmp_path)
 
@@ -93,7 +93,7 @@ def trained(_untracked_models: Path, tmp_path: Path) -> Layout:
 def _evaluated_models(_untracked_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The session's untracked models, evaluated once."""
     root = tmp_path_factory.mktemp("evaluated")
-    for name in ("data", "models", "tuning"):
+    for name in ("data", "models", "tuning", "timing"):
         shutil.copytree(_untracked_models / name, root / name)
     evaluate.run(parse(small_raw_params()), Layout(root), track=False)
     return root
@@ -102,7 +102,7 @@ def _evaluated_models(_untracked_models: Path, tmp_path_factory: pytest.TempPath
 @pytest.fixture
 def evaluated(_evaluated_models: Path, tmp_path: Path) -> Layout:
     """A private copy of the session's evaluated models (everything the report reads)."""
-    for name in ("data", "models", "tuning", "evaluation", "plots"):
+    for name in ("data", "models", "tuning", "timing", "evaluation", "plots"):
         shutil.copytree(_evaluated_models / name, tmp_path / name)
     return Layout(tmp_path)
 

@@ -54,11 +54,18 @@ def test_report_has_every_section_and_is_reproducible(two_replicate_params: Para
     for claim in (
         "BatchNorm catches more fraud (test average precision)",
         "BatchNorm raises test accuracy",
-        "BatchNorm lowers training loss sooner",
-        "BatchNorm reaches validation-AP targets sooner",
+        "BatchNorm lowers the training loss sooner (after the same examples, eval mode, one objective)",
+        "BatchNorm trains faster to validation-AP targets (steps x timed seconds per step)",
     ):
         assert claim in summary
-    assert "**Caveats**" in summary and "Holm-adjusted" in summary and "(smallest possible 0.5)" in summary
+    answer = json.loads(Layout(tmp_path / "a").summary.read_text())["answer"]
+    assert summary.index(answer) < summary.index("Each claim is read twice") < summary.index("| Claim | Verdict |")
+    assert (
+        "**Caveats**" in summary
+        and "Holm-adjusted" in summary
+        and "(each at its tuned setting, 2 replicates)" in summary
+    )
+    assert "at shared settings" in summary and (first / "figures" / "claims_batchnorm.png").is_file()
     assert "| Epoch | train loss with BatchNorm | train loss without normalisation |" in md
     assert "logistic regression" in md and 'predicting "legit" for every row' in md
     for figure in ("loss_curves", "tuning", "reliability", "precision_recall"):
@@ -76,7 +83,10 @@ def test_report_has_every_section_and_is_reproducible(two_replicate_params: Para
     artifacts = {a.path for a in client.list_artifacts(info["pipeline_run_id"], "report")}
     assert {"report/report.md", "report/report.html"} <= artifacts
     note = client.get_run(info["pipeline_run_id"]).data.tags["mlflow.note.content"]
-    assert "| BatchNorm lowers training loss sooner |" in note and info["group"] in note
+    # the note opens with the answer (the last report of this group wrote it: the same group, a or b)
+    answers = {json.loads(Layout(tmp_path / x).summary.read_text())["answer"] for x in ("a", "b")}
+    assert note.split("\n")[0].strip("*") in answers and "| BatchNorm lowers the training loss sooner" in note
+    assert info["group"] in note
 
 
 def test_single_replicate_verdict_says_it_cannot_judge_noise(params: Params, evaluated: Layout) -> None:
@@ -110,6 +120,7 @@ def test_headline_puts_the_answer_first(two_replicate_params: Params, tmp_path: 
         "setting",
         "threshold",
         "replicates",
+        "answer",
     ]
     assert list(summary["test_ap"]) == ["batchnorm", "baseline"]
     assert set(summary["verdict"]) == {"minority", "accuracy", "loss", "speed"}
@@ -124,6 +135,9 @@ def test_headline_puts_the_answer_first(two_replicate_params: Params, tmp_path: 
     effect = summary["effect"]["minority"]
     assert effect["mean"] == pytest.approx(summary["test_ap"]["batchnorm"] - summary["test_ap"]["baseline"], abs=2e-4)
     assert effect["low"] <= effect["mean"] <= effect["high"] and effect["band"] == 0.02
+    assert (effect["unit"], effect["reading"]) == ("ap", "tuned") and effect["other"]["low"] <= effect["other"]["high"]
+    speed = summary["effect"]["speed"]
+    assert (speed["unit"], speed["reading"]) == ("log ratio", "shared")  # an optimisation claim: shared settings
     assert summary["test_value_recall"]["batchnorm"] == pytest.approx(
         (metrics["batchnorm-s0"]["test_value_recall"] + metrics["batchnorm-s1"]["test_value_recall"]) / 2, abs=1e-4
     )

@@ -3,20 +3,25 @@ weakens the verdict, said on the report's first screen and in metrics/summary.js
 **diagnostics** (the pitfalls: noisy or stuck losses, the train/test gap, BatchNorm's batches, eval
 mode, the accuracy trap, leakage; the report's section 9).
 
-Caveats: a variant worse than a linear model, runs cut off while improving, a tuning choice at the edge
-of its space or a budget still paying off, too few replicates for the family of claims, a split that
-could not be redrawn.
+Caveats: a variant worse than a linear model, runs cut off while improving, a tuning budget still paying
+off, a tuning choice at the edge of its space, a search whose end cannot be told from its noise, too few
+replicates for the family of claims or for an inconclusive claim's practical size, a split that could not
+be redrawn.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
-from pipeline.analysis.claims import FAMILY, Claim, test_measures
+from pipeline.analysis.claims import FAMILY, Claim, in_words, test_measures
 from pipeline.analysis.evidence import Evidence
-from pipeline.analysis.statistics import fewest_replicates, mean_sd, outer_bootstrap, smallest_p
+from pipeline.analysis.statistics import INCONCLUSIVE, fewest_replicates, mean_sd, outer_bootstrap, smallest_p
 from pipeline.evaluation.ranking import average_precision
+from pipeline.project.artefacts import Trial
 from pipeline.project.layout import model_name
 from pipeline.project.variants import VARIANTS, label, title
 
@@ -27,17 +32,27 @@ YARDSTICK = "logistic_regression"
 
 # The kinds of caveat, in the report's order; the first three say the comparison itself is weak (a suite
 # reads them from each table's metrics/summary.json, ``caveat_kinds``, to pool without such tables).
-KINDS = ("below_yardstick", "cut_off", "tuning_climbing", "at_edge", "few_replicates", "fixed_split")
+KINDS = (
+    "below_yardstick",
+    "cut_off",
+    "tuning_climbing",
+    "at_edge",
+    "tuning_unsettled",
+    "few_replicates",
+    "fixed_split",
+)
 WEAK_COMPARISON = KINDS[:3]
 
 
 def by_kind(ev: Evidence, found: dict[str, list[Claim]]) -> dict[str, list[str]]:
     """Every caveat that applies, by kind (every kind present, possibly with no sentence)."""
+    budgets = {v: tuning_budget(ev, v) for v in ev.selection.variants}
     return {
         "below_yardstick": below_yardstick(ev),
         "cut_off": cut_off(ev),
-        "tuning_climbing": tuning_climbing(ev),
+        "tuning_climbing": [b.caveat() for v, b in budgets.items() if b.state == CLIMBING],
         "at_edge": at_edge(ev),
+        "tuning_unsettled": unsettled(budgets),
         "few_replicates": few_replicates(ev, found),
         "fixed_split": fixed_split(ev),
     }
@@ -100,17 +115,101 @@ def at_edge(ev: Evidence) -> list[str]:
     ]
 
 
-def tuning_climbing(ev: Evidence) -> list[str]:
-    """A search whose last quarter still raised the best validation AP by more than report.saturation."""
-    out, tolerance = [], ev.params.report.saturation
-    for variant, entry in ev.selection.variants.items():
-        quarter, gain = last_quarter_gain(entry.best_so_far)
-        if gain > tolerance:
-            out.append(
-                f"{_start(title(variant))}'s tuning was still climbing: its last {quarter} trial(s) raised "
-                f"the best validation AP by {gain:.3f} (> {tolerance:g}); raise train.tune.trials."
+CLIMBING, SATURATED, UNSETTLED = "still climbing", "saturated", "not established"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Whether a variant's search stopped improving, weighed against its own noise.
+
+    A trial's score is the mean of its tuning seeds' best validation AP; the seeds disagree, so two trials
+    whose scores differ by less than that disagreement cannot be told apart. ``noise`` is the standard
+    error of a trial's score (the pooled within-trial variance of the seeds' scores over the number of
+    seeds; NaN with one seed), and the search is
+
+    - **still climbing** when its last quarter of trials raised the best score by more than the tolerance
+      (report.saturation) and by more than twice the noise;
+    - **saturated** when the last quarter raised it by at most the tolerance, twice the noise is itself
+      within the tolerance (a gain of that size could have been seen), and that quarter came after the
+      sampler's random start-up (so it searched where the best was);
+    - **not established** otherwise: the search cannot tell a gain of the tolerance's size from its noise.
+
+    ``tied`` are the trials whose score lies within twice the noise of the best (the best first): their
+    order is not established either.
+    """
+
+    variant: str
+    state: str
+    quarter: int  # the trials of the last quarter
+    gain: float  # how much they raised the best score
+    noise: float  # the standard error of one trial's score
+    tolerance: float
+    tied: list[Trial]
+
+    def caveat(self) -> str:
+        """The caveat for a search still climbing, or not established (one variant's clause for the latter)."""
+        name = _start(title(self.variant))
+        if self.state == CLIMBING:
+            return (
+                f"{name}'s tuning was still climbing: its last {self.quarter} trial(s) raised the best validation "
+                f"AP by {self.gain:.3f}, more than the tolerance {self.tolerance:g} and the tuning seeds' noise "
+                f"(twice the standard error of a trial: {2 * self.noise:.3f}); raise train.tune.trials."
             )
-    return out
+        return f"{title(self.variant)} (last {self.quarter} trial(s): {self.gain:+.3f}; noise ±{2 * self.noise:.3f})"
+
+    @property
+    def words(self) -> str:
+        """The state with its evidence, for the tuning section's table."""
+        noise = f"noise ±{2 * self.noise:.3f}" if math.isfinite(self.noise) else "one tuning seed: noise unknown"
+        return f"{self.state} (last {self.quarter}: {self.gain:+.3f}; {noise})"
+
+
+def trial_noise(trials: list[Trial]) -> float:
+    """The standard error of a trial's score (mean of its seeds' validation AP): the pooled within-trial
+    variance of the seeds' scores over the seeds per trial (NaN with one seed or no scored trial)."""
+    scored = [list(t.val_ap_by_seed.values()) for t in trials if t.val_ap is not None and len(t.val_ap_by_seed) > 1]
+    if not scored:
+        return math.nan
+    pooled = float(np.mean([np.var(values, ddof=1) for values in scored]))
+    return math.sqrt(pooled / len(scored[0]))
+
+
+def tuning_budget(ev: Evidence, variant: str) -> Budget:
+    """A variant's search, weighed against its seeds' noise (``Budget``)."""
+    entry, tolerance = ev.selection.variants[variant], ev.params.report.saturation
+    quarter, gain = last_quarter_gain(entry.best_so_far)
+    noise = trial_noise(entry.trials)
+    scored = sorted((t for t in entry.trials if t.val_ap is not None), key=lambda t: -(t.val_ap or 0.0))
+    tied = [t for t in scored if math.isfinite(noise) and (scored[0].val_ap or 0.0) - (t.val_ap or 0.0) <= 2 * noise]
+    random_start = ev.params.train.tune.parallel if ev.params.train.tune.sampler == "tpe" else 0
+    beyond_noise = not math.isfinite(noise) or gain > 2 * noise
+    if math.isfinite(gain) and gain > tolerance and beyond_noise:
+        state = CLIMBING
+    elif (
+        math.isfinite(gain)
+        and gain <= tolerance
+        and math.isfinite(noise)
+        and 2 * noise <= tolerance
+        and len(entry.best_so_far) - quarter >= random_start
+    ):
+        state = SATURATED
+    else:
+        state = UNSETTLED
+    return Budget(variant, state, quarter, gain, noise, tolerance, tied if len(tied) > 1 else [])
+
+
+def unsettled(budgets: dict[str, Budget]) -> list[str]:
+    """One caveat for the searches that cannot tell whether they stopped improving."""
+    open_ = [b for b in budgets.values() if b.state == UNSETTLED]
+    if not open_:
+        return []
+    return [
+        "Whether tuning had finished is not established for "
+        + " and ".join(b.caveat() for b in open_)
+        + f": the tuning seeds disagree by more than a gain that matters ({open_[0].tolerance:g}), or too few "
+        "trials followed the random start-up; the tuned settings may be one lucky draw among tied ones (section 3). "
+        "Raise train.tune.trials, or add tuning seeds (train.tune.seeds) to lower the noise."
+    ]
 
 
 def last_quarter_gain(best_so_far: list[float | None]) -> tuple[int, float]:
@@ -122,7 +221,10 @@ def last_quarter_gain(best_so_far: list[float | None]) -> tuple[int, float]:
 
 
 def few_replicates(ev: Evidence, found: dict[str, list[Claim]]) -> list[str]:
-    """Too few replicates: no claim can pass the corrected level, or too little power at the practical size."""
+    """Too few replicates: no claim can pass the corrected level; or an inconclusive claim whose rule, at
+    these replicates, supports only effects well above the practical size (its detectable effect beyond 1.5
+    times the size), with the replicates that would bring it there. Never beside a supported, equivalent or
+    reversed claim: the replicates sufficed for its answer."""
     n, alpha = len(ev.replicates), 1 - ev.params.report.confidence
     strictest = alpha / len(FAMILY)
     if smallest_p(n) > strictest:
@@ -132,13 +234,27 @@ def few_replicates(ev: Evidence, found: dict[str, list[Claim]]) -> list[str]:
             f"{fewest_replicates(strictest)} (prepare.replicates)."
         ]
     out = []
-    for variant, claims in found.items():
-        weak = [c for c in claims if c.power.power < c.power.target]  # the design's power, whatever the outcome
-        for c in weak:
-            need = f"about {c.power.replicates_needed}" if c.power.replicates_needed else "more than 64"
+    for claims in found.values():
+        for c in claims:
+            power, units = c.power, c.primary.units
+            if c.status != INCONCLUSIVE or power.detectable <= 1.5 * c.band:
+                continue
+            reach = (
+                f"only an effect of {in_words(power.detectable, c.measure.unit, signed=False)} or more"
+                if math.isfinite(power.detectable)
+                else "no effect, however large (too few units for the corrected level)"
+            )
+            more = (
+                f"about {power.replicates} would support an effect 1.5 times the practical size"
+                if power.replicates
+                else "no count up to 256 would support an effect 1.5 times the practical size"
+            )
+            knob = "prepare.replicates" if units == "replicates" else "train.tune.trials (more shared settings)"
             out.append(
-                f"{_start(title(variant))}, {c.key}: {n} replicates give {c.power.power:.0%} power to "
-                f"support an effect of the practical size; {need} would give {c.power.target:.0%}."
+                f"{c.text} is inconclusive, and its {len(c.measure.differences)} {units} could support "
+                f"{reach} {power.target:.0%} of the time "
+                f"(practical size {in_words(c.band, c.measure.unit, signed=False)}); "
+                f"{more} ({knob})."
             )
     return out
 

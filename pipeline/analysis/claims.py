@@ -1,38 +1,49 @@
-"""The claims the report tests, each candidate variant (BatchNorm, LayerNorm) against the baseline:
-at their tuned settings, paired by replicate (the same split, initial shared weights and row order);
-beside them the same comparison at shared settings; and the headline they make.
+"""The claims the report tests, each candidate variant (BatchNorm, LayerNorm) against the baseline, read two
+ways, and the one-sentence answer and headline they make.
 
-Four claims form one family, corrected together (Holm): the fraud claim on test average precision,
-test accuracy, training loss after the first epochs, and the time to validation-AP targets both
-variants reach. Each has a practical size (report.min_effect, in its own unit) and one of four words:
-supported, equivalent, reversed, inconclusive (analysis.statistics.verdict).
+Four claims form one family, corrected together (Holm): the variant catches more fraud (test average
+precision), raises test accuracy, lowers the training loss sooner, and trains faster to validation-AP
+targets. Each is read at two comparisons:
 
-**At shared settings**: tuning trials whose setting both variants trained (TPE's seeded first round is
-the same for every variant; a grid is shared whole), paired by tuning seed on the tuning split. There a
-step does the same work for both and the learning rate is the same, so "faster" and "loss falls
-sooner" cannot come from one variant being tuned to a larger step; the tuned comparison answers the
-practical question, this one the mechanism.
+- **tuned**: each variant at its own tuned setting, paired by replicate (the same redrawn split, initial
+  shared weights and row order): which one to deploy;
+- **shared**: the tuning trials whose setting both variants trained (TPE's seeded first round, all of a
+  grid), paired by setting and tuning seed on the tuning split: one learning rate, batch and dropout for
+  both, so a step does the same work and nothing comes from one variant being tuned to a larger step.
+
+The verdict word belongs to one reading, the claim's **primary** one: the tuned reading for the fraud and
+accuracy claims (a question of what to deploy), the shared reading for the loss and speed claims (an
+optimisation claim, whose tuned reading would credit the variant with its settings); the other reading
+stands beside it with its estimate and interval. Each claim has a practical size (report.min_effect, in
+its own unit) and one of four words: supported, equivalent, reversed, inconclusive (analysis.statistics).
+
+What the learning claims measure: the **loss** claim, the relative difference of the training loss at
+the end of report.early_epoch epochs (the same examples seen by both), in eval mode (dropout off, running
+statistics), unweighted (one objective whatever each variant's class weight), on a fixed sample of the
+training rows; the **speed** claim, log(the baseline's training seconds / the variant's) to targets both
+reach, averaged over the targets, where training seconds are each model's own steps to the target times
+the seconds per step of its variant trained alone, measured in the timing stage's interleaved rounds (each
+replicate or pair its own round: the cost's spread enters the test and the interval).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from pipeline.analysis.evidence import Evidence, shared_trials, value_at
+from pipeline.analysis.evidence import Evidence, value_at
 from pipeline.analysis.statistics import (
     INCONCLUSIVE,
     Power,
+    bootstrap_means,
+    design_power,
     holm,
     holm_levels,
-    nested_bootstrap,
-    outer_bootstrap,
+    percentile_interval,
     permutation_p,
-    replicates_for,
-    rule_power,
     smallest_p,
     verdict,
 )
@@ -44,64 +55,98 @@ from pipeline.project.params import Setting
 from pipeline.project.variants import BASELINE, PRIMARY, title
 
 FAMILY = ("minority", "accuracy", "loss", "speed")
-TIMED = ("speed",)  # measured in training seconds: they differ between runs of the same params
+TIMED = ("speed",)  # its measure includes timings: it differs between runs of the same params
+PRIMARY_READING = {"minority": "tuned", "accuracy": "tuned", "loss": "shared", "speed": "shared"}
+CLAIM_NAMES = {  # what each claim says, after the variant's name
+    "minority": "catches more fraud (test average precision)",
+    "accuracy": "raises test accuracy",
+    "loss": "lowers the training loss sooner (after the same examples, eval mode, one objective)",
+    "speed": "trains faster to validation-AP targets (steps x timed seconds per step)",
+}
 SHORT_CLAIMS = {
     "minority": "catches more fraud (test AP)",
-    "accuracy": "higher test accuracy",
-    "loss": "training loss falls sooner",
-    "speed": "reaches validation-AP targets sooner",
+    "accuracy": "raises test accuracy",
+    "loss": "lowers the training loss sooner",
+    "speed": "trains faster to the targets",
 }
+READINGS = {"tuned": "each at its tuned setting", "shared": "at shared settings"}
 
 
 @dataclass(frozen=True)
 class Measure:
-    """One paired difference (positive favours the variant), replicate by replicate, with its interval."""
+    """One paired difference (positive favours the variant), unit by unit (replicates, or shared pairs), its
+    bootstrap draws and its interval at the report's confidence."""
 
     text: str
-    unit: str
+    unit: str  # the effect's unit: ap, accuracy, fraction, log ratio, ...
     differences: list[float]
+    draws: np.ndarray  # bootstrap draws of the mean difference
     low: float
     high: float
     covers: str  # which sources of variance the interval covers
-    spread: float = 0.0  # sd of a replicate's difference, test-row sampling included where resampled
     counts: str = ""  # the effect as counts, where it has them
 
     @property
     def mean(self) -> float:
-        """The mean difference over replicates."""
+        """The mean difference over the units."""
         return float(np.mean(self.differences)) if self.differences else math.nan
+
+    @property
+    def spread(self) -> float:
+        """The sd of the units' differences: what the sign-flip test sees."""
+        return float(np.std(self.differences, ddof=1)) if len(self.differences) > 1 else 0.0
+
+    def interval(self, level: float) -> tuple[float, float]:
+        """The bootstrap percentile interval at ``level``."""
+        return percentile_interval(self.draws, level) if self.draws.size else (math.nan, math.nan)
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One comparison of a claim: tuned or shared, its measure, and what the units are."""
+
+    name: str  # tuned | shared
+    measure: Measure
+    units: str  # replicates | shared pairs (settings x tuning seeds)
 
 
 @dataclass(frozen=True)
 class Claim:
-    """A claim about one normalised variant against the baseline."""
+    """A claim about one candidate variant against the baseline: its tested reading and the other."""
 
     key: str  # minority | accuracy | loss | speed (metrics/summary.json)
     variant: str
-    text: str
-    primary: Measure
-    band: float  # the practical size, in the primary measure's unit
-    p: float  # the permutation p of the primary measure
+    text: str  # "BatchNorm catches more fraud (test average precision)"
+    primary: Reading  # the reading the verdict word belongs to
+    other: Reading | None  # the other reading, beside it (None: not available)
+    band: float  # the practical size, in the measure's unit
+    p: float  # the permutation p of the primary reading
     p_adjusted: float  # Holm-adjusted over the family
     level: float  # the level the raw p was compared with (alpha over its Holm rank)
+    tost: tuple[float, float]  # the equivalence interval: 1 - 2 x level (two one-sided tests at that level)
     smallest_p: float
     status: str
     power: Power
-    secondary: tuple[Measure, ...] = ()
-    notes: tuple[str, ...] = ()
+    secondary: tuple[Measure, ...] = ()  # beside the fraud claim: precision, recall, money (tuned)
+
+    @property
+    def measure(self) -> Measure:
+        """The primary reading's measure."""
+        return self.primary.measure
 
 
 def covers(ev: Evidence, test_rows: bool) -> str:
-    """Which sources of variance an interval covers."""
+    """Which sources of variance a replicate-level interval covers."""
     if ev.summary.redrawn:
         split = "splits (redrawn per replicate)"
     elif ev.summary.folds > 1:
         split = f"{ev.summary.folds} consecutive time windows"
     else:
         split = "not the split (a time split is the same for every replicate)"
-    return f"seeds, {split}" + (" and test rows" if test_rows else "; measured on training and validation")
+    return f"seeds, {split}" + (" and test rows" if test_rows else "")
 
 
+SHARED_COVERS = "settings and tuning seeds (one tuning split)"
 TEST_MEASURES = {
     "ap": ("test_ap", "test average precision"),
     "accuracy": ("test_accuracy", "test accuracy"),
@@ -112,10 +157,31 @@ TEST_MEASURES = {
 }
 
 
+def bootstrapped(
+    ev: Evidence,
+    text: str,
+    unit: str,
+    differences: list[float],
+    inner: list[np.ndarray] | None,
+    covered: str,
+    counts: str = "",
+) -> Measure:
+    """A measure with its bootstrap: over the units, and within each over its test rows when ``inner``."""
+    b = ev.params.report.bootstrap
+    draws = (
+        bootstrap_means(inner or [np.array([d]) for d in differences], b.resamples, b.seed)
+        if differences
+        else np.array([])
+    )
+    low, high = percentile_interval(draws, ev.params.report.confidence) if draws.size else (math.nan, math.nan)
+    return Measure(text, unit, differences, draws, low, high, covered, counts)
+
+
 def test_measures(ev: Evidence, ours: str, theirs: str, money: bool = True) -> dict[str, Measure]:
-    """Paired test differences per replicate (AP, accuracy, precision, recall at each model's own
-    threshold; with amounts, value-weighted recall and precision within the alert budget), intervals
-    from the nested bootstrap (replicates, then test rows)."""
+    """Paired test differences per replicate (AP, accuracy, precision, recall at each model's own threshold;
+    with amounts, value-weighted recall and precision within the alert budget, both counted as evaluate
+    counts them: per card-day where the data names cards), intervals from the nested bootstrap
+    (replicates, then test rows)."""
     b = ev.params.report.bootstrap
     inner: dict[str, list[np.ndarray]] = {}
     for r in ev.replicates:
@@ -130,19 +196,12 @@ def test_measures(ev: Evidence, ours: str, theirs: str, money: bool = True) -> d
         for key, values in draws.items():
             inner.setdefault(key, []).append(values)
     out = {}
-    level = ev.params.report.confidence
     for key, (metric, text) in TEST_MEASURES.items():
         if key not in inner or len(inner[key]) != len(ev.replicates):
             continue
         differences = [x - y for x, y in zip(ev.values(ours, metric), ev.values(theirs, metric))]
-        low, high = nested_bootstrap(inner[key], b.resamples, b.seed, level)
-        spread = (
-            float(np.sqrt(np.var(differences, ddof=1) + np.mean([np.var(d) for d in inner[key]])))
-            if len(differences) > 1
-            else 0.0
-        )
-        out[key] = Measure(
-            f"{title(ours)} minus {title(theirs)} {text}", key, differences, low, high, covers(ev, True), spread
+        out[key] = bootstrapped(
+            ev, f"{title(ours)} minus {title(theirs)} {text}", key, differences, inner[key], covers(ev, True)
         )
     return out
 
@@ -158,28 +217,13 @@ def fraud_counts(ev: Evidence, ours: str, theirs: str) -> str:
     )
 
 
-def loss_measure(ev: Evidence, variant: str) -> Measure:
-    """The relative fall of the training loss after report.early_epoch epochs (every variant starts at
-    the training prior's log-odds, so this measures learning, not finding the base rate)."""
-    epoch = ev.params.report.early_epoch
-    differences = []
-    for r in ev.replicates:
-        base, ours = ev.histories[BASELINE][r], ev.histories[variant][r]
-        e = min(epoch, len(base), len(ours))
-        differences.append(
-            (value_at(base, "train_loss", e) - value_at(ours, "train_loss", e)) / value_at(base, "train_loss", e)
-        )
-    b = ev.params.report.bootstrap
-    low, high = outer_bootstrap(differences, b.resamples, b.seed, ev.params.report.confidence)
-    return Measure(
-        f"relative fall of the training loss after {epoch} epoch(s), baseline minus {title(variant)}",
-        "fraction",
-        differences,
-        low,
-        high,
-        covers(ev, False),
-        float(np.std(differences, ddof=1)) if len(differences) > 1 else 0.0,
-    )
+def loss_fall(ours: pd.DataFrame, theirs: pd.DataFrame, epoch: int) -> float:
+    """The relative difference of the training loss (eval mode, unweighted, a fixed sample of the training
+    rows: the history's ``train_loss_eval``) at the end of ``epoch`` (or the last epoch both ran), theirs
+    minus ours over theirs: positive when ours is lower."""
+    e = min(epoch, len(ours), len(theirs))
+    base = value_at(theirs, "train_loss_eval", e)
+    return (base - value_at(ours, "train_loss_eval", e)) / base
 
 
 def time_to(curve: pd.DataFrame, column: str, target: float, start: float) -> float:
@@ -221,91 +265,258 @@ def log_speedup(times: list[tuple[float, float, float]]) -> float:
     return float(np.mean(ratios)) if ratios else 0.0
 
 
-def rung_times(ev: Evidence, variant: str, r: int, column: str) -> list[tuple[float, float, float]]:
-    """Replicate r's rungs, the variant's compared model against the baseline's."""
+def rung_steps(ev: Evidence, variant: str, r: int) -> list[tuple[float, float, float]]:
+    """Replicate r's rungs in steps, the variant's compared model against the baseline's."""
     return rungs(
         ev.probes[variant][r],
         ev.probes[BASELINE][r],
         ev.summary.prevalence["val"],
         ev.params.report.speed_rungs,
-        column,
+        "step",
     )
 
 
-def speed_measures(ev: Evidence, variant: str) -> tuple[Measure, Measure]:
-    """log(baseline's time / ours) to every rung both reach, averaged over rungs, in training seconds
-    (the verdict) and in steps (beside it)."""
-    b, level = ev.params.report.bootstrap, ev.params.report.confidence
-    out = []
-    for column, unit in (("seconds", "training seconds"), ("step", "steps")):
-        differences = [log_speedup(rung_times(ev, variant, r, column)) for r in ev.replicates]
-        low, high = outer_bootstrap(differences, b.resamples, b.seed, level)
-        out.append(
-            Measure(
-                f"log of the baseline's {unit} over {title(variant)}'s to the validation-AP targets",
-                "log ratio",
-                differences,
-                low,
-                high,
-                covers(ev, False),
-                float(np.std(differences, ddof=1)) if len(differences) > 1 else 0.0,
+def cost_ratio(seconds: dict[str, list[float]], variant: str, round_: int) -> float:
+    """log(the baseline's seconds per step / the variant's) in one timing round (rounds reused in turn)."""
+    ours, theirs = seconds[variant], seconds[BASELINE]
+    return math.log(theirs[round_ % len(theirs)] / ours[round_ % len(ours)])
+
+
+def tuned_speed(ev: Evidence, variant: str) -> list[float]:
+    """Per replicate r: log(the baseline's training seconds / the variant's) to the targets, each at its tuned
+    setting: the log ratio of steps (the replicate's own probes) plus round r's log ratio of the cost of a
+    step (rounds reused in turn when fewer than the replicates)."""
+    return [
+        log_speedup(rung_steps(ev, variant, r)) + cost_ratio(ev.timing.tuned, variant, i)
+        for i, r in enumerate(ev.replicates)
+    ]
+
+
+# ---------------------------------------------------------------- the two readings
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One shared setting on one tuning seed: the variant's tuning model against the baseline's."""
+
+    setting: Setting
+    seed: int
+    steps: float  # log(baseline's steps / ours) to the rungs, mean over rungs
+    seconds: float  # the same in timed training seconds (steps x the setting's timed seconds per step)
+    loss_fall: float  # relative difference of the training loss after report.early_epoch, baseline minus ours
+    test_ap: float  # ours minus the baseline's, on the tuning split's test part
+    test_accuracy: float  # the same, each at its threshold chosen on validation
+    val_ap: tuple[float, float]  # best validation AP: ours, the baseline's
+
+
+def pairs(ev: Evidence, variant: str) -> list[Pair]:
+    """Every shared setting and tuning seed where both models trained without diverging."""
+    out, start = [], ev.summary.prevalence["val"]
+    timing = {t.setting: t.seconds for t in ev.timing.shared}
+    for setting, ours, theirs in ev.selection.shared_trials(variant):
+        for seed in ev.params.train.tune.seeds:
+            a, b = model_name(variant, seed, ours), model_name(BASELINE, seed, theirs)
+            if a not in ev.shared or b not in ev.shared or setting not in timing:
+                continue
+            (hist_a, probe_a), (hist_b, probe_b) = ev.shared[a], ev.shared[b]
+            steps = log_speedup(rungs(probe_a, probe_b, start, ev.params.report.speed_rungs, "step"))
+            seconds = steps + cost_ratio(timing[setting], variant, len(out))
+            score_a, score_b = ev.tuning[a], ev.tuning[b]
+            out.append(
+                Pair(
+                    setting,
+                    seed,
+                    steps,
+                    seconds,
+                    loss_fall(hist_a, hist_b, ev.params.report.early_epoch),
+                    float(score_a.test_ap - score_b.test_ap),  # type: ignore[operator]
+                    float(score_a.test_accuracy - score_b.test_accuracy),  # type: ignore[operator]
+                    (float(probe_a["val_ap"].max()), float(probe_b["val_ap"].max())),
+                )
             )
-        )
-    return out[0], out[1]
+    return out
 
 
-def claims(ev: Evidence, variant: str) -> list[Claim]:
-    """The four claims for one normalised variant, corrected together."""
-    rp = ev.params.report
+def tuned_readings(ev: Evidence, variant: str) -> tuple[dict[str, Reading], dict[str, Measure]]:
+    """Each claim at the variant's and the baseline's tuned settings, paired by replicate; and every test
+    measure (precision, recall, money: beside the fraud claim)."""
     tests = test_measures(ev, variant, BASELINE)
-    speed, steps = speed_measures(ev, variant)
-    minority = replace(tests["ap"], counts=fraud_counts(ev, variant, BASELINE))
-    primaries = {"minority": minority, "accuracy": tests["accuracy"], "loss": loss_measure(ev, variant), "speed": speed}
+    name, epoch = title(variant), ev.params.report.early_epoch
+    falls = [loss_fall(ev.histories[variant][r], ev.histories[BASELINE][r], epoch) for r in ev.replicates]
+    seconds = tuned_speed(ev, variant)
+    ap = tests["ap"]
+    measures = {
+        "minority": Measure(
+            ap.text, ap.unit, ap.differences, ap.draws, ap.low, ap.high, ap.covers, fraud_counts(ev, variant, BASELINE)
+        ),
+        "accuracy": tests["accuracy"],
+        "loss": bootstrapped(
+            ev,
+            f"relative difference of the training loss after {epoch} epoch(s), the baseline minus {name}",
+            "fraction",
+            falls,
+            None,
+            covers(ev, False),
+        ),
+        "speed": bootstrapped(
+            ev,
+            f"log of the baseline's training seconds over {name}'s to the validation-AP targets",
+            "log ratio",
+            seconds,
+            None,
+            covers(ev, False) + " and the timing rounds",
+        ),
+    }
+    return {k: Reading("tuned", m, "replicates") for k, m in measures.items()}, tests
+
+
+def shared_readings(ev: Evidence, variant: str, found: list[Pair]) -> dict[str, Reading]:
+    """Each claim at the settings both variants tuned, paired by setting and tuning seed (none without
+    such pairs)."""
+    if not found:
+        return {}
+    name = title(variant)
+    units = {
+        "minority": ("ap", [p.test_ap for p in found], f"{name} minus the baseline test average precision"),
+        "accuracy": ("accuracy", [p.test_accuracy for p in found], f"{name} minus the baseline test accuracy"),
+        "loss": (
+            "fraction",
+            [p.loss_fall for p in found],
+            f"relative difference of the training loss after "
+            f"{ev.params.report.early_epoch} epoch(s), the baseline minus {name}",
+        ),
+        "speed": (
+            "log ratio",
+            [p.seconds for p in found],
+            f"log of the baseline's training seconds over {name}'s to the validation-AP targets",
+        ),
+    }
+    covered = {k: SHARED_COVERS + (" and the timing rounds" if k == "speed" else "") for k in units}
+    return {
+        k: Reading("shared", bootstrapped(ev, text, unit, values, None, covered[k]), "shared pairs")
+        for k, (unit, values, text) in units.items()
+    }
+
+
+def claims(ev: Evidence, variant: str, paired: list[Pair] | None = None) -> list[Claim]:
+    """The four claims for one candidate, each read two ways, the primary readings corrected together."""
+    rp = ev.params.report
+    tuned, tests = tuned_readings(ev, variant)
+    shared = shared_readings(ev, variant, pairs(ev, variant) if paired is None else paired)
     bands = {
         "minority": rp.min_effect.minority,
         "accuracy": rp.min_effect.accuracy,
         "loss": rp.min_effect.loss,
         "speed": math.log(1 + rp.min_effect.speed),
     }
-    money = tuple(tests[k] for k in ("value_recall", "alert_precision") if k in tests)
-    secondary = {"minority": (tests["precision"], tests["recall"], *money), "speed": (steps,)}
-    name = title(variant)
-    texts = {
-        "minority": f"{name} catches more fraud (test average precision)",
-        "accuracy": f"{name} raises test accuracy",
-        "loss": f"{name} lowers training loss sooner",
-        "speed": f"{name} reaches validation-AP targets sooner (training seconds)",
+    primary = {k: shared[k] if PRIMARY_READING[k] == "shared" and k in shared else tuned[k] for k in FAMILY}
+    other = {k: (tuned[k] if primary[k] is shared.get(k) else shared.get(k)) for k in FAMILY}
+    raw = {
+        k: permutation_p(r.measure.differences) if len(r.measure.differences) > 1 else 1.0 for k, r in primary.items()
     }
-    raw = {k: permutation_p(m.differences) if len(m.differences) > 1 else 1.0 for k, m in primaries.items()}
     adjusted, levels = holm(raw), holm_levels(raw, 1 - rp.confidence)
-    alpha, n = 1 - rp.confidence, len(ev.replicates)
+    alpha = 1 - rp.confidence
+    money = tuple(tests[k] for k in ("value_recall", "alert_precision") if k in tests)
+    secondary = {"minority": (tests["precision"], tests["recall"], *money)}
     out = []
     for key in FAMILY:
-        m = primaries[key]
-        strictest = alpha / len(FAMILY)
-        power = Power(
-            bands[key],
-            rule_power(bands[key], m.spread, n, strictest, bands[key], rp.confidence),
-            rp.power,
-            replicates_for(bands[key], m.spread, strictest, bands[key], rp.confidence, rp.power, start=2),
-        )
+        m, n = primary[key].measure, len(primary[key].measure.differences)
+        tost = m.interval(1 - 2 * levels[key])
+        word = verdict(m.mean, (m.low, m.high), tost, adjusted[key], alpha, bands[key]) if n > 1 else INCONCLUSIVE
+        half = (m.high - m.low) / 2 if n > 1 else math.inf
+        power = design_power(m.spread, n, levels[key], bands[key], half, rp.power)
         out.append(
             Claim(
                 key,
                 variant,
-                texts[key],
-                m,
+                f"{title(variant)} {CLAIM_NAMES[key]}",
+                primary[key],
+                other[key],
                 bands[key],
                 raw[key],
                 adjusted[key],
                 levels[key],
+                tost,
                 smallest_p(n),
-                verdict(m.mean, m.low, m.high, adjusted[key], alpha, bands[key]) if n > 1 else INCONCLUSIVE,
-                power,  # one replicate: no interval to judge
+                word,
+                power,
                 secondary.get(key, ()),
             )
         )
     return out
+
+
+def settings_apart(ev: Evidence, variant: str) -> str:
+    """How the variant's tuned setting differs from the baseline's, in words ("" when alike)."""
+    ours, theirs = ev.setting(variant), ev.setting(BASELINE)
+    said = []
+    if ours.lr != theirs.lr:
+        said.append(
+            f"learning rate {ours.lr:.3g} against {theirs.lr:.3g} "
+            f"({max(ours.lr, theirs.lr) / min(ours.lr, theirs.lr):.1f}x apart)"
+        )
+    for field, words in (
+        ("batch_size", "batch"),
+        ("dropout", "dropout"),
+        ("weight_decay", "weight decay"),
+        ("pos_weight", "class weight"),
+    ):
+        if getattr(ours, field) != getattr(theirs, field):
+            said.append(
+                f"{words} {getattr(ours, field):g} against {getattr(theirs, field):g}"
+                if field != "pos_weight"
+                else f"{words} {ours.pos_weight} against {theirs.pos_weight}"
+            )
+    return "; ".join(said)
+
+
+# ---------------------------------------------------------------- the answer and the headline
+
+
+def in_words(value: float, unit: str, signed: bool = True) -> str:
+    """An effect in its claim's reading: a log ratio as a ratio, a fraction as a percentage, accuracy in
+    rows per 10,000, AP to three decimals (``signed``: with its sign; a practical size without)."""
+    sign = "+" if signed else ""
+    if not math.isfinite(value):
+        return f"{value}"
+    if unit == "log ratio":
+        return f"{math.exp(value):.2f}x"
+    if unit == "fraction":
+        return f"{value:{sign}.1%}"
+    if unit == "accuracy":
+        return f"{value * 10_000:{sign}.1f} per 10,000 rows"
+    return f"{value:{sign}.3f}" if abs(value) < 1000 else f"{value:{sign},.0f}"
+
+
+def answer_sentence(ev: Evidence, variant: str, found: list[Claim]) -> str:
+    """The answer in one sentence a fraud team's lead reads: the fraud claim and the speed claim, each with
+    its numbers and the comparison it tests."""
+    by = {c.key: c for c in found}
+    name, fraud, speed = title(variant), by["minority"], by["speed"]
+    ours, theirs = (float(np.mean(ev.values(v, "test_ap"))) for v in (variant, BASELINE))
+    m = fraud.measure
+    aps = f"test AP {ours:.3f} against {theirs:.3f}, {m.mean:+.3f} [{m.low:+.3f}, {m.high:+.3f}]"
+    catch = {
+        "supported": f"catches more fraud than the baseline ({aps})",
+        "reversed": f"catches less fraud than the baseline ({aps})",
+        "equivalent": f"catches the same fraud as the baseline ({aps}, equivalent within ±{fraud.band:g})",
+        "inconclusive": f"may catch more or less fraud than the baseline: the replicates cannot tell ({aps}, "
+        f"against a practical size of ±{fraud.band:g})",
+    }[fraud.status]
+    s = speed.measure
+    timed = f"{in_words(s.mean, s.unit)} [{in_words(s.low, s.unit)}, {in_words(s.high, s.unit)}]"
+    where = READINGS[speed.primary.name]
+    pace = {
+        "supported": f"trains faster to the validation-AP targets: {timed} as fast in training seconds {where}",
+        "reversed": f"trains slower to the validation-AP targets: {timed} as fast in training seconds {where}",
+        "equivalent": f"trains about as fast to the validation-AP targets ({timed} {where})",
+        "inconclusive": f"may or may not train faster to the validation-AP targets ({timed} in training seconds "
+        f"{where})",
+    }[speed.status]
+    if speed.other is not None:
+        o = speed.other.measure
+        pace += f"; {in_words(o.mean, o.unit)} {READINGS[speed.other.name]}"
+    return f"{name} {catch}, and {pace}."
 
 
 def headline(
@@ -316,23 +527,29 @@ def headline(
     paired: dict[str, list[Pair]],
 ) -> Headline:
     """metrics/summary.json, answer first: test AP per variant, the verdicts, their effects, the caveats
-    (their sentences, and their kinds: ``analysis.checks.KINDS``)."""
+    (their sentences, and their kinds: ``analysis.checks.KINDS``), the one-sentence answer last."""
     variants = list(ev.histories)
 
     def per_variant(key: str) -> dict[str, float]:
         return {v: round(float(np.mean(ev.values(v, key))), 4) for v in variants}
 
+    def figure(x: float) -> float:
+        return float(f"{x:.4g}") if math.isfinite(x) else x
+
     def rounded(m: Measure) -> Interval:
-        return Interval(mean=round(m.mean, 5), low=round(m.low, 5), high=round(m.high, 5))
+        return Interval(mean=figure(m.mean), low=figure(m.low), high=figure(m.high))
 
     def effects(variant_claims: list[Claim]) -> dict[str, Effect]:
         return {
             c.key: Effect(
-                mean=round(c.primary.mean, 5),
-                low=round(c.primary.low, 5),
-                high=round(c.primary.high, 5),
-                band=round(c.band, 5),
-                p_holm=round(c.p_adjusted, 5),
+                mean=figure(c.measure.mean),
+                low=figure(c.measure.low),
+                high=figure(c.measure.high),
+                band=figure(c.band),
+                p_holm=figure(c.p_adjusted),
+                unit=c.measure.unit,
+                reading=c.primary.name,
+                other=rounded(c.other.measure) if c.other is not None else None,
                 secondary={m.unit: rounded(m) for m in c.secondary} if c.key == "minority" else None,
             )
             for c in variant_claims
@@ -356,7 +573,7 @@ def headline(
         reference_test_ap={r: round(float(np.mean(ev.values(r, "test_ap"))), 4) for r in references},
         shared_setting=shared_figures(paired),
         others={
-            v: Comparison(verdict={c.key: c.status for c in cs}, effect=effects(cs))
+            v: Comparison(verdict={c.key: c.status for c in cs}, effect=effects(cs), answer=answer_sentence(ev, v, cs))
             for v, cs in found.items()
             if v != PRIMARY
         },
@@ -365,82 +582,19 @@ def headline(
         setting={v: ev.setting(v) for v in variants},
         threshold=ev.params.evaluate.threshold.strategy,
         replicates=len(ev.replicates),
-    )
-
-
-# ---------------------------------------------------------------- at shared settings
-
-
-@dataclass(frozen=True)
-class Pair:
-    """One shared setting on one tuning seed: the variant's tuning model against the baseline's."""
-
-    setting: Setting
-    seed: int
-    steps: float  # log(baseline's steps / ours) to the rungs, mean over rungs
-    seconds: float  # the same in training seconds
-    loss_fall: float  # relative fall of the training loss after report.early_epoch, baseline minus ours
-    val_ap: tuple[float, float]  # best validation AP: ours, the baseline's
-
-
-def pairs(ev: Evidence, variant: str) -> list[Pair]:
-    """Every shared setting and tuning seed where both models trained without diverging."""
-    out, start = [], ev.summary.prevalence["val"]
-    for raw, ours, theirs in shared_trials(ev.selection, variant):
-        for seed in ev.params.train.tune.seeds:
-            a, b = model_name(variant, seed, ours), model_name(BASELINE, seed, theirs)
-            if a not in ev.shared or b not in ev.shared:
-                continue
-            (hist_a, probe_a), (hist_b, probe_b) = ev.shared[a], ev.shared[b]
-            fractions = ev.params.report.speed_rungs
-            steps = log_speedup(rungs(probe_a, probe_b, start, fractions, "step"))
-            seconds = log_speedup(rungs(probe_a, probe_b, start, fractions, "seconds"))
-            epoch = min(ev.params.report.early_epoch, len(hist_a), len(hist_b))
-            base = value_at(hist_b, "train_loss", epoch)
-            fall = (base - value_at(hist_a, "train_loss", epoch)) / base
-            out.append(
-                Pair(raw, seed, steps, seconds, fall, (float(probe_a["val_ap"].max()), float(probe_b["val_ap"].max())))
-            )
-    return out
-
-
-def steady_note(found: list[Pair], key: str, name: str) -> str:
-    """One clause on the shared settings for the loss claim or the steps to the targets (both
-    deterministic)."""
-    if not found:
-        return ""
-    values = [getattr(p, key) for p in found]
-    ahead = sum(v > 0 for v in values)
-    if key == "loss_fall":
-        return (
-            f"relative fall of the training loss {np.median(values):+.3f} (median of {len(found)} pairs; "
-            f"{name} ahead in {ahead})"
-        )
-    return (
-        f"validation-AP targets {math.exp(np.median(values)):.2f}x as fast in steps (median of {len(found)}; "
-        f"{name} sooner in {ahead})"
-    )
-
-
-def seconds_note(found: list[Pair], name: str) -> str:
-    """The shared settings in training seconds (volatile: timings differ between runs)."""
-    if not found:
-        return ""
-    values = [p.seconds for p in found]
-    return (
-        f"{name} at shared settings: {math.exp(np.median(values)):.2f}x as fast in training seconds (median "
-        f"of {len(found)} pairs; sooner in {sum(v > 0 for v in values)})"
+        answer=answer_sentence(ev, PRIMARY, primary) if primary else None,
     )
 
 
 def shared_rows(found: list[Pair]) -> list[list[str]]:
-    """One row per shared setting and seed (steps, loss and validation AP: deterministic)."""
+    """One row per shared setting and seed (steps, loss, test AP and validation AP: deterministic)."""
     return [
         [
             p.setting.name(),
             str(p.seed),
             f"{math.exp(p.steps):.2f}x",
-            f"{p.loss_fall:+.3f}",
+            f"{p.loss_fall:+.1%}",
+            f"{p.test_ap:+.3f}",
             f"{p.val_ap[0]:.3f} / {p.val_ap[1]:.3f}",
         ]
         for p in found

@@ -13,7 +13,16 @@ import pandas as pd
 
 from pipeline.data.prepared import Prepared
 from pipeline.evaluation.money import Transactions
-from pipeline.project.artefacts import Logged, ModelMetrics, PrepareSummary, RunFile, Selection
+from pipeline.project.artefacts import (
+    Logged,
+    ModelMetrics,
+    PrepareSummary,
+    RunFile,
+    Selection,
+    StepTimes,
+    TuningScore,
+    TuningScores,
+)
 from pipeline.project.layout import SPLITS, TUNING, Layout, model_name
 from pipeline.project.params import Params, Setting
 from pipeline.project.variants import BASELINE
@@ -35,6 +44,8 @@ class Evidence:
     scaled_means: dict[str, float]  # part of the tuning split -> largest |column mean| after scaling
     logged: Logged  # evaluation/runs.json: compared models' runs and model URIs, reference runs
     shared: dict[str, tuple[pd.DataFrame, pd.DataFrame]]  # tuning model of a shared trial -> history, probes
+    tuning: dict[str, TuningScore]  # tuning model -> its test AP and accuracy on the tuning split
+    timing: StepTimes  # each variant's seconds per training step, trained alone, interleaved rounds
 
     @property
     def replicates(self) -> list[int]:
@@ -66,6 +77,7 @@ class Evidence:
             rows["amount"].to_numpy(dtype=np.float64),
             rows["day"].to_numpy(dtype=np.int64),
             budget,
+            rows["entity"].astype(str).to_numpy() if "entity" in rows.columns else None,  # alerts per card-day
         )
 
     def setting(self, variant: str) -> Setting:
@@ -82,23 +94,13 @@ class Evidence:
         return [float(self.metrics[name][key]) for name in self.names(model)]
 
 
-def shared_trials(selection: Selection, variant: str) -> list[tuple[Setting, int, int]]:
-    """(setting, the variant's trial, the baseline's trial) for every setting both tuned: the seeded
-    first round of TPE, which is the same for every variant, and all of a grid."""
-    entries = selection.variants
-    if variant not in entries or BASELINE not in entries:
-        return []
-    theirs = {t.setting: t.trial for t in entries[BASELINE].trials}
-    return [(t.setting, t.trial, theirs[t.setting]) for t in entries[variant].trials if t.setting in theirs]
-
-
 def _shared_curves(
     params: Params, layout: Layout, selection: Selection
 ) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
     """History and probes of every tuning model of a shared trial that did not diverge."""
     out = {}
     for variant in params.train.variants:
-        for _, ours, theirs in shared_trials(selection, variant) if variant != BASELINE else []:
+        for _, ours, theirs in selection.shared_trials(variant) if variant != BASELINE else []:
             for seed in params.train.tune.seeds:
                 for name in (model_name(variant, seed, ours), model_name(BASELINE, seed, theirs)):
                     if layout.probes(name, tuning=True).is_file() and layout.checkpoint(name, tuning=True).is_file():
@@ -118,6 +120,8 @@ def gather(params: Params, layout: Layout) -> Evidence:
     numeric = len(summary.numeric_inputs)  # the standardised inputs (category indices follow them)
     scaled = {s: float(np.abs(parts[s].x[:, :numeric].mean(axis=0)).max()) for s in SPLITS}
     logged = Logged.read(layout.logged, "evaluate") if layout.logged.is_file() else Logged()
+    tuning = TuningScores.read(layout.tuning_scores, "evaluate").models
+    timing = StepTimes.read(layout.step_times, "timing")
     return Evidence(
         params,
         summary,
@@ -130,6 +134,8 @@ def gather(params: Params, layout: Layout) -> Evidence:
         scaled,
         logged,
         _shared_curves(params, layout, selection),
+        tuning,
+        timing,
     )
 
 

@@ -96,20 +96,27 @@ def holm_levels(p_values: dict[str, float], alpha: float) -> dict[str, float]:
     return {key: alpha / (len(order) - rank) for rank, key in enumerate(order)}
 
 
-def verdict(mean: float, low: float, high: float, p_adjusted: float, alpha: float, band: float) -> str:
-    """The word for a claim that the effect is positive, given its estimate, interval, adjusted p and
-    practical size ``band`` (in the claim's own unit):
+def verdict(
+    mean: float, interval: tuple[float, float], tost: tuple[float, float], p_adjusted: float, alpha: float, band: float
+) -> str:
+    """The word for a claim that the effect is positive, given its estimate, its interval (the report's
+    confidence), its equivalence interval (``tost``: the 1 - 2 x level interval, ``level`` the claim's Holm
+    level: two one-sided tests at that level), its Holm-adjusted p and practical size ``band`` (in the
+    claim's own unit):
 
-    - equivalent: the whole interval lies inside [-band, +band], however significant;
-    - supported: significant, the interval above 0 and the estimate at least the practical size;
+    - equivalent: the equivalence interval lies inside [-band, +band] (both one-sided tests reject an effect
+      of the practical size, at the claim's level within the family), however significant;
+    - supported: significant after correction, the interval above 0 and the estimate at least the
+      practical size;
     - reversed: significant, the interval below 0 and the estimate at most -band (named so, never
       "not supported");
     - inconclusive: anything else (not significant, or significant but smaller than matters while
       the interval still reaches beyond the band).
     """
-    if not all(math.isfinite(v) for v in (mean, low, high)):
+    (low, high), (tost_low, tost_high) = interval, tost
+    if not all(math.isfinite(v) for v in (mean, low, high, tost_low, tost_high)):
         return INCONCLUSIVE
-    if -band <= low and high <= band:
+    if -band <= tost_low and tost_high <= band:
         return EQUIVALENT
     significant = p_adjusted <= alpha
     if significant and low > 0 and mean >= band:
@@ -119,22 +126,32 @@ def verdict(mean: float, low: float, high: float, p_adjusted: float, alpha: floa
     return INCONCLUSIVE
 
 
-def nested_bootstrap(inner: list[np.ndarray], resamples: int, seed: int, level: float) -> tuple[float, float]:
-    """Percentile interval of the mean over replicates of a paired difference, resampling both levels:
-    the replicates (their seeds and splits) with replacement, and within each drawn replicate one of
-    its ``inner`` draws (the difference on a bootstrap resample of that replicate's test rows).
+def bootstrap_means(inner: list[np.ndarray], resamples: int, seed: int) -> np.ndarray:
+    """Bootstrap draws of the mean over replicates of a paired difference, resampling both levels: the
+    replicates (their seeds and splits) with replacement, and within each drawn replicate one of its
+    ``inner`` draws (the difference on a bootstrap resample of that replicate's test rows; a single draw:
+    the replicate's difference itself, for claims with no test rows to resample).
 
-    Two-level resampling is conservative when the replicates' test rows are independent samples;
-    here they are drawn from one table and overlap, so the spread between replicates alone would
-    understate the variance on new data, and the inner level is kept."""
+    Two-level resampling is conservative when the replicates' test rows are independent samples; here they
+    are drawn from one table and overlap, so the spread between replicates alone would understate the
+    variance on new data, and the inner level is kept."""
     rng = np.random.default_rng(seed)
     draws = np.stack(inner)  # (replicates, inner draws)
     n, b = draws.shape
     picks = rng.integers(0, n, size=(resamples, n))
     columns = rng.integers(0, b, size=(resamples, n))
-    means = draws[picks, columns].mean(axis=1)
+    return draws[picks, columns].mean(axis=1)
+
+
+def percentile_interval(means: np.ndarray, level: float) -> tuple[float, float]:
+    """The central ``level`` percentile interval of bootstrap draws."""
     tail = (1 - level) / 2
     return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
+
+
+def nested_bootstrap(inner: list[np.ndarray], resamples: int, seed: int, level: float) -> tuple[float, float]:
+    """The percentile interval of ``bootstrap_means`` (replicates, then test rows)."""
+    return percentile_interval(bootstrap_means(inner, resamples, seed), level)
 
 
 def outer_bootstrap(differences: list[float], resamples: int, seed: int, level: float) -> tuple[float, float]:
@@ -145,56 +162,67 @@ def outer_bootstrap(differences: list[float], resamples: int, seed: int, level: 
 
 @dataclass(frozen=True)
 class Power:
-    """How often the decision rule says supported at an effect of ``effect``, and how many
-    replicates would make that at least ``target``."""
+    """What the decision rule can support at this many replicates: the smallest true effect it supports
+    ``target`` of the time (its detectable effect), and the replicates that would bring that down to
+    1.5 times the practical size. Both are attainable: the rule needs the estimate to reach the practical
+    size, so at an effect of exactly that size it says "supported" about half the time whatever the
+    replicates, while above it its power tends to 1."""
 
-    effect: float
-    power: float
-    target: float
-    replicates_needed: int | None  # None: not within the limit tried
+    target: float  # the power asked (report.power)
+    level: float  # the claim's Holm level, at which the simulation tests
+    spread: float  # the sd of the per-replicate differences: what the test sees
+    detectable: float  # the smallest effect supported with ``target`` power at these replicates (inf: none)
+    replicates: int | None  # the fewest replicates with ``target`` power at 1.5 x the practical size
 
 
 def rule_power(
-    effect: float,
-    spread: float,
-    n: int,
-    alpha: float,
-    band: float,
-    level: float,
-    simulations: int = 2000,
-    seed: int = 0,
+    effect: float, spread: float, n: int, alpha: float, band: float, half: float, simulations: int = 2000, seed: int = 0
 ) -> float:
     """Simulated power of the rule actually used: n differences drawn from N(effect, spread^2), the
-    permutation test at ``alpha`` (the claim's Holm level), and the verdict's interval and practical
-    size (the interval as mean +- z * spread / sqrt(n), the normal approximation of the bootstrap)."""
+    sign-flip permutation test at ``alpha`` (the claim's Holm level), the interval mean +- ``half`` (its
+    half-width at n replicates) above 0, and the estimate at least the practical size ``band``."""
     if n < 2 or spread <= 0:
-        return float(n >= fewest_replicates(alpha) and effect >= band)
+        return float(n >= fewest_replicates(alpha) and effect >= band and effect > half)
     rng = np.random.default_rng(seed)
     d = rng.normal(effect, spread, size=(simulations, n))
     signs, _ = sign_patterns(n, rng, exact_up_to=POWER_EXACT_UP_TO, samples=POWER_SAMPLED)
     means = d.mean(axis=1)
     null = np.abs(d @ signs.T / n)  # (simulations, sign patterns)
     p = np.mean(null >= np.abs(means)[:, None] - 1e-12, axis=1)
-    half = z_value(level) * spread / math.sqrt(n)
     return float(((p <= alpha) & (means - half > 0) & (means >= band)).mean())
 
 
-def replicates_for(
-    effect: float,
-    spread: float,
-    alpha: float,
-    band: float,
-    level: float,
-    target: float,
-    start: int,
-    limit: int = 64,
-    seed: int = 0,
-) -> int | None:
-    """The fewest replicates (from ``start``) whose simulated rule power reaches ``target``."""
-    for n in range(max(start, fewest_replicates(alpha)), limit + 1):
-        if rule_power(effect, spread, n, alpha, band, level, simulations=1000, seed=seed) >= target:
-            return n
-    return None
+def design_power(
+    spread: float, n: int, alpha: float, band: float, half: float, target: float, limit: int = 256
+) -> Power:
+    """The rule's power at n replicates, said attainably: the detectable effect (bisection on the effect,
+    the simulation's random numbers held, so power rises with the effect), and the fewest replicates
+    (bisection on n, up to ``limit``) with ``target`` power at 1.5 x ``band``. ``half`` is the interval's
+    half-width at n replicates; at other counts it scales as 1 / sqrt(n)."""
+
+    def power(effect: float, m: int) -> float:
+        return rule_power(effect, spread, m, alpha, band, half * math.sqrt(n / m), simulations=1000)
+
+    if n < fewest_replicates(alpha):
+        detectable = math.inf
+    else:
+        low, high = band, band + 10 * (spread + half) + 1e-12
+        if power(high, n) < target:
+            detectable = math.inf
+        else:
+            for _ in range(30):
+                middle = (low + high) / 2
+                low, high = (low, middle) if power(middle, n) >= target else (middle, high)
+            detectable = high
+    few, many = max(2, fewest_replicates(alpha)), limit
+    if power(1.5 * band, many) < target:
+        needed = None
+    else:
+        while few < many:
+            middle = (few + many) // 2
+            few, many = (few, middle) if power(1.5 * band, middle) >= target else (middle + 1, many)
+        needed = few
+    return Power(target, alpha, spread, detectable, needed)
 
 
 # ---------------------------------------------------------------- across tables

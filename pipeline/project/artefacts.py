@@ -15,6 +15,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from pipeline.project.params import Setting
+from pipeline.project.variants import BASELINE
 from pipeline.runtime.errors import StageError
 
 Self = TypeVar("Self", bound="Artefact")
@@ -181,6 +182,36 @@ class Selection(Artefact):
         """The setting chosen for a variant."""
         return self.variants[variant].chosen.setting
 
+    def shared_trials(self, variant: str) -> list[tuple[Setting, int, int]]:
+        """(setting, the variant's trial, the baseline's trial) for every setting both tuned: the seeded first
+        round of TPE, which is the same for every variant, and all of a grid (none for the baseline itself)."""
+        if variant == BASELINE or variant not in self.variants or BASELINE not in self.variants:
+            return []
+        theirs = {t.setting: t.trial for t in self.variants[BASELINE].trials}
+        return [(t.setting, t.trial, theirs[t.setting]) for t in self.variants[variant].trials if t.setting in theirs]
+
+
+# ---------------------------------------------------------------- time
+
+
+class SharedTiming(Artefact):
+    """Both variants timed at one setting both tuned (its batch size, dropout and learning rate alike)."""
+
+    setting: Setting
+    seconds: dict[str, list[float]]  # variant -> seconds per step, one per round
+
+
+class StepTimes(Artefact):
+    """timing/steps.json: each variant's seconds per training step, trained alone (a stack of one) by the
+    project's loop and clock, ``steps`` steps a round, the variants interleaved in every round."""
+
+    rounds: int
+    steps: int
+    device: str
+    threads: int
+    tuned: dict[str, list[float]]  # variant -> seconds per step at its tuned setting, one per round
+    shared: list[SharedTiming]  # the settings a candidate and the baseline both tuned
+
 
 # ---------------------------------------------------------------- evaluate
 
@@ -237,6 +268,7 @@ class TuningScore(Artefact):
     test_ap: float | None = None
     val_roc_auc: float | None = None
     test_roc_auc: float | None = None
+    test_accuracy: float | None = None  # at the threshold chosen on validation (evaluate.threshold)
     diverged_at: int | None = None
 
 
@@ -265,10 +297,14 @@ class Interval(Artefact):
 
 
 class Effect(Interval):
-    """One claim's effect: the mean paired difference, its interval, the practical size, Holm's p."""
+    """One claim's effect at its primary reading: the mean paired difference, its interval, the practical size
+    (all in ``unit``: ap, accuracy, fraction, log ratio), Holm's p, and the other reading's estimate."""
 
     band: float
     p_holm: float
+    unit: str = ""
+    reading: str = ""  # tuned | shared: the comparison the verdict word belongs to
+    other: Interval | None = None  # the other reading, beside it
     secondary: dict[str, Interval] | None = None  # the fraud claim: precision, recall, money beside AP
 
 
@@ -285,6 +321,7 @@ class Comparison(Artefact):
 
     verdict: dict[str, str]
     effect: dict[str, Effect]
+    answer: str | None = None
 
 
 class Headline(Artefact):
@@ -308,6 +345,7 @@ class Headline(Artefact):
     setting: dict[str, Setting]
     threshold: str
     replicates: int
+    answer: str | None = None  # the one-sentence answer (last: `dvc exp show` gives it the widest column)
 
     def effects(self, variant: str, primary: str) -> dict[str, Effect]:
         """A candidate's effects (the primary one's at the top level)."""

@@ -77,6 +77,16 @@ class Layout:
         return self.root / "models" / "history"
 
     @property
+    def timing(self) -> Path:
+        """time: each variant's seconds per training step, timed alone and interleaved (the speed claim)."""
+        return self.root / "timing"
+
+    @property
+    def step_times(self) -> Path:
+        """The timing stage's measurements (project.artefacts.StepTimes)."""
+        return self.timing / "steps.json"
+
+    @property
     def evaluation(self) -> Path:
         """evaluate: per-model metrics, scores and figures; overview.json, tuning.json, runs.json."""
         return self.root / "evaluation"

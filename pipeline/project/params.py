@@ -378,6 +378,13 @@ class ReportParams(Strict):
         return value
 
 
+class TimingParams(Strict):
+    """Parameters of the timing stage: how often, and how long, each variant's training step is timed."""
+
+    repeats: int = Field(ge=2, le=1000)  # rounds, each timing every variant once, in a rotating order
+    steps: int = Field(ge=5, le=100_000)  # timed steps per variant and round (a warm-up round goes first)
+
+
 class MlflowParams(Strict):
     """Where runs go in MLflow, and the registered model the best one becomes."""
 
@@ -390,6 +397,7 @@ class Params(Strict):
 
     prepare: PrepareParams
     train: TrainParams
+    timing: TimingParams
     evaluate: EvaluateParams
     report: ReportParams
     mlflow: MlflowParams

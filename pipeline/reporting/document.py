@@ -53,9 +53,9 @@ class Document:
         """A table that renders on GitHub."""
         self.blocks.append(Block("table", header=header, rows=rows, volatile=volatile))
 
-    def figure(self, path: Path, caption: str) -> None:
-        """A PNG figure: linked from Markdown, embedded in HTML."""
-        self.blocks.append(Block("figure", caption, path=path))
+    def figure(self, path: Path, caption: str, volatile: bool = False) -> None:
+        """A PNG figure: linked from Markdown, embedded in HTML (``volatile``: drawn from timings)."""
+        self.blocks.append(Block("figure", caption, path=path, volatile=volatile))
 
     def markdown(self, base: Path) -> str:
         """GitHub-flavoured Markdown; figure paths relative to ``base``."""

@@ -7,6 +7,7 @@ commands that draw no such curve (study) never load scikit-learn.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,47 @@ def save(fig: Figure, path: Path) -> Path:
     # box keeps a legend placed beside the axes.
     fig.savefig(path, dpi=90, metadata={"Software": None}, bbox_inches="tight")
     return path
+
+
+@dataclass(frozen=True)
+class ClaimPanel:
+    """One claim as drawn on the first screen: its readings (label, estimate, low, high, tested) in the
+    unit of ``xlabel``, and the practical-size band."""
+
+    title: str
+    xlabel: str
+    band: tuple[float, float]
+    rows: list[tuple[str, float, float, float, bool]]
+    log_x: bool = False
+
+
+def claim_effects(panels: list[ClaimPanel], path: Path) -> Path:
+    """A panel a claim, each reading's estimate and interval one above the other (filled marker: the tested
+    reading), the practical-size band shaded and no effect marked: the verdict words checked at a glance."""
+    fig = Figure(figsize=(9, 1.15 * len(panels) + 0.6))
+    axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
+    for ax, panel in zip(axes, panels):
+        ys = np.arange(len(panel.rows), 0, -1, dtype=float)
+        for y, (_, mean, low, high, tested) in zip(ys, panel.rows):
+            ax.errorbar(
+                mean,
+                y,
+                xerr=[[max(mean - low, 0.0)], [max(high - mean, 0.0)]],
+                fmt="o",
+                capsize=3,
+                color="#1f77b4",
+                markerfacecolor="#1f77b4" if tested else "white",
+            )
+        ax.axvspan(*panel.band, color="#dddddd", alpha=0.7)
+        ax.axvline(1.0 if panel.log_x else 0.0, color="black", linewidth=0.8)
+        if panel.log_x:
+            ax.set_xscale("log")
+        ax.set_yticks(ys, [f"{name} (tested)" if tested else name for name, *_, tested in panel.rows])
+        ax.set_ylim(0.4, len(panel.rows) + 0.6)
+        ax.set_title(panel.title, fontsize=9, loc="left")
+        ax.set_xlabel(panel.xlabel, fontsize=8)
+        ax.tick_params(labelsize=8)
+    return save(fig, path)
 
 
 def overlaid_pr(curves: dict[str, tuple[np.ndarray, np.ndarray]], prevalence: float, path: Path) -> Path:

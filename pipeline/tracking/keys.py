@@ -34,7 +34,16 @@ PIPELINE_COLOR = "#3b3b3b"
 # The few metrics a model run holds. Per-epoch keys (steps 1..N) are logged by train and never
 # reused for anything else; evaluation and summary keys are logged once. Every other number is in
 # the run's artifacts (history.csv, evaluation/<model>.json).
-EPOCH_KEYS = ("train_loss", "val_loss", "val_ap", "val_recall", "val_precision", "val_accuracy", "epoch_seconds")
+EPOCH_KEYS = (
+    "train_loss",
+    "train_loss_eval",  # the loss claim's: eval mode, unweighted, a fixed sample of the training rows
+    "val_loss",
+    "val_ap",
+    "val_recall",
+    "val_precision",
+    "val_accuracy",
+    "epoch_seconds",
+)
 EVALUATION_KEYS = ("test_ap", "test_recall", "test_precision", "test_f1", "test_roc_auc", "test_accuracy", "threshold")
 MONEY_KEYS = ("test_value_recall", "test_alert_precision", "test_savings_vs_none")  # when the data has amounts
 SUMMARY_KEYS = ("best_val_ap", "best_epoch", "epochs_run")

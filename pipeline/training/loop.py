@@ -39,6 +39,7 @@ Rows = tuple[torch.Tensor, torch.Tensor]  # features and 0/1 labels
 # Validation metrics of one model from (labels, logits) on the CPU; the caller chooses them (val_ap at least).
 Scorer = Callable[[torch.Tensor, torch.Tensor], dict[str, float]]
 PROBE_COLUMNS = ("step", "epoch", "seconds", "val_ap", "val_loss")  # one row per probe
+SAMPLE = 8192  # training rows (a fixed, seeded sample) the loss claim's training loss is measured on
 OWN = ("seed", "lr", "weight_decay", "pos_weight")  # loop settings that may differ between a stack's models
 
 
@@ -239,17 +240,22 @@ def probe_record(step: int, steps_per_epoch: int, seconds: float, validation: di
 def epoch_record(
     train_loss: float,
     train_accuracy: float,
+    train_loss_eval: float,
     validation: dict[str, float],
     seconds: float,
     rows: int,
     lr: float,
     stack_size: int,
 ) -> dict[str, float]:
-    """One epoch's history row. ``seconds`` is the epoch's wall time, shared by the ``stack_size`` models
-    trained together in it."""
+    """One epoch's history row. ``train_loss`` is the mean loss of the epoch's steps (training mode, each
+    step's weights, dropout on, the class weight in); ``train_loss_eval`` the loss at the epoch's end on a
+    fixed sample of the training rows, in eval mode and unweighted: one objective for every variant, the
+    loss claim's measure. ``seconds`` is the epoch's wall time, shared by the ``stack_size`` models trained
+    together in it."""
     return {
         "train_loss": train_loss,
         "train_accuracy": train_accuracy,
+        "train_loss_eval": train_loss_eval,
         **validation,
         "epoch_seconds": seconds,
         "samples_per_second": rows / seconds,
@@ -337,6 +343,7 @@ class _Loop:
         losses, correct = self._train_epoch()
         logits, y_val, val_losses = self._validate()
         seconds = time.perf_counter() - start
+        fixed = self._training_loss()  # off the epoch's clock
         losses, correct = losses.tolist(), correct.tolist()  # the one host sync of the epoch
         improved, finished, diverged, records = [], [], [], {}
         for row, member in enumerate(self.active):
@@ -350,6 +357,7 @@ class _Loop:
             record = epoch_record(
                 losses[row] / self.n,
                 correct[row] / self.n,
+                fixed[row],
                 validation,
                 seconds,
                 self.n,
@@ -416,6 +424,20 @@ class _Loop:
             torch.cuda.synchronize(self.device)
         y_val = y_val.expand_as(logits)
         return logits, y_val, self._losses(logits, y_val).tolist()
+
+    def _training_loss(self) -> list[float]:
+        """Each active member's loss on its fixed sample of training rows: eval mode (no dropout, running
+        statistics), no class weight (over several processes, every process's sample)."""
+        x, y = self.rows.sample(self.active)
+        with self.autocast:
+            logits = self.stack.predict(x)
+        losses = F.binary_cross_entropy_with_logits(logits, y.expand_as(logits), reduction="none")
+        if self.world.size > 1:
+            totals = self.world.sum(
+                torch.stack([losses.sum(1).double(), torch.full_like(losses[:, 0], y.shape[-1], dtype=torch.float64)])
+            )
+            return (totals[0] / totals[1]).tolist()
+        return losses.mean(1).tolist()
 
     def _probe(self) -> None:
         """Validation AP of every active member between epochs, off the training clock."""
@@ -537,6 +559,8 @@ class _Rows:
             raise ValueError(f"rank {world.rank} holds {local} training rows, not its shard {self.first}:{last}")
         if world.size > 1:  # every process's validation labels, in rank order
             self.y_val = world.gather_rows(self.y_val[0]).unsqueeze(0)
+        chosen = torch.randperm(local, generator=torch.Generator().manual_seed(0))[: SAMPLE // world.size]
+        self.sampled = torch.sort(chosen).values.to(device)  # the same positions in every member's rows
 
     def batch(self, rows: torch.Tensor, active: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Each active member's rows of a step ((members, rows) indices into its own training rows) as
@@ -550,6 +574,14 @@ class _Rows:
         flat = rows.reshape(-1)
         x = self.x_train.view(-1, self.features).index_select(0, flat).view(*rows.shape, self.features)
         return x, self.y_train.view(-1).index_select(0, flat).view(rows.shape)
+
+    def sample(self, active: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fixed sample of training rows the training loss is measured on: shared (rows, features) and
+        (1, rows), or each active member's own (members, rows, ...)."""
+        if not self.own:
+            return self.x_train[0, self.sampled], self.y_train[:1, self.sampled]
+        index = torch.tensor(active, device=self.x_train.device)
+        return self.x_train[index][:, self.sampled], self.y_train[index][:, self.sampled]
 
     def validation(self, active: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """The validation rows (this process's) and labels (every process's): shared (rows, features) and

@@ -4,6 +4,7 @@ metrics/summary.json's `caveats`."""
 from __future__ import annotations
 
 import json
+import math
 from types import SimpleNamespace
 
 import pandas as pd
@@ -13,8 +14,9 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from pipeline import report
 from pipeline.analysis import checks as caveats
 from pipeline.analysis.statistics import Power
+from pipeline.project.artefacts import Trial
 from pipeline.project.layout import Layout
-from pipeline.project.params import Params
+from pipeline.project.params import Params, Setting
 
 
 def _first_screen(params: Params, layout: Layout) -> tuple[str, list[str]]:
@@ -72,7 +74,7 @@ def test_a_run_stopped_while_improving_is_named(params: Params, evaluated: Layou
 def test_a_choice_at_the_edge_and_a_search_still_climbing_are_named(params: Params, evaluated: Layout) -> None:
     selection = json.loads(evaluated.selection.read_text())
     selection["variants"]["baseline"]["at_edge"] = {"lr": "high"}
-    selection["variants"]["batchnorm"]["best_so_far"] = [0.40, 0.41, 0.45, 0.47, 0.52]
+    selection["variants"]["batchnorm"]["best_so_far"] = [0.40, 0.41, 0.45, 0.47, 0.52]  # one seed: no noise known
     evaluated.selection.write_text(json.dumps(selection))
     screen, found = _first_screen(params, evaluated)
     edge = _say(found, "tuned lr sits at the high end of train.tune.space.lr")
@@ -98,19 +100,103 @@ def test_too_few_replicates_and_a_time_split_are_named(params: Params, evaluated
     assert caveats.fixed_split(SimpleNamespace(summary=SimpleNamespace(redrawn=False, folds=3))) == []
 
 
-def test_low_power_is_named_whatever_the_outcome(params: Params) -> None:
-    """Ten replicates can pass Holm's strictest level; a claim with 35% power at its practical size is
-    named with the replicates that would give 80%, one with 90% is not."""
+def test_low_power_is_named_only_beside_an_inconclusive_claim_and_attainably(params: Params) -> None:
+    """Ten replicates can pass Holm's strictest level. An inconclusive claim whose rule supports only effects
+    above 1.5 times its practical size is named with that smallest effect and the replicates that bring it to
+    1.5 times the size; the same power beside an equivalent (or supported) claim is no caveat, nor is an
+    inconclusive claim whose rule already reaches 1.5 times the size."""
 
-    def claim(key: str, power: float, need: int | None) -> SimpleNamespace:
-        return SimpleNamespace(key=key, power=Power(0.02, power, 0.8, need), status="supported")
+    def claim(status: str, detectable: float, replicates: int | None) -> SimpleNamespace:
+        measure = SimpleNamespace(unit="ap", differences=[0.0] * 10)
+        return SimpleNamespace(
+            text="BatchNorm catches more fraud (test average precision)",
+            status=status,
+            band=0.02,
+            measure=measure,
+            primary=SimpleNamespace(units="replicates"),
+            power=Power(target=0.8, level=0.0125, spread=0.02, detectable=detectable, replicates=replicates),
+        )
 
     ev = SimpleNamespace(replicates=list(range(10)), params=params)
-    found = caveats.few_replicates(ev, {"batchnorm": [claim("minority", 0.35, 31), claim("loss", 0.9, 6)]})
+    found = caveats.few_replicates(
+        ev,
+        {
+            "batchnorm": [
+                claim("inconclusive", 0.041, 23),
+                claim("equivalent", 0.041, 23),
+                claim("inconclusive", 0.029, 9),
+            ]
+        },
+    )
     assert found == [
-        "BatchNorm, minority: 10 replicates give 35% power to support an effect of the practical size; "
-        "about 31 would give 80%."
+        "BatchNorm catches more fraud (test average precision) is inconclusive, and its 10 replicates could support "
+        "only an effect of 0.041 or more 80% of the time (practical size 0.020); about 23 would support an effect "
+        "1.5 times the practical size (prepare.replicates)."
     ]
+    never = caveats.few_replicates(ev, {"batchnorm": [claim("inconclusive", float("inf"), None)]})
+    assert never and "no effect, however large" in never[0] and "no count up to 256" in never[0]
+
+
+def _trial(number: int, by_seed: list[float]) -> Trial:
+    setting = Setting(lr=0.01, weight_decay=0.0, batch_size=128, pos_weight="none", dropout=0.0)
+    return Trial(
+        trial=number,
+        state="COMPLETE",
+        setting=setting,
+        val_ap_by_seed={str(100 + i): v for i, v in enumerate(by_seed)},
+        diverged_at_epoch_by_seed={},
+        val_ap=sum(by_seed) / len(by_seed),
+    )
+
+
+def test_the_tuning_noise_by_hand() -> None:
+    """Two seeds a trial: the within-trial variances are (0.02² / 2) and (0.04² / 2), i.e. 0.0002 and 0.0008;
+    pooled 0.0005; a trial's score averages two seeds, so its standard error is sqrt(0.0005 / 2) = 0.0158."""
+    noise = caveats.trial_noise([_trial(0, [0.70, 0.72]), _trial(1, [0.60, 0.64])])
+    assert noise == pytest.approx((0.0005 / 2) ** 0.5)
+    assert math.isnan(caveats.trial_noise([_trial(0, [0.7])]))  # one seed: no noise to weigh
+
+
+@pytest.mark.parametrize(
+    ("best", "seeds", "state"),
+    [
+        # The last quarter (2 of 8) raised the best by 0.03, beyond 0.005 and twice the noise (0.0141).
+        ([0.6] * 6 + [0.62, 0.63], [0.01] * 8, "still climbing"),
+        # No gain, and quiet seeds (twice the noise 0.0014 <= 0.005), after the random start-up: saturated.
+        ([0.6] * 8, [0.001] * 8, "saturated"),
+        # No gain, but seeds 0.02 apart: twice the noise (0.0141) hides a gain of 0.005. Not established.
+        ([0.6] * 8, [0.02] * 8, "not established"),
+        # A gain of 0.008 > 0.005 but within the noise: not climbing beyond it; not established.
+        ([0.6] * 7 + [0.608], [0.02] * 8, "not established"),
+    ],
+)
+def test_the_tuning_budget_weighs_the_seeds_noise(
+    params: Params, best: list[float], seeds: list[float], state: str
+) -> None:
+    """report.saturation 0.005; the sampler's random start-up is train.tune.parallel trials (TPE)."""
+    trials = [_trial(i, [0.6 - gap / 2, 0.6 + gap / 2]) for i, gap in enumerate(seeds)]
+    tune = params.train.tune.model_copy(update={"sampler": "tpe", "parallel": 6, "trials": 8})
+    ev = SimpleNamespace(
+        params=params.model_copy(update={"train": params.train.model_copy(update={"tune": tune})}),
+        selection=SimpleNamespace(variants={"batchnorm": SimpleNamespace(best_so_far=best, trials=trials)}),
+    )
+    budget = caveats.tuning_budget(ev, "batchnorm")
+    assert budget.state == state
+    if state == "not established":
+        said = caveats.unsettled({"batchnorm": budget})
+        assert len(said) == 1 and said[0].startswith("Whether tuning had finished is not established for BatchNorm")
+
+
+def test_top_trials_within_the_noise_are_tied(params: Params) -> None:
+    """Scores 0.7832, 0.7831 and 0.70, seeds 0.02 apart (twice the noise 0.0141): the first two are tied."""
+    trials = [_trial(0, [0.7732, 0.7932]), _trial(1, [0.7731, 0.7931]), _trial(2, [0.69, 0.71])]
+    ev = SimpleNamespace(
+        params=params,
+        selection=SimpleNamespace(
+            variants={"baseline": SimpleNamespace(best_so_far=[0.7832, 0.7832, 0.7832], trials=trials)}
+        ),
+    )
+    assert [t.trial for t in caveats.tuning_budget(ev, "baseline").tied] == [0, 1]
 
 
 @pytest.mark.parametrize("replicates, expected", [(7, 1), (8, 0)])

@@ -1,85 +1,124 @@
-"""The claims' measures on hand-made curves: time to a validation-AP target, the rungs both variants
-reach, the speed and loss differences, and the verdict rule applied to them."""
+"""The claims' measures on hand-made curves and timings: time to a validation-AP target, the rungs both
+variants reach, the steps and the timed cost of a step making training seconds, the loss after the same
+examples, the settings apart, and the answer's words."""
 
 from __future__ import annotations
 
 import math
 from types import SimpleNamespace
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.analysis.claims import Measure, loss_measure, rung_times, speed_measures, time_to
-from pipeline.project.params import parse
+from pipeline.analysis.claims import (
+    Measure,
+    bootstrapped,
+    cost_ratio,
+    in_words,
+    log_speedup,
+    loss_fall,
+    rungs,
+    settings_apart,
+    time_to,
+    tuned_speed,
+)
+from pipeline.project.params import Setting, parse
 from pipeline.reporting.sections import effect_text
 from tests.helpers.params import small_raw_params
 
 
-def _curve(seconds: list[float], aps: list[float]) -> pd.DataFrame:
-    return pd.DataFrame({"step": [10 * (i + 1) for i in range(len(aps))], "seconds": seconds, "val_ap": aps})
+def _curve(aps: list[float]) -> pd.DataFrame:
+    return pd.DataFrame({"step": [10 * (i + 1) for i in range(len(aps))], "val_ap": aps})
 
 
 def test_time_to_interpolates_from_the_last_probe_below() -> None:
-    curve = _curve([1.0, 2.0, 4.0], [0.2, 0.4, 0.8])
-    # 0.6 lies halfway between (2 s, 0.4) and (4 s, 0.8): 3 s; in steps halfway between 20 and 30.
-    assert time_to(curve, "seconds", 0.6, start=0.01) == pytest.approx(3.0)
+    curve = _curve([0.2, 0.4, 0.8])
+    # 0.6 lies halfway between (step 20, 0.4) and (step 30, 0.8): 25 steps.
     assert time_to(curve, "step", 0.6, start=0.01) == pytest.approx(25.0)
-    # Below the first probe: from (0, start) = (0, 0.0) to (1 s, 0.2), 0.1 is reached at 0.5 s.
-    assert time_to(curve, "seconds", 0.1, start=0.0) == pytest.approx(0.5)
-    assert time_to(curve, "seconds", 0.4, start=0.0) == pytest.approx(2.0)  # reached exactly at a probe
-    assert math.isnan(time_to(curve, "seconds", 0.9, start=0.0))  # never reached: no number
-    assert time_to(curve, "seconds", 0.005, start=0.01) == 0.0  # a random ranking already scores it
+    # Below the first probe: from (0, start) = (0, 0.0) to (10, 0.2), 0.1 is reached at step 5.
+    assert time_to(curve, "step", 0.1, start=0.0) == pytest.approx(5.0)
+    assert time_to(curve, "step", 0.4, start=0.0) == pytest.approx(20.0)  # reached exactly at a probe
+    assert math.isnan(time_to(curve, "step", 0.9, start=0.0))  # never reached: no number
+    assert time_to(curve, "step", 0.005, start=0.01) == 0.0  # a random ranking already scores it
 
 
-def _evidence(ours: list[pd.DataFrame], base: list[pd.DataFrame], **histories: list[pd.DataFrame]) -> SimpleNamespace:
+def test_rungs_are_fractions_of_the_lower_best_and_both_reach_them() -> None:
+    ours, base = _curve([0.4, 0.8]), _curve([0.1, 0.2, 0.3, 0.6])
+    found = rungs(ours, base, 0.0, [0.5, 1.0], "step")
+    # The lower best is the baseline's 0.6: targets 0.3 and 0.6.
+    assert [t for t, _, _ in found] == pytest.approx([0.3, 0.6])
+    assert found[0][1:] == pytest.approx((7.5, 30.0))  # ours: 0 -> 0.4 over the first 10 steps
+    assert found[1][1:] == pytest.approx((15.0, 40.0))
+    # log(30 / 7.5) = log 4 and log(40 / 15): their mean, positive as ours got there in fewer steps.
+    assert log_speedup(found) == pytest.approx((math.log(4) + math.log(40 / 15)) / 2)
+
+
+def _evidence(ours: list[pd.DataFrame], base: list[pd.DataFrame], tuned: dict[str, list[float]]) -> SimpleNamespace:
     raw = small_raw_params()
     raw["report"]["speed_rungs"] = [0.5, 1.0]
-    raw["report"]["early_epoch"] = 1
+    raw["report"]["bootstrap"].update(resamples=4000)
     return SimpleNamespace(
         params=parse(raw),
         summary=SimpleNamespace(prevalence={"val": 0.0}, redrawn=True),
         probes={"batchnorm": dict(enumerate(ours)), "baseline": dict(enumerate(base))},
-        histories={k: dict(enumerate(v)) for k, v in histories.items()},
         replicates=list(range(len(ours))),
+        timing=SimpleNamespace(tuned=tuned),
     )
 
 
-def test_rungs_are_fractions_of_the_lower_best_and_both_reach_them() -> None:
-    ours, base = _curve([1, 2], [0.4, 0.8]), _curve([1, 2, 3, 4], [0.1, 0.2, 0.3, 0.6])
-    ev = _evidence([ours], [base])
-    rungs = rung_times(ev, "batchnorm", 0, "seconds")
-    # The lower best is the baseline's 0.6: targets 0.3 and 0.6.
-    assert [t for t, _, _ in rungs] == pytest.approx([0.3, 0.6])
-    assert rungs[0][1:] == pytest.approx((0.75, 3.0))  # ours: 0 -> 0.4 over the first second
-    assert rungs[1][1:] == pytest.approx((1.5, 4.0))
+def test_training_seconds_are_the_replicates_steps_times_a_timing_round_each() -> None:
+    """Both replicates need half the baseline's steps (log 2). The cost of a step is timed in two rounds:
+    BatchNorm 1.0 then 1.5 ms, the baseline 1.0 then 1.0 ms, so replicate 0's seconds ratio is 2 x 1.0 and
+    replicate 1's 2 x (1.0 / 1.5). With one timing for every replicate the two would be equal and the interval
+    of zero width; here the cost's own spread enters the interval: with two units the bootstrap's 95% interval
+    runs from one to the other."""
+    fast, slow = _curve([0.3, 0.6]), _curve([0.15, 0.3, 0.45, 0.6])
+    ev = _evidence([fast, fast], [slow, slow], {"batchnorm": [1.0e-3, 1.5e-3], "baseline": [1.0e-3, 1.0e-3]})
+    assert cost_ratio(ev.timing.tuned, "batchnorm", 1) == pytest.approx(math.log(1.0 / 1.5))
+    seconds = tuned_speed(ev, "batchnorm")
+    assert seconds == pytest.approx([math.log(2), math.log(2) + math.log(1 / 1.5)])
+    m = bootstrapped(ev, "speed", "log ratio", seconds, None, "seeds and the timing rounds")
+    assert (m.low, m.high) == pytest.approx((min(seconds), max(seconds)))
+    # A third replicate reuses the first round: rounds in turn.
+    ev3 = _evidence([fast] * 3, [slow] * 3, {"batchnorm": [1.0e-3, 1.5e-3], "baseline": [1.0e-3, 1.0e-3]})
+    assert tuned_speed(ev3, "batchnorm")[2] == pytest.approx(math.log(2))
 
 
-def test_speed_is_the_mean_log_ratio_over_rungs_per_replicate() -> None:
-    # Replicate 0: ours twice as fast at both rungs (log 2); replicate 1: equally fast (0).
-    fast, slow = _curve([1, 2], [0.3, 0.6]), _curve([2, 4], [0.3, 0.6])
-    ev = _evidence([fast, slow], [slow, slow])
-    seconds, steps = speed_measures(ev, "batchnorm")
-    assert seconds.differences == pytest.approx([math.log(2), 0.0])
-    assert steps.differences == pytest.approx([0.0, 0.0])  # same steps at each probe: a step did more work
-    assert seconds.low <= seconds.mean <= seconds.high
+def test_the_loss_is_compared_at_the_early_epoch_on_the_eval_mode_loss() -> None:
+    """The training loss in eval mode, unweighted (``train_loss_eval``), not the training-mode minibatch mean
+    (``train_loss``, which dropout and class weights change)."""
+
+    def history(eval_losses: list[float]) -> pd.DataFrame:
+        n = len(eval_losses)
+        return pd.DataFrame({"epoch": range(1, n + 1), "train_loss_eval": eval_losses, "train_loss": [9.0] * n})
+
+    assert loss_fall(history([0.05, 0.04]), history([0.10, 0.05]), 1) == pytest.approx(0.5)
+    assert loss_fall(history([0.05, 0.04]), history([0.10, 0.05]), 2) == pytest.approx(0.2)
+    assert loss_fall(history([0.05]), history([0.10, 0.05]), 2) == pytest.approx(0.5)  # the last epoch both ran
 
 
-def test_loss_measure_is_the_relative_fall_after_the_early_epoch() -> None:
-    def history(losses: list[float]) -> pd.DataFrame:
-        return pd.DataFrame({"epoch": range(1, len(losses) + 1), "train_loss": losses})
-
-    ev = _evidence(
-        [_curve([1], [0.5])] * 2,
-        [_curve([1], [0.5])] * 2,
-        batchnorm=[history([0.05, 0.04]), history([0.08, 0.05])],
-        baseline=[history([0.10, 0.05]), history([0.10, 0.06])],
+def test_settings_apart_names_each_difference() -> None:
+    ours = Setting(lr=0.00942, weight_decay=0.0, batch_size=2048, pos_weight="balanced", dropout=0.2)
+    theirs = Setting(lr=0.0011, weight_decay=0.0, batch_size=1024, pos_weight="none", dropout=0.0)
+    ev = SimpleNamespace(setting=lambda v: ours if v == "batchnorm" else theirs)
+    assert settings_apart(ev, "batchnorm") == (
+        "learning rate 0.00942 against 0.0011 (8.6x apart); batch 2048 against 1024; dropout 0.2 against 0; "
+        "class weight balanced against none"
     )
-    m = loss_measure(ev, "batchnorm")
-    assert m.differences == pytest.approx([0.5, 0.2])  # (0.10 - 0.05) / 0.10 and (0.10 - 0.08) / 0.10
-    assert m.mean == pytest.approx(0.35) and m.spread == pytest.approx(0.2121, abs=1e-4)
+    alike = SimpleNamespace(setting=lambda v: theirs)
+    assert settings_apart(alike, "batchnorm") == ""
+
+
+def test_effects_in_their_claims_words() -> None:
+    assert in_words(math.log(2.16), "log ratio") == "2.16x"
+    assert in_words(0.384, "fraction") == "+38.4%" and in_words(0.05, "fraction", signed=False) == "5.0%"
+    assert in_words(0.00011, "accuracy") == "+1.1 per 10,000 rows"  # never e-notation
+    assert in_words(0.0005, "accuracy", signed=False) == "5.0 per 10,000 rows"
+    assert in_words(-0.0004, "ap") == "-0.000" and in_words(0.02, "ap", signed=False) == "0.020"
 
 
 def test_a_secondary_measure_is_shown_without_a_practical_size() -> None:
-    m = Measure("test recall", "recall", [0.1, 0.3], 0.05, 0.35, "seeds")
+    m = Measure("test recall", "recall", [0.1, 0.3], np.array([0.1, 0.3]), 0.05, 0.35, "seeds")
     assert effect_text(m, 0.02) == "+0.2 [+0.05, +0.35] over seeds; practical size 0.02"
     assert effect_text(m, math.nan) == "+0.2 [+0.05, +0.35] over seeds"

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.analysis.evidence import Evidence, at_epoch, describe_runs, gather, shared_trials, table_epochs
+from pipeline.analysis.evidence import Evidence, at_epoch, describe_runs, gather, table_epochs
 from pipeline.project.artefacts import Chosen, Selection, Trial, VariantSelection
 from pipeline.project.layout import Layout
 from pipeline.project.params import Params, Setting
@@ -82,8 +82,8 @@ def test_shared_trials_are_the_settings_both_variants_tuned() -> None:
         trials=3,
         criterion="mean",
     )
-    assert shared_trials(selection, "batchnorm") == [(setting(0.01), 0, 2), (setting(0.003), 1, 0)]
-    assert shared_trials(selection, "layernorm") == []
+    assert selection.shared_trials("batchnorm") == [(setting(0.01), 0, 2), (setting(0.003), 1, 0)]
+    assert selection.shared_trials("layernorm") == [] and selection.shared_trials("baseline") == []
 
 
 def test_the_epochs_a_curve_table_shows() -> None:

@@ -17,14 +17,15 @@ from pipeline.analysis.statistics import (
     REVERSED,
     SAMPLED,
     SUPPORTED,
+    design_power,
     fewest_replicates,
     holm,
     holm_levels,
     mean_sd,
     nested_bootstrap,
     outer_bootstrap,
+    percentile_interval,
     permutation_p,
-    replicates_for,
     rule_power,
     smallest_p,
     verdict,
@@ -63,20 +64,37 @@ def test_the_replicates_and_the_family_are_chosen_together() -> None:
 
 
 @pytest.mark.parametrize(
-    ("mean", "low", "high", "p", "word"),
+    ("mean", "low", "high", "tost", "p", "word"),
     [
-        (0.05, 0.03, 0.07, 0.004, SUPPORTED),  # significant, above 0, at least the practical size 0.02
-        (0.005, -0.01, 0.015, 0.2, EQUIVALENT),  # the whole interval within +-0.02
-        (0.004, 0.001, 0.008, 0.001, EQUIVALENT),  # significant yet negligible: equivalent, never "supported"
-        (-0.05, -0.08, -0.03, 0.004, REVERSED),  # significantly the other way: named so
-        (0.012, 0.004, 0.03, 0.004, INCONCLUSIVE),  # significant, but the estimate is below the practical size
-        (0.05, -0.01, 0.11, 0.3, INCONCLUSIVE),  # not significant
-        (0.05, 0.03, 0.07, 0.12, INCONCLUSIVE),  # p 0.03 before correction, 0.12 after Holm over four claims
+        (0.05, 0.03, 0.07, (0.02, 0.08), 0.004, SUPPORTED),  # significant, above 0, at least the practical size
+        (0.005, -0.01, 0.015, (-0.015, 0.019), 0.2, EQUIVALENT),  # the equivalence interval within +-0.02
+        (0.004, 0.001, 0.008, (0.0, 0.01), 0.001, EQUIVALENT),  # significant yet negligible: never "supported"
+        (-0.05, -0.08, -0.03, (-0.09, -0.02), 0.004, REVERSED),  # significantly the other way: named so
+        (0.012, 0.004, 0.03, (0.001, 0.033), 0.004, INCONCLUSIVE),  # significant, below the practical size
+        (0.05, -0.01, 0.11, (-0.02, 0.12), 0.3, INCONCLUSIVE),  # not significant
+        (0.05, 0.03, 0.07, (0.02, 0.08), 0.12, INCONCLUSIVE),  # p 0.03 before correction, 0.12 after Holm
+        # The report's 95% interval lies within the band, but the equivalence interval at the claim's Holm
+        # level (wider) does not: not equivalent within the family's correction.
+        (0.001, -0.015, 0.017, (-0.025, 0.027), 0.9, INCONCLUSIVE),
     ],
 )
-def test_the_four_words(mean: float, low: float, high: float, p: float, word: str) -> None:
-    """``p`` is the Holm-adjusted p, compared with 0.05; the practical size is 0.02."""
-    assert verdict(mean, low, high, p, 0.05, 0.02) == word
+def test_the_four_words(mean: float, low: float, high: float, tost: tuple[float, float], p: float, word: str) -> None:
+    """``p`` is the Holm-adjusted p, compared with 0.05; the practical size is 0.02; equivalence reads the
+    interval of the two one-sided tests at the claim's Holm level (``tost``)."""
+    assert verdict(mean, (low, high), tost, p, 0.05, 0.02) == word
+
+
+def test_the_equivalence_interval_at_a_holm_level_by_hand() -> None:
+    """Two one-sided tests at a claim's Holm level L are its 1 - 2L percentile interval. Draws 0.01 .. 1.00:
+    at L = 0.05 / 4 the interval holds 97.5% of them, the 1.25th and 98.75th percentiles, interpolated
+    linearly between draws: 0.01 + 0.0125 x 99 x 0.01 and 0.01 + 0.9875 x 99 x 0.01."""
+    draws = np.arange(1, 101) / 100
+    level = holm_levels({"a": 0.001, "b": 0.2, "c": 0.3, "d": 0.4}, 0.05)["a"]
+    assert level == 0.0125
+    low, high = percentile_interval(draws, 1 - 2 * level)
+    assert low == pytest.approx(0.01 + 0.0125 * 0.99) and high == pytest.approx(0.01 + 0.9875 * 0.99)
+    # The last claim in Holm's order is compared at 0.05: its equivalence interval is the 90% one, narrower.
+    assert percentile_interval(draws, 1 - 2 * 0.05) == pytest.approx((0.01 + 0.05 * 0.99, 0.01 + 0.95 * 0.99))
 
 
 def test_the_nested_bootstrap_by_hand() -> None:
@@ -95,20 +113,50 @@ def test_the_nested_bootstrap_by_hand() -> None:
     assert nested[1] - nested[0] > plain[1] - plain[0]
 
 
+def _half(spread: float, n: int) -> float:
+    """The 95% interval's half-width of a mean of n differences with this spread (normal approximation)."""
+    return 1.96 * spread / math.sqrt(n)
+
+
 def test_the_power_of_the_rule_by_simulation() -> None:
     alpha = 0.05 / 4
     # A large, clean effect: the rule supports it whenever the permutation test can (8 replicates).
-    assert rule_power(0.1, 0.01, 8, alpha, 0.02, 0.95, seed=0) == 1.0
-    assert rule_power(0.1, 0.01, 7, alpha, 0.02, 0.95, seed=0) == 0.0  # 2/2^7 > 0.0125: never
+    assert rule_power(0.1, 0.01, 8, alpha, 0.02, _half(0.01, 8), seed=0) == 1.0
+    assert rule_power(0.1, 0.01, 7, alpha, 0.02, _half(0.01, 7), seed=0) == 0.0  # 2/2^7 > 0.0125: never
     # No effect: support is as rare as the level allows.
-    assert rule_power(0.0, 0.05, 10, alpha, 0.02, 0.95, seed=0) <= alpha
-    # An effect of the practical size with noise: neither never nor always, and more replicates help.
-    few, many = (rule_power(0.02, 0.02, n, alpha, 0.02, 0.95, seed=0) for n in (10, 30))
-    assert 0 < few < many < 1
-    assert replicates_for(0.1, 0.01, alpha, 0.02, 0.95, 0.8, start=2) == 8
+    assert rule_power(0.0, 0.05, 10, alpha, 0.02, _half(0.05, 10), seed=0) <= alpha
     assert math.isclose(
-        rule_power(0.02, 0.02, 10, alpha, 0.02, 0.95, seed=0), rule_power(0.02, 0.02, 10, alpha, 0.02, 0.95, seed=0)
+        rule_power(0.03, 0.02, 10, alpha, 0.02, _half(0.02, 10), seed=0),
+        rule_power(0.03, 0.02, 10, alpha, 0.02, _half(0.02, 10), seed=0),
     )  # seeded: repeatable
+
+
+def test_power_tends_to_one_above_the_practical_size_and_stays_near_half_at_it() -> None:
+    """The rule asks the estimate to reach the practical size: at a true effect of exactly that size the
+    estimate falls short about half the time whatever the replicates, while above it power tends to 1."""
+    alpha, band, spread = 0.05 / 4, 0.02, 0.02
+    above = [rule_power(0.03, spread, n, alpha, band, _half(spread, n), seed=0) for n in (10, 40, 160)]
+    assert above[0] < above[1] < above[2] and above[2] > 0.99
+    at = [rule_power(band, spread, n, alpha, band, _half(spread, n), seed=0) for n in (40, 160)]
+    assert all(abs(p - 0.5) < 0.06 for p in at)
+
+
+def test_power_matches_the_normal_approximation_by_hand() -> None:
+    """n = 64 differences of sd 1 around 0.5, Holm level 0.0125, practical size 0.4. The mean is about
+    N(0.5, 1/8²); the test at 0.0125 needs |mean| > 2.5 / 8 = 0.31 and the interval 1.96 / 8 = 0.245 above 0,
+    both implied by mean >= 0.4: power = P(mean >= 0.4) = Phi((0.5 - 0.4) x 8) = Phi(0.8) = 0.788.
+    The detectable effect at 80%: 0.4 + z(0.8) / 8 = 0.4 + 0.8416 / 8 = 0.505. The replicates for 80% at
+    1.5 x 0.4 = 0.6: now the test binds (2.5 / sqrt(n) > 0.4 below n = 39), P(mean > 2.5 / sqrt n) = 0.8
+    when (0.6 - 2.5 / sqrt n) sqrt n = 0.8416, sqrt n = 5.57, n = 31 (the t distribution's heavier tails
+    ask a few more)."""
+    alpha, band, spread, n = 0.0125, 0.4, 1.0, 64
+    assert rule_power(0.5, spread, n, alpha, band, _half(spread, n), seed=0) == pytest.approx(0.788, abs=0.03)
+    power = design_power(spread, n, alpha, band, _half(spread, n), 0.8)
+    assert power.detectable == pytest.approx(0.505, abs=0.02)
+    assert power.replicates is not None and 30 <= power.replicates <= 36
+    # Too few replicates for the level: nothing can be supported, and the count that can is given.
+    few = design_power(spread, 7, alpha, band, _half(spread, 7), 0.8)
+    assert math.isinf(few.detectable) and few.replicates == power.replicates
 
 
 # ---------------------------------------------------------------- across tables

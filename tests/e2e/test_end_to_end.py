@@ -79,6 +79,7 @@ def test_prepare_outputs_and_lock(repro: Path) -> None:
         "tune@batchnorm",
         "tune@baseline",
         "select",
+        "timing",
         "train@batchnorm",
         "train@baseline",
         "evaluate",
@@ -112,7 +113,8 @@ def test_the_only_dvc_metrics_are_the_headline(repro: Path) -> None:
         "setting",
         "threshold",
         "replicates",
-    ]  # the answer first: what `dvc exp show` shows first
+        "answer",
+    ]  # the verdicts first: what `dvc exp show` shows first; the one-sentence answer last, the widest column
     assert list(headline) == [k for k in written if k not in ("caveats", "caveat_kinds")]  # DVC drops lists
     assert list(headline["test_ap"]) == ["batchnorm", "baseline"]
     assert list(headline["verdict"]) == ["minority", "accuracy", "loss", "speed"]
@@ -174,10 +176,13 @@ def test_report_verdict_and_comparison_view_in_mlflow(repro: Path) -> None:
     for claim in (
         "BatchNorm catches more fraud (test average precision)",
         "BatchNorm raises test accuracy",
-        "BatchNorm lowers training loss sooner",
-        "BatchNorm reaches validation-AP targets sooner (training seconds)",
+        "BatchNorm lowers the training loss sooner (after the same examples, eval mode, one objective)",
+        "BatchNorm trains faster to validation-AP targets (steps x timed seconds per step)",
     ):
         assert claim in md, claim
+    screen = md[: md.index("## 2. Setup")]
+    answer = json.loads((repro / "metrics" / "summary.json").read_text())["answer"]
+    assert screen.index(answer) < screen.index("Each claim is read twice") < screen.index("| Claim | Verdict |")
     html = (repro / "reports" / "report.html").read_text()
     assert html.startswith("<!DOCTYPE html>") and "data:image/png;base64," in html
     client = _client(repro)
@@ -186,10 +191,8 @@ def test_report_verdict_and_comparison_view_in_mlflow(repro: Path) -> None:
     assert pipeline_run.info.run_name == f"pipeline-{group}"
     assert "report/report.html" in {a.path for a in client.list_artifacts(pipeline_run.info.run_id, "report")}
     note = pipeline_run.data.tags["mlflow.note.content"]
-    assert (
-        "| BatchNorm lowers training loss sooner |" in note
-        and f"viewStateShareKey=batchnorm-vs-baseline-{group}" in note
-    )
+    assert note.startswith(f"**{answer}**") and "| BatchNorm lowers the training loss sooner" in note
+    assert f"viewStateShareKey=batchnorm-vs-baseline-{group}" in note
     experiment = client.get_experiment(pipeline_run.info.experiment_id)
     assert experiment.tags["mlflow.note.content"].startswith(f"**Latest execution** `{group}`")
     view = json.loads(experiment.tags[f"mlflow.sharedViewState.batchnorm-vs-baseline-{group}"])

@@ -32,6 +32,7 @@ def small_raw_params() -> dict[str, Any]:
     }
     raw["evaluate"]["bootstrap"]["resamples"] = 20
     raw["report"]["bootstrap"].update(resamples=500, inner=40)
+    raw["timing"].update(repeats=2, steps=5)
     return raw
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline import evaluate, prepare, report, select, train
+from pipeline import evaluate, prepare, report, select, timing, train
 from pipeline.data.prepared import Prepared
 from pipeline.project.artefacts import ModelMetrics, PrepareSummary
 from pipeline.project.layout import Layout, replicate_name
@@ -15,10 +15,11 @@ from pipeline.serving import packaging, scorer
 
 
 def train_all(params: Params, layout: Layout, track: bool = True) -> None:
-    """The stages tune, select and train, in-process (prepare must have run)."""
+    """The stages tune, select, timing and train, in-process (prepare must have run)."""
     for variant in params.train.variants:
         train.tune(params, variant, layout, track=track)
     select.run(params.train, layout, track=track)
+    timing.run(params, layout)
     for variant in params.train.variants:
         train.run(params, variant, layout, track=track)
 

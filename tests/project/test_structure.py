@@ -200,6 +200,7 @@ def test_layout_paths_are_the_outputs_dvc_yaml_declares() -> None:
         layout.checkpoint(tuning, True).parent,
         layout.chosen,
         layout.selection,
+        layout.timing,
         layout.evaluation,
         layout.curves,
         layout.reports,

@@ -155,6 +155,7 @@ def test_history_has_every_metric_each_epoch(norm: str) -> None:
     assert set(history[0]) == {
         "epoch",
         "train_loss",
+        "train_loss_eval",
         "train_accuracy",
         "val_loss",
         "val_accuracy",
@@ -168,6 +169,21 @@ def test_history_has_every_metric_each_epoch(norm: str) -> None:
     }
     assert all(math.isfinite(v) for h in history for v in h.values())
     assert outcome.result.probes[-1]["step"] == 3 * len(outcome.result.batch_sizes)
+
+
+def test_the_loss_claims_training_loss_is_eval_mode_and_unweighted() -> None:
+    """``train_loss_eval``: the epoch-end weights in eval mode (no dropout, running statistics) on the fixed
+    sample of training rows (all 600 here, fewer than the sample's size), without the class weight: the
+    same objective for every variant, recomputed from the kept weights. ``train_loss`` is the mean
+    training-mode minibatch loss (dropout on, the class weight in): another number."""
+    x, y = SMALL.train
+    config = mlp(dropout=0.5)
+    (outcome,) = train(config, SMALL, [replace(BASE, epochs=1, pos_weight=5.0)])
+    model = from_checkpoint({"model": outcome.state, "config": config.to_dict()})
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits(model, x), y.float()).item()
+    record = outcome.result.history[0]
+    assert record["train_loss_eval"] == pytest.approx(expected, rel=1e-5)
+    assert abs(record["train_loss"] - record["train_loss_eval"]) > 0.01
 
 
 def test_the_scorer_sees_validation_labels_and_the_kept_weights_eval_mode_logits() -> None:
