@@ -38,7 +38,7 @@ def document(
     """Assemble every section of the report: the answer first, then the evidence, then the details."""
     doc = Document("Does BatchNorm help on this imbalanced data? BatchNorm versus baseline")
     doc.paragraph(f"Generated {generated}.", volatile=True)
-    summary.summary_section(doc, ev, found, found_kinds, figure_dir)
+    summary.summary_section(doc, ev, found, found_kinds, paired, figure_dir)
     sections.setup_section(doc, ev)
     sections.tuning_section(doc, ev, figure_dir)
     sections.curves_section(doc, ev, figure_dir)
@@ -67,14 +67,20 @@ def run(params: Params, layout: Layout = Layout(), track: bool = True) -> Path:
         claims.headline(ev, found, found_caveats, checks.kinds(found_kinds), paired).write(tmp_summary)
         if track:  # the champion first: a user who may not move it stops the stage before anything is published
             _crown(ev, found)
-            _publish(ev, found, found_caveats, tmp)
+            _publish(ev, found, found_caveats, paired, tmp)
     log.info(
         "report: wrote %s, %s and %s", layout.reports / "report.md", layout.reports / "report.html", layout.summary
     )
     return layout.reports
 
 
-def _publish(ev: Evidence, found: dict[str, list[Claim]], found_caveats: list[str], report_dir: Path) -> None:
+def _publish(
+    ev: Evidence,
+    found: dict[str, list[Claim]],
+    found_caveats: list[str],
+    paired: dict[str, list[Pair]],
+    report_dir: Path,
+) -> None:
     """The report into each group's pipeline run, with the verdict as its description."""
     tracked = [r for r in ev.runs.values() if r.pipeline_run_id]
     for pipeline_run in sorted({r.pipeline_run_id for r in tracked}):
@@ -82,7 +88,7 @@ def _publish(ev: Evidence, found: dict[str, list[Claim]], found_caveats: list[st
         runs.adopt_launcher(info.group)
         runs.log_results(pipeline_run, {}, (report_dir,), "report")
         url = ui.save_comparison_view(info.experiment_id, info.group)
-        runs.describe_run(pipeline_run, summary.run_description(ev, found, found_caveats, url))
+        runs.describe_run(pipeline_run, summary.run_description(ev, found, found_caveats, paired, url))
         answer = (
             claims.answer_sentence(ev, PRIMARY, found[PRIMARY])
             if PRIMARY in found

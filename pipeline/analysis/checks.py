@@ -165,13 +165,18 @@ class Budget:
 
 
 def trial_noise(trials: list[Trial]) -> float:
-    """The standard error of a trial's score (mean of its seeds' validation AP): the pooled within-trial
-    variance of the seeds' scores over the seeds per trial (NaN with one seed or no scored trial)."""
-    scored = [list(t.val_ap_by_seed.values()) for t in trials if t.val_ap is not None and len(t.val_ap_by_seed) > 1]
-    if not scored:
+    """The standard error of a trial's score (mean of its seeds' validation AP): the within-trial variance of
+    the seeds' scores, pooled over the better half of the scored trials (where the choice is made: a poor
+    setting's unstable seeds say little about the best ones'), over the seeds per trial (NaN with one seed or
+    no scored trial)."""
+    scored = sorted(
+        (t for t in trials if t.val_ap is not None and len(t.val_ap_by_seed) > 1), key=lambda t: -(t.val_ap or 0.0)
+    )
+    better = [list(t.val_ap_by_seed.values()) for t in scored[: max(1, math.ceil(len(scored) / 2))]]
+    if not better:
         return math.nan
-    pooled = float(np.mean([np.var(values, ddof=1) for values in scored]))
-    return math.sqrt(pooled / len(scored[0]))
+    pooled = float(np.mean([np.var(values, ddof=1) for values in better]))
+    return math.sqrt(pooled / len(better[0]))
 
 
 def tuning_budget(ev: Evidence, variant: str) -> Budget:
@@ -245,11 +250,11 @@ def few_replicates(ev: Evidence, found: dict[str, list[Claim]]) -> list[str]:
                 else "no effect, however large (too few units for the corrected level)"
             )
             more = (
-                f"about {power.replicates} would support an effect 1.5 times the practical size"
+                f"about {power.replicates} {units} would support an effect 1.5 times the practical size"
                 if power.replicates
                 else "no count up to 256 would support an effect 1.5 times the practical size"
             )
-            knob = "prepare.replicates" if units == "replicates" else "train.tune.trials (more shared settings)"
+            knob = "prepare.replicates" if units == "replicates" else "more tuning seeds: train.tune.seeds"
             out.append(
                 f"{c.text} is inconclusive, and its {len(c.measure.differences)} {units} could support "
                 f"{reach} {power.target:.0%} of the time "

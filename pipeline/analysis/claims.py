@@ -56,6 +56,7 @@ from pipeline.project.variants import BASELINE, PRIMARY, title
 
 FAMILY = ("minority", "accuracy", "loss", "speed")
 TIMED = ("speed",)  # its measure includes timings: it differs between runs of the same params
+LEARNED = 0.5  # a shared pair counts when each model reached this share of the other's best validation AP
 PRIMARY_READING = {"minority": "tuned", "accuracy": "tuned", "loss": "shared", "speed": "shared"}
 CLAIM_NAMES = {  # what each claim says, after the variant's name
     "minority": "catches more fraud (test average precision)",
@@ -308,9 +309,18 @@ class Pair:
     test_accuracy: float  # the same, each at its threshold chosen on validation
     val_ap: tuple[float, float]  # best validation AP: ours, the baseline's
 
+    @property
+    def learned(self) -> bool:
+        """Whether both models learned at this setting: each reached at least LEARNED of the other's best
+        validation AP. Where one did not (a rate that only one variant survives), its steps to a fraction of
+        a near-random AP, and its loss, compare a model with one that never trained: the pair says which
+        variant tolerates the setting, not how fast either learns, and the shared readings leave it out."""
+        return min(self.val_ap) >= LEARNED * max(self.val_ap)
+
 
 def pairs(ev: Evidence, variant: str) -> list[Pair]:
-    """Every shared setting and tuning seed where both models trained without diverging."""
+    """Every shared setting and tuning seed where both models trained without diverging (the shared readings
+    take those where both learned: ``Pair.learned``)."""
     out, start = [], ev.summary.prevalence["val"]
     timing = {t.setting: t.seconds for t in ev.timing.shared}
     for setting, ours, theirs in ev.selection.shared_trials(variant):
@@ -373,6 +383,7 @@ def tuned_readings(ev: Evidence, variant: str) -> tuple[dict[str, Reading], dict
 def shared_readings(ev: Evidence, variant: str, found: list[Pair]) -> dict[str, Reading]:
     """Each claim at the settings both variants tuned, paired by setting and tuning seed (none without
     such pairs)."""
+    found = [p for p in found if p.learned]
     if not found:
         return {}
     name = title(variant)
@@ -452,8 +463,8 @@ def settings_apart(ev: Evidence, variant: str) -> str:
     said = []
     if ours.lr != theirs.lr:
         said.append(
-            f"learning rate {ours.lr:.3g} against {theirs.lr:.3g} "
-            f"({max(ours.lr, theirs.lr) / min(ours.lr, theirs.lr):.1f}x apart)"
+            f"learning rate {ours.lr:.3g} against {theirs.lr:.3g}, "
+            f"{max(ours.lr, theirs.lr) / min(ours.lr, theirs.lr):.1f}x apart"
         )
     for field, words in (
         ("batch_size", "batch"),
@@ -488,35 +499,37 @@ def in_words(value: float, unit: str, signed: bool = True) -> str:
     return f"{value:{sign}.3f}" if abs(value) < 1000 else f"{value:{sign},.0f}"
 
 
+AT = {"tuned": "at each one's tuned setting", "shared": "at shared settings"}  # a reading, inside a sentence
+
+
 def answer_sentence(ev: Evidence, variant: str, found: list[Claim]) -> str:
     """The answer in one sentence a fraud team's lead reads: the fraud claim and the speed claim, each with
-    its numbers and the comparison it tests."""
+    its numbers and the comparison it tests (the speed's other reading beside it)."""
     by = {c.key: c for c in found}
     name, fraud, speed = title(variant), by["minority"], by["speed"]
     ours, theirs = (float(np.mean(ev.values(v, "test_ap"))) for v in (variant, BASELINE))
     m = fraud.measure
-    aps = f"test AP {ours:.3f} against {theirs:.3f}, {m.mean:+.3f} [{m.low:+.3f}, {m.high:+.3f}]"
+    aps = f"test AP {ours:.3f} against {theirs:.3f}, a difference of {m.mean:+.3f} [{m.low:+.3f}, {m.high:+.3f}]"
     catch = {
-        "supported": f"catches more fraud than the baseline ({aps})",
-        "reversed": f"catches less fraud than the baseline ({aps})",
+        "supported": f"catches more fraud than the baseline ({aps}, beyond the practical size {fraud.band:g})",
+        "reversed": f"catches less fraud than the baseline ({aps}, beyond the practical size {fraud.band:g})",
         "equivalent": f"catches the same fraud as the baseline ({aps}, equivalent within ±{fraud.band:g})",
-        "inconclusive": f"may catch more or less fraud than the baseline: the replicates cannot tell ({aps}, "
-        f"against a practical size of ±{fraud.band:g})",
+        "inconclusive": f"may catch more or less fraud than the baseline, the replicates cannot tell ({aps} against "
+        f"a practical size of ±{fraud.band:g})",
     }[fraud.status]
     s = speed.measure
-    timed = f"{in_words(s.mean, s.unit)} [{in_words(s.low, s.unit)}, {in_words(s.high, s.unit)}]"
-    where = READINGS[speed.primary.name]
+    interval = f"{in_words(s.mean, s.unit)} [{in_words(s.low, s.unit)}, {in_words(s.high, s.unit)}]"
+    timed = f"{interval} as fast in training seconds"
     pace = {
-        "supported": f"trains faster to the validation-AP targets: {timed} as fast in training seconds {where}",
-        "reversed": f"trains slower to the validation-AP targets: {timed} as fast in training seconds {where}",
-        "equivalent": f"trains about as fast to the validation-AP targets ({timed} {where})",
-        "inconclusive": f"may or may not train faster to the validation-AP targets ({timed} in training seconds "
-        f"{where})",
+        "supported": f"it trains faster to the validation-AP targets ({timed})",
+        "reversed": f"it trains slower to the validation-AP targets ({timed})",
+        "equivalent": f"it trains about as fast to the validation-AP targets ({timed})",
+        "inconclusive": f"it may or may not train faster to the validation-AP targets ({timed})",
     }[speed.status]
+    other = ""
     if speed.other is not None:
-        o = speed.other.measure
-        pace += f"; {in_words(o.mean, o.unit)} {READINGS[speed.other.name]}"
-    return f"{name} {catch}, and {pace}."
+        other = f", and {AT[speed.other.name]} it is {in_words(speed.other.measure.mean, s.unit)} as fast"
+    return f"{name} {catch}; {AT[speed.primary.name]} {pace}{other}."
 
 
 def headline(
@@ -596,19 +609,30 @@ def shared_rows(found: list[Pair]) -> list[list[str]]:
             f"{p.loss_fall:+.1%}",
             f"{p.test_ap:+.3f}",
             f"{p.val_ap[0]:.3f} / {p.val_ap[1]:.3f}",
+            "yes" if p.learned else "**no**: left out",
         ]
         for p in found
     ]
 
 
 def shared_figures(found: dict[str, list[Pair]]) -> dict[str, SharedFigures]:
-    """metrics/summary.json's shared-setting figures per candidate (steps and loss only: deterministic)."""
+    """metrics/summary.json's shared-setting figures per candidate (steps and loss only: deterministic), over
+    the pairs where both learned, and how many were left out."""
     return {
         variant: SharedFigures(
-            pairs=len(items),
-            steps_speedup=round(math.exp(float(np.median([p.steps for p in items]))), 4),
-            loss_fall=round(float(np.median([p.loss_fall for p in items])), 5),
+            pairs=len(learned),
+            left_out=len(items) - len(learned),
+            steps_speedup=round(math.exp(float(np.median([p.steps for p in learned]))), 4),
+            loss_fall=round(float(np.median([p.loss_fall for p in learned])), 5),
         )
         for variant, items in found.items()
-        if items
+        if (learned := [p for p in items if p.learned])
     }
+
+
+def left_out(found: list[Pair], variant: str) -> str:
+    """The shared pairs where one model did not learn, in words ("" when none)."""
+    ours = sum(1 for p in found if not p.learned and p.val_ap[0] > p.val_ap[1])
+    theirs = sum(1 for p in found if not p.learned and p.val_ap[0] <= p.val_ap[1])
+    said = [f"{n} where only {who} learned" for n, who in ((ours, title(variant)), (theirs, "the baseline")) if n]
+    return " and ".join(said)

@@ -311,7 +311,8 @@ class Effect(Interval):
 class SharedFigures(Artefact):
     """A candidate against the reference at shared settings (tuning trials both trained)."""
 
-    pairs: int
+    pairs: int  # the pairs where both models learned (the shared readings')
+    left_out: int = 0  # the pairs where one did not
     steps_speedup: float
     loss_fall: float
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from pipeline.project.variants import CATALOGUE, REFERENCE_COLOR, VARIANTS, label, title
 
@@ -61,8 +62,11 @@ def claim_effects(panels: list[ClaimPanel], path: Path) -> Path:
             )
         ax.axvspan(*panel.band, color="#dddddd", alpha=0.7)
         ax.axvline(1.0 if panel.log_x else 0.0, color="black", linewidth=0.8)
-        if panel.log_x:
+        if panel.log_x:  # ratios: 0.2x, 0.5x, 1x, 2x, ... (no e-notation, no crowded minor labels)
             ax.set_xscale("log")
+            ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_yticks(ys, [f"{name} (tested)" if tested else name for name, *_, tested in panel.rows])
         ax.set_ylim(0.4, len(panel.rows) + 0.6)
         ax.set_title(panel.title, fontsize=9, loc="left")

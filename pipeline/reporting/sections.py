@@ -50,10 +50,13 @@ def effect_text(m: Measure, band: float, digits: int = 3) -> str:
 
 
 def in_reading(m: Measure) -> str:
-    """An effect and its interval in its claim's reading (a log ratio as a ratio, ...)."""
+    """An effect and its interval in its claim's reading (a log ratio as a ratio, ...), the unit said once:
+    ``+0.3 [-0.4, +1.0] per 10,000 rows``."""
     if len(m.differences) < 2:
         return in_words(m.mean, m.unit)
-    return f"{in_words(m.mean, m.unit)} [{in_words(m.low, m.unit)}, {in_words(m.high, m.unit)}]"
+    mean, low, high = (in_words(v, m.unit) for v in (m.mean, m.low, m.high))
+    unit = " per 10,000 rows" if m.unit == "accuracy" else ""
+    return f"{mean.removesuffix(unit)} [{low.removesuffix(unit)}, {high.removesuffix(unit)}]{unit}"
 
 
 def claim_text(c: Claim) -> str:
@@ -62,13 +65,14 @@ def claim_text(c: Claim) -> str:
     m, n = c.measure, len(c.measure.differences)
     agree = sum(1 for d in m.differences if d > 0)
     parts = [
-        f"**{c.text}**, {claims.READINGS[c.primary.name]} (the tested reading). {m.text}: {effect_text(m, c.band, 4)}"
+        f"**{c.text}**, {claims.READINGS[c.primary.name]} (the tested reading). {m.text[:1].upper()}{m.text[1:]}: "
+        f"{effect_text(m, c.band, 4)}"
     ]
     if m.counts:
         parts.append(m.counts)
     parts.append(
         f"{agree} of {n} {c.primary.units} favour {title(c.variant)}; permutation p = {c.p:.3g} (the smallest "
-        f"{n} allow: {c.smallest_p:.3g}); per unit " + ", ".join(f"{d:+.4f}" for d in m.differences)
+        f"{n} allow: {c.smallest_p:.3g}); per unit " + ", ".join(signed(d, 3) for d in m.differences)
     )
     return "; ".join(parts) + "."
 
@@ -439,7 +443,10 @@ def speed_section(doc: Document, ev: Evidence, paired: dict[str, list[Pair]]) ->
                 "and tuning seed. One learning rate, batch and dropout for both: a step does the same work, so "
                 "this reading credits nothing to either variant's tuned setting. Columns as in the claims: "
                 "steps to the targets (baseline over variant, geometric mean over the targets), the training "
-                "loss after the same examples, test AP on the tuning split."
+                "loss after the same examples, test AP on the tuning split. A pair counts when both models "
+                f"learned: each reached at least {claims.LEARNED:.0%} of the other's best validation AP; where "
+                "one did not, the pair says which variant tolerates the setting, not how fast either learns, and "
+                "is left out of the shared readings."
             )
             doc.table(
                 [
@@ -449,6 +456,7 @@ def speed_section(doc: Document, ev: Evidence, paired: dict[str, list[Pair]]) ->
                     "Training loss, baseline minus variant",
                     "Test AP, variant minus baseline",
                     f"Best validation AP {title(variant)} / {title(BASELINE)}",
+                    "Both learned",
                 ],
                 claims.shared_rows(paired[variant]),
             )

@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 
 from pipeline.analysis import claims
-from pipeline.analysis.claims import FAMILY, Claim, in_words
+from pipeline.analysis.claims import FAMILY, Claim, Pair, in_words
 from pipeline.analysis.evidence import Evidence
 from pipeline.analysis.statistics import mean_sd
 from pipeline.project.variants import label, short, title
@@ -49,13 +49,19 @@ CLAIM_COLUMNS = [
 ]
 
 
-def settings_sentence(ev: Evidence, variant: str) -> str:
+def settings_sentence(ev: Evidence, variant: str, paired: list[Pair]) -> str:
     """The plain sentence that says which settings each reading compares, and how far apart they are."""
     apart = claims.settings_apart(ev, variant)
-    tuned = f"their tuned settings differ: {apart}" if apart else "their tuned settings are the same"
+    tuned = apart if apart else "the same setting for both"
+    learned = sum(p.learned for p in paired)
+    dropped = claims.left_out(paired, variant)
+    shared = (
+        f"the tuning trials both variants trained, one learning rate, batch and dropout for both: {learned} "
+        f"pairs of settings and tuning seeds" + (f", leaving out {dropped}" if dropped else "")
+    )
     return (
         f"Each claim is read twice: {claims.READINGS['tuned']} ({tuned}), and {claims.READINGS['shared']} "
-        "(the tuning trials both variants trained, one learning rate, batch and dropout for both). The verdict "
+        f"({shared}). The verdict "
         "word belongs to the tested reading: tuned for catching fraud and accuracy (which model to deploy), "
         "shared for the loss and the speed (so no part of the gain comes from a larger step or batch)."
     )
@@ -71,7 +77,7 @@ def claim_panels(found: list[Claim]) -> list[figures.ClaimPanel]:
     }
     panels = []
     for c in found:
-        readings = [r for r in (c.primary, c.other) if r is not None]
+        readings = sorted((r for r in (c.primary, c.other) if r is not None), key=lambda r: r.name != "tuned")
         if c.measure.unit == "log ratio":
             rows = [
                 (
@@ -98,7 +104,12 @@ def claim_panels(found: list[Claim]) -> list[figures.ClaimPanel]:
 
 
 def summary_section(
-    doc: Document, ev: Evidence, found: dict[str, list[Claim]], found_kinds: dict[str, list[str]], figure_dir: Path
+    doc: Document,
+    ev: Evidence,
+    found: dict[str, list[Claim]],
+    found_kinds: dict[str, list[str]],
+    paired: dict[str, list[Pair]],
+    figure_dir: Path,
 ) -> None:
     """1. The answer first, in one sentence; which settings the claims compare; each claim's two readings and
     its verdict, drawn beside; the caveats; then data, tuning and replicates."""
@@ -117,7 +128,7 @@ def summary_section(
         )
         # The answer and the table quote the speed claim, timed: they move between runs of the same params.
         doc.paragraph(f"**{claims.answer_sentence(ev, variant, found[variant])}**", volatile=True)
-        doc.paragraph(settings_sentence(ev, variant))
+        doc.paragraph(settings_sentence(ev, variant, paired[variant]))
         doc.table(CLAIM_COLUMNS, [claim_row(c) for c in found[variant]], volatile=True)
         doc.figure(
             figures.claim_effects(claim_panels(found[variant]), figure_dir / f"claims_{variant}.png"),
@@ -171,14 +182,16 @@ def summary_section(
     )
 
 
-def run_description(ev: Evidence, found: dict[str, list[Claim]], caveats: list[str], comparison_url: str) -> str:
+def run_description(
+    ev: Evidence, found: dict[str, list[Claim]], caveats: list[str], paired: dict[str, list[Pair]], comparison_url: str
+) -> str:
     """The pipeline run's description (markdown): the answer first, the verdicts at both readings, the caveats,
     and how to see the comparison."""
     lines = [f"**{claims.answer_sentence(ev, variant, cs)}**" for variant, cs in found.items()]
     lines += [
         "",
         f"{len(ev.replicates)} replicate(s) per variant, data `{ev.summary.source}`. "
-        + " ".join(settings_sentence(ev, variant) for variant in found),
+        + " ".join(settings_sentence(ev, variant, paired[variant]) for variant in found),
         "",
     ]
     every = [c for variant_claims in found.values() for c in variant_claims]

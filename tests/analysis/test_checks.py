@@ -130,8 +130,8 @@ def test_low_power_is_named_only_beside_an_inconclusive_claim_and_attainably(par
     )
     assert found == [
         "BatchNorm catches more fraud (test average precision) is inconclusive, and its 10 replicates could support "
-        "only an effect of 0.041 or more 80% of the time (practical size 0.020); about 23 would support an effect "
-        "1.5 times the practical size (prepare.replicates)."
+        "only an effect of 0.041 or more 80% of the time (practical size 0.020); about 23 replicates would support an "
+        "effect 1.5 times the practical size (prepare.replicates)."
     ]
     never = caveats.few_replicates(ev, {"batchnorm": [claim("inconclusive", float("inf"), None)]})
     assert never and "no effect, however large" in never[0] and "no count up to 256" in never[0]
@@ -150,10 +150,12 @@ def _trial(number: int, by_seed: list[float]) -> Trial:
 
 
 def test_the_tuning_noise_by_hand() -> None:
-    """Two seeds a trial: the within-trial variances are (0.02² / 2) and (0.04² / 2), i.e. 0.0002 and 0.0008;
-    pooled 0.0005; a trial's score averages two seeds, so its standard error is sqrt(0.0005 / 2) = 0.0158."""
-    noise = caveats.trial_noise([_trial(0, [0.70, 0.72]), _trial(1, [0.60, 0.64])])
-    assert noise == pytest.approx((0.0005 / 2) ** 0.5)
+    """Two seeds a trial, pooled over the better half of the trials: the within-trial variances of the two
+    best are (0.02² / 2) and (0.04² / 2), i.e. 0.0002 and 0.0008; pooled 0.0005; a trial's score averages two
+    seeds, so its standard error is sqrt(0.0005 / 2) = 0.0158. The two poor, unstable trials (0.3 apart)
+    do not enter: they say little about the seeds' disagreement where the choice is made."""
+    trials = [_trial(0, [0.70, 0.72]), _trial(1, [0.60, 0.64]), _trial(2, [0.2, 0.5]), _trial(3, [0.1, 0.4])]
+    assert caveats.trial_noise(trials) == pytest.approx((0.0005 / 2) ** 0.5)
     assert math.isnan(caveats.trial_noise([_trial(0, [0.7])]))  # one seed: no noise to weigh
 
 

@@ -103,7 +103,7 @@ def test_settings_apart_names_each_difference() -> None:
     theirs = Setting(lr=0.0011, weight_decay=0.0, batch_size=1024, pos_weight="none", dropout=0.0)
     ev = SimpleNamespace(setting=lambda v: ours if v == "batchnorm" else theirs)
     assert settings_apart(ev, "batchnorm") == (
-        "learning rate 0.00942 against 0.0011 (8.6x apart); batch 2048 against 1024; dropout 0.2 against 0; "
+        "learning rate 0.00942 against 0.0011, 8.6x apart; batch 2048 against 1024; dropout 0.2 against 0; "
         "class weight balanced against none"
     )
     alike = SimpleNamespace(setting=lambda v: theirs)

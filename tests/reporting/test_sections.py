@@ -93,14 +93,15 @@ def test_the_first_screen_and_the_runs_description(evidence: Evidence, tmp_path:
     found = {v: claims.claims(evidence, v) for v in evidence.compared()}
     kinds = checks.by_kind(evidence, found)
     (tmp_path / "figures").mkdir()
-    md = _markdown(summary.summary_section, tmp_path, evidence, found, kinds, tmp_path / "figures")
+    paired = {v: claims.pairs(evidence, v) for v in evidence.compared()}
+    md = _markdown(summary.summary_section, tmp_path, evidence, found, kinds, paired, tmp_path / "figures")
     answer = claims.answer_sentence(evidence, "batchnorm", found["batchnorm"])
-    assert answer.startswith("BatchNorm may catch more or less fraud than the baseline")
+    assert answer.startswith("BatchNorm may catch more or less fraud than the baseline, the replicates cannot tell")
     assert md.index(answer) < md.index("Each claim is read twice") < md.index("| Claim | Verdict |")
     assert md.index("| Claim | Verdict |") < md.index("claims_batchnorm.png") < md.index("**Caveats**")
     assert "| BatchNorm catches more fraud (test average precision) | **inconclusive** |" in md and "**Data**" in md
     assert (tmp_path / "figures" / "claims_batchnorm.png").is_file()
-    description = summary.run_description(evidence, found, checks.sentences(kinds), "http://view")
+    description = summary.run_description(evidence, found, checks.sentences(kinds), paired, "http://view")
     assert description.startswith(f"**{answer}**")
     assert "| BatchNorm lowers the training loss sooner (after the same examples" in description
     assert "[http://view](http://view)" in description
