@@ -132,7 +132,12 @@ class Imputer:
 
         names = list(sources)
         matrix = np.column_stack([np.where(np.isfinite(sources[n]), sources[n], np.nan) for n in names])
-        medians = SimpleImputer(strategy="median", keep_empty_features=True).fit(matrix).statistics_
+        gappy = np.isnan(matrix).any(axis=0)
+        medians = np.median(matrix, axis=0)  # the same as SimpleImputer's where no value is missing, 10x faster
+        if gappy.any():
+            medians[gappy] = (
+                SimpleImputer(strategy="median", keep_empty_features=True).fit(matrix[:, gappy]).statistics_
+            )
         gaps = MissingIndicator(features="missing-only").fit(matrix).features_
         return cls({n: float(m) for n, m in zip(names, medians)}, [names[i] for i in gaps])
 
