@@ -135,7 +135,7 @@ def test_a_mixed_table_runs_from_a_fresh_clone_and_its_champion_scores_raw_rows(
     assert (~rows["merchant"].isin(levels["merchant"])).sum() >= 100  # "other": rare and unseen merchants
     assert rows[["amt", "city_pop", "dob"]].isna().any().all() and rows["category"].isna().any()
     rows.to_csv(tmp_path / "new.csv", index=False)
-    run(
+    scoring = run(
         repo,
         sys.executable,
         "-m",
@@ -149,6 +149,7 @@ def test_a_mixed_table_runs_from_a_fresh_clone_and_its_champion_scores_raw_rows(
         "--keep",
         "trans_num",
     )
+    assert "Warning" not in scoring.stdout + scoring.stderr, scoring.stderr
     scored = pd.read_parquet(tmp_path / "scored.parquet")
     assert scored["trans_num"].tolist() == rows["trans_num"].tolist()  # every row scored, empty cells included
     saved = pd.read_parquet(repo / "evaluation" / "scores" / f"{name}.parquet")
