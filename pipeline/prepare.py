@@ -5,21 +5,22 @@ from __future__ import annotations
 
 import argparse
 import logging
+from functools import partial
 
 import numpy as np
 import pandas as pd
 
-from pipeline.data.cleaning import clean
+from pipeline.data.cleaning import inspect_rows
 from pipeline.data.encoder import Encoder
 from pipeline.data.roles import role_table
 from pipeline.data.sources import load_source
 from pipeline.data.splits import split_indices
-from pipeline.data.values import NUMBER_ROLES
-from pipeline.project.artefacts import PrepareSummary, TimeBlock
+from pipeline.data.values import Decoded
+from pipeline.project.artefacts import Coverage, PrepareSummary, TimeBlock
 from pipeline.project.layout import SPLITS, TUNING, Layout, replicate_names
 from pipeline.project.params import PrepareParams, load_params
 from pipeline.runtime.cli import stage_main
-from pipeline.runtime.errors import DataError
+from pipeline.runtime.errors import Problems
 from pipeline.runtime.outputs import staged
 
 log = logging.getLogger("pipeline.prepare")
@@ -29,26 +30,45 @@ def run(params: PrepareParams, layout: Layout = Layout()) -> PrepareSummary:
     """Validate the source's rows and write them once, with the tuning split and one split per
     replicate, each with the encoder fitted on its training part; return the summary."""
     frame, source_hash = load_source(params)
-    cleaned = clean(frame, params)
+    names = [TUNING, *replicate_names(params.replicates)]
+    inspection = inspect_rows(frame, params)
+    if inspection.problems.found:  # the splits' problems too, where the labels alone tell them
+        kept = inspection.kept_labels()
+        if kept is not None and params.split.method == "stratified" and set(np.unique(kept)) == {0, 1}:
+            split_all(kept.astype(np.int8), params, None, names, inspection.problems)
+    cleaned = inspection.cleaned()
     columns, labels, decoded = cleaned.columns, cleaned.labels, cleaned.decoded
     log.info(
         "prepare: column roles (prepare.columns declares any of them)\n%s", "\n".join(role_table(columns, params.label))
     )
-    names = [TUNING, *replicate_names(params.replicates)]
-    times = decoded.numbers.get(params.split.time_column)  # seconds (date-times: since 1970)
-    # Replicate r: seed prepare.seed + 1 + r (stratified), or time window r mod folds; tuning: window 0.
-    parts = {
-        name: split_indices(labels, params.split, params.seed + i, times, fold=max(0, i - 1))
-        for i, name in enumerate(names)
-    }
+    if columns.amount is None and params.amount is not None:
+        log.info(
+            "prepare: no column %r nor one named like an amount: money metrics are off (set prepare.amount to the "
+            "amount column)",
+            params.amount,
+        )
+    if columns.time is None:
+        log.info("prepare: no time column: %s (daily alert budgets are off)", columns.no_time)
+    times = decoded.numbers[columns.time] if columns.time is not None else None  # seconds (date-times: since 1970)
+    problems = Problems()
+    splits = split_all(labels, params, times, names, problems)
+    problems.raise_any()
     encoders = {
         name: Encoder.fit(
-            columns.features, columns.formats, decoded, parts[name]["train"], params.log1p, params.min_category_count
+            columns.features,
+            columns.formats,
+            decoded,
+            splits[name]["train"],
+            columns.log1p,
+            params.min_category_count,
+            columns.date_only,
+            columns.anchors,
+            impute=params.nonfinite == "impute",
         )
         for name in names
     }
-    first, tuning = parts[TUNING], encoders[TUNING]
-    dates = columns.roles.get(params.split.time_column) == "datetime"
+    first, tuning = splits[TUNING], encoders[TUNING]
+    dates = columns.roles.get(columns.time or "") == "datetime"
     summary = PrepareSummary(
         source=params.source,
         source_sha256=source_hash,
@@ -60,19 +80,33 @@ def run(params: PrepareParams, layout: Layout = Layout()) -> PrepareSummary:
         replicates=names[1:],
         redrawn=params.split.method == "stratified",
         folds=params.split.folds if params.split.method == "time" else 0,
-        blocks=blocks(parts, labels, times, dates) if params.split.method == "time" else {},
+        blocks=blocks(splits, labels, times, dates) if params.split.method == "time" and times is not None else {},
         rows={s: int(first[s].size) for s in SPLITS},
         positives={s: int(labels[first[s]].sum()) for s in SPLITS},
         prevalence={s: round(float(np.mean(labels[first[s]])), 6) for s in SPLITS},
         params=params.model_dump(),
-        amount=amount_column(cleaned.table, columns.roles, params.amount),
+        amount=columns.amount,
+        time_column=columns.time,
+        inferred=columns.inferred,
+        log1p=columns.log1p,
         roles=columns.roles,
         entity=columns.entity,
         inputs=tuning.scaler.features,
         # Every split's models share one architecture (one stack): each embedding has the rows of the largest
         # vocabulary among the splits' training parts; a split never uses the rows beyond its own.
         categories={c: max(e.table_sizes()[c] for e in encoders.values()) for c in tuning.categorical},
+        coverage={
+            name: Coverage(values=values, kept=kept, other=round(other, 6))
+            for name, (values, kept, other) in tuning.coverage(decoded, first["train"]).items()
+        },
+        imputed=imputed_cells(tuning, decoded, first),
     )
+    if summary.imputed:
+        log.info(
+            "prepare: imputed missing or infinite cells with the training part's median (train/val/test of the "
+            "tuning split): %s",
+            ", ".join(f"{c} {'/'.join(str(by_part[p]) for p in SPLITS)}" for c, by_part in summary.imputed.items()),
+        )
     with staged(layout.prepared) as (tmp_dir,):
         (tmp_dir / "splits").mkdir(parents=True)
         (tmp_dir / "encoders").mkdir()
@@ -80,7 +114,7 @@ def run(params: PrepareParams, layout: Layout = Layout()) -> PrepareSummary:
         table[params.label] = labels
         table.to_parquet(tmp_dir / layout.table.name, index=False)
         for name in names:
-            np.savez(tmp_dir / "splits" / f"{name}.npz", **parts[name])
+            np.savez(tmp_dir / "splits" / f"{name}.npz", **splits[name])
             encoders[name].save(tmp_dir / "encoders" / f"{name}.json")
         summary.write(tmp_dir / layout.prepare_summary.name)
     log.info(
@@ -94,24 +128,26 @@ def run(params: PrepareParams, layout: Layout = Layout()) -> PrepareSummary:
     return summary
 
 
-def amount_column(table: pd.DataFrame, roles: dict[str, str], name: str | None) -> str | None:
-    """The amount column when the data has it (money metrics follow); its values must be amounts."""
-    if name is None or name not in table.columns:
-        if name is not None:
-            log.info("prepare: no column %r: money metrics are off (set prepare.amount to the amount column)", name)
-        return None
-    if roles.get(name) not in NUMBER_ROLES:
-        raise DataError(
-            f"prepare.amount column '{name}' is {roles.get(name)}, not numbers; declare it numeric in "
-            "prepare.columns, or set prepare.amount to another column or null"
-        )
-    negative = int((table[name] < 0).sum())
-    if negative:
-        raise DataError(
-            f"prepare.amount column '{name}' holds {negative} negative values; "
-            "money caught and missed need amounts >= 0: set prepare.amount to another column or null"
-        )
-    return name
+def imputed_cells(encoder: Encoder, decoded: Decoded, parts: dict[str, np.ndarray]) -> dict[str, dict[str, int]]:
+    """The cells an imputing encoder fills in each part, per column (the columns with any); none without an
+    imputer."""
+    if encoder.imputer is None:
+        return {}
+    gaps = {part: encoder.gaps(decoded, parts[part]) for part in SPLITS}
+    columns = dict.fromkeys(name for counts in gaps.values() for name in counts)
+    return {name: {part: gaps[part].get(name, 0) for part in SPLITS} for name in columns}
+
+
+def split_all(
+    labels: np.ndarray, params: PrepareParams, times: np.ndarray | None, names: list[str], problems: Problems
+) -> dict[str, dict[str, np.ndarray]]:
+    """Every split's parts: replicate r seeded by prepare.seed + 1 + r (stratified), or time window r mod folds;
+    tuning by prepare.seed, window 0. A split that cannot be drawn is a problem (and absent)."""
+    parts = {
+        name: problems.collect(partial(split_indices, labels, params.split, params.seed + i, times, max(0, i - 1)))
+        for i, name in enumerate(names)
+    }
+    return {name: rows for name, rows in parts.items() if rows is not None}
 
 
 def blocks(

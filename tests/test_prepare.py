@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from pipeline import prepare
 from pipeline.data.encoder import Encoder
@@ -183,10 +184,6 @@ BAD_INPUTS = {
         ),
         "date column 'Day' does not parse",
     ),
-    "too many categories": (
-        lambda t: _frame_csv(t, V1=list(range(N)), Shop=[f"s{i % 25}" for i in range(N)], Class=_labels()),
-        "categorical column 'Shop' has 25 distinct values, more than 36 training rows",
-    ),
     "nothing but ids": (
         lambda t: _frame_csv(t, card_id=list(range(N)), Kind=["x"] * N, Class=_labels()),
         "no feature columns left",
@@ -204,12 +201,16 @@ BAD_INPUTS = {
 }
 
 
+STOPPING = {"nan values": "error", "infinite values": "error"}  # prepare.nonfinite under which the case stops
+
+
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_bad_input_fails_cleanly(case: str, raw_params: dict, tmp_path: Path) -> None:
     make, message = BAD_INPUTS[case]
     source = make(tmp_path)
     raw_params["prepare"]["source"] = str(source)
     raw_params["prepare"]["log1p"] = []
+    raw_params["prepare"]["nonfinite"] = STOPPING.get(case, raw_params["prepare"]["nonfinite"])
     if case == "unsupported extension":  # params validation refuses it first; the reader too
         from pipeline.data.sources import read_table
 
@@ -291,3 +292,89 @@ def test_main_prints_one_line_and_exits_nonzero(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "file not found" in err[0]
     assert not (tmp_path / "data").exists() and not (tmp_path / "metrics").exists()
+
+
+def test_a_new_table_needs_only_its_source_and_label(
+    raw_params: dict, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The mixed card format with 700 merchants, streets, and empty amounts, populations and birth dates in
+    every part, with only prepare.source and prepare.label set: the amount and time are found, the birth date
+    becomes an age, many merchants share "other", streets are dropped, every gap is imputed from the training
+    part and counted, and raw rows encode as the prepared parts."""
+    frame = mixed_table(merchants=700, empty=0.02)
+    frame.insert(3, "street", [f"{i} Main St" for i in np.random.default_rng(1).permutation(np.arange(3000) % 1000)])
+    frame.to_csv(tmp_path / "cards.csv", index=False)
+    raw_params["prepare"].update(source=str(tmp_path / "cards.csv"), label="is_fraud")
+    with caplog.at_level("INFO", logger="pipeline.prepare"):
+        summary = _run(raw_params, tmp_path)
+    assert summary.amount == "amt" and summary.time_column == "trans_date_trans_time" and summary.log1p == ["amt"]
+    assert set(summary.inferred) == {"amount", "time"}
+    assert summary.roles["dob"] == "age" and summary.roles["street"] == "rare" and summary.dropped_nonfinite == 0
+    assert summary.roles["unix_time"] == "numeric" and "dob:age" in summary.inputs and "amt:missing" in summary.inputs
+    merchant = summary.coverage["merchant"]
+    assert 10 < merchant.kept < 60 and merchant.values > 300 and 0.3 < merchant.other < 0.9
+    assert set(summary.imputed) == {"amt", "city_pop", "dob"}
+    assert all(n > 0 for by_part in summary.imputed.values() for n in by_part.values())  # in train, val and test
+    table = next(r.getMessage() for r in caplog.records if "column roles" in r.getMessage())
+    assert "the amount, inferred (no column 'Amount'); log1p'd" in table and "the time, inferred" in table
+    assert "street                 rare" in table and 'of rows "other"' in table
+    layout = Layout(tmp_path)
+    prepared = Prepared(layout, PrepareSummary.read(layout.prepare_summary, "prepare"))
+    encoder, train = prepared.encoder("r0"), prepared.raw("r0", "train")
+    assert encoder.imputer is not None
+    assert encoder.imputer.median["amt"] == np.nanmedian(train["amt"])  # the training part's, not the table's
+    assert encoder.imputer.median["amt"] != np.nanmedian(prepared.table["amt"])
+    parts = prepared.parts("r0")
+    assert all(np.isfinite(part.x).all() for part in parts.values())
+    for part in ("train", "test"):
+        raw = prepared.raw("r0", part)
+        np.testing.assert_array_equal(encoder.encode(raw), parts[part].x)
+        assert parts[part].imputed is not None and parts[part].imputed.sum(axis=0).max() > 0
+    raw_params["prepare"]["split"]["method"] = "time"  # ordered by the date-time found, no time_column named
+    by_time = _run(raw_params, tmp_path / "by_time")
+    assert by_time.time_column == "trans_date_trans_time" and by_time.blocks["r0"]["train"].end_text is not None
+    train, test = (Prepared(Layout(tmp_path / "by_time"), by_time).raw("r0", p) for p in ("train", "test"))
+    assert pd.to_datetime(train["trans_date_trans_time"]).max() <= pd.to_datetime(test["trans_date_trans_time"]).min()
+
+
+def test_every_problem_is_named_in_one_message(
+    raw_params: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Declarations that name no column, a column that changes type, a label with one class, too few positives
+    for the splits: one run names them all, each with its fix, on one line; nothing is written."""
+    frame = pd.DataFrame(
+        {
+            "V1": np.arange(N, dtype=float),
+            "Amt": [str(i) for i in range(N - 1)] + ["1,5"],
+            "Class": [0] * N,
+        }
+    )
+    frame.to_csv(tmp_path / "bad.csv", index=False)
+    raw_params["prepare"].update(source=str(tmp_path / "bad.csv"), columns={"nope": "numeric"}, log1p=["gone"])
+    with pytest.raises(DataError) as raised:
+        _run(raw_params, tmp_path)
+    assert [p.split(";")[0] for p in raised.value.problems] == [
+        "prepare.log1p names columns not in the data: gone",
+        "prepare.columns names columns not in the data: nope",
+        "column 'Amt' changes type between rows: 59 of its 60 distinct values are numbers and 1 are not (e.g. '1,5')",
+        "label column 'Class' holds a single class (0)",
+    ]
+    frame.drop(columns="Class").to_csv(tmp_path / "bad.csv", index=False)  # no label: the rest is still checked
+    with pytest.raises(DataError, match=r"^4 problems.*\(1\) label column 'Class' not found.*\(4\) column 'Amt'"):
+        _run(raw_params, tmp_path)
+    few = frame.assign(Amt=np.arange(N, dtype=float), Class=_labels(4))  # too few positives, and a declaration
+    few.to_csv(tmp_path / "bad.csv", index=False)
+    raw_params["prepare"]["log1p"] = []
+    with pytest.raises(
+        DataError,
+        match=r"^2 problems, each with its fix: \(1\) prepare.columns names columns not in "
+        r"the data: nope; fix prepare.columns\. \(2\) only 4 positives in the data, fewer than 3 splits",
+    ):
+        _run(raw_params, tmp_path)
+    raw_params["prepare"]["source"] = "bad.csv"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw_params))
+    monkeypatch.chdir(tmp_path)
+    assert prepare.main(["--params", "params.yaml"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("prepare: error: 2 problems, each with its fix: (1) prepare.columns")
+    assert not Layout(tmp_path).prepared.exists()

@@ -165,3 +165,32 @@ def test_unknown_model_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "cannot load model models:/no-such-model@champion" in err[0], err
     assert not (tmp_path / "scored.parquet").exists()
+
+
+def test_impute_policy_scores_rows_with_empty_cells(
+    evaluated_shared: Layout, raw_rows: pd.DataFrame, tmp_path: Path
+) -> None:
+    """A model trained with prepare.nonfinite: impute (the default) scores rows with empty or infinite numbers
+    and date-times, a missing amount included: each as the same row with the training part's median in place;
+    the other rows as evaluate scored them. pipeline.score and the pyfunc agree."""
+    model = save_model(evaluated_shared, "batchnorm-s0", tmp_path / "model", nonfinite="impute")
+    rows = raw_rows.head(300).copy()
+    rows.loc[rows.index[[3, 7]], "Amount"] = [np.nan, np.inf]
+    rows.loc[rows.index[4], "V2"] = np.nan
+    rows.loc[rows.index[5], "timestamp"] = None
+    rows.to_csv(tmp_path / "new.csv", index=False)
+    assert score.run(str(model), tmp_path / "new.csv", tmp_path / "scored.parquet", rows=100) == 300
+    out = pd.read_parquet(tmp_path / "scored.parquet")
+    expected, _ = _saved(evaluated_shared, "batchnorm-s0")
+    others = np.setdiff1d(np.arange(300), [3, 4, 5, 7])
+    np.testing.assert_allclose(out["fraud_probability"].to_numpy()[others], expected[others], rtol=0, atol=1e-6)
+    loaded = mlflow.pyfunc.load_model(str(model))
+    median = loaded.unwrap_python_model().scorer.encoder.imputer.median
+    filled = rows.assign(timestamp=pd.to_datetime(rows["timestamp"]))
+    filled.loc[filled.index[[3, 7]], "Amount"] = median["Amount"]
+    filled.loc[filled.index[4], "V2"] = median["V2"]
+    filled.loc[filled.index[5], "timestamp"] = pd.Timestamp(median["timestamp"], unit="s")
+    by_hand = loaded.unwrap_python_model().scorer.score(filled)["fraud_probability"].to_numpy()
+    np.testing.assert_allclose(out["fraud_probability"], by_hand, rtol=0, atol=1e-9)
+    features = [c.name for c in loaded.metadata.get_input_schema().inputs]
+    np.testing.assert_allclose(loaded.predict(rows[features])["fraud_probability"], by_hand, rtol=0, atol=1e-9)

@@ -1,17 +1,19 @@
-"""Validation of the source's rows: the label, every column's role (data.roles), and the non-finite policy."""
+"""Validation of the source's rows: the label, every column's role (data.roles) and the columns with a part to
+play, and the non-finite policy. Every problem found is named, with its fix, in one DataError."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
 
-from pipeline.data.roles import Columns, infer_roles
+from pipeline.data.roles import Columns, infer_roles, special_columns
 from pipeline.data.values import NUMBER_ROLES, Decoded, decode
 from pipeline.project.params import PrepareParams
-from pipeline.runtime.errors import DataError
+from pipeline.runtime.errors import Problems
 
 log = logging.getLogger(__name__)
 
@@ -28,88 +30,152 @@ class Cleaned:
     dropped_nonfinite: int
 
 
-def clean(frame: pd.DataFrame, params: PrepareParams) -> Cleaned:
-    """Check the label, give every column its role, and apply the non-finite policy."""
-    label = params.label
-    columns = list(map(str, frame.columns))
-    if label not in columns:
-        raise DataError(
-            f"label column '{label}' not found (columns: {', '.join(columns[:12])}"
-            f"{', ...' if len(columns) > 12 else ''}); set prepare.label to the label column"
+@dataclass(frozen=True)
+class Inspection:
+    """One pass over the source's rows: every problem found (each naming its fix) and what could be read."""
+
+    problems: Problems
+    rest: pd.DataFrame  # the rows without the label column
+    labels: np.ndarray | None  # float64 (NaN: empty); None when the label column is missing or text
+    columns: Columns | None  # None when a column could not be read
+    decoded: Decoded | None
+    bad: np.ndarray  # the rows the drop policy drops (nothing under impute and error)
+
+    def kept_labels(self) -> np.ndarray | None:
+        """The labels of the rows kept (the drop policy's rows and empty labels left out), if readable."""
+        return None if self.labels is None else self.labels[~(self.bad | ~np.isfinite(self.labels))]
+
+    def cleaned(self) -> Cleaned:
+        """The validated rows (raises every problem found, if any)."""
+        self.problems.raise_any()
+        assert self.columns is not None and self.decoded is not None and self.labels is not None  # else raised
+        columns, labels, decoded = self.columns, self.labels, self.decoded
+        kept = self.rest[columns.kept]
+        bad = self.bad | ~np.isfinite(labels)  # empty labels are left only under the drop policy
+        n_bad = int(bad.sum())
+        if n_bad:
+            log.warning("dropped %d rows with NaN or infinite values (prepare.nonfinite: drop)", n_bad)
+            kept, labels, decoded = kept.loc[~bad], labels[~bad], decoded.take(~bad)
+        features = columns.features
+        table = pd.DataFrame(
+            {
+                name: pd.Series(decoded.numbers[name])
+                if features.get(name) in NUMBER_ROLES
+                else kept[name].reset_index(drop=True)
+                for name in columns.kept
+            }
         )
-    for key, names in (
+        return Cleaned(table, labels.astype(np.int8), columns, decoded, n_bad)
+
+
+def clean(frame: pd.DataFrame, params: PrepareParams) -> Cleaned:
+    """The validated rows: every problem ``inspect_rows`` finds raised in one DataError."""
+    return inspect_rows(frame, params).cleaned()
+
+
+def inspect_rows(frame: pd.DataFrame, params: PrepareParams) -> Inspection:
+    """Check the label and the params that name columns, give every column its role, find the amount and time
+    columns, and apply the non-finite policy; every problem is kept, none raised."""
+    problems = Problems()
+    label = params.label
+    names = list(map(str, frame.columns))
+    if label not in names:
+        problems.add(
+            f"label column '{label}' not found (columns: {', '.join(names[:12])}"
+            f"{', ...' if len(names) > 12 else ''}); set prepare.label to the label column"
+        )
+    follows = [params.amount] if params.amount not in names else []  # log1p's amount entry follows the amount found
+    for key, listed in (
         ("prepare.drop_columns", params.drop_columns),
-        ("prepare.log1p", params.log1p),
+        ("prepare.log1p", [c for c in params.log1p if c not in follows]),
         ("prepare.columns", list(params.columns)),
     ):
-        missing = [c for c in names if c not in columns]
+        missing = [c for c in listed if c not in names]
         if missing:
-            raise DataError(f"{key} names columns not in the data: {', '.join(missing)}; fix {key}")
+            problems.add(f"{key} names columns not in the data: {', '.join(missing)}; fix {key}")
     if label in params.columns:
-        raise DataError(f"prepare.columns names the label column '{label}'; remove it from prepare.columns")
-    raw_labels = frame[label]
-    if not (pd.api.types.is_numeric_dtype(raw_labels) or pd.api.types.is_bool_dtype(raw_labels)):
-        examples = ", ".join(repr(v) for v in raw_labels.dropna().unique()[:3])
-        raise DataError(f"label column '{label}' must hold 0/1 values, found text such as {examples}")
+        problems.add(f"prepare.columns names the label column '{label}'; remove it from prepare.columns")
+    labels = _labels(frame, label, problems)
     train_rows = round(len(frame) * params.split.fractions[0])
-    roles = infer_roles(
-        frame.drop(columns=[label]), params.columns, params.drop_columns, train_rows, params.min_category_count
+    rest = frame.drop(columns=[label], errors="ignore")
+    columns = problems.collect(
+        partial(infer_roles, rest, params.columns, params.drop_columns, train_rows, params.min_category_count)
     )
-    features = roles.features
+    if columns is not None:
+        columns = problems.collect(partial(special_columns, rest, columns, params))
+    decoded = _features(rest, columns, problems) if columns is not None else None
+    bad = np.zeros(len(frame), dtype=bool)
+    if decoded is not None and labels is not None:
+        bad, where = decoded.nonfinite()
+        if params.nonfinite == "error" and (bad.any() or not np.isfinite(labels).all()):
+            where += [label] if not np.isfinite(labels).all() else []
+            problems.add(
+                f"{int((bad | ~np.isfinite(labels)).sum())} rows hold NaN or infinite values (columns: "
+                f"{', '.join(where)}); clean the data or set prepare.nonfinite: impute (the training medians, with "
+                "a was-missing input) or drop"
+            )
+        bad = bad if params.nonfinite == "drop" else np.zeros_like(bad)
+    if labels is not None:
+        empty = ~np.isfinite(labels)
+        if params.nonfinite == "impute" and empty.any():
+            problems.add(
+                f"label column '{label}' has {int(empty.sum()):,} empty cells and a label cannot be imputed; "
+                "fill them, or set prepare.nonfinite: drop to drop those rows"
+            )
+        _check_labels(label, labels[~(bad | empty)], problems)
+    return Inspection(problems, rest, labels, columns, decoded, bad)
+
+
+def _labels(frame: pd.DataFrame, label: str, problems: Problems) -> np.ndarray | None:
+    """The label column as float64 (NaN where empty), or None (a problem) when it is absent or text."""
+    if label not in frame.columns:
+        return None
+    raw = frame[label]
+    if not (pd.api.types.is_numeric_dtype(raw) or pd.api.types.is_bool_dtype(raw)):
+        examples = ", ".join(repr(v) for v in raw.dropna().unique()[:3])
+        problems.add(f"label column '{label}' must hold 0/1 values, found text such as {examples}")
+        return None
+    return raw.to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def _features(frame: pd.DataFrame, columns: Columns, problems: Problems) -> Decoded | None:
+    """The feature columns read by their roles, after the checks of what params say of them."""
+    features = columns.features
     if not features:
-        raise DataError(
-            "no feature columns left after removing the label, the id, constant and dropped columns; "
+        problems.add(
+            "no feature columns left after removing the label, the id, constant, rare and dropped columns; "
             "declare some in prepare.columns"
         )
-    not_numbers = [c for c in params.log1p if features.get(c) not in NUMBER_ROLES]
+        return None
+    not_numbers = [c for c in columns.log1p if c in columns.roles and features.get(c) not in NUMBER_ROLES]
     if not_numbers:
-        raise DataError(
+        problems.add(
             f"prepare.log1p names columns that are not numeric features: {', '.join(not_numbers)} "
-            f"({', '.join(roles.roles[c] for c in not_numbers)}); remove them from prepare.log1p"
+            f"({', '.join(columns.roles[c] for c in not_numbers)}); remove them from prepare.log1p"
         )
-    kept = frame[roles.kept]
-    decoded = decode(kept, features, roles.formats)
-    label_values = raw_labels.to_numpy(dtype=np.float64, na_value=np.nan)
-    bad, where = decoded.nonfinite()
-    bad |= ~np.isfinite(label_values)
-    n_bad = int(bad.sum())
-    if n_bad and params.nonfinite == "error":
-        if not np.isfinite(label_values).all():
-            where.append(label)
-        raise DataError(
-            f"{n_bad} rows hold NaN or infinite values (columns: {', '.join(where)}); "
-            "clean the data or set prepare.nonfinite: drop"
-        )
-    if n_bad:
-        log.warning("dropped %d rows with NaN or infinite values (prepare.nonfinite: drop)", n_bad)
-        kept, label_values, decoded = kept.loc[~bad], label_values[~bad], decoded.take(~bad)
-    _check_labels(label, label_values)
-    negative = [c for c in params.log1p if (decoded.numbers[c] < 0).any()]
+    decoded = problems.collect(partial(decode, frame[columns.kept], features, columns.formats))
+    if decoded is None:
+        return None
+    negative = [c for c in columns.log1p if c in decoded.numbers and (decoded.numbers[c] < 0).any()]
     if negative:
-        raise DataError(
+        problems.add(
             f"prepare.log1p columns hold negative values: {', '.join(negative)}; remove them from prepare.log1p"
         )
-    table = pd.DataFrame(
-        {
-            name: pd.Series(decoded.numbers[name])
-            if features.get(name) in NUMBER_ROLES
-            else kept[name].reset_index(drop=True)
-            for name in roles.kept
-        }
-    )
-    return Cleaned(table, label_values.astype(np.int8), roles, decoded, n_bad)
+    return decoded
 
 
-def _check_labels(label: str, values: np.ndarray) -> None:
+def _check_labels(label: str, values: np.ndarray, problems: Problems) -> None:
     """Binary 0/1 labels with both classes."""
     classes = np.unique(values)
     if not set(classes.tolist()) <= {0.0, 1.0}:
         shown = ", ".join(f"{v:g}" for v in classes[:5])
-        raise DataError(
+        problems.add(
             f"label column '{label}' must be binary 0/1, found {classes.size} distinct values "
             f"({shown}{', ...' if classes.size > 5 else ''})"
         )
-    if classes.size < 2:
-        raise DataError(
+    elif classes.size < 2:
+        problems.add(
             f"label column '{label}' holds a single class ({classes[0]:g}); fraud detection needs both 0 and 1 rows"
+            if classes.size
+            else f"label column '{label}' holds no labels; fraud detection needs both 0 and 1 rows"
         )

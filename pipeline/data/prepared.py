@@ -22,6 +22,7 @@ class Split:
 
     x: np.ndarray  # float32, (rows, inputs): the scaled numeric inputs, then one category index per column
     y: np.ndarray  # int8, (rows,)
+    imputed: np.ndarray | None = None  # bool, like x: the cells that hold an imputed value (None: no cell does)
 
 
 class Prepared:
@@ -59,10 +60,17 @@ class Prepared:
         return self._decoded.numbers.get(column)
 
     def parts(self, split: str, names: tuple[str, ...] = ("train", "val", "test")) -> dict[str, Split]:
-        """The split's parts, encoded by its own encoder."""
+        """The split's parts, encoded by its own encoder (and which cells it imputed)."""
         encoder, rows = self.encoder(split), self.indices(split)
         labels = self.table[self.summary.label].to_numpy(dtype=np.int8)
-        return {name: Split(encoder.transform(self._decoded, rows[name]), labels[rows[name]].copy()) for name in names}
+        return {
+            name: Split(
+                encoder.transform(self._decoded, rows[name]),
+                labels[rows[name]].copy(),
+                encoder.imputed(self._decoded, rows[name]),
+            )
+            for name in names
+        }
 
     def raw(self, split: str, part: str) -> pd.DataFrame:
         """A part's rows as they came (the label and the id columns included): what a scorer is given."""

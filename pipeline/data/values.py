@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,8 +15,9 @@ import pandas as pd
 
 from pipeline.runtime.errors import DataError
 
-FEATURE_ROLES = ("numeric", "boolean", "categorical", "datetime")  # the roles the network reads
+FEATURE_ROLES = ("numeric", "boolean", "categorical", "datetime", "age")  # the roles the network reads
 NUMBER_ROLES = ("numeric", "boolean")  # one number each
+TIME_ROLES = ("datetime", "age")  # read as instants (an age: a date of birth, measured at the time column)
 DATE_LIKE = re.compile(r"^\s*\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}")  # 2019-01-31, 31/01/2019, 31.01.2019 ...
 EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
 
@@ -87,9 +89,10 @@ def date_format(values: pd.Series) -> str:
 
     present = pd.Series(values.dropna().unique(), dtype=object)
     first = str(present.iloc[0]) if len(present) else ""
-    candidates = list(
-        dict.fromkeys(f for f in (guess_datetime_format(first), guess_datetime_format(first, True)) if f is not None)
-    ) or ["mixed"]
+    with warnings.catch_warnings():  # "Parsing dates in %Y-%m-%d format when dayfirst=True": our probe, not the data
+        warnings.simplefilter("ignore", UserWarning)
+        guesses = (guess_datetime_format(first), guess_datetime_format(first, True))
+    candidates = list(dict.fromkeys(f for f in guesses if f is not None)) or ["mixed"]
     for fmt in candidates:
         if not instants(present, fmt)[1].any():
             return fmt
@@ -126,8 +129,8 @@ def examples(values: pd.Series, bad: np.ndarray, k: int = 2) -> str:
 
 @dataclass(frozen=True)
 class Decoded:
-    """A frame's feature columns read once: numbers (numeric and boolean columns, and date-time columns as
-    seconds since 1970) and category keys (categorical columns)."""
+    """A frame's feature columns read once: numbers (numeric and boolean columns, and date-time and age
+    columns as seconds since 1970) and category keys (categorical columns)."""
 
     numbers: dict[str, np.ndarray]
     keys: dict[str, Keys]
@@ -164,7 +167,7 @@ def decode(frame: pd.DataFrame, roles: dict[str, str], formats: dict[str, str]) 
             numbers_out[name], bad = numbers(frame[name])
             if bad.any():
                 not_numbers.append(f"{name} (e.g. {examples(frame[name], bad)})")
-        elif role == "datetime":
+        elif role in TIME_ROLES:
             numbers_out[name], bad = instants(frame[name], formats[name])
             if bad.any():
                 not_dates.append(

@@ -50,14 +50,16 @@ class Transactions:
 
 
 def ledgers(prepared: Prepared, split: str, params: Params) -> dict[str, Transactions]:
-    """The split's validation and test parts as money; empty when the data has no amount column."""
+    """The split's validation and test parts as money (days from prepare's time column); empty when the data
+    has no amount column."""
     summary, table = prepared.summary, prepared.table
     if summary.amount is None:
         return {}
-    seconds = prepared.seconds(params.prepare.split.time_column)
+    seconds = prepared.seconds(summary.time_column) if summary.time_column is not None else None
     every_day = days(seconds) if seconds is not None else None
     labels = table[summary.label].to_numpy().astype(bool)
     amounts = table[summary.amount].to_numpy(dtype=np.float64)
+    amounts = np.where(np.isfinite(amounts), amounts, 0.0)  # an unknown amount counts no money (the model imputes it)
     entities = table[summary.entity].astype(str).to_numpy() if summary.entity is not None else None
     out = {}
     for part, rows in prepared.indices(split).items():

@@ -8,7 +8,10 @@ scored by validation average precision; the best one is kept. Test data never ta
 They see what the network sees: the encoded numeric inputs and the category indices (data.encoder).
 The logistic regression one-hot encodes each categorical column (an index unseen in its training rows
 gets no column); gradient boosting splits them natively (``categorical_features``), except a column with
-more indices than its 63 bins, which it reads as ordinal numbers (scikit-learn's limit).
+more indices than its 63 bins, which it reads as ordinal numbers (scikit-learn's limit). Missing values
+(``prepare.nonfinite: impute``): the logistic regression reads the imputed values and the "was missing"
+inputs, as the network does; gradient boosting reads NaN where a value was imputed, and learns where
+missing values go at each split itself (``reference_inputs``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from sklearn.metrics import average_precision_score
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 
+from pipeline.data.prepared import Split
 from pipeline.project.params import ReferenceParams
 
 BINS = 63
@@ -61,6 +65,15 @@ def _gradient_boosting(
 
 
 BUILDERS = {"logistic_regression": _logistic_regression, "hist_gradient_boosting": _gradient_boosting}
+NATIVE_MISSING = ("hist_gradient_boosting",)  # the references that take missing values as NaN
+
+
+def reference_inputs(name: str, part: Split) -> np.ndarray:
+    """What a reference model reads of a part: the network's input, with NaN in the imputed cells for a model
+    that takes missing values natively."""
+    if name in NATIVE_MISSING and part.imputed is not None:
+        return np.where(part.imputed, np.float32(np.nan), part.x)
+    return part.x
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from pipeline.data.prepared import Split
-from pipeline.evaluation.references import estimator_params, fit_at, fit_reference
+from pipeline.evaluation.references import estimator_params, fit_at, fit_reference, reference_inputs
 from pipeline.modeling.network import MLP, from_checkpoint, logits
 from pipeline.project.artefacts import PrepareSummary, RunFile, load_checkpoint
 from pipeline.project.layout import TUNING, Layout, model_name
@@ -79,21 +79,12 @@ def references(params: Params, summary: PrepareSummary, parts: dict[str, Parts])
     first = len(summary.numeric_inputs)  # the category indices follow the numeric inputs
     categories = {first + j: size for j, size in enumerate(summary.embedding_rows.values())}
     for name in params.evaluate.references.names():
-        tuning = parts[TUNING]
-        tuned = fit_reference(
-            name,
-            params.evaluate.references,
-            (tuning["train"].x, tuning["train"].y),
-            (tuning["val"].x, tuning["val"].y),
-            seed,
-            categories,
-        )
+        tuning = {p: (reference_inputs(name, part), part.y) for p, part in parts[TUNING].items()}
+        tuned = fit_reference(name, params.evaluate.references, tuning["train"], tuning["val"], seed, categories)
         for replicate, split in enumerate(summary.replicates):
-            rows = parts[split]
-            model = fit_at(
-                name, tuned.chosen, (rows["train"].x, rows["train"].y), (rows["val"].x, rows["val"].y), seed, categories
-            )
-            scores = {p: model.predict_proba(rows[p].x)[:, 1].astype(np.float64) for p in rows}
+            rows = {p: (reference_inputs(name, part), part.y) for p, part in parts[split].items()}
+            model = fit_at(name, tuned.chosen, rows["train"], rows["val"], seed, categories)
+            scores = {p: model.predict_proba(x)[:, 1].astype(np.float64) for p, (x, _) in rows.items()}
             details = {
                 "chosen": tuned.chosen,
                 "grid": tuned.grid,

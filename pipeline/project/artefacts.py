@@ -62,6 +62,15 @@ class TimeBlock(Artefact):
     end_text: str | None = None
 
 
+class Coverage(Artefact):
+    """A categorical column in the tuning split's training part: its values, those kept (the embedding's
+    levels; rarer ones share "other") and the share of the part's rows at "other"."""
+
+    values: int
+    kept: int
+    other: float
+
+
 class PrepareSummary(Artefact):
     """data/prepared/summary.json: what the prepare stage produced."""
 
@@ -81,10 +90,15 @@ class PrepareSummary(Artefact):
     prevalence: dict[str, float]
     params: dict[str, Any]  # the prepare params that made these splits
     amount: str | None  # the column holding each transaction's amount (money metrics), if any
+    time_column: str | None  # the column that orders the rows in time (time splits, daily alert budgets), if any
+    inferred: dict[str, str]  # "amount", "time": how a column the params named but the data lacks was found
+    log1p: list[str]  # the numeric columns log1p'd before scaling
     roles: dict[str, str]  # every column but the label: its role (data.roles)
     entity: str | None  # the id column naming the card or customer (never a feature)
     inputs: list[str]  # the network's numeric inputs, in order (a date-time column gives five)
     categories: dict[str, int]  # categorical column -> its embedding's rows
+    coverage: dict[str, Coverage]  # categorical column -> its values, kept and at "other" (tuning's training part)
+    imputed: dict[str, dict[str, int]]  # column -> part -> cells imputed (prepare.nonfinite: impute; tuning split)
 
     @property
     def numeric_inputs(self) -> list[str]:

@@ -273,9 +273,9 @@ class PrepareParams(Strict):
     replicates: int = Field(ge=1, le=1000)
     synthetic: SyntheticParams
     split: SplitParams
-    log1p: list[str]
-    amount: str | None  # each transaction's amount, for the money metrics (used when the column exists)
-    nonfinite: Literal["error", "drop"]
+    log1p: list[str]  # the entry naming ``amount`` follows the amount column found (data.roles)
+    amount: str | None  # each transaction's amount, for the money metrics (absent: one named like an amount)
+    nonfinite: Literal["impute", "error", "drop"]
     drop_columns: list[str]
     columns: dict[str, ColumnRole]  # declared roles, over any inference (data.roles)
     min_category_count: int = Field(ge=1)  # rarer categories of the training part share the "other" index

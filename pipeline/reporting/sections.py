@@ -18,6 +18,8 @@ from pipeline.analysis.claims import TIMED, Claim, Measure, Pair, in_words
 from pipeline.analysis.evidence import Evidence, at_epoch, describe_runs, table_epochs
 from pipeline.analysis.statistics import mean_sd, outer_bootstrap
 from pipeline.data.encoder import embedding_dim
+from pipeline.data.roles import MIN_COVERAGE
+from pipeline.project.artefacts import PrepareSummary
 from pipeline.project.layout import SPLITS, Layout
 from pipeline.project.provenance import git_state, output_hashes
 from pipeline.project.variants import BASELINE, label, title
@@ -125,7 +127,7 @@ def setup_section(doc: Document, ev: Evidence) -> None:
     doc.bullets(
         [
             f"Data: `{s.source}` (SHA-256 `{s.source_sha256[:16]}…`), label `{s.label}`, {s.n_features} features, "
-            f"{s.split_method} split; rows with NaN/inf dropped: {s.dropped_nonfinite:,}.",
+            f"{s.split_method} split; rows with NaN/inf dropped: {s.dropped_nonfinite:,}{_imputed(s)}.",
             f"Model: MLP{' over the numeric inputs and one embedding per categorical column' if s.categories else ''}, "
             f"hidden layers {p.train.model.hidden}, {p.train.model.activation}; `batchnorm` adds "
             f"BatchNorm1d (`layernorm`: LayerNorm) {p.train.model.batchnorm_placement} each activation; nothing else "
@@ -159,37 +161,60 @@ def setup_section(doc: Document, ev: Evidence) -> None:
     _columns(doc, ev)
 
 
+def _imputed(s: PrepareSummary) -> str:
+    """The setup's words on imputed cells: per column, in the tuning split's train/val/test parts."""
+    if not s.imputed:
+        return ""
+    cells = ", ".join(f"`{c}` {'/'.join(f'{by_part[p]:,}' for p in SPLITS)}" for c, by_part in s.imputed.items())
+    return (
+        f"; empty or infinite cells imputed with the training part's median and a was-missing input "
+        f"(train/val/test of the tuning split): {cells}"
+    )
+
+
 ROLE_INPUTS = {
     "numeric": "standardised (fitted on each split's training part)",
     "boolean": "0/1, standardised",
     "categorical": "an embedding each (rows x width), concatenated with the numeric inputs",
-    "datetime": "five numbers each: hour of day and day of week as (sin, cos) pairs, days elapsed",
+    "datetime": "five numbers each: hour of day and day of week as (sin, cos) pairs, days elapsed (dates without "
+    "a time of day: no hour)",
+    "age": "a date of birth: the age in years at the row's time, standardised",
     "id": "never a feature",
     "constant": "dropped",
+    "rare": f"dropped: the categories seen often enough to keep hold under {MIN_COVERAGE:.0%} of its rows",
     "drop": "dropped (declared)",
 }
 
 
 def _columns(doc: Document, ev: Evidence) -> None:
     """The column roles prepare gave (or was told), and what the network gets of each."""
-    s, log1p = ev.summary, ev.params.prepare.log1p
+    s, log1p = ev.summary, ev.summary.log1p
     if not s.roles:
         return
     # The features in the table's order, then the ids and dropped columns (summary.json sorts its keys).
     ordered = sorted(s.roles, key=lambda n: s.features.index(n) if n in s.features else len(s.features))
-    rows = []
+    rows, found = [], {"amount": s.amount, "time": s.time_column}
+    inferred = {found[part]: part for part in s.inferred if found.get(part)}  # column -> "amount" or "time"
     for role, what in ROLE_INPUTS.items():
         names = [n for n in ordered if s.roles[n] == role]
         if not names:
             continue
         if role == "categorical":
             shown = [
-                f"`{n}` ({s.categories[n] - 2} categories, {s.categories[n]} x {embedding_dim(s.categories[n])})"
+                f"`{n}` ({s.categories[n] - 2} categories, {s.categories[n]} x {embedding_dim(s.categories[n])}"
+                + (
+                    f'; {c.kept:,} of {c.values:,} values kept, {c.other:.0%} of rows "other")'
+                    if (c := s.coverage.get(n)) and c.kept < c.values
+                    else ")"
+                )
                 for n in names
             ]
         else:
             shown = [
-                f"`{n}`" + (" (the entity)" if n == s.entity else "") + (" (log1p)" if n in log1p else "")
+                f"`{n}`"
+                + (" (the entity)" if n == s.entity else "")
+                + (" (log1p)" if n in log1p else "")
+                + (f" (the {inferred[n]}, inferred)" if n in inferred else "")
                 for n in names
             ]
         rows.append(
@@ -528,7 +553,7 @@ def time_blocks(doc: Document, ev: Evidence) -> None:
         return
     split = ev.params.prepare.split
     doc.paragraph(
-        f"**Split by time** (`{split.time_column}`): {s.folds} window(s) of consecutive rows, each moved on by one "
+        f"**Split by time** (`{s.time_column}`): {s.folds} window(s) of consecutive rows, each moved on by one "
         f"test block; in each, the earliest rows train, then a gap of {split.delay} is left out (labels that arrive "
         "late), then validation, then test. Evaluation in time order asks what a model trained on the past does on "
         "the next block: stricter than a random split, where test rows sit between training rows. Replicate r "

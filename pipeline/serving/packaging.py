@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from pipeline.data.encoder import Encoder
-from pipeline.data.values import is_text
+from pipeline.data.values import TIME_ROLES, is_text
 from pipeline.serving.scorer import OUTPUT_COLUMNS
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # pipeline/: the model's code travels inside it
@@ -37,9 +37,9 @@ def signature(encoder: Encoder, example: pd.DataFrame) -> Any:
 
     # Numbers are of type `any`: MLflow's own check refuses int64 for a double column (a CSV's whole-number
     # `Time`), and its `datetime` refuses text; the model reads each column by its role (the model's
-    # metadata names them: numeric, boolean, categorical, datetime) and says in one line what does not fit.
+    # metadata names them: numeric, boolean, categorical, datetime, age) and says in one line what does not fit.
     def kind(name: str) -> Any:
-        return "string" if encoder.roles[name] in ("categorical", "datetime") and is_text(example[name]) else AnyType()
+        return "string" if encoder.roles[name] in ("categorical", *TIME_ROLES) and is_text(example[name]) else AnyType()
 
     return ModelSignature(
         inputs=Schema([ColSpec(kind(c), c) for c in encoder.features]),

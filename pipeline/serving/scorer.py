@@ -3,8 +3,10 @@
 ``FraudScorer`` does the work with numpy, pandas and torch: it reads the raw rows by the source's
 feature columns' names and roles (numbers of any numeric dtype; categories as text or numbers, unseen
 ones and missing ones included; date-times as text or datetimes; other columns are ignored), encodes
-them with the training split's encoder (data.encoder: its categories, date-time origins, log1p and
-scaler), runs the network in eval mode and the threshold chosen on validation.
+them with the training split's encoder (data.encoder: its categories, date-time origins, imputer, log1p
+and scaler), runs the network in eval mode and the threshold chosen on validation. A model trained with
+``prepare.nonfinite: impute`` scores a row with empty or infinite numbers or date-times (a missing amount)
+as the training rows were encoded: the training part's median and a "was missing" input.
 ``serving.pyfunc.FraudModel`` wraps it as an MLflow pyfunc, so that `mlflow models predict`,
 `mlflow models serve` and ``pipeline.score`` all give the same numbers. Everything it needs travels
 inside the logged model: the network, the encoder, the threshold, the non-finite policy and the
@@ -50,7 +52,7 @@ class FraudScorer:
     network: MLP  # one model (a stack of one), in eval mode
     encoder: Encoder
     threshold: float
-    nonfinite: str  # "error" or "drop", as prepare.nonfinite was for training
+    nonfinite: str  # "impute", "error" or "drop", as prepare.nonfinite was for training
     settings: dict[str, Any]
 
     @classmethod
@@ -69,7 +71,8 @@ class FraudScorer:
 
     def check(self, frame: pd.DataFrame) -> tuple[Decoded, np.ndarray]:
         """The rows read by their columns' roles, and which rows to score (all, or those without missing
-        or infinite numbers and date-times when the policy is `drop`); a problem raises ScoringError."""
+        or infinite numbers and date-times when the policy is `drop`: `impute` fills them, `error` refuses
+        them); a problem raises ScoringError."""
         missing = [c for c in self.features if c not in frame.columns]
         if missing:
             raise ScoringError(
@@ -80,12 +83,14 @@ class FraudScorer:
             decoded = self.encoder.decode(frame)
         except DataError as exc:
             raise ScoringError(str(exc)) from None
+        if self.nonfinite == "impute" and self.encoder.imputer is not None:
+            return decoded, np.ones(decoded.rows, dtype=bool)
         bad, columns = decoded.nonfinite()
-        if bad.any() and self.nonfinite == "error":
+        if bad.any() and self.nonfinite != "drop":
             raise ScoringError(
                 f"{int(bad.sum()):,} rows hold NaN or infinite values (columns: "
                 f"{', '.join(columns)}); clean them, or train with prepare.nonfinite: drop to skip "
-                "such rows"
+                "such rows, or prepare.nonfinite: impute to score them"
             )
         return decoded, ~bad
 

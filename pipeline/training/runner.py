@@ -282,7 +282,7 @@ def _record_outputs(
             {"best_epoch": result.best_epoch, "best_val_ap": result.best_val_ap, "epochs_run": len(result.history)},
             (named,),
         )
-    kinds = {"categorical": "string", "datetime": "datetime"}  # numbers: float
+    kinds = {"categorical": "string", "datetime": "datetime", "age": "datetime"}  # numbers: float
     types = {name: kinds.get(summary.roles.get(name, ""), "float") for name in summary.features}
     runs.log_training_data(run_id, layout.table, f"{split}/train", types, summary.label, summary.source_sha256)
     return runs.run_info(run_id)

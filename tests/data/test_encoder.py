@@ -119,3 +119,93 @@ def test_scaler_uses_train_statistics_only() -> None:
     scaled_train = scaler.transform(train)
     assert scaled_train.mean().abs().max() < 1e-5
     assert scaler.transform(test)["a"].mean() > 10  # test is not re-centred on its own statistics
+
+
+def _gappy() -> pd.DataFrame:
+    """Amounts and times with gaps: in training rows (0-5), in a later row (6) and infinite (row 7)."""
+    return _frame().assign(
+        amt=[1.0, np.nan, 3.0, 4.0, 9.0, np.nan, np.nan, np.inf],
+        when=[*_frame()["when"][:3], None, *_frame()["when"][4:]],
+    )
+
+
+GAPPY_TRAIN = np.arange(6)
+
+
+@pytest.fixture
+def imputing() -> Encoder:
+    frame = _gappy()
+    return Encoder.fit(ROLES, FORMATS, decode(frame, ROLES, FORMATS), GAPPY_TRAIN, ["amt"], 2, impute=True)
+
+
+def test_the_imputer_learns_medians_and_gaps_from_the_training_rows_only(imputing: Encoder) -> None:
+    """Training amounts 1, 3, 4, 9 (two missing): median 3.5, whatever the later rows hold (row 6: missing, row
+    7: infinite); both columns had gaps in training, so each gets a "was missing" input; the scaler sees the
+    imputed values."""
+    assert imputing.imputer is not None
+    assert imputing.imputer.median["amt"] == 3.5 and imputing.imputer.indicators == ["amt", "when"]
+    # the training instants: 01-01 00:00, 01-01 06:00, 01-02 12:00, 01-07 00:00, 01-08 00:00 (row 3: missing)
+    assert imputing.imputer.median["when"] == pd.Timestamp("2024-01-02 12:00", tz="UTC").timestamp()
+    assert imputing.scaler.features == ["amt", "amt:missing", *[f"when:{p}" for p in DATETIME_PARTS], "when:missing"]
+    x = imputing.encode(_gappy())
+    assert np.isfinite(x).all()
+    filled = imputing.encode(_gappy().assign(amt=[1.0, 3.5, 3.0, 4.0, 9.0, 3.5, 3.5, 3.5]))
+    np.testing.assert_array_equal(x[:, 0], filled[:, 0])  # missing, later missing and infinite: the median
+    missing = x[:, 1] > 0
+    assert missing.tolist() == [False, True, False, False, False, True, True, True]
+    np.testing.assert_allclose(x[GAPPY_TRAIN, :2].mean(axis=0), 0, atol=1e-6)  # standardised after imputing
+
+
+def test_a_column_without_gaps_in_training_imputes_without_an_indicator() -> None:
+    frame = _frame()
+    fitted = Encoder.fit(ROLES, FORMATS, decode(frame, ROLES, FORMATS), TRAIN, [], 2, impute=True)
+    assert fitted.imputer is not None and fitted.imputer.indicators == []
+    assert fitted.scaler.features == ["amt", *[f"when:{p}" for p in DATETIME_PARTS]]  # as without imputing
+    np.testing.assert_array_equal(
+        fitted.encode(frame), Encoder.fit(ROLES, FORMATS, decode(frame, ROLES, FORMATS), TRAIN, [], 2).encode(frame)
+    )
+    scored = fitted.encode(frame.assign(amt=[np.nan] * 8))  # at scoring time: the training median
+    assert np.allclose(scored[:, 0], fitted.scaler.scaled(0, np.array([fitted.imputer.median["amt"]]))[0])
+
+
+def test_the_imputed_cells_are_named_and_counted(imputing: Encoder) -> None:
+    decoded = decode(_gappy(), ROLES, FORMATS)
+    mask = imputing.imputed(decoded)
+    assert mask is not None and mask.shape == (8, imputing.width)
+    assert mask[:, 0].tolist() == [False, True, False, False, False, True, True, True]
+    assert not mask[:, 1].any()  # the "was missing" input is never an imputed value
+    assert mask[:, 2:7].any(axis=1).tolist() == [False, False, False, True, False, False, False, False]
+    assert imputing.gaps(decoded, GAPPY_TRAIN) == {"amt": 2, "when": 1}
+    assert imputing.gaps(decoded, np.array([6, 7])) == {"amt": 2}
+    assert Encoder.fit(ROLES, FORMATS, decoded, GAPPY_TRAIN, [], 2).imputed(decoded) is None  # not imputing
+
+
+def test_dates_only_give_no_hour_and_a_birth_date_gives_an_age(tmp_path: Path) -> None:
+    roles = {"when": "datetime", "dob": "age", "day": "datetime"}
+    formats = {"when": "%Y-%m-%d %H:%M:%S", "dob": "%Y-%m-%d", "day": "%Y-%m-%d"}
+    frame = pd.DataFrame(
+        {
+            "when": ["2024-01-01 06:00:00", "2024-07-01 18:00:00", "2024-03-01 00:00:00"],
+            "dob": ["1994-01-01", "1970-07-01", None],
+            "day": ["2024-01-01", "2024-01-02", "2024-01-03"],
+        }
+    )
+    rows = np.arange(3)
+    fitted = Encoder.fit(
+        roles, formats, decode(frame, roles, formats), rows, [], 1, ["day"], {"dob": "when"}, impute=True
+    )
+    assert fitted.scaler.features == [
+        *[f"when:{p}" for p in DATETIME_PARTS],
+        "dob:age",
+        "dob:missing",
+        "day:weekday_sin",
+        "day:weekday_cos",
+        "day:days",
+    ]
+    ages = fitted._numeric(decode(frame, roles, formats), None)["dob:age"]
+    np.testing.assert_allclose(ages[:2], [30.0, 54.0], atol=0.01)  # years at the row's time
+    assert ages[2] == pytest.approx(42.0, abs=0.01)  # the training median age
+    fitted.save(tmp_path / "encoder.json")
+    again = Encoder.load(tmp_path / "encoder.json")
+    assert again == fitted
+    np.testing.assert_array_equal(again.encode(frame), fitted.encode(frame))

@@ -1,7 +1,8 @@
 """A card table in the common mixed format (categories, date-time text, identifiers, missing cells) through
 the whole pipeline: in-process (column roles, encoders, networks with embeddings, reference models that
 see the categories, the report's setup, the saved model scoring raw rows exactly as evaluate scored them)
-and from a fresh clone (`dvc repro`, then the registered champion scoring the raw rows)."""
+and from a fresh clone with prepare's defaults (`dvc repro` on 700 merchants and empty cells, then the
+registered champion scoring the raw rows)."""
 
 from __future__ import annotations
 
@@ -19,9 +20,9 @@ from pipeline import score
 from pipeline.analysis.evidence import read_scores
 from pipeline.project.artefacts import ModelMetrics, PrepareSummary
 from pipeline.project.layout import Layout
-from pipeline.project.params import parse
+from pipeline.project.params import parse, read_yaml
 from tests.helpers.mixed import mixed_params, mixed_table
-from tests.helpers.params import small_raw_params
+from tests.helpers.params import REPO, small_raw_params
 from tests.helpers.repository import copy_repository, dvc, run
 from tests.helpers.stages import raw_test, run_pipeline, save_model
 
@@ -89,13 +90,39 @@ def test_unseen_categories_score_as_the_other_category(served: Path, mixed_run: 
 
 @pytest.mark.slow
 def test_a_mixed_table_runs_from_a_fresh_clone_and_its_champion_scores_raw_rows(tmp_path: Path) -> None:
-    raw = mixed_params(small_raw_params(), "data/raw/cards.csv")
+    """The mixed card table as a new user has it (700 merchants, 2% of amounts, populations and birth dates
+    empty) with prepare's default params, only the source and the label named (one replicate, small models):
+    `dvc repro` finds the amount and the time, imputes the gaps, keeps the common merchants, counts money, prints
+    no library warning; the registered champion scores the raw test rows, empty cells included, as evaluate
+    did."""
+    raw = small_raw_params()
+    raw["prepare"] = {
+        **read_yaml((REPO / "params.yaml").read_text())["prepare"],
+        "source": "data/raw/cards.csv",
+        "label": "is_fraud",
+        "replicates": 1,
+    }
     repo = copy_repository(tmp_path / "repo", raw)
-    mixed_table().to_csv(repo / "data" / "raw" / "cards.csv", index=False)
+    mixed_table(merchants=700, empty=0.02).to_csv(repo / "data" / "raw" / "cards.csv", index=False)
     out = dvc(repo, "repro")
-    assert "column roles" in out.stderr + out.stdout and "cc_num                 id (entity)" in out.stderr + out.stdout
-    setup = (repo / "reports" / "report.md").read_text().split("## 2. Setup", 1)[1].split("\n## ", 1)[0]
-    assert "| categorical | 6 |" in setup and "`cc_num` (the entity)" in setup
+    printed = out.stderr + out.stdout
+    assert "Warning" not in printed and "warn(" not in printed, printed  # no library warning reaches the user
+    table = printed.split("column roles", 1)[1].split("\nprepare", 1)[0]
+    assert "cc_num                 id (entity)" in table and "dob                    age" in table
+    assert "the time, inferred (no column 'Time'; the only date-time)" in table
+    assert "the amount, inferred (no column 'Amount'); log1p'd" in table
+    assert "merchant               categorical  700 values; about" in table
+    assert "prepare: imputed missing or infinite cells" in printed
+    report = (repo / "reports" / "report.md").read_text()
+    setup = report.split("## 2. Setup", 1)[1].split("\n## ", 1)[0]
+    assert (
+        "| categorical | 6 |" in setup
+        and "`cc_num` (the entity)" in setup
+        and "`amt` (log1p) (the amount, inferred)" in setup
+    )
+    assert "empty or infinite cells imputed with the training part's median" in setup and "`dob` " in setup
+    assert 'of rows "other")' in setup and "| age | 1 | `dob` |" in setup
+    assert "**Money and alerts**" in report  # the amount found: money counted
 
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
     champion = client.get_model_version_by_alias("bn-fraud", "champion").tags
@@ -103,12 +130,12 @@ def test_a_mixed_table_runs_from_a_fresh_clone_and_its_champion_scores_raw_rows(
     split = f"r{champion['pipeline.seed']}"
     table = pd.read_parquet(repo / "data" / "prepared" / "table.parquet")
     with np.load(repo / "data" / "prepared" / "splits" / f"{split}.npz") as parts:
-        rows = table.iloc[parts["test"]].reset_index(drop=True)  # as they came: text, ids, missing cells
+        rows = table.iloc[parts["test"]].reset_index(drop=True)  # as they came: text, ids, empty cells
     levels = json.loads((repo / "data" / "prepared" / "encoders" / f"{split}.json").read_text())["levels"]
-    assert (~rows["merchant"].isin(levels["merchant"])).sum() >= 5  # merchants the training part never showed
-    assert rows["category"].isna().any()
+    assert (~rows["merchant"].isin(levels["merchant"])).sum() >= 100  # "other": rare and unseen merchants
+    assert rows[["amt", "city_pop", "dob"]].isna().any().all() and rows["category"].isna().any()
     rows.to_csv(tmp_path / "new.csv", index=False)
-    run(
+    scoring = run(
         repo,
         sys.executable,
         "-m",
@@ -122,8 +149,9 @@ def test_a_mixed_table_runs_from_a_fresh_clone_and_its_champion_scores_raw_rows(
         "--keep",
         "trans_num",
     )
+    assert "Warning" not in scoring.stdout + scoring.stderr, scoring.stderr
     scored = pd.read_parquet(tmp_path / "scored.parquet")
-    assert scored["trans_num"].tolist() == rows["trans_num"].tolist()
+    assert scored["trans_num"].tolist() == rows["trans_num"].tolist()  # every row scored, empty cells included
     saved = pd.read_parquet(repo / "evaluation" / "scores" / f"{name}.parquet")
     np.testing.assert_allclose(
         scored["fraud_probability"], saved.loc[saved["split"] == "test", "score"], rtol=0, atol=1e-6

@@ -44,12 +44,16 @@ ROLES = {
 }
 
 
-def mixed_table(rows: int = 3000, seed: int = 0, fraud_rate: float = 0.06) -> pd.DataFrame:
+def mixed_table(
+    rows: int = 3000, seed: int = 0, fraud_rate: float = 0.06, merchants: int = 0, empty: float = 0.0
+) -> pd.DataFrame:
     """Transactions like the public simulated card table (``trans_date_trans_time, cc_num, merchant,
     category, amt, gender, city, state, city_pop, job, dob, trans_num, unix_time, is_fraud``): fraud at
     night, in three categories, with larger amounts. 2% of merchants are one-offs (rarer than any
     min_category_count: "other", in training and later alike); 2% of categories, a few jobs and three
-    amounts are missing."""
+    amounts are missing. ``merchants`` > 0: that many merchants instead, each in at least one row, the others
+    drawn by Zipf's law (a few common, most rare, as in a small sample of a large table); ``empty``: that
+    share of the ``amt``, ``city_pop`` and ``dob`` cells empty as well, in any row."""
     rng = np.random.default_rng(seed)
     fraud = rng.random(rows) < fraud_rate
     risky = fraud & (rng.random(rows) < 0.7)
@@ -85,6 +89,14 @@ def mixed_table(rows: int = 3000, seed: int = 0, fraud_rate: float = 0.06) -> pd
     frame.loc[rng.random(rows) < 0.02, "category"] = None
     frame.loc[rng.choice(rows, 5, replace=False), "job"] = None
     frame.loc[rng.choice(np.flatnonzero(~fraud), 3, replace=False), "amt"] = np.nan
+    if merchants:
+        names = np.array([f"fraud_Shop {i}" for i in range(merchants)], dtype=object)
+        zipf = 1 / np.arange(1, merchants + 1)
+        drawn = names[rng.choice(merchants, rows, p=zipf / zipf.sum())]
+        drawn[rng.permutation(rows)[:merchants]] = names  # every merchant at least once
+        frame["merchant"] = drawn
+    for column in ("amt", "city_pop", "dob") if empty else ():
+        frame.loc[rng.random(rows) < empty, column] = np.nan if column != "dob" else None
     return frame
 
 

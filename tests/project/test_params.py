@@ -19,7 +19,12 @@ def test_repository_params_are_valid() -> None:
     [
         ("prepare", "seed", -1, "prepare.seed must be >= 0 (got -1)"),
         ("prepare", "seed", "zero", "prepare.seed"),
-        ("prepare", "nonfinite", "ignore", "prepare.nonfinite must be one of 'error' or 'drop' (got 'ignore')"),
+        (
+            "prepare",
+            "nonfinite",
+            "ignore",
+            "prepare.nonfinite must be one of 'impute', 'error' or 'drop' (got 'ignore')",
+        ),
         ("prepare", "source", "data.xlsx", "prepare.source must be 'synthetic' or a path ending in .csv"),
         ("prepare", "surprise", 1, "unknown key prepare.surprise"),
     ],

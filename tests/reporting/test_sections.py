@@ -5,6 +5,7 @@ description."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 from pipeline.analysis import checks, claims
 from pipeline.analysis.claims import Measure
 from pipeline.analysis.evidence import Evidence, gather
+from pipeline.project.artefacts import Coverage
 from pipeline.project.layout import Layout
 from pipeline.project.params import Params
 from pipeline.reporting import sections, summary
@@ -49,6 +51,33 @@ def test_setup_lists_the_data_the_model_and_the_column_roles(evidence: Evidence,
     assert md.count("## 2. Setup") == 1 and "hidden layers [16, 8], relu" in md
     assert "| categorical | 3 | `merchant_category` (" in md and "`card_id` (the entity)" in md
     assert "| datetime | 1 | `timestamp` |" in md and "`Amount` (log1p)" in md
+
+
+def test_setup_says_what_was_imputed_kept_inferred_and_dropped(evidence: Evidence, tmp_path: Path) -> None:
+    """The data section's lines on a table with gaps, many merchants, an inferred amount and a birth date:
+    cells imputed per column and part (train/val/test, whatever order summary.json keeps them in), each
+    category's values kept and share at "other", the inferred columns, ages and rare columns."""
+    s = evidence.summary
+    summary = s.model_copy(
+        update={
+            "imputed": {"Amount": {"test": 3, "train": 12, "val": 4}},
+            "coverage": {**s.coverage, "merchant_category": Coverage(values=700, kept=24, other=0.47)},
+            "inferred": {"amount": "inferred (no column 'amount')"},
+            "roles": {**s.roles, "dob": "age", "street": "rare"},
+            "features": [*s.features, "dob"],
+        }
+    )
+    md = _markdown(sections.setup_section, tmp_path, replace(evidence, summary=summary))
+    assert "empty or infinite cells imputed with the training part's median and a was-missing input" in md
+    assert "(train/val/test of the tuning split): `Amount` 12/4/3." in md
+    assert '24 of 700 values kept, 47% of rows "other")' in md
+    assert "`Amount` (log1p) (the amount, inferred)" in md
+    assert "| age | 1 | `dob` | a date of birth: the age in years at the row's time" in md
+    assert (
+        "| rare | 1 | `street` | dropped: the categories seen often enough to keep hold under 10% of its rows |" in md
+    )
+    plain = _markdown(sections.setup_section, tmp_path, evidence)
+    assert "cells imputed" not in plain and "values kept" not in plain and "(the amount, inferred)" not in plain
 
 
 def test_tuning_shows_each_variants_budget_and_best_trials(evidence: Evidence, tmp_path: Path) -> None:
