@@ -1,7 +1,8 @@
 """DVC stage `report`: the BatchNorm-versus-baseline report, from the other stages' outputs only.
 
-Writes reports/report.md, reports/report.html (self-contained) and metrics/summary.json (the
-headline, the only DVC metrics file), and publishes the report and the verdict to MLflow.
+Writes reports/report.md, reports/report.html (self-contained), metrics/summary.json (the headline, the
+only DVC metrics file) and metrics/answer.json (the one-sentence answers), and publishes the report and
+the verdict to MLflow.
 """
 
 from __future__ import annotations
@@ -58,13 +59,14 @@ def run(params: Params, layout: Layout = Layout(), track: bool = True) -> Path:
     found = {variant: claims.claims(ev, variant, paired[variant]) for variant in ev.compared()}
     found_kinds = checks.by_kind(ev, found)
     found_caveats = checks.sentences(found_kinds)
-    with staged(layout.reports, layout.summary) as (tmp, tmp_summary):
+    with staged(layout.reports, layout.summary, layout.answer) as (tmp, tmp_summary, tmp_answer):
         (tmp / "figures").mkdir(parents=True)
         generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
         doc = document(ev, found, found_kinds, paired, layout, tmp / "figures", generated)
         (tmp / "report.md").write_text(doc.markdown(tmp))
         (tmp / "report.html").write_text(doc.html())
         claims.headline(ev, found, found_caveats, checks.kinds(found_kinds), paired).write(tmp_summary)
+        claims.answers(ev, found).write(tmp_answer)
         if track:  # the champion first: a user who may not move it stops the stage before anything is published
             _crown(ev, found)
             _publish(ev, found, found_caveats, paired, tmp)

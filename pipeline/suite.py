@@ -27,10 +27,11 @@ from pydantic import ValidationError
 from pipeline.analysis import pooling
 from pipeline.analysis.pooling import FAILED, FINISHED, PooledClaim, TableResult
 from pipeline.data.sources import file_sha256
-from pipeline.project.artefacts import Headline
-from pipeline.project.layout import SUMMARY
+from pipeline.project.artefacts import Answer, Headline
+from pipeline.project.layout import ANSWER, SUMMARY
 from pipeline.project.params import PARAMS_FILE, Params, read_yaml
 from pipeline.project.suites import Suite, TableSpec, load_suite, override_items, overrides, params_for
+from pipeline.project.variants import PRIMARY
 from pipeline.reporting import suite_pages
 from pipeline.runtime import experiments
 from pipeline.runtime.cli import run_stage
@@ -137,9 +138,17 @@ def collect_tables(suite: Suite, plans: list[Plan], problems: dict[str, str], re
                 )
             )
             continue
+        said = experiments.read_file(ref, ANSWER)
+        answer = Answer.model_validate_json(said).sentences.get(PRIMARY, "") if said else ""
         out.append(
             TableResult(
-                p.table.name, name, FINISHED, p.table.question, headline=headline, reused=p.table.name in reused
+                p.table.name,
+                name,
+                FINISHED,
+                p.table.question,
+                headline=headline,
+                answer=answer,
+                reused=p.table.name in reused,
             )
         )
     return out

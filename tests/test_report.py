@@ -58,7 +58,7 @@ def test_report_has_every_section_and_is_reproducible(two_replicate_params: Para
         "BatchNorm trains faster to validation-AP targets (steps x timed seconds per step)",
     ):
         assert claim in summary
-    answer = json.loads(Layout(tmp_path / "a").summary.read_text())["answer"]
+    answer = json.loads(Layout(tmp_path / "a").answer.read_text())["sentences"]["batchnorm"]
     assert summary.index(answer) < summary.index("Each claim is read twice") < summary.index("| Claim | Verdict |")
     assert (
         "**Caveats**" in summary
@@ -84,7 +84,7 @@ def test_report_has_every_section_and_is_reproducible(two_replicate_params: Para
     assert {"report/report.md", "report/report.html"} <= artifacts
     note = client.get_run(info["pipeline_run_id"]).data.tags["mlflow.note.content"]
     # the note opens with the answer (the last report of this group wrote it: the same group, a or b)
-    answers = {json.loads(Layout(tmp_path / x).summary.read_text())["answer"] for x in ("a", "b")}
+    answers = {json.loads(Layout(tmp_path / x).answer.read_text())["sentences"]["batchnorm"] for x in ("a", "b")}
     assert note.split("\n")[0].strip("*") in answers and "| BatchNorm lowers the training loss sooner" in note
     assert info["group"] in note
 
@@ -120,7 +120,6 @@ def test_headline_puts_the_answer_first(two_replicate_params: Params, tmp_path: 
         "setting",
         "threshold",
         "replicates",
-        "answer",
     ]
     assert list(summary["test_ap"]) == ["batchnorm", "baseline"]
     assert set(summary["verdict"]) == {"minority", "accuracy", "loss", "speed"}
@@ -163,6 +162,8 @@ def test_layernorm_is_compared_with_the_baseline_too(raw_params: dict, tmp_path:
     summary = json.loads(Layout(tmp_path).summary.read_text())
     assert set(summary["test_ap"]) == {"batchnorm", "baseline", "layernorm"}
     assert set(summary["others"]["layernorm"]["verdict"]) == {"minority", "accuracy", "loss", "speed"}
+    sentences = json.loads(Layout(tmp_path).answer.read_text())["sentences"]
+    assert list(sentences) == ["batchnorm", "layernorm"] and sentences["layernorm"].startswith("LayerNorm ")
 
 
 def _evaluated(params: Params, layout: Layout) -> Layout:

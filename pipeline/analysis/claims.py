@@ -36,7 +36,6 @@ import pandas as pd
 
 from pipeline.analysis.evidence import Evidence, value_at
 from pipeline.analysis.statistics import (
-    INCONCLUSIVE,
     Power,
     bootstrap_means,
     design_power,
@@ -49,7 +48,7 @@ from pipeline.analysis.statistics import (
 )
 from pipeline.evaluation.metrics import paired_draws
 from pipeline.evaluation.money import paired_money_draws
-from pipeline.project.artefacts import Comparison, Effect, Headline, Interval, SharedFigures
+from pipeline.project.artefacts import Answer, Comparison, Effect, Headline, Interval, SharedFigures
 from pipeline.project.layout import model_name
 from pipeline.project.params import Setting
 from pipeline.project.variants import BASELINE, PRIMARY, title
@@ -433,7 +432,7 @@ def claims(ev: Evidence, variant: str, paired: list[Pair] | None = None) -> list
     for key in FAMILY:
         m, n = primary[key].measure, len(primary[key].measure.differences)
         tost = m.interval(1 - 2 * levels[key])
-        word = verdict(m.mean, (m.low, m.high), tost, adjusted[key], alpha, bands[key]) if n > 1 else INCONCLUSIVE
+        word = verdict(m.mean, (m.low, m.high), tost, adjusted[key], alpha, bands[key], n, levels[key])
         half = (m.high - m.low) / 2 if n > 1 else math.inf
         power = design_power(m.spread, n, levels[key], bands[key], half, rp.power)
         out.append(
@@ -532,6 +531,11 @@ def answer_sentence(ev: Evidence, variant: str, found: list[Claim]) -> str:
     return f"{name} {catch}; {AT[speed.primary.name]} {pace}{other}."
 
 
+def answers(ev: Evidence, found: dict[str, list[Claim]]) -> Answer:
+    """metrics/answer.json: every candidate's one-sentence answer."""
+    return Answer(sentences={v: answer_sentence(ev, v, cs) for v, cs in found.items()})
+
+
 def headline(
     ev: Evidence,
     found: dict[str, list[Claim]],
@@ -540,7 +544,7 @@ def headline(
     paired: dict[str, list[Pair]],
 ) -> Headline:
     """metrics/summary.json, answer first: test AP per variant, the verdicts, their effects, the caveats
-    (their sentences, and their kinds: ``analysis.checks.KINDS``), the one-sentence answer last."""
+    (their sentences, and their kinds: ``analysis.checks.KINDS``)."""
     variants = list(ev.histories)
 
     def per_variant(key: str) -> dict[str, float]:
@@ -586,7 +590,7 @@ def headline(
         reference_test_ap={r: round(float(np.mean(ev.values(r, "test_ap"))), 4) for r in references},
         shared_setting=shared_figures(paired),
         others={
-            v: Comparison(verdict={c.key: c.status for c in cs}, effect=effects(cs), answer=answer_sentence(ev, v, cs))
+            v: Comparison(verdict={c.key: c.status for c in cs}, effect=effects(cs))
             for v, cs in found.items()
             if v != PRIMARY
         },
@@ -595,7 +599,6 @@ def headline(
         setting={v: ev.setting(v) for v in variants},
         threshold=ev.params.evaluate.threshold.strategy,
         replicates=len(ev.replicates),
-        answer=answer_sentence(ev, PRIMARY, primary) if primary else None,
     )
 
 

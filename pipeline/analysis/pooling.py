@@ -26,6 +26,7 @@ class TableResult:
     question: str = ""
     reason: str = ""  # one line, for a failed table
     headline: Headline | None = None  # the table's metrics/summary.json (finished tables)
+    answer: str = ""  # the table's one-sentence answer (metrics/answer.json), its primary candidate's
     reused: bool = False  # found finished from an earlier run of the suite (same table, code and params)
 
     @property

@@ -97,7 +97,14 @@ def holm_levels(p_values: dict[str, float], alpha: float) -> dict[str, float]:
 
 
 def verdict(
-    mean: float, interval: tuple[float, float], tost: tuple[float, float], p_adjusted: float, alpha: float, band: float
+    mean: float,
+    interval: tuple[float, float],
+    tost: tuple[float, float],
+    p_adjusted: float,
+    alpha: float,
+    band: float,
+    units: int = 1_000,
+    level: float = 0.05,
 ) -> str:
     """The word for a claim that the effect is positive, given its estimate, its interval (the report's
     confidence), its equivalence interval (``tost``: the 1 - 2 x level interval, ``level`` the claim's Holm
@@ -105,7 +112,9 @@ def verdict(
     claim's own unit):
 
     - equivalent: the equivalence interval lies inside [-band, +band] (both one-sided tests reject an effect
-      of the practical size, at the claim's level within the family), however significant;
+      of the practical size, at the claim's level within the family), however significant, and there are
+      enough ``units`` for a one-sided sign-flip test to reach that ``level`` at all (1/2^units <= level):
+      a bootstrap interval of two or three differences is no evidence of equivalence;
     - supported: significant after correction, the interval above 0 and the estimate at least the
       practical size;
     - reversed: significant, the interval below 0 and the estimate at most -band (named so, never
@@ -116,7 +125,7 @@ def verdict(
     (low, high), (tost_low, tost_high) = interval, tost
     if not all(math.isfinite(v) for v in (mean, low, high, tost_low, tost_high)):
         return INCONCLUSIVE
-    if -band <= tost_low and tost_high <= band:
+    if -band <= tost_low and tost_high <= band and 0.5**units <= level:
         return EQUIVALENT
     significant = p_adjusted <= alpha
     if significant and low > 0 and mean >= band:

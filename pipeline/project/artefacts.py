@@ -336,7 +336,13 @@ class Comparison(Artefact):
 
     verdict: dict[str, str]
     effect: dict[str, Effect]
-    answer: str | None = None
+
+
+class Answer(Artefact):
+    """metrics/answer.json: the answer in one sentence per candidate (the report's first line, the MLflow
+    pipeline run's description, a suite's row for the table)."""
+
+    sentences: dict[str, str]  # candidate -> its sentence
 
 
 class Headline(Artefact):
@@ -360,7 +366,6 @@ class Headline(Artefact):
     setting: dict[str, Setting]
     threshold: str
     replicates: int
-    answer: str | None = None  # the one-sentence answer (last: `dvc exp show` gives it the widest column)
 
     def effects(self, variant: str, primary: str) -> dict[str, Effect]:
         """A candidate's effects (the primary one's at the top level)."""

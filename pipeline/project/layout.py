@@ -14,6 +14,8 @@ SPLITS = ("train", "val", "test")
 TUNING = "tuning"  # the split tuning trains and chooses on; the compared models use the replicates'
 LOCK = "dvc.lock"  # DVC's record of what ran
 SUMMARY = "metrics/summary.json"  # the headline: the only DVC metrics file, tracked by git
+ANSWER = "metrics/answer.json"  # the one-sentence answers: tracked by git beside it, not a metric (a sentence
+# in `dvc exp show` and `dvc metrics diff` would take the whole terminal)
 PREPARED = "data/prepared"
 
 
@@ -105,6 +107,11 @@ class Layout:
     def summary(self) -> Path:
         """report: the headline, metrics/summary.json."""
         return self.root / SUMMARY
+
+    @property
+    def answer(self) -> Path:
+        """report: each candidate's one-sentence answer, metrics/answer.json."""
+        return self.root / ANSWER
 
     @property
     def lock(self) -> Path:

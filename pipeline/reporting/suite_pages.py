@@ -274,7 +274,7 @@ def suite_document(
                 f"`{t.name}`",
                 t.question or "–",
                 "**failed**: " + t.reason if t.status == FAILED else ("finished (reused)" if t.reused else "finished"),
-                (t.headline.answer if t.headline is not None else None) or "–",
+                t.answer or "–",
                 effects or "–",
                 _caveats(t),
                 f"`{t.experiment}`",

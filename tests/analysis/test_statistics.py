@@ -84,6 +84,16 @@ def test_the_four_words(mean: float, low: float, high: float, tost: tuple[float,
     assert verdict(mean, (low, high), tost, p, 0.05, 0.02) == word
 
 
+def test_equivalence_needs_units_enough_for_its_level() -> None:
+    """Two differences inside the band have a bootstrap interval inside it too, yet a one-sided sign-flip
+    test of two units cannot go below 1/4: no evidence of equivalence at 0.0125. Seven units can reach
+    1/128 = 0.0078 <= 0.0125; six cannot (1/64 = 0.0156)."""
+    inside = (0.001, (-0.005, 0.006), (-0.005, 0.006), 1.0, 0.05, 0.02)
+    assert verdict(*inside, units=2, level=0.0125) == INCONCLUSIVE
+    assert verdict(*inside, units=6, level=0.0125) == INCONCLUSIVE
+    assert verdict(*inside, units=7, level=0.0125) == EQUIVALENT
+
+
 def test_the_equivalence_interval_at_a_holm_level_by_hand() -> None:
     """Two one-sided tests at a claim's Holm level L are its 1 - 2L percentile interval. Draws 0.01 .. 1.00:
     at L = 0.05 / 4 the interval holds 97.5% of them, the 1.25th and 98.75th percentiles, interpolated

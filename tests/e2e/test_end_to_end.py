@@ -113,8 +113,7 @@ def test_the_only_dvc_metrics_are_the_headline(repro: Path) -> None:
         "setting",
         "threshold",
         "replicates",
-        "answer",
-    ]  # the verdicts first: what `dvc exp show` shows first; the one-sentence answer last, the widest column
+    ]  # the answer first: what `dvc exp show` shows first (the sentence lives beside it, metrics/answer.json)
     assert list(headline) == [k for k in written if k not in ("caveats", "caveat_kinds")]  # DVC drops lists
     assert list(headline["test_ap"]) == ["batchnorm", "baseline"]
     assert list(headline["verdict"]) == ["minority", "accuracy", "loss", "speed"]
@@ -181,7 +180,7 @@ def test_report_verdict_and_comparison_view_in_mlflow(repro: Path) -> None:
     ):
         assert claim in md, claim
     screen = md[: md.index("## 2. Setup")]
-    answer = json.loads((repro / "metrics" / "summary.json").read_text())["answer"]
+    answer = json.loads((repro / "metrics" / "answer.json").read_text())["sentences"]["batchnorm"]
     assert screen.index(answer) < screen.index("Each claim is read twice") < screen.index("| Claim | Verdict |")
     html = (repro / "reports" / "report.html").read_text()
     assert html.startswith("<!DOCTYPE html>") and "data:image/png;base64," in html

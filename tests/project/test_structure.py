@@ -205,6 +205,7 @@ def test_layout_paths_are_the_outputs_dvc_yaml_declares() -> None:
         layout.curves,
         layout.reports,
         layout.summary,
+        layout.answer,
     }
     assert layout.run_file(compared).parent == layout.checkpoint(compared).parent == layout.variant_folder("batchnorm")
     assert layout.history(tuning, True).parent.parent == layout.variant_folder("batchnorm", tuning=True)

@@ -38,10 +38,18 @@ def test_the_report_opens_with_the_pooled_verdict_and_forest_plots(tmp_path: Pat
 def test_weak_tables_and_the_sound_reading_are_on_the_first_screen(tmp_path: Path) -> None:
     kinds = [["cut_off", "few_replicates"], ["at_edge"], [], ["below_yardstick"]]
     found = [
-        TableResult(f"t{i}", f"default-t{i}-0000000{i}", FINISHED, f"table {i}", headline=headline(e, s, 0.55, k))
+        TableResult(
+            f"t{i}",
+            f"default-t{i}-0000000{i}",
+            FINISHED,
+            f"table {i}",
+            headline=headline(e, s, 0.55, k),
+            answer=f"BatchNorm answers table {i}.",
+        )
         for i, (e, s, k) in enumerate(zip(EFFECTS, SES, kinds))
     ]
     md = strip_volatile(_page(found, tmp_path).markdown(tmp_path))
+    assert "| `t1` | table 1 | finished | BatchNorm answers table 1. |" in md  # each table's own answer
     screen = md[: md.index("![")]  # the first screen: before the first forest plot
     assert "| **inconclusive** +0.0185 [-0.0402, +0.0773] (2) |" in screen
     assert "**1 of 4** (`t0`): a run had its best validation AP at the epoch cap" in screen
