@@ -19,7 +19,6 @@ import pandas as pd
 from pipeline.analysis.statistics import mean_sd
 from pipeline.project.layout import variant_of
 from pipeline.project.params import load_params
-from pipeline.project.variants import ordered
 from pipeline.runtime.cli import run_stage
 from pipeline.runtime.errors import StageError
 from pipeline.tracking import runs, store
@@ -101,7 +100,8 @@ def comparison(experiment: str, group: str) -> tuple[pd.DataFrame, list[str]]:
         tags = run.data.tags
         column = tags.get(VARIANT) if tags.get(ROLE) == "model" else variant_of(tags[MODEL])  # pooled over replicates
         columns.setdefault(column, []).append(_cells(run))
-    order = ordered(list(columns))
+    variants = {run.data.tags.get(VARIANT) for run in kept if run.data.tags.get(ROLE) == "model"}
+    order = sorted(columns, key=lambda c: (c not in variants, c))  # the variants, then the reference models
     table = {
         f"{c} (n={len(columns[c])})": {
             key: _cell([m[key] for m in columns[c] if key in m], len(columns[c])) for key in ROWS

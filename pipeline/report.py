@@ -1,4 +1,5 @@
-"""DVC stage `report`: the BatchNorm-versus-baseline report, from the other stages' outputs only.
+"""DVC stage `report`: the candidates-versus-reference report (BatchNorm versus the baseline by default), from
+the other stages' outputs only.
 
 Writes reports/report.md, reports/report.html (self-contained), metrics/summary.json (the headline, the
 only DVC metrics file) and metrics/answer.json (the one-sentence answers), and publishes the report and
@@ -17,7 +18,6 @@ from pipeline.analysis.claims import Claim, Pair
 from pipeline.analysis.evidence import Evidence, gather
 from pipeline.project.layout import Layout
 from pipeline.project.params import Params, load_params
-from pipeline.project.variants import PRIMARY
 from pipeline.reporting import sections, summary
 from pipeline.reporting.document import Document
 from pipeline.runtime.cli import stage_main
@@ -37,7 +37,9 @@ def document(
     generated: str,
 ) -> Document:
     """Assemble every section of the report: the answer first, then the evidence, then the details."""
-    doc = Document("Does BatchNorm help on this imbalanced data? BatchNorm versus baseline")
+    cat = ev.catalogue
+    asked = cat.title(cat.primary) if cat.primary else "the candidate"
+    doc = Document(f"Does {asked} help on this imbalanced data? {' versus '.join(cat.short(v) for v in cat.compared)}")
     doc.paragraph(f"Generated {generated}.", volatile=True)
     summary.summary_section(doc, ev, found, found_kinds, paired, figure_dir)
     sections.setup_section(doc, ev)
@@ -89,12 +91,13 @@ def _publish(
         info = next(r for r in tracked if r.pipeline_run_id == pipeline_run)
         runs.adopt_launcher(info.group)
         runs.log_results(pipeline_run, {}, (report_dir,), "report")
-        url = ui.save_comparison_view(info.experiment_id, info.group)
+        url = ui.save_comparison_view(info.experiment_id, info.group, ev.catalogue.slug, ev.catalogue.heading)
         runs.describe_run(pipeline_run, summary.run_description(ev, found, found_caveats, paired, url))
+        primary = ev.catalogue.primary
         answer = (
-            claims.answer_sentence(ev, PRIMARY, found[PRIMARY])
-            if PRIMARY in found
-            else "No verdict (no BatchNorm and baseline)."
+            claims.answer_sentence(ev, primary, found[primary])
+            if primary in found
+            else f"No verdict (no candidate beside {ev.catalogue.title(ev.reference)})."
         )
         runs.describe_experiment(
             info.experiment_id,
@@ -111,7 +114,7 @@ def _crown(ev: Evidence, found: dict[str, list[Claim]]) -> None:
     if not logged:
         return
     info, name = ev.runs[best], ev.params.mlflow.registered_model
-    verdict = "; ".join(f"{c.key} {c.status}" for c in found.get(PRIMARY, [])) or "none"
+    verdict = "; ".join(f"{c.key} {c.status}" for c in found.get(ev.catalogue.primary or "", [])) or "none"
     pipelines = sorted({r.pipeline_run_id for r in ev.runs.values() if r.pipeline_run_id})
     version = lifecycle.crown_champion(
         name,

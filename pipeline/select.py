@@ -17,7 +17,7 @@ import math
 
 from pipeline.project.artefacts import Chosen, RunFile, Selection, Trial, Trials, VariantSelection
 from pipeline.project.layout import Layout, model_name
-from pipeline.project.params import Choices, Range, Setting, SpaceParams, TrainParams, load_params
+from pipeline.project.params import Choices, Params, Range, Setting, SpaceParams, TrainParams, load_params
 from pipeline.runtime.cli import stage_main
 from pipeline.runtime.errors import StageError
 from pipeline.runtime.outputs import staged
@@ -69,9 +69,9 @@ def edges_of(space: SpaceParams, setting: Setting) -> dict[str, str]:
     return edges
 
 
-def run(train: TrainParams, layout: Layout = Layout(), track: bool = True) -> dict[str, Chosen]:
+def run(params: Params, layout: Layout = Layout(), track: bool = True) -> dict[str, Chosen]:
     """Choose every variant's setting; write the choices and the trials; tag the tuning runs."""
-    table = {}
+    train, table = params.train, {}
     for variant in train.variants:
         trials = Trials.read(layout.trials(variant), "tune").trials
         best = choose(variant, trials)
@@ -80,7 +80,8 @@ def run(train: TrainParams, layout: Layout = Layout(), track: bool = True) -> di
             chosen=Chosen(setting=best.setting, trial=best.trial),
             val_ap=best.val_ap,
             best_so_far=best_so_far(trials),
-            at_edge=edges_of(train.tune.space, best.setting),
+            # a setting the variant holds fixed is one choice of its space: never at an edge
+            at_edge=edges_of(train.tune.space.holding(params.variants.declared[variant].fixed.given()), best.setting),
         )
     selection = Selection(
         variants=table,
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command line: ``python -m pipeline.select [--params params.yaml]``."""
 
     def body(args: argparse.Namespace) -> object:
-        return run(load_params(args.params).train)
+        return run(load_params(args.params))
 
     return stage_main("select", __doc__, argv, body)
 

@@ -25,6 +25,7 @@ import pandas as pd
 
 from pipeline.analysis.statistics import mean_sd
 from pipeline.project.params import load_params
+from pipeline.project.variants import Catalogue
 from pipeline.reporting import figures
 from pipeline.reporting.document import Document
 from pipeline.runtime import experiments
@@ -44,7 +45,7 @@ class Study:
 
     dimension: str  # a name in train.tune.space; runs log it as the MLflow param train.<dimension>
     values: tuple[float, ...]
-    question: str
+    question: str  # {candidate} and {reference}: the run's variants' titles
 
     @property
     def param(self) -> str:
@@ -62,14 +63,14 @@ STUDIES = {
     "batch_size": Study(
         "batch_size",
         (8, 32, 256, 2048),
-        "BatchNorm estimates its statistics from each batch: do small batches hurt it? (Each value "
-        "is held for both variants; the rest of the space is tuned as usual.)",
+        "Do small batches hurt {candidate} more than {reference}? (BatchNorm estimates its statistics from each "
+        "batch. Each value is held for every variant; the rest of the space is tuned as usual.)",
     ),
     "lr": Study(
         "lr",
         (1e-4, 1e-3, 1e-2, 1e-1),
-        "BatchNorm is said to tolerate high learning rates: does the baseline degrade or diverge first? "
-        "(Each value is held for both variants; the rest of the space is tuned as usual.)",
+        "Does {candidate} tolerate high learning rates better than {reference}: which degrades or diverges "
+        "first? (Each value is held for every variant; the rest of the space is tuned as usual.)",
     ),
 }
 OUT_DIR = Path("reports/studies")
@@ -155,13 +156,16 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def write_report(study_id: str, study: Study, runs: pd.DataFrame, out_dir: Path, launched: list[str]) -> Path:
+def write_report(
+    study_id: str, study: Study, runs: pd.DataFrame, out_dir: Path, launched: list[str], cat: Catalogue
+) -> Path:
     """study.md, study.html and the figure under out_dir/study_id."""
     target = out_dir / study_id
     with staged(target) as (tmp,):
         tmp.mkdir()
         doc = Document(f"Study {study_id}: {study.param}")
-        doc.paragraph(study.question)
+        asked = cat.title(cat.primary) if cat.primary else "the candidate"
+        doc.paragraph(study.question.format(candidate=asked, reference=cat.title(cat.reference)))
         if runs.empty:
             doc.paragraph(
                 "**No MLflow runs were found for this study's experiments**: every experiment failed before "
@@ -187,8 +191,8 @@ def write_report(study_id: str, study: Study, runs: pd.DataFrame, out_dir: Path,
                 [study.param, "Variant", "Test AP (mean ± sd)", "Final train loss", "Seconds per epoch", "Runs"], rows
             )
             doc.figure(
-                figures.sweep(summary, study.param, tmp / "study.png"),
-                f"BatchNorm versus baseline across {study.param}",
+                figures.sweep(summary, study.param, cat, tmp / "study.png"),
+                f"{' versus '.join(cat.short(v) for v in cat.compared)} across {study.param}",
             )
             failed = runs[runs["status"] == "FAILED"]
             if not failed.empty:
@@ -236,11 +240,12 @@ def run(
     if name not in STUDIES:
         raise StageError(f"unknown study {name!r}; choose one of {', '.join(STUDIES)}")
     study = STUDIES[name]
-    experiment = load_params(params_file).mlflow.experiment
+    params = load_params(params_file)
+    experiment = params.mlflow.experiment
     study_id = f"study-{name.replace('_', '')}-{dt.datetime.now(dt.UTC).strftime('%Y%m%d-%H%M%S')}"
     launched = launch_study(study_id, study, values or [f"{v:g}" for v in study.values], overrides or [], jobs)
     runs = collect_runs(experiment, study_id, study.param)
-    target = write_report(study_id, study, runs, out_dir, launched)
+    target = write_report(study_id, study, runs, out_dir, launched, Catalogue(params))
     log.info(
         "study %s: %d runs (%d FAILED); wrote %s",
         study_id,

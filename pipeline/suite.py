@@ -31,7 +31,6 @@ from pipeline.project.artefacts import Answer, Headline
 from pipeline.project.layout import ANSWER, SUMMARY
 from pipeline.project.params import PARAMS_FILE, Params, read_yaml
 from pipeline.project.suites import Suite, TableSpec, load_suite, override_items, overrides, params_for
-from pipeline.project.variants import PRIMARY
 from pipeline.reporting import suite_pages
 from pipeline.runtime import experiments
 from pipeline.runtime.cli import run_stage
@@ -139,7 +138,7 @@ def collect_tables(suite: Suite, plans: list[Plan], problems: dict[str, str], re
             )
             continue
         said = experiments.read_file(ref, ANSWER)
-        answer = Answer.model_validate_json(said).sentences.get(PRIMARY, "") if said else ""
+        answer = Answer.model_validate_json(said) if said else None
         out.append(
             TableResult(
                 p.table.name,

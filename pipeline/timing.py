@@ -4,7 +4,7 @@ The speed claim compares training seconds to validation-AP targets. Each replica
 number of steps to a target, but the compared models of a variant train together in one stack, so their
 seconds are one measurement shared by every replicate. Here the cost of a step is measured on its own:
 every variant trained alone (a stack of one) by the project's loop and clock, at its tuned setting and at
-each setting it shares with the baseline, ``timing.steps`` steps at a time, in ``timing.repeats`` rounds that
+each setting a candidate shares with the reference, ``timing.steps`` steps at a time, in ``timing.repeats`` rounds that
 time every variant once, in an order that rotates round by round (a shared machine's drifts hit all
 alike), after one untimed warm-up round. Rows: the tuning split's training part. Writes
 ``timing/steps.json``; the report multiplies each replicate's steps by one round's cost of a step.
@@ -23,6 +23,7 @@ from pipeline.evaluation.ranking import epoch_metrics
 from pipeline.project.artefacts import PrepareSummary, Selection, SharedTiming, StepTimes
 from pipeline.project.layout import TUNING, Layout
 from pipeline.project.params import Params, Setting, load_params
+from pipeline.project.variants import Catalogue
 from pipeline.runtime.cli import stage_main
 from pipeline.runtime.outputs import staged
 from pipeline.training.distributed import World
@@ -39,18 +40,20 @@ def run(params: Params, layout: Layout = Layout()) -> StepTimes:
     selection = Selection.read(layout.selection, "select")
     env = environment(params, World())
     data, counts = training_rows(Prepared(layout, summary), TUNING, env.world)
-    variants = list(params.train.variants)
+    catalogue = Catalogue(params)
+    variants = catalogue.compared
     settings = {("tuned", v): selection.setting(v) for v in variants}
-    # one timing per setting a candidate shares with the baseline, whichever candidate shares it
-    shared = list(dict.fromkeys(s for v in variants for s, _, _ in selection.shared_trials(v)))
+    # one timing per setting a candidate shares with the reference, whichever candidate shares it
+    shared = list(
+        dict.fromkeys(s for v in catalogue.candidates for s, _, _ in selection.shared_trials(v, catalogue.reference))
+    )
     settings |= {(f"shared{i}", v): s for i, s in enumerate(shared) for v in variants}
 
     def member(variant: str, setting: Setting) -> Member:
-        config = mlp_config(
-            params.train, variant, len(summary.numeric_inputs), setting, tuple(summary.embedding_rows.values())
-        )
-        cfg = replace(fit_config(params.train, 0, setting, *counts), epochs=1, patience=0, probe_growth=0.0)
-        return Member(config, cfg, prior_logit(setting, *counts))
+        entry = catalogue[variant]
+        config = mlp_config(entry.model, len(summary.numeric_inputs), setting, tuple(summary.embedding_rows.values()))
+        cfg = fit_config(params.train, entry.optimizer, 0, setting, *counts)
+        return Member(config, replace(cfg, epochs=1, patience=0, probe_growth=0.0), prior_logit(setting, *counts))
 
     def seconds_per_step(key: tuple[str, str]) -> float:
         setting = settings[key]

@@ -22,7 +22,6 @@ from pipeline.data.prepared import Prepared
 from pipeline.project.artefacts import PrepareSummary
 from pipeline.project.layout import Layout
 from pipeline.project.params import Params, load_params
-from pipeline.project.variants import NAMES
 from pipeline.runtime.cli import stage_main
 from pipeline.runtime.errors import StageError
 from pipeline.tracking import store
@@ -63,8 +62,11 @@ def run(
 
 
 def _start(params: Params, variant: str, layout: Layout, track: bool) -> tuple[PrepareSummary, Planner, World, FitEnv]:
-    if variant not in NAMES:
-        raise StageError(f"unknown variant {variant!r}; use one of {', '.join(NAMES)}")
+    if variant not in params.variants.declared:
+        raise StageError(
+            f"variant {variant!r} is not declared in variants.declared ({', '.join(params.variants.declared)}); "
+            "declare it"
+        )
     summary = PrepareSummary.read(layout.prepare_summary, "prepare")
     world = World.from_env()
     if track and world.is_main:  # an unreachable store fails now, before any output is touched
@@ -107,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command line: ``--variant V [--seed S]`` (compared models) or ``--variant V --tune`` (tuning)."""
 
     def arguments(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--variant", required=True, choices=NAMES)
+        parser.add_argument("--variant", required=True, help="a name declared in variants.declared")
         which = parser.add_mutually_exclusive_group()
         which.add_argument("--seed", type=int, help="train only this compared model (stage train trains them all)")
         which.add_argument("--tune", action="store_true", help="tune the variant (stage tune)")

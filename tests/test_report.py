@@ -120,7 +120,10 @@ def test_headline_puts_the_answer_first(two_replicate_params: Params, tmp_path: 
         "setting",
         "threshold",
         "replicates",
+        "reference",
+        "candidate",
     ]
+    assert summary["reference"] == "baseline" and summary["candidate"] == "batchnorm"
     assert list(summary["test_ap"]) == ["batchnorm", "baseline"]
     assert set(summary["verdict"]) == {"minority", "accuracy", "loss", "speed"}
     assert set(summary["verdict"].values()) <= WORDS

@@ -24,7 +24,7 @@ def test_the_choice_is_the_best_mean_validation_ap_and_skips_diverged_trials(raw
     prepare.run(params.prepare, layout)
     train.tune(params, "baseline", layout, track=False)
     params = parse({**raw_params, "train": {**raw_params["train"], "variants": ["baseline"]}})
-    chosen = select.run(params.train, layout, track=False)
+    chosen = select.run(params, layout, track=False)
     entry = json.loads(layout.selection.read_text())["variants"]["baseline"]
     trials = {t["setting"]["lr"]: t for t in entry["trials"]}
     assert trials[10.0]["diverged_at_epoch_by_seed"] and trials[10.0]["val_ap"] is None
@@ -51,7 +51,7 @@ def test_every_trial_diverged_is_a_clear_error(raw_params: dict, layout: Layout)
     prepare.run(params.prepare, layout)
     train.tune(params, "baseline", layout, track=False)
     with pytest.raises(StageError, match="every trial of baseline diverged"):
-        select.run(params.train, layout, track=False)
+        select.run(params, layout, track=False)
     assert not layout.chosen.exists()
 
 

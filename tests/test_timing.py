@@ -14,7 +14,7 @@ def test_every_variant_is_timed_in_every_round_at_tuned_and_shared_settings(para
     assert StepTimes.read(trained.step_times, "timing") == result  # the file the report reads
     assert (result.rounds, result.steps, result.device) == (2, 5, "cpu")
     assert set(result.tuned) == {"batchnorm", "baseline"}
-    shared = [s for s, _, _ in Selection.read(trained.selection, "select").shared_trials("batchnorm")]
+    shared = [s for s, _, _ in Selection.read(trained.selection, "select").shared_trials("batchnorm", "baseline")]
     assert [s.setting for s in result.shared] == shared and len(shared) == 2  # the grid's two settings
     measured = [*result.tuned.values(), *(v for s in result.shared for v in s.seconds.values())]
     assert all(len(v) == 2 and all(0 < x < 1 for x in v) for v in measured)  # a round each, in seconds a step

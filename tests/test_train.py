@@ -18,7 +18,7 @@ from pipeline.modeling.network import from_checkpoint, initial_state
 from pipeline.project.artefacts import PrepareSummary
 from pipeline.project.layout import Layout
 from pipeline.project.params import Params, Setting, parse
-from pipeline.project.variants import variant as variant_entry
+from pipeline.project.variants import Catalogue
 from pipeline.runtime.errors import StageError
 from pipeline.tracking import keys
 from pipeline.training.jobs import TrainResult, prior_logit
@@ -57,7 +57,7 @@ def test_outputs_and_mlflow_run(variant: str, params: Params, chosen: Layout) ->
     history = pd.read_csv(result.history)
     assert history["epoch"].tolist() == [1, 2, 3]
     payload = torch.load(result.checkpoint, weights_only=True)
-    assert payload["variant"] == variant and payload["config"]["norm"] == variant_entry(variant).norm
+    assert payload["variant"] == variant and payload["config"]["norm"] == Catalogue(params)[variant].model.norm
     assert payload["setting"]["batch_size"] == 128
     model = from_checkpoint(payload)
     assert model.batchnorm == (variant == "batchnorm") and model.k == 1

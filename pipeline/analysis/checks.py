@@ -23,7 +23,6 @@ from pipeline.analysis.statistics import INCONCLUSIVE, fewest_replicates, mean_s
 from pipeline.evaluation.ranking import average_precision
 from pipeline.project.artefacts import Trial
 from pipeline.project.layout import model_name
-from pipeline.project.variants import VARIANTS, label, title
 
 # ---------------------------------------------------------------- caveats: what weakens the verdict
 
@@ -84,7 +83,7 @@ def below_yardstick(ev: Evidence) -> list[str]:
         ):
             if high < 0:
                 out.append(
-                    f"{_start(title(variant))} ranks below the logistic regression on test {what} "
+                    f"{_start(ev.catalogue.title(variant))} ranks below the logistic regression on test {what} "
                     f"({mean:+.3f} [{low:+.3f}, {high:+.3f}], paired by replicate): a comparison of MLPs "
                     "worse than a linear model says little; check its tuning and training."
                 )
@@ -99,7 +98,7 @@ def cut_off(ev: Evidence) -> list[str]:
         stopped = at_the_cap(runs, cap)
         if stopped:
             out.append(
-                f"{_start(title(variant))}: replicate(s) {stopped} had their best validation AP at the "
+                f"{_start(ev.catalogue.title(variant))}: replicate(s) {stopped} had their best validation AP at the "
                 f"epoch cap ({cap}): still improving when stopped; raise train.epochs."
             )
     return out
@@ -108,8 +107,8 @@ def cut_off(ev: Evidence) -> list[str]:
 def at_edge(ev: Evidence) -> list[str]:
     """A chosen value at the edge of the space."""
     return [
-        f"{_start(title(variant))}'s tuned {name} sits at the {end} end of train.tune.space.{name}: the best "
-        "may lie beyond it; widen the space."
+        f"{_start(ev.catalogue.title(variant))}'s tuned {name} sits at the {end} end of train.tune.space.{name}: "
+        "the best may lie beyond it; widen the space."
         for variant, entry in ev.selection.variants.items()
         for name, end in entry.at_edge.items()
     ]
@@ -124,8 +123,8 @@ class Budget:
 
     A trial's score is the mean of its tuning seeds' best validation AP; the seeds disagree, so two trials
     whose scores differ by less than that disagreement cannot be told apart. ``noise`` is the standard
-    error of a trial's score (the pooled within-trial variance of the seeds' scores over the number of
-    seeds; NaN with one seed), and the search is
+    error of a trial's score (the within-trial variance of the seeds' scores over the better half of the
+    trials, over the number of seeds; NaN with one seed), and the search is
 
     - **still climbing** when its last quarter of trials raised the best score by more than the tolerance
       (report.saturation) and by more than twice the noise;
@@ -139,6 +138,7 @@ class Budget:
     """
 
     variant: str
+    title: str  # the variant in a sentence
     state: str
     quarter: int  # the trials of the last quarter
     gain: float  # how much they raised the best score
@@ -148,14 +148,14 @@ class Budget:
 
     def caveat(self) -> str:
         """The caveat for a search still climbing, or not established (one variant's clause for the latter)."""
-        name = _start(title(self.variant))
+        name = _start(self.title)
         if self.state == CLIMBING:
             return (
                 f"{name}'s tuning was still climbing: its last {self.quarter} trial(s) raised the best validation "
                 f"AP by {self.gain:.3f}, more than the tolerance {self.tolerance:g} and the tuning seeds' noise "
                 f"(twice the standard error of a trial: {2 * self.noise:.3f}); raise train.tune.trials."
             )
-        return f"{title(self.variant)} (last {self.quarter} trial(s): {self.gain:+.3f}; noise ±{2 * self.noise:.3f})"
+        return f"{self.title} (last {self.quarter} trial(s): {self.gain:+.3f}; noise ±{2 * self.noise:.3f})"
 
     @property
     def words(self) -> str:
@@ -200,7 +200,8 @@ def tuning_budget(ev: Evidence, variant: str) -> Budget:
         state = SATURATED
     else:
         state = UNSETTLED
-    return Budget(variant, state, quarter, gain, noise, tolerance, tied if len(tied) > 1 else [])
+    title = ev.catalogue.title(variant)
+    return Budget(variant, title, state, quarter, gain, noise, tolerance, tied if len(tied) > 1 else [])
 
 
 def unsettled(budgets: dict[str, Budget]) -> list[str]:
@@ -311,7 +312,7 @@ def training_findings(ev: Evidence) -> list[str]:
     """Noisy or stuck losses, early-stopping plateaus and the train/test gap, per variant."""
     p, found = ev.params, []
     for variant, runs in ev.histories.items():
-        name = label(variant)
+        name = ev.catalogue.label(variant)
         noisy = [noisy_share(h) for h in runs.values()]
         drops = [d for d in (loss_drop(h) for h in runs.values()) if np.isfinite(d)]
         rises = [val_loss_rise(h) for h in runs.values()]
@@ -356,7 +357,7 @@ def training_findings(ev: Evidence) -> list[str]:
 def batch_finding(ev: Evidence) -> list[str]:
     """BatchNorm's real batches: the smallest it saw, and how many steps an epoch took."""
     p = ev.params
-    runs = [r for r in ev.runs.values() if VARIANTS[r.variant].norm == "batchnorm"]
+    runs = [r for r in ev.runs.values() if ev.catalogue[r.variant].batchnorm]
     if not runs:
         return []
     sizes = [size for r in runs for size in r.batch_sizes]

@@ -1,4 +1,4 @@
-"""The claims the report tests, each candidate variant (BatchNorm, LayerNorm) against the baseline, read two
+"""The claims the report tests, each candidate variant (BatchNorm, GELU, ...) against the reference, read two
 ways, and the one-sentence answer and headline they make.
 
 Four claims form one family, corrected together (Holm): the variant catches more fraud (test average
@@ -20,7 +20,7 @@ its own unit) and one of four words: supported, equivalent, reversed, inconclusi
 What the learning claims measure: the **loss** claim, the relative difference of the training loss at
 the end of report.early_epoch epochs (the same examples seen by both), in eval mode (dropout off, running
 statistics), unweighted (one objective whatever each variant's class weight), on a fixed sample of the
-training rows; the **speed** claim, log(the baseline's training seconds / the variant's) to targets both
+training rows; the **speed** claim, log(the reference's training seconds / the variant's) to targets both
 reach, averaged over the targets, where training seconds are each model's own steps to the target times
 the seconds per step of its variant trained alone, measured in the timing stage's interleaved rounds (each
 replicate or pair its own round: the cost's spread enters the test and the interval).
@@ -51,7 +51,7 @@ from pipeline.evaluation.money import paired_money_draws
 from pipeline.project.artefacts import Answer, Comparison, Effect, Headline, Interval, SharedFigures
 from pipeline.project.layout import model_name
 from pipeline.project.params import Setting
-from pipeline.project.variants import BASELINE, PRIMARY, title
+from pipeline.project.variants import Catalogue
 
 FAMILY = ("minority", "accuracy", "loss", "speed")
 TIMED = ("speed",)  # its measure includes timings: it differs between runs of the same params
@@ -112,10 +112,11 @@ class Reading:
 
 @dataclass(frozen=True)
 class Claim:
-    """A claim about one candidate variant against the baseline: its tested reading and the other."""
+    """A claim about one candidate variant against the reference: its tested reading and the other."""
 
     key: str  # minority | accuracy | loss | speed (metrics/summary.json)
     variant: str
+    title: str  # the variant in a sentence
     text: str  # "BatchNorm catches more fraud (test average precision)"
     primary: Reading  # the reading the verdict word belongs to
     other: Reading | None  # the other reading, beside it (None: not available)
@@ -201,7 +202,12 @@ def test_measures(ev: Evidence, ours: str, theirs: str, money: bool = True) -> d
             continue
         differences = [x - y for x, y in zip(ev.values(ours, metric), ev.values(theirs, metric))]
         out[key] = bootstrapped(
-            ev, f"{title(ours)} minus {title(theirs)} {text}", key, differences, inner[key], covers(ev, True)
+            ev,
+            f"{ev.catalogue.title(ours)} minus {ev.catalogue.title(theirs)} {text}",
+            key,
+            differences,
+            inner[key],
+            covers(ev, True),
         )
     return out
 
@@ -266,28 +272,28 @@ def log_speedup(times: list[tuple[float, float, float]]) -> float:
 
 
 def rung_steps(ev: Evidence, variant: str, r: int) -> list[tuple[float, float, float]]:
-    """Replicate r's rungs in steps, the variant's compared model against the baseline's."""
+    """Replicate r's rungs in steps, the variant's compared model against the reference's."""
     return rungs(
         ev.probes[variant][r],
-        ev.probes[BASELINE][r],
+        ev.probes[ev.reference][r],
         ev.summary.prevalence["val"],
         ev.params.report.speed_rungs,
         "step",
     )
 
 
-def cost_ratio(seconds: dict[str, list[float]], variant: str, round_: int) -> float:
-    """log(the baseline's seconds per step / the variant's) in one timing round (rounds reused in turn)."""
-    ours, theirs = seconds[variant], seconds[BASELINE]
+def cost_ratio(seconds: dict[str, list[float]], variant: str, reference: str, round_: int) -> float:
+    """log(the reference's seconds per step / the variant's) in one timing round (rounds reused in turn)."""
+    ours, theirs = seconds[variant], seconds[reference]
     return math.log(theirs[round_ % len(theirs)] / ours[round_ % len(ours)])
 
 
 def tuned_speed(ev: Evidence, variant: str) -> list[float]:
-    """Per replicate r: log(the baseline's training seconds / the variant's) to the targets, each at its tuned
+    """Per replicate r: log(the reference's training seconds / the variant's) to the targets, each at its tuned
     setting: the log ratio of steps (the replicate's own probes) plus round r's log ratio of the cost of a
     step (rounds reused in turn when fewer than the replicates)."""
     return [
-        log_speedup(rung_steps(ev, variant, r)) + cost_ratio(ev.timing.tuned, variant, i)
+        log_speedup(rung_steps(ev, variant, r)) + cost_ratio(ev.timing.tuned, variant, ev.reference, i)
         for i, r in enumerate(ev.replicates)
     ]
 
@@ -297,16 +303,16 @@ def tuned_speed(ev: Evidence, variant: str) -> list[float]:
 
 @dataclass(frozen=True)
 class Pair:
-    """One shared setting on one tuning seed: the variant's tuning model against the baseline's."""
+    """One shared setting on one tuning seed: the variant's tuning model against the reference's."""
 
     setting: Setting
     seed: int
-    steps: float  # log(baseline's steps / ours) to the rungs, mean over rungs
+    steps: float  # log(the reference's steps / ours) to the rungs, mean over rungs
     seconds: float  # the same in timed training seconds (steps x the setting's timed seconds per step)
-    loss_fall: float  # relative difference of the training loss after report.early_epoch, baseline minus ours
-    test_ap: float  # ours minus the baseline's, on the tuning split's test part
+    loss_fall: float  # relative difference of the training loss after report.early_epoch, the reference's minus ours
+    test_ap: float  # ours minus the reference's, on the tuning split's test part
     test_accuracy: float  # the same, each at its threshold chosen on validation
-    val_ap: tuple[float, float]  # best validation AP: ours, the baseline's
+    val_ap: tuple[float, float]  # best validation AP: ours, the reference's
 
     @property
     def learned(self) -> bool:
@@ -322,14 +328,14 @@ def pairs(ev: Evidence, variant: str) -> list[Pair]:
     take those where both learned: ``Pair.learned``)."""
     out, start = [], ev.summary.prevalence["val"]
     timing = {t.setting: t.seconds for t in ev.timing.shared}
-    for setting, ours, theirs in ev.selection.shared_trials(variant):
+    for setting, ours, theirs in ev.selection.shared_trials(variant, ev.reference):
         for seed in ev.params.train.tune.seeds:
-            a, b = model_name(variant, seed, ours), model_name(BASELINE, seed, theirs)
+            a, b = model_name(variant, seed, ours), model_name(ev.reference, seed, theirs)
             if a not in ev.shared or b not in ev.shared or setting not in timing:
                 continue
             (hist_a, probe_a), (hist_b, probe_b) = ev.shared[a], ev.shared[b]
             steps = log_speedup(rungs(probe_a, probe_b, start, ev.params.report.speed_rungs, "step"))
-            seconds = steps + cost_ratio(timing[setting], variant, len(out))
+            seconds = steps + cost_ratio(timing[setting], variant, ev.reference, len(out))
             score_a, score_b = ev.tuning[a], ev.tuning[b]
             out.append(
                 Pair(
@@ -347,21 +353,28 @@ def pairs(ev: Evidence, variant: str) -> list[Pair]:
 
 
 def tuned_readings(ev: Evidence, variant: str) -> tuple[dict[str, Reading], dict[str, Measure]]:
-    """Each claim at the variant's and the baseline's tuned settings, paired by replicate; and every test
+    """Each claim at the variant's and the reference's tuned settings, paired by replicate; and every test
     measure (precision, recall, money: beside the fraud claim)."""
-    tests = test_measures(ev, variant, BASELINE)
-    name, epoch = title(variant), ev.params.report.early_epoch
-    falls = [loss_fall(ev.histories[variant][r], ev.histories[BASELINE][r], epoch) for r in ev.replicates]
+    tests = test_measures(ev, variant, ev.reference)
+    name, base, epoch = ev.catalogue.title(variant), ev.catalogue.title(ev.reference), ev.params.report.early_epoch
+    falls = [loss_fall(ev.histories[variant][r], ev.histories[ev.reference][r], epoch) for r in ev.replicates]
     seconds = tuned_speed(ev, variant)
     ap = tests["ap"]
     measures = {
         "minority": Measure(
-            ap.text, ap.unit, ap.differences, ap.draws, ap.low, ap.high, ap.covers, fraud_counts(ev, variant, BASELINE)
+            ap.text,
+            ap.unit,
+            ap.differences,
+            ap.draws,
+            ap.low,
+            ap.high,
+            ap.covers,
+            fraud_counts(ev, variant, ev.reference),
         ),
         "accuracy": tests["accuracy"],
         "loss": bootstrapped(
             ev,
-            f"relative difference of the training loss after {epoch} epoch(s), the baseline minus {name}",
+            f"relative difference of the training loss after {epoch} epoch(s), {base} minus {name}",
             "fraction",
             falls,
             None,
@@ -369,7 +382,7 @@ def tuned_readings(ev: Evidence, variant: str) -> tuple[dict[str, Reading], dict
         ),
         "speed": bootstrapped(
             ev,
-            f"log of the baseline's training seconds over {name}'s to the validation-AP targets",
+            f"log of {base}'s training seconds over {name}'s to the validation-AP targets",
             "log ratio",
             seconds,
             None,
@@ -385,20 +398,20 @@ def shared_readings(ev: Evidence, variant: str, found: list[Pair]) -> dict[str, 
     found = [p for p in found if p.learned]
     if not found:
         return {}
-    name = title(variant)
+    name, base = ev.catalogue.title(variant), ev.catalogue.title(ev.reference)
     units = {
-        "minority": ("ap", [p.test_ap for p in found], f"{name} minus the baseline test average precision"),
-        "accuracy": ("accuracy", [p.test_accuracy for p in found], f"{name} minus the baseline test accuracy"),
+        "minority": ("ap", [p.test_ap for p in found], f"{name} minus {base} test average precision"),
+        "accuracy": ("accuracy", [p.test_accuracy for p in found], f"{name} minus {base} test accuracy"),
         "loss": (
             "fraction",
             [p.loss_fall for p in found],
             f"relative difference of the training loss after "
-            f"{ev.params.report.early_epoch} epoch(s), the baseline minus {name}",
+            f"{ev.params.report.early_epoch} epoch(s), {base} minus {name}",
         ),
         "speed": (
             "log ratio",
             [p.seconds for p in found],
-            f"log of the baseline's training seconds over {name}'s to the validation-AP targets",
+            f"log of {base}'s training seconds over {name}'s to the validation-AP targets",
         ),
     }
     covered = {k: SHARED_COVERS + (" and the timing rounds" if k == "speed" else "") for k in units}
@@ -439,7 +452,8 @@ def claims(ev: Evidence, variant: str, paired: list[Pair] | None = None) -> list
             Claim(
                 key,
                 variant,
-                f"{title(variant)} {CLAIM_NAMES[key]}",
+                ev.catalogue.title(variant),
+                f"{ev.catalogue.title(variant)} {CLAIM_NAMES[key]}",
                 primary[key],
                 other[key],
                 bands[key],
@@ -457,8 +471,8 @@ def claims(ev: Evidence, variant: str, paired: list[Pair] | None = None) -> list
 
 
 def settings_apart(ev: Evidence, variant: str) -> str:
-    """How the variant's tuned setting differs from the baseline's, in words ("" when alike)."""
-    ours, theirs = ev.setting(variant), ev.setting(BASELINE)
+    """How the variant's tuned setting differs from the reference's, in words ("" when alike)."""
+    ours, theirs = ev.setting(variant), ev.setting(ev.reference)
     said = []
     if ours.lr != theirs.lr:
         said.append(
@@ -505,15 +519,20 @@ def answer_sentence(ev: Evidence, variant: str, found: list[Claim]) -> str:
     """The answer in one sentence a fraud team's lead reads: the fraud claim and the speed claim, each with
     its numbers and the comparison it tests (the speed's other reading beside it)."""
     by = {c.key: c for c in found}
-    name, fraud, speed = title(variant), by["minority"], by["speed"]
-    ours, theirs = (float(np.mean(ev.values(v, "test_ap"))) for v in (variant, BASELINE))
+    name, base, fraud, speed = (
+        ev.catalogue.title(variant),
+        ev.catalogue.title(ev.reference),
+        by["minority"],
+        by["speed"],
+    )
+    ours, theirs = (float(np.mean(ev.values(v, "test_ap"))) for v in (variant, ev.reference))
     m = fraud.measure
     aps = f"test AP {ours:.3f} against {theirs:.3f}, a difference of {m.mean:+.3f} [{m.low:+.3f}, {m.high:+.3f}]"
     catch = {
-        "supported": f"catches more fraud than the baseline ({aps}, beyond the practical size {fraud.band:g})",
-        "reversed": f"catches less fraud than the baseline ({aps}, beyond the practical size {fraud.band:g})",
-        "equivalent": f"catches the same fraud as the baseline ({aps}, equivalent within ±{fraud.band:g})",
-        "inconclusive": f"may catch more or less fraud than the baseline, the replicates cannot tell ({aps} against "
+        "supported": f"catches more fraud than {base} ({aps}, beyond the practical size {fraud.band:g})",
+        "reversed": f"catches less fraud than {base} ({aps}, beyond the practical size {fraud.band:g})",
+        "equivalent": f"catches the same fraud as {base} ({aps}, equivalent within ±{fraud.band:g})",
+        "inconclusive": f"may catch more or less fraud than {base}, the replicates cannot tell ({aps} against "
         f"a practical size of ±{fraud.band:g})",
     }[fraud.status]
     s = speed.measure
@@ -533,7 +552,13 @@ def answer_sentence(ev: Evidence, variant: str, found: list[Claim]) -> str:
 
 def answers(ev: Evidence, found: dict[str, list[Claim]]) -> Answer:
     """metrics/answer.json: every candidate's one-sentence answer."""
-    return Answer(sentences={v: answer_sentence(ev, v, cs) for v, cs in found.items()})
+    return Answer(
+        sentences={v: answer_sentence(ev, v, cs) for v, cs in found.items()},
+        titles={v: ev.catalogue.title(v) for v in ev.catalogue.compared},
+        labels={v: ev.catalogue.label(v) for v in ev.catalogue.compared},
+        colors={v: ev.catalogue.color(v) for v in ev.catalogue.compared},
+        reference=ev.reference,
+    )
 
 
 def headline(
@@ -577,7 +602,7 @@ def headline(
         for k in ("test_value_recall", "test_alert_precision", "test_savings_vs_none")
         if all(k in ev.metrics[n] for v in variants for n in ev.names(v))
     }
-    primary = found.get(PRIMARY, [])
+    primary = found.get(ev.catalogue.primary or "", [])
     references = ev.params.evaluate.references.names()
     return Headline(
         test_ap=per_variant("test_ap"),
@@ -592,13 +617,15 @@ def headline(
         others={
             v: Comparison(verdict={c.key: c.status for c in cs}, effect=effects(cs))
             for v, cs in found.items()
-            if v != PRIMARY
+            if v != ev.catalogue.primary
         },
         caveats=caveats,
         caveat_kinds=caveat_kinds,
         setting={v: ev.setting(v) for v in variants},
         threshold=ev.params.evaluate.threshold.strategy,
         replicates=len(ev.replicates),
+        reference=ev.reference,
+        candidate=ev.catalogue.primary,
     )
 
 
@@ -633,9 +660,13 @@ def shared_figures(found: dict[str, list[Pair]]) -> dict[str, SharedFigures]:
     }
 
 
-def left_out(found: list[Pair], variant: str) -> str:
+def left_out(found: list[Pair], variant: str, catalogue: Catalogue) -> str:
     """The shared pairs where one model did not learn, in words ("" when none)."""
     ours = sum(1 for p in found if not p.learned and p.val_ap[0] > p.val_ap[1])
     theirs = sum(1 for p in found if not p.learned and p.val_ap[0] <= p.val_ap[1])
-    said = [f"{n} where only {who} learned" for n, who in ((ours, title(variant)), (theirs, "the baseline")) if n]
+    said = [
+        f"{n} where only {who} learned"
+        for n, who in ((ours, catalogue.title(variant)), (theirs, catalogue.title(catalogue.reference)))
+        if n
+    ]
     return " and ".join(said)

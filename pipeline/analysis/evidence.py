@@ -25,7 +25,7 @@ from pipeline.project.artefacts import (
 )
 from pipeline.project.layout import SPLITS, TUNING, Layout, model_name
 from pipeline.project.params import Params, Setting
-from pipeline.project.variants import BASELINE
+from pipeline.project.variants import Catalogue
 from pipeline.runtime.errors import StageError
 
 
@@ -46,6 +46,12 @@ class Evidence:
     shared: dict[str, tuple[pd.DataFrame, pd.DataFrame]]  # tuning model of a shared trial -> history, probes
     tuning: dict[str, TuningScore]  # tuning model -> its test AP and accuracy on the tuning split
     timing: StepTimes  # each variant's seconds per training step, trained alone, interleaved rounds
+    catalogue: Catalogue  # the declared variants: names, words, colours, recipes; the reference
+
+    @property
+    def reference(self) -> str:
+        """The variant every candidate is compared with."""
+        return self.catalogue.reference
 
     @property
     def replicates(self) -> list[int]:
@@ -85,9 +91,8 @@ class Evidence:
         return self.selection.setting(variant)
 
     def compared(self) -> list[str]:
-        """The normalised variants, each compared with the baseline (none without a baseline)."""
-        variants = list(self.params.train.variants)
-        return [v for v in variants if v != BASELINE] if BASELINE in variants else []
+        """The candidates, each compared with the reference (the primary one first)."""
+        return self.catalogue.candidates
 
     def values(self, model: str, key: str) -> list[float]:
         """One evaluation metric of a variant's (or reference's) models, replicate by replicate."""
@@ -98,11 +103,11 @@ def _shared_curves(
     params: Params, layout: Layout, selection: Selection
 ) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
     """History and probes of every tuning model of a shared trial that did not diverge."""
-    out = {}
+    out, reference = {}, params.variants.reference
     for variant in params.train.variants:
-        for _, ours, theirs in selection.shared_trials(variant) if variant != BASELINE else []:
+        for _, ours, theirs in selection.shared_trials(variant, reference):
             for seed in params.train.tune.seeds:
-                for name in (model_name(variant, seed, ours), model_name(BASELINE, seed, theirs)):
+                for name in (model_name(variant, seed, ours), model_name(reference, seed, theirs)):
                     if layout.probes(name, tuning=True).is_file() and layout.checkpoint(name, tuning=True).is_file():
                         out[name] = (read_history(layout, name, tuning=True), read_probes(layout, name, tuning=True))
     return out
@@ -136,6 +141,7 @@ def gather(params: Params, layout: Layout) -> Evidence:
         _shared_curves(params, layout, selection),
         tuning,
         timing,
+        Catalogue(params),
     )
 
 

@@ -10,8 +10,7 @@ from typing import Any
 from pipeline.analysis import statistics as pooling
 from pipeline.analysis.checks import KINDS, WEAK_COMPARISON
 from pipeline.analysis.claims import FAMILY
-from pipeline.project.artefacts import Headline
-from pipeline.project.variants import PRIMARY, ordered
+from pipeline.project.artefacts import Answer, Headline
 
 FINISHED, FAILED = "finished", "failed"
 
@@ -26,7 +25,7 @@ class TableResult:
     question: str = ""
     reason: str = ""  # one line, for a failed table
     headline: Headline | None = None  # the table's metrics/summary.json (finished tables)
-    answer: str = ""  # the table's one-sentence answer (metrics/answer.json), its primary candidate's
+    answer: Answer | None = None  # the table's one-sentence answers and variants' titles (metrics/answer.json)
     reused: bool = False  # found finished from an earlier run of the suite (same table, code and params)
 
     @property
@@ -53,7 +52,7 @@ class TableEffect:
 
 @dataclass(frozen=True)
 class PooledClaim:
-    """One claim of one variant against the baseline, across tables."""
+    """One claim of one candidate against the reference, across tables."""
 
     variant: str
     claim: str
@@ -65,25 +64,31 @@ class PooledClaim:
     counts: pooling.Counts
     sound: pooling.RandomEffects  # pooled over the sound tables only (``TableResult.sound``)
     sound_tables: list[str]
+    primary: bool = True  # the suite's primary candidate (its tables' first)
+    title: str = ""  # the candidate in a sentence, as its tables name it
+    reference: str = "the reference"  # the variant it is compared with, in a sentence
 
     @property
     def key(self) -> str:
-        """``minority``, or ``minority_layernorm`` for another variant than BatchNorm."""
-        return self.claim if self.variant == PRIMARY else f"{self.claim}_{self.variant}"
+        """``minority`` for the primary candidate, ``minority_layernorm`` for another one."""
+        return self.claim if self.primary else f"{self.claim}_{self.variant}"
 
 
 def variants_of(tables: list[TableResult]) -> list[str]:
-    """The candidates compared with the baseline in every finished table."""
-    found = [
-        ({PRIMARY} if t.headline.effect else set()) | set(t.headline.others)
-        for t in tables
-        if t.status == FINISHED and t.headline is not None
-    ]
-    return ordered(sorted(set.intersection(*found))) if found else []
+    """The candidates compared with the reference in every finished table, in the first table's order (its
+    primary candidate first)."""
+    found = [t.headline.candidates() for t in tables if t.status == FINISHED and t.headline is not None]
+    return [v for v in found[0] if all(v in other for other in found)] if found else []
 
 
 def pool(
-    tables: list[TableResult], variant: str, claim: str, confidence: float, seed: int, samples: int = 20_000
+    tables: list[TableResult],
+    variant: str,
+    claim: str,
+    confidence: float,
+    seed: int,
+    samples: int = 20_000,
+    primary: bool = True,
 ) -> PooledClaim:
     """One claim's per-table effects and their four pooled readings."""
     effects, ses, sound, rope = [], [], [], math.nan
@@ -91,8 +96,8 @@ def pool(
     for t in tables:
         if t.status != FINISHED:
             continue
-        e = t.headline.effects(variant, PRIMARY)[claim]
-        verdict = t.headline.verdicts(variant, PRIMARY).get(claim, "")
+        e = t.headline.effects(variant)[claim]
+        verdict = t.headline.verdicts(variant).get(claim, "")
         rows.append(TableEffect(t.name, e.mean, e.low, e.high, verdict))
         effects.append(e.mean)
         ses.append(pooling.standard_error(e.low, e.high, confidence))
@@ -115,13 +120,24 @@ def pool(
         pooling.win_tie_loss(effects, rope),
         pooling.dersimonian_laird([effects[i] for i in kept], [ses[i] for i in kept], confidence),
         [rows[i].table for i in kept],
+        primary,
+        *_titles(tables, variant),
     )
+
+
+def _titles(tables: list[TableResult], variant: str) -> tuple[str, str]:
+    """A candidate's title and its reference's, as the first table that names them does."""
+    for t in tables:
+        if t.answer is not None and variant in t.answer.titles:
+            return t.answer.titles[variant], t.answer.titles.get(t.answer.reference, t.answer.reference)
+    return variant, "the reference"
 
 
 def pooled_claims(tables: list[TableResult], confidence: float, seed: int, samples: int = 20_000) -> list[PooledClaim]:
     """Every claim of every compared variant, pooled over the finished tables (``samples``: posterior draws
     of the Bayesian test)."""
-    return [pool(tables, v, c, confidence, seed, samples) for v in variants_of(tables) for c in FAMILY]
+    variants = variants_of(tables)
+    return [pool(tables, v, c, confidence, seed, samples, v == variants[0]) for v in variants for c in FAMILY]
 
 
 def ranks(tables: list[TableResult]) -> dict[str, dict[str, tuple[int, float]]]:
@@ -133,7 +149,7 @@ def ranks(tables: list[TableResult]) -> dict[str, dict[str, tuple[int, float]]]:
             continue
         aps = {**t.headline.test_ap, **t.headline.reference_test_ap}
         order = sorted(aps, key=lambda m: -aps[m])
-        out[t.name] = {m: (order.index(m) + 1, float(aps[m])) for m in ordered(list(aps))}
+        out[t.name] = {m: (order.index(m) + 1, float(aps[m])) for m in aps}
     return out
 
 

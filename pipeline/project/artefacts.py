@@ -15,7 +15,6 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from pipeline.project.params import Setting
-from pipeline.project.variants import BASELINE
 from pipeline.runtime.errors import StageError
 
 Self = TypeVar("Self", bound="Artefact")
@@ -196,12 +195,13 @@ class Selection(Artefact):
         """The setting chosen for a variant."""
         return self.variants[variant].chosen.setting
 
-    def shared_trials(self, variant: str) -> list[tuple[Setting, int, int]]:
-        """(setting, the variant's trial, the baseline's trial) for every setting both tuned: the seeded first
-        round of TPE, which is the same for every variant, and all of a grid (none for the baseline itself)."""
-        if variant == BASELINE or variant not in self.variants or BASELINE not in self.variants:
+    def shared_trials(self, variant: str, reference: str) -> list[tuple[Setting, int, int]]:
+        """(setting, the variant's trial, the reference's trial) for every setting both tuned: the seeded first
+        round of TPE, which is the same for variants of one space, and all of a grid (none for the reference
+        itself)."""
+        if variant == reference or variant not in self.variants or reference not in self.variants:
             return []
-        theirs = {t.setting: t.trial for t in self.variants[BASELINE].trials}
+        theirs = {t.setting: t.trial for t in self.variants[reference].trials}
         return [(t.setting, t.trial, theirs[t.setting]) for t in self.variants[variant].trials if t.setting in theirs]
 
 
@@ -343,6 +343,10 @@ class Answer(Artefact):
     pipeline run's description, a suite's row for the table)."""
 
     sentences: dict[str, str]  # candidate -> its sentence
+    titles: dict[str, str]  # every compared variant -> its title (a suite's pages name them so)
+    labels: dict[str, str]  # ... its label (table headers, figure axes)
+    colors: dict[str, str]  # ... its colour
+    reference: str  # the variant the candidates were compared with
 
 
 class Headline(Artefact):
@@ -366,14 +370,20 @@ class Headline(Artefact):
     setting: dict[str, Setting]
     threshold: str
     replicates: int
+    reference: str  # the variant every candidate was compared with
+    candidate: str | None = None  # the primary candidate: its verdicts and effects are the top level's
 
-    def effects(self, variant: str, primary: str) -> dict[str, Effect]:
+    def candidates(self) -> list[str]:
+        """Every candidate compared, the primary one first."""
+        return ([self.candidate] if self.candidate and self.effect else []) + list(self.others)
+
+    def effects(self, variant: str) -> dict[str, Effect]:
         """A candidate's effects (the primary one's at the top level)."""
-        return self.effect if variant == primary else self.others[variant].effect
+        return self.effect if variant == self.candidate else self.others[variant].effect
 
-    def verdicts(self, variant: str, primary: str) -> dict[str, str]:
+    def verdicts(self, variant: str) -> dict[str, str]:
         """A candidate's verdict words."""
-        return self.verdict if variant == primary else self.others[variant].verdict
+        return self.verdict if variant == self.candidate else self.others[variant].verdict
 
     def write(self, path: Path) -> None:
         """Write in the field order (not sorted: the answer first), without the optional entries a run lacks

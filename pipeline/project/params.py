@@ -13,7 +13,6 @@ from typing import Annotated, Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pipeline.project.variants import VariantName
 from pipeline.runtime.cli import PARAMS_FILE
 from pipeline.runtime.errors import ConfigError
 
@@ -92,6 +91,10 @@ class SpaceParams(Strict):
                 raise ValueError(f"pos_weight choices must be 'none', 'balanced' or a number > 0 (got {value!r})")
         return self
 
+    def holding(self, fixed: dict[str, Any]) -> SpaceParams:
+        """The space a variant tunes: this one with the settings it holds fixed as one choice each."""
+        return self.model_copy(update={name: Choices(choices=[value]) for name, value in fixed.items()})
+
     def grid_size(self) -> int | None:
         """How many settings the space holds when every dimension is a list of choices."""
         dims = [getattr(self, name) for name in type(self).model_fields]
@@ -125,19 +128,30 @@ class TuneParams(Strict):
         return self
 
 
+Norm = Literal["batchnorm", "layernorm", "none"]
+Activation = Literal["relu", "gelu", "silu", "tanh"]
+Placement = Literal["before", "after"]
+OptimizerName = Literal["adam", "adamw", "sgd"]
+EmbeddingScale = Annotated[float, Field(gt=0, le=8)]
+Momentum = Annotated[float, Field(ge=0, lt=1)]
+
+
 class ModelParams(Strict):
-    """MLP shape; identical for every variant (its dropout is tuning's)."""
+    """The shared recipe's MLP (a variant overrides any of it: ``variants.declared.NAME.model``; its dropout
+    is tuning's)."""
 
     hidden: list[PositiveInt] = Field(min_length=1)
-    activation: Literal["relu", "gelu", "silu", "tanh"]
-    batchnorm_placement: Literal["before", "after"]
+    activation: Activation
+    norm: Norm  # the layer after each hidden linear layer
+    batchnorm_placement: Placement  # a normalisation layer before or after the activation
+    embedding_scale: EmbeddingScale  # each categorical column's embedding width: this times the usual rule
 
 
 class OptimizerParams(Strict):
-    """Optimizer choice and its knobs (its learning rate and weight decay are tuning's)."""
+    """The shared recipe's optimizer and its knobs (its learning rate and weight decay are tuning's)."""
 
-    name: Literal["adam", "adamw", "sgd"]
-    momentum: float = Field(ge=0, lt=1)
+    name: OptimizerName
+    momentum: Momentum
 
 
 class DistributedParams(Strict):
@@ -150,7 +164,7 @@ class DistributedParams(Strict):
 class TrainParams(Strict):
     """Parameters of the tune and train stages."""
 
-    variants: list[VariantName] = Field(min_length=1)
+    variants: list[str] = Field(min_length=1)  # names declared in variants.declared, the reference among them
     tune: TuneParams
     epochs: int = Field(ge=1, le=10_000)
     min_batch: int = Field(ge=2)
@@ -392,15 +406,132 @@ class MlflowParams(Strict):
     registered_model: str = Field(min_length=1)
 
 
+class ModelOverrides(Strict):
+    """What a variant changes of the shared recipe's model (``train.model``); what it leaves out, it shares."""
+
+    hidden: list[PositiveInt] | None = Field(default=None, min_length=1)
+    activation: Activation | None = None
+    norm: Norm | None = None
+    batchnorm_placement: Placement | None = None
+    embedding_scale: EmbeddingScale | None = None
+
+
+class OptimizerOverrides(Strict):
+    """What a variant changes of the shared recipe's optimizer (``train.optimizer``)."""
+
+    name: OptimizerName | None = None
+    momentum: Momentum | None = None
+
+
+class FixedSettings(Strict):
+    """Settings a variant holds fixed: they leave its tuning space (it tunes the others)."""
+
+    lr: float | None = Field(default=None, gt=0, le=10)
+    weight_decay: float | None = Field(default=None, ge=0, le=1)
+    batch_size: int | None = Field(default=None, ge=2, le=1_000_000)
+    pos_weight: str | float | int | None = None
+    dropout: float | None = Field(default=None, ge=0, le=0.95)
+
+    @field_validator("pos_weight")
+    @classmethod
+    def _weight(cls, value: str | float | None) -> str | float | None:
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if value is not None and not (value in ("none", "balanced") or (number and value > 0)):
+            raise ValueError("must be 'none', 'balanced' or a number > 0")
+        return value
+
+    def given(self) -> dict[str, Any]:
+        """The settings held, by name."""
+        return self.model_dump(exclude_none=True)
+
+
+VARIANT_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")  # in file names, MLflow run names (NAME-s0), DVC stages
+
+
+class VariantSpec(Strict):
+    """One declared variant: its words, its colour, and its overrides of the shared recipe."""
+
+    title: str = Field(min_length=1)  # in sentences: "GELU", "the baseline"
+    label: str | None = None  # in table headers: "with GELU" (default: the title)
+    color: str | None = Field(default=None, pattern=r"^#[0-9a-fA-F]{6}$")  # MLflow and figures (default: by order)
+    model: ModelOverrides = ModelOverrides()
+    optimizer: OptimizerOverrides = OptimizerOverrides()
+    fixed: FixedSettings = FixedSettings()
+
+
+class VariantsParams(Strict):
+    """The variants a run may compare (``train.variants`` picks them), and the reference every other one is
+    compared with."""
+
+    reference: str
+    declared: dict[str, VariantSpec] = Field(min_length=2)
+
+    @field_validator("declared")
+    @classmethod
+    def _names(cls, value: dict[str, VariantSpec]) -> dict[str, VariantSpec]:
+        bad = [name for name in value if not VARIANT_NAME.match(name)]
+        if bad:
+            raise ValueError(
+                f"names {bad} must be lower-case letters, digits and _ (a letter first, at most 32): they name files, "
+                "MLflow runs (NAME-s0) and DVC stages"
+            )
+        return value
+
+
 class Params(Strict):
     """The whole of params.yaml."""
 
     prepare: PrepareParams
+    variants: VariantsParams
     train: TrainParams
     timing: TimingParams
     evaluate: EvaluateParams
     report: ReportParams
     mlflow: MlflowParams
+
+    @model_validator(mode="after")
+    def _variants(self) -> Params:
+        """Every compared variant declared, the reference among them, no candidate the reference itself, no
+        variant with nothing left to tune (each problem one line naming its key)."""
+        declared, compared, reference = self.variants.declared, self.train.variants, self.variants.reference
+        unknown = [v for v in compared if v not in declared]
+        if unknown:
+            raise ValueError(
+                f"train.variants names {', '.join(unknown)}, not declared in variants.declared (declared: "
+                f"{', '.join(declared)}); declare it or remove it"
+            )
+        if reference not in declared:
+            raise ValueError(f"variants.reference {reference!r} is not declared in variants.declared; declare it")
+        if reference not in compared:
+            raise ValueError(
+                f"variants.reference {reference!r} is not in train.variants {compared}: every candidate is compared "
+                "with it; add it"
+            )
+        dimensions = list(SpaceParams.model_fields)
+        for name in compared:
+            spec = declared[name]
+            fixed = spec.fixed.given()
+            if set(fixed) == set(dimensions):
+                raise ValueError(
+                    f"variants.declared.{name}.fixed holds every dimension of train.tune.space ({', '.join(fixed)}): "
+                    "nothing is left to tune; remove one"
+                )
+            if self.train.tune.sampler == "grid":
+                size = math.prod(
+                    1 if d in fixed else len(getattr(self.train.tune.space, d).choices)  # type: ignore[union-attr]
+                    for d in dimensions
+                )
+                if self.train.tune.trials > size:
+                    raise ValueError(
+                        f"variants.declared.{name}.fixed leaves a grid of {size} settings, fewer than "
+                        f"train.tune.trials ({self.train.tune.trials}): every variant gets the same budget"
+                    )
+            if name != reference and recipe(self, name) == recipe(self, reference):
+                raise ValueError(
+                    f"variants.declared.{name} is the reference {reference!r} again: its model, optimizer and fixed "
+                    "settings are the reference's; override something"
+                )
+        return self
 
     @model_validator(mode="after")
     def _own_seeds(self) -> Params:
@@ -414,11 +545,34 @@ class Params(Strict):
         return self
 
 
+def recipe(params: Params, variant: str) -> dict[str, Any]:
+    """What a variant trains with beyond its tuned setting: the shared model and optimizer with its overrides,
+    and the settings it holds fixed."""
+    spec = params.variants.declared[variant]
+    model = params.train.model.model_copy(update=spec.model.model_dump(exclude_none=True))
+    optimizer = params.train.optimizer.model_copy(update=spec.optimizer.model_dump(exclude_none=True))
+    return {"model": model.model_dump(), "optimizer": optimizer.model_dump(), "fixed": spec.fixed.given()}
+
+
+class DuplicateKey(yaml.YAMLError):
+    """A mapping that names one key twice (YAML would keep the last silently)."""
+
+
 def _yaml_loader() -> type[yaml.SafeLoader]:
-    """A SafeLoader that reads YAML 1.2 floats such as ``1e-3`` as numbers, as DVC does."""
+    """A SafeLoader that reads YAML 1.2 floats such as ``1e-3`` as numbers, as DVC does, and refuses a key
+    named twice in one mapping (two variants of one name, two values of one param)."""
 
     class Loader(yaml.SafeLoader):
-        pass
+        def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+                if key in seen:
+                    raise DuplicateKey(
+                        f"the key {key!r} appears twice in one mapping (line {key_node.start_mark.line + 1})"
+                    )
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
 
     float_re = re.compile(
         r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?

@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from pipeline.project.variants import CATALOGUE, REFERENCE_COLOR, VARIANTS, label, title
+from pipeline.project.variants import REFERENCE_COLOR, Catalogue
 
 if TYPE_CHECKING:  # the study draws no suite figure: it never loads the suite's statistics
     from pipeline.analysis.pooling import PooledClaim
@@ -75,15 +75,17 @@ def claim_effects(panels: list[ClaimPanel], path: Path) -> Path:
     return save(fig, path)
 
 
-def overlaid_pr(curves: dict[str, tuple[np.ndarray, np.ndarray]], prevalence: float, path: Path) -> Path:
+def overlaid_pr(
+    curves: dict[str, tuple[np.ndarray, np.ndarray]], prevalence: float, cat: Catalogue, path: Path
+) -> Path:
     """Precision-recall curves of several models on one chart (name -> (y, p)); the legend sits
-    beside the axes, where it cannot cover a curve."""
+    beside the axes, where it cannot cover a curve; variants in their colours and line styles."""
     from sklearn.metrics import PrecisionRecallDisplay
 
     fig = Figure(figsize=(8.5, 5))
     ax = fig.subplots()
     for name, (y, p) in curves.items():
-        variant = VARIANTS.get(name.split("-")[0])
+        variant = cat.variants.get(name.split("-")[0])
         PrecisionRecallDisplay.from_predictions(
             y,
             p,
@@ -102,16 +104,16 @@ def overlaid_pr(curves: dict[str, tuple[np.ndarray, np.ndarray]], prevalence: fl
     return save(fig, path)
 
 
-def loss_curves(histories: dict[str, dict[int, pd.DataFrame]], path: Path) -> Path:
+def loss_curves(histories: dict[str, dict[int, pd.DataFrame]], cat: Catalogue, path: Path) -> Path:
     """Mean training (solid) and validation (dashed) loss per variant, with the seed range shaded."""
     fig = Figure(figsize=(7, 4.2))
     ax = fig.subplots()
     for variant, runs in histories.items():
-        colour = VARIANTS[variant].color if variant in VARIANTS else "black"
+        colour = cat.color(variant)
         for key, style in (("train_loss", "-"), ("val_loss", "--")):
             frame = pd.concat(runs.values()).groupby("epoch")[key]
             mean, low, high = frame.mean(), frame.min(), frame.max()
-            ax.plot(mean.index, mean.values, style, color=colour, label=f"{key} {label(variant)}")
+            ax.plot(mean.index, mean.values, style, color=colour, label=f"{key} {cat.label(variant)}")
             ax.fill_between(mean.index, low.values, high.values, color=colour, alpha=0.12)
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
@@ -121,14 +123,14 @@ def loss_curves(histories: dict[str, dict[int, pd.DataFrame]], path: Path) -> Pa
     return save(fig, path)
 
 
-def tuning_curves(best_so_far: dict[str, list[float | None]], path: Path) -> Path:
+def tuning_curves(best_so_far: dict[str, list[float | None]], cat: Catalogue, path: Path) -> Path:
     """Each variant's best mean validation AP after each trial: saturated or still climbing."""
     fig = Figure(figsize=(7, 3.8))
     ax = fig.subplots()
     for variant, curve in best_so_far.items():
-        colour = VARIANTS[variant].color if variant in VARIANTS else "black"
+        colour = cat.color(variant)
         trials = [i + 1 for i, v in enumerate(curve) if v is not None]
-        ax.step(trials, [v for v in curve if v is not None], where="post", color=colour, label=label(variant))
+        ax.step(trials, [v for v in curve if v is not None], where="post", color=colour, label=cat.label(variant))
     ax.set_xlabel("trials")
     ax.set_ylabel("best mean validation AP")
     ax.set_title("Tuning: the best setting found after each trial")
@@ -136,23 +138,28 @@ def tuning_curves(best_so_far: dict[str, list[float | None]], path: Path) -> Pat
     return save(fig, path)
 
 
-def reliability(scores: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> Path:
+def reliability(scores: dict[str, tuple[np.ndarray, np.ndarray]], cat: Catalogue, path: Path) -> Path:
     """Reliability (calibration) curves of several models on one chart (name -> (y, p)), quantile bins."""
     from sklearn.calibration import CalibrationDisplay
 
     fig = Figure(figsize=(6.5, 5))
     ax = fig.subplots()
     for name, (y, p) in scores.items():
-        variant = VARIANTS.get(name)
         CalibrationDisplay.from_predictions(
-            y, p, n_bins=10, strategy="quantile", name=label(name), ax=ax, color=variant.color if variant else None
+            y,
+            p,
+            n_bins=10,
+            strategy="quantile",
+            name=cat.label(name),
+            ax=ax,
+            color=cat.color(name) if name in cat else None,
         )
     ax.set_title("Reliability on the test parts")
     ax.legend(fontsize=7, loc="upper left")
     return save(fig, path)
 
 
-def sweep(summary: pd.DataFrame, param: str, path: Path) -> Path:
+def sweep(summary: pd.DataFrame, param: str, cat: Catalogue, path: Path) -> Path:
     """Three panels against a swept param: test AP, final train loss, seconds per epoch, per variant."""
     fig = Figure(figsize=(13, 3.8))
     axes = fig.subplots(1, 3)
@@ -162,7 +169,7 @@ def sweep(summary: pd.DataFrame, param: str, path: Path) -> Path:
         ("seconds_per_epoch", "seconds per epoch"),
     )
     for ax, (key, heading) in zip(axes, panels):
-        for variant in CATALOGUE:
+        for variant in cat.variants.values():
             rows = summary[summary["variant"] == variant.name].sort_values("value")
             if rows.empty:
                 continue
@@ -209,16 +216,18 @@ def forest(claim: PooledClaim, text: str, unit: str, path: Path) -> Path:
     ax.axvspan(-claim.rope, claim.rope, color="#dddddd", alpha=0.6, label=f"ROPE ±{claim.rope:.3g}")
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_yticks([*ys, 0.5], [e.table for e in rows] + [f"pooled (I² {p.i2:.0%})" if np.isfinite(p.i2) else "pooled"])
-    ax.set_xlabel(f"{title(claim.variant)} minus the baseline, {unit} (positive favours the variant)")
+    ax.set_xlabel(f"{claim.title} minus {claim.reference}, {unit} (positive favours the variant)")
     ax.set_ylim(-0.2, len(rows) + 1.6)
     ax.legend(loc="upper right", fontsize=8)
-    ax.set_title(f"{title(claim.variant)} {text}?")
+    ax.set_title(f"{claim.title} {text}?")
     return save(fig, path)
 
 
-def rank_grid(table_ranks: dict[str, dict[str, tuple[int, float]]], path: Path) -> Path:
+def rank_grid(
+    table_ranks: dict[str, dict[str, tuple[int, float]]], styles: dict[str, tuple[str, str]], path: Path
+) -> Path:
     """A grid: tables as columns, models as rows, each cell the model's rank by test AP (1 best) and
-    its mean test AP; variants in their colours, reference models grey."""
+    its mean test AP; variants (``styles``: name -> label, colour) in their colours, reference models grey."""
     tables = list(table_ranks)
     models = list(dict.fromkeys(m for t in tables for m in table_ranks[t]))
     grid = np.full((len(models), len(tables)), np.nan)
@@ -235,8 +244,8 @@ def rank_grid(table_ranks: dict[str, dict[str, tuple[int, float]]], path: Path) 
                 rank, ap = table_ranks[t][m]
                 ax.text(j, i, f"#{rank}\n{ap:.3f}", ha="center", va="center", fontsize=8)
     ax.set_xticks(range(len(tables)), tables, rotation=30, ha="right")
-    ax.set_yticks(range(len(models)), [label(m) for m in models])
+    ax.set_yticks(range(len(models)), [styles[m][0] if m in styles else m.replace("_", " ") for m in models])
     for tick, m in zip(ax.get_yticklabels(), models):
-        tick.set_color(VARIANTS[m].color if m in VARIANTS else REFERENCE_COLOR)
+        tick.set_color(styles[m][1] if m in styles else REFERENCE_COLOR)
     ax.set_title("Rank by mean test AP per table (1 = best; cell: rank and test AP)")
     return save(fig, path)

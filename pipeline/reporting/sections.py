@@ -22,7 +22,6 @@ from pipeline.data.roles import MIN_COVERAGE
 from pipeline.project.artefacts import PrepareSummary
 from pipeline.project.layout import SPLITS, Layout
 from pipeline.project.provenance import git_state, output_hashes
-from pipeline.project.variants import BASELINE, label, title
 from pipeline.reporting import figures
 from pipeline.reporting.document import Document
 from pipeline.tracking import ui
@@ -73,7 +72,7 @@ def claim_text(c: Claim) -> str:
     if m.counts:
         parts.append(m.counts)
     parts.append(
-        f"{agree} of {n} {c.primary.units} favour {title(c.variant)}; permutation p = {c.p:.3g} (the smallest "
+        f"{agree} of {n} {c.primary.units} favour {c.title}; permutation p = {c.p:.3g} (the smallest "
         f"{n} allow: {c.smallest_p:.3g}); per unit " + ", ".join(signed(d, 3) for d in m.differences)
     )
     return "; ".join(parts) + "."
@@ -128,16 +127,16 @@ def setup_section(doc: Document, ev: Evidence) -> None:
         [
             f"Data: `{s.source}` (SHA-256 `{s.source_sha256[:16]}…`), label `{s.label}`, {s.n_features} features, "
             f"{s.split_method} split; rows with NaN/inf dropped: {s.dropped_nonfinite:,}{_imputed(s)}.",
-            f"Model: MLP{' over the numeric inputs and one embedding per categorical column' if s.categories else ''}, "
-            f"hidden layers {p.train.model.hidden}, {p.train.model.activation}; `batchnorm` adds "
-            f"BatchNorm1d (`layernorm`: LayerNorm) {p.train.model.batchnorm_placement} each activation; nothing else "
-            "differs, shared layers start from the same weights, and the output bias starts at the training prior's "
-            "log-odds (the first predictions are the base rate).",
+            f"Model: MLP{' over the numeric inputs and one embedding per categorical column' if s.categories else ''}; "
+            f"the shared recipe: hidden layers {p.train.model.hidden}, {p.train.model.activation}, normalisation "
+            f"{p.train.model.norm} ({p.train.model.batchnorm_placement} the activation), optimizer "
+            f"{p.train.optimizer.name}. " + " ".join(_differences(ev, v) for v in ev.compared()) + " The output bias "
+            "starts at the training prior's log-odds (the first predictions are the base rate).",
             f"Training: at most {p.train.epochs} epochs, early stopping after {p.train.patience} epochs without a "
-            f"better validation AP (the best epoch's weights kept), {p.train.optimizer.name}, batches never below "
+            "better validation AP (the best epoch's weights kept), batches never below "
             f"{p.train.min_batch}; validation AP also at probe steps growing {p.train.probe_growth:g}x.",
             "Settings (tuned per variant, section 3): "
-            + "; ".join(f"{label(v)}: {ev.setting(v).name()}" for v in p.train.variants)
+            + "; ".join(f"{ev.catalogue.label(v)}: {ev.setting(v).name()}" for v in p.train.variants)
             + ".",
             f"Replicates: {len(ev.replicates)}; replicate r trains every variant with seed r on "
             + ("its own redrawn split" if s.redrawn else f"time window r mod {s.folds}")
@@ -169,6 +168,21 @@ def _imputed(s: PrepareSummary) -> str:
     return (
         f"; empty or infinite cells imputed with the training part's median and a was-missing input "
         f"(train/val/test of the tuning split): {cells}"
+    )
+
+
+def _differences(ev: Evidence, variant: str) -> str:
+    """What a candidate changes of the reference, and whether their initial weights can be equal."""
+    cat = ev.catalogue
+    said = cat.differences(variant) or "nothing (a changed label only)"
+    weights = (
+        "every layer starts from the same weights as the reference's (the same shapes, the same seeded draws)"
+        if cat.same_shape(variant)
+        else "their shapes differ, so their initial weights are drawn from the same seeded generator but are not equal"
+    )
+    return (
+        f"{cat.title(variant)[:1].upper()}{cat.title(variant)[1:]} against {cat.title(cat.reference)}: {said}; "
+        f"nothing else differs, and {weights}."
     )
 
 
@@ -245,7 +259,7 @@ def tuning_section(doc: Document, ev: Evidence, figure_dir: Path) -> None:
         edges = ", ".join(f"{k} ({v} end)" for k, v in entry.at_edge.items()) or "none"
         rows.append(
             [
-                label(variant),
+                ev.catalogue.label(variant),
                 f"{entry.val_ap:.4f}",
                 f"trial {entry.chosen.trial}",
                 ev.setting(variant).name(),
@@ -264,7 +278,7 @@ def tuning_section(doc: Document, ev: Evidence, figure_dir: Path) -> None:
     )
     doc.figure(
         figures.tuning_curves(
-            {v: ev.selection.variants[v].best_so_far for v in p.train.variants}, figure_dir / "tuning.png"
+            {v: ev.selection.variants[v].best_so_far for v in p.train.variants}, ev.catalogue, figure_dir / "tuning.png"
         ),
         "Best mean validation AP after each trial",
     )
@@ -273,7 +287,7 @@ def tuning_section(doc: Document, ev: Evidence, figure_dir: Path) -> None:
         trials = sorted(
             (t for t in ev.selection.variants[variant].trials if t.val_ap is not None), key=lambda t: -t.val_ap
         )[: max(5, len(tied))]
-        doc.paragraph(f"Best trials {label(variant)}:")
+        doc.paragraph(f"Best trials {ev.catalogue.label(variant)}:")
         doc.table(
             ["Trial", "Validation AP (mean over tuning seeds)", "Per seed", "Tied with the best", "Setting"],
             [
@@ -307,9 +321,9 @@ def curves_section(doc: Document, ev: Evidence, figure_dir: Path) -> None:
             f"standard deviation over {n} replicate(s); n < replicates where early stopping ended a run "
             "before that epoch."
         )
-        doc.table(["Epoch", *[f"{name} {label(v)}" for v in ev.histories]], rows)
+        doc.table(["Epoch", *[f"{name} {ev.catalogue.label(v)}" for v in ev.histories]], rows)
     doc.figure(
-        figures.loss_curves(ev.histories, figure_dir / "loss_curves.png"),
+        figures.loss_curves(ev.histories, ev.catalogue, figure_dir / "loss_curves.png"),
         "Training (solid) and validation (dashed) loss",
     )
 
@@ -323,7 +337,7 @@ def accuracy_section(doc: Document, ev: Evidence) -> None:
         at_half = [_accuracy_at(ev, n, 0.5) for n in ev.names(model)]
         rows.append(
             [
-                label(model),
+                ev.catalogue.label(model),
                 mean_sd(ev.values(model, "test_accuracy")),
                 mean_sd(at_half),
                 mean_sd(ev.values(model, "test_balanced_accuracy"), 3),
@@ -364,7 +378,7 @@ def minority_section(doc: Document, ev: Evidence, figure_dir: Path) -> None:
     doc.table(
         ["Model", "Average precision", "Precision", "Recall", "F1", "Brier", "Recall at 0.5"],
         [
-            [label(m)]
+            [ev.catalogue.label(m)]
             + [mean_sd(ev.values(m, f"test_{k}"), 3) for k in keys]
             + [mean_sd([_recall_at(ev, n, 0.5) for n in ev.names(m)], 3)]
             for m in models
@@ -375,12 +389,12 @@ def minority_section(doc: Document, ev: Evidence, figure_dir: Path) -> None:
     }
     money_table(doc, ev)
     doc.figure(
-        figures.reliability(pooled, figure_dir / "reliability.png"),
+        figures.reliability(pooled, ev.catalogue, figure_dir / "reliability.png"),
         "Reliability on the test parts, every replicate pooled",
     )
     first = {n: ev.split_scores(n, "test") for m in models for n in ev.names(m)[:1]}
     doc.figure(
-        figures.overlaid_pr(first, ev.summary.prevalence["test"], figure_dir / "precision_recall.png"),
+        figures.overlaid_pr(first, ev.summary.prevalence["test"], ev.catalogue, figure_dir / "precision_recall.png"),
         "Precision-recall curves on replicate 0's test part",
     )
 
@@ -399,6 +413,7 @@ def speed_section(doc: Document, ev: Evidence, paired: dict[str, list[Pair]]) ->
     """Steps to validation-AP targets both variants reach (each model's own, deterministic), the timed cost
     of a step (the timing stage's rounds), and training seconds as their product; the same at shared settings."""
     t = ev.timing
+    name, base = ev.catalogue.title, ev.catalogue.title(ev.reference)
     doc.heading("7. Speed: time to validation-AP targets both variants reach")
     targets = ", ".join(f"{f:.0%}" for f in ev.params.report.speed_rungs)
     doc.paragraph(
@@ -412,19 +427,19 @@ def speed_section(doc: Document, ev: Evidence, paired: dict[str, list[Pair]]) ->
         "claim's interval and test."
     )
     for variant in ev.compared():
-        costs = [v / b for v, b in zip(t.tuned[variant], t.tuned[BASELINE])]
+        costs = [v / b for v, b in zip(t.tuned[variant], t.tuned[ev.reference])]
         doc.table(
             [
                 "Seconds per step (ms), median [min, max] over rounds",
-                f"{title(variant)}",
-                f"{title(BASELINE)}",
+                name(variant),
+                base,
                 "Ratio (variant / baseline)",
             ],
             [
                 [
                     "each at its tuned setting",
                     _spread([1000 * x for x in t.tuned[variant]], ".3g"),
-                    _spread([1000 * x for x in t.tuned[BASELINE]], ".3g"),
+                    _spread([1000 * x for x in t.tuned[ev.reference]], ".3g"),
                     _spread(costs, ".2f"),
                 ]
             ]
@@ -432,8 +447,8 @@ def speed_section(doc: Document, ev: Evidence, paired: dict[str, list[Pair]]) ->
                 [
                     f"shared: {s.setting.name()}",
                     _spread([1000 * x for x in s.seconds[variant]], ".3g"),
-                    _spread([1000 * x for x in s.seconds[BASELINE]], ".3g"),
-                    _spread([v / b for v, b in zip(s.seconds[variant], s.seconds[BASELINE])], ".2f"),
+                    _spread([1000 * x for x in s.seconds[ev.reference]], ".3g"),
+                    _spread([v / b for v, b in zip(s.seconds[variant], s.seconds[ev.reference])], ".2f"),
                 ]
                 for s in t.shared
             ],
@@ -443,19 +458,19 @@ def speed_section(doc: Document, ev: Evidence, paired: dict[str, list[Pair]]) ->
         for r in ev.replicates:
             steps = claims.rung_steps(ev, variant, r)
             rows.append([str(r), *[f"{ours:,.0f} / {theirs:,.0f}" for _, ours, theirs in steps]])
-        doc.paragraph(f"Steps to each target, each at its tuned setting ({title(variant)} / {title(BASELINE)}):")
+        doc.paragraph(f"Steps to each target, each at its tuned setting ({name(variant)} / {base}):")
         doc.table(["Replicate", *[f"{f:.0%} target" for f in ev.params.report.speed_rungs]], rows)
         epochs = {
             v: float(np.median([len(r.batch_sizes) for n, r in ev.runs.items() if r.variant == v]))
-            for v in (variant, BASELINE)
+            for v in (variant, ev.reference)
         }
         doc.bullets(
             [
                 f"Seconds per epoch at the tuned settings (the timed cost of a step times the steps of an epoch; "
-                f"median [min, max] over the timing rounds): {title(variant)} "
+                f"median [min, max] over the timing rounds): {name(variant)} "
                 f"{_spread([x * epochs[variant] for x in t.tuned[variant]], '.3g')} s ({epochs[variant]:.0f} "
-                f"steps), {title(BASELINE)} {_spread([x * epochs[BASELINE] for x in t.tuned[BASELINE]], '.3g')} s "
-                f"({epochs[BASELINE]:.0f} steps). In the training stage a variant's replicates train together in "
+                f"steps), {base} {_spread([x * epochs[ev.reference] for x in t.tuned[ev.reference]], '.3g')} s "
+                f"({epochs[ev.reference]:.0f} steps). In the training stage a variant's replicates train together in "
                 "one stack, so its own clock is one measurement per variant, not per replicate: the claims use "
                 "the timed cost above."
             ],
@@ -463,7 +478,7 @@ def speed_section(doc: Document, ev: Evidence, paired: dict[str, list[Pair]]) ->
         )
         if paired[variant]:
             doc.paragraph(
-                f"**At shared settings**: the tuning trials {title(variant)} and {title(BASELINE)} both trained "
+                f"**At shared settings**: the tuning trials {name(variant)} and {base} both trained "
                 "(the sampler's seeded first round, or the whole grid), on the tuning split, paired by setting "
                 "and tuning seed. One learning rate, batch and dropout for both: a step does the same work, so "
                 "this reading credits nothing to either variant's tuned setting. Columns as in the claims: "
@@ -480,7 +495,7 @@ def speed_section(doc: Document, ev: Evidence, paired: dict[str, list[Pair]]) ->
                     "Speed-up in steps",
                     "Training loss, baseline minus variant",
                     "Test AP, variant minus baseline",
-                    f"Best validation AP {title(variant)} / {title(BASELINE)}",
+                    f"Best validation AP {name(variant)} / {base}",
                     "Both learned",
                 ],
                 claims.shared_rows(paired[variant]),
@@ -531,7 +546,7 @@ def money_table(doc: Document, ev: Evidence) -> None:
     rows = []
     for model in models:
         cells = [
-            label(model),
+            ev.catalogue.label(model),
             _interval(ev, model, "test_value_recall"),
             _interval(ev, model, "test_amount_caught", money=True),
             f"{np.mean(ev.values(model, 'test_amount_missed')):,.0f}",
@@ -669,7 +684,11 @@ def provenance_section(doc: Document, ev: Evidence, layout: Layout) -> None:
     checkpoints = [layout.checkpoint(n) for v in ev.histories for n in ev.names(v)]
     doc.table(["Output", "md5"], [[f"`{path}`", f"`{md5}`"] for path, md5 in output_hashes(layout.root, checkpoints)])
     links = sorted(
-        {ui.comparison_url(r.experiment_id, r.group) for r in ev.runs.values() if r.run_id and r.experiment_id}
+        {
+            ui.comparison_url(r.experiment_id, r.group, ev.catalogue.slug)
+            for r in ev.runs.values()
+            if r.run_id and r.experiment_id
+        }
     )
     if links:
         doc.bullets(

@@ -21,7 +21,6 @@ from pipeline.analysis.pooling import (
     weak_tables,
 )
 from pipeline.project.suites import Suite
-from pipeline.project.variants import PRIMARY, title
 from pipeline.reporting import figures
 from pipeline.reporting.document import Document
 
@@ -77,7 +76,7 @@ def verdict_table(doc: Document, claims: list[PooledClaim]) -> None:
         p, b, n = c.pooled, c.bayes, c.counts
         rows.append(
             [
-                f"{title(c.variant)} {SHORT_CLAIMS[c.claim]}",
+                f"{c.title} {SHORT_CLAIMS[c.claim]}",
                 f"**{answer(c)}**",
                 f"{_f(p.mean)} [{_f(p.low)}, {_f(p.high)}]",
                 "–" if math.isnan(p.i2) else f"{p.i2:.0%}",
@@ -127,16 +126,16 @@ def weaknesses(doc: Document, tables: list[TableResult], claims: list[PooledClai
     if timed:
         said.append(
             f"{_some([t.name for t in timed], finished)}: trained {jobs} tables at a time on shared cores "
-            f"(`-j {jobs}`), so a table's two variants were timed under different loads and the speed claim, "
-            f"in training seconds, is not a fair reading for them. {steps_reading(timed)} Run the suite "
-            "with `-j 1` for seconds that compare."
+            f"(`-j {jobs}`): each table's timing rounds interleave its variants, so their ratio is fair, but the "
+            f"rounds ran under the other tables' varying load, which widens the speed claim's interval. "
+            f"{steps_reading(timed, claims[0] if claims else None)} Run the suite with `-j 1` for quieter seconds."
         )
     reused = [t for t in finished if t.reused]
     if reused:
         said.append(
             f"{_some([t.name for t in reused], finished)}: reused from an earlier run of the suite; their "
             "speed in seconds compares only if that run trained one table at a time (`-j 1`). "
-            f"{steps_reading(reused)}"
+            f"{steps_reading(reused, claims[0] if claims else None)}"
         )
     doc.bullets(said or ["none of the tables has a caveat."])
     doc.paragraph(sound_tables(finished, claims))
@@ -158,7 +157,7 @@ def sound_tables(finished: list[TableResult], claims: list[PooledClaim]) -> str:
         text += "The pooled verdict rests on sound comparisons only."
     else:
         changed = [
-            f"{title(c.variant)} {SHORT_CLAIMS[c.claim]} ({answer(c)} → {sound_answer(c)})"
+            f"{c.title} {SHORT_CLAIMS[c.claim]} ({answer(c)} → {sound_answer(c)})"
             for c in claims
             if sound_answer(c) != answer(c)
         ]
@@ -182,21 +181,33 @@ def _some(names: list[str], finished: list[TableResult]) -> str:
     return f"**{len(names)} of {len(finished)}** ({_listed(names)})"
 
 
-def steps_reading(tables: list[TableResult]) -> str:
-    """Steps, which load does not change: BatchNorm's step speed-up at a shared setting (each table's
-    ``shared_setting``, the median over the targets of the baseline's steps over BatchNorm's)."""
+def styles(tables: list[TableResult]) -> dict[str, tuple[str, str]]:
+    """Each variant's label and colour, as the tables' answers name them (the first table to name it)."""
+    out: dict[str, tuple[str, str]] = {}
+    for t in tables:
+        if t.answer is not None:
+            for v, label in t.answer.labels.items():
+                out.setdefault(v, (label, t.answer.colors.get(v, "black")))
+    return out
+
+
+def steps_reading(tables: list[TableResult], primary: PooledClaim | None) -> str:
+    """Steps, which load does not change: the primary candidate's step speed-up at a shared setting (each
+    table's ``shared_setting``, the median over the targets of the reference's steps over the candidate's)."""
+    if primary is None:
+        return "Their steps to the targets were not recorded."
     ups = {
-        t.name: t.headline.shared_setting[PRIMARY].steps_speedup
+        t.name: t.headline.shared_setting[primary.variant].steps_speedup
         for t in tables
-        if t.headline is not None and PRIMARY in t.headline.shared_setting
+        if t.headline is not None and primary.variant in t.headline.shared_setting
     }
     if not ups:
         return "Their steps to the targets were not recorded."
     faster, low, high = sum(u > 1 for u in ups.values()), min(ups.values()), max(ups.values())
     spread = f"{low:.2f}x" if f"{low:.2f}" == f"{high:.2f}" else f"{low:.2f}x to {high:.2f}x"
     return (
-        f"In steps, at one shared setting, {title(PRIMARY)} needed fewer on {faster} of {len(ups)} "
-        f"(the baseline's steps over {title(PRIMARY)}'s: {spread})."
+        f"In steps, at one shared setting, {primary.title} needed fewer on {faster} of {len(ups)} "
+        f"({primary.reference}'s steps over {primary.title}'s: {spread})."
     )
 
 
@@ -218,7 +229,8 @@ def suite_document(
     jobs: int = 1,
 ) -> Document:
     """The whole suite report (``jobs``: the queue workers that trained this invocation's tables)."""
-    doc = Document(f"Does BatchNorm help across tables? Suite `{suite.name}`")
+    asked = claims[0].title if claims else "the candidate"
+    doc = Document(f"Does {asked} help across tables? Suite `{suite.name}`")
     finished = [t for t in tables if t.status != FAILED]
     failed = [t for t in tables if t.status == FAILED]
     doc.paragraph(
@@ -237,27 +249,24 @@ def suite_document(
         doc.paragraph(
             f"Pooled: the random-effects {confidence:.0%} interval read against the ROPE as each table's "
             "verdict is (better: above 0 and the mean past the ROPE; equivalent: inside the ROPE; worse: "
-            "the mirror image; else inconclusive). Effects are the variant minus the baseline, positive "
+            "the mirror image; else inconclusive). Effects are the variant minus the reference, positive "
             "favouring the variant, each table's the single-table report's (paired over its replicates)."
         )
         weaknesses(doc, tables, claims, jobs)
         for c in claims:
             doc.figure(
                 figures.forest(c, SHORT_CLAIMS[c.claim], UNITS[c.claim], figure_dir / f"forest_{c.key}.png"),
-                f"{title(c.variant)} {SHORT_CLAIMS[c.claim]}: each table's effect and interval, pooled below",
+                f"{c.title} {SHORT_CLAIMS[c.claim]}: each table's effect and interval, pooled below",
             )
     doc.heading("What each reading answers, and when they disagree")
     doc.bullets(READINGS)
-    notes = [
-        f"{title(c.variant)} {SHORT_CLAIMS[c.claim]}: {note}"
-        for c in claims
-        for note in disagreements(c, 1 - confidence)
-    ]
+    notes = [f"{c.title} {SHORT_CLAIMS[c.claim]}: {note}" for c in claims for note in disagreements(c, 1 - confidence)]
     doc.paragraph("Disagreements in this suite: " + ("; ".join(notes) + "." if notes else "none."))
     if table_ranks:
         doc.heading("Is the MLP even competitive? Rank against the reference models")
         doc.figure(
-            figures.rank_grid(table_ranks, figure_dir / "ranks.png"), "Each model's rank by mean test AP on each table"
+            figures.rank_grid(table_ranks, styles(tables), figure_dir / "ranks.png"),
+            "Each model's rank by mean test AP on each table",
         )
     doc.heading("The tables")
     rows = []
@@ -274,7 +283,7 @@ def suite_document(
                 f"`{t.name}`",
                 t.question or "–",
                 "**failed**: " + t.reason if t.status == FAILED else ("finished (reused)" if t.reused else "finished"),
-                t.answer or "–",
+                (t.answer.sentences.get(t.headline.candidate or "", "") if t.answer and t.headline else "") or "–",
                 effects or "–",
                 _caveats(t),
                 f"`{t.experiment}`",

@@ -11,7 +11,6 @@ from pipeline.analysis import claims
 from pipeline.analysis.claims import FAMILY, Claim, Pair, in_words
 from pipeline.analysis.evidence import Evidence
 from pipeline.analysis.statistics import mean_sd
-from pipeline.project.variants import label, short, title
 from pipeline.reporting import figures
 from pipeline.reporting.document import Document
 from pipeline.reporting.sections import in_reading, signed
@@ -54,7 +53,7 @@ def settings_sentence(ev: Evidence, variant: str, paired: list[Pair]) -> str:
     apart = claims.settings_apart(ev, variant)
     tuned = apart if apart else "the same setting for both"
     learned = sum(p.learned for p in paired)
-    dropped = claims.left_out(paired, variant)
+    dropped = claims.left_out(paired, variant, ev.catalogue)
     shared = (
         f"the tuning trials both variants trained, one learning rate, batch and dropout for both: {learned} "
         f"pairs of settings and tuning seeds" + (f", leaving out {dropped}" if dropped else "")
@@ -118,22 +117,20 @@ def summary_section(
     variants = ev.compared()
     if not variants:
         doc.paragraph(
-            "A verdict needs the baseline and a normalised variant; this run trained only "
-            + ", ".join(p.train.variants)
-            + "."
+            f"A verdict needs {ev.catalogue.title(ev.reference)} and a candidate to compare with it; this run trained "
+            "only " + ", ".join(p.train.variants) + "."
         )
+    base = ev.catalogue.title(ev.reference)
     for variant in variants:
-        doc.paragraph(
-            f"Does {title(variant)} make this MLP learn faster and catch more fraud than the same MLP without it?"
-        )
+        doc.paragraph(ev.catalogue.question(variant))
         # The answer and the table quote the speed claim, timed: they move between runs of the same params.
         doc.paragraph(f"**{claims.answer_sentence(ev, variant, found[variant])}**", volatile=True)
         doc.paragraph(settings_sentence(ev, variant, paired[variant]))
         doc.table(CLAIM_COLUMNS, [claim_row(c) for c in found[variant]], volatile=True)
         doc.figure(
             figures.claim_effects(claim_panels(found[variant]), figure_dir / f"claims_{variant}.png"),
-            f"{title(variant)} against the baseline: each claim's effect and 95% interval at both readings (filled: "
-            "the tested one), the practical size shaded",
+            f"{ev.catalogue.title(variant)} against {base}: each claim's effect and 95% interval at both readings "
+            "(filled: the tested one), the practical size shaded",
             volatile=True,  # the speed claim's panel is drawn from timings
         )
         minority = next(c for c in found[variant] if c.key == "minority")
@@ -144,7 +141,7 @@ def summary_section(
         doc.paragraph(
             f"Intervals at tuned settings cover {minority.measure.covers}; at shared settings, "
             f"{claims.SHARED_COVERS}. In counts, mean per replicate: {minority.measure.counts}. Beside test AP, "
-            f"{title(variant)} minus the baseline at each model's validation-chosen threshold (not tested, not "
+            f"{ev.catalogue.title(variant)} minus {base} at each model's validation-chosen threshold (not tested, not "
             f"corrected): {beside_ap}. Every number behind each row: section 8. The four tested readings are "
             "corrected together (Holm), the speed claim's timed seconds included: the verdicts can move between "
             "runs of the same params when timings do; the other claims' effects, intervals and raw p cannot."
@@ -158,7 +155,7 @@ def summary_section(
     if moving:
         doc.bullets(moving, volatile=True)
     positives, rows = sum(s.positives.values()), sum(s.rows.values())
-    aps = ", ".join(f"{short(v)} {mean_sd(ev.values(v, 'test_ap'), 3)}" for v in p.train.variants)
+    aps = ", ".join(f"{ev.catalogue.short(v)} {mean_sd(ev.values(v, 'test_ap'), 3)}" for v in p.train.variants)
     refs = ", ".join(
         f"{r.replace('_', ' ')} {mean_sd(ev.values(r, 'test_ap'), 3)}" for r in p.evaluate.references.names()
     )
@@ -172,7 +169,7 @@ def summary_section(
             + ".",
             f"**Tuning**: {p.train.tune.trials} trials per variant ({p.train.tune.sampler}, tuning seeds "
             f"{list(p.train.tune.seeds)}, on a split of their own); chosen: "
-            + "; ".join(f"{short(v)} {ev.setting(v).name()}" for v in p.train.variants)
+            + "; ".join(f"{ev.catalogue.short(v)} {ev.setting(v).name()}" for v in p.train.variants)
             + ".",
             f"**Verdicts**: {len(FAMILY)} claims corrected together (Holm, {p.report.confidence:.0%}); section 8 "
             "says how.",
@@ -201,12 +198,13 @@ def run_description(
         lines.append("")
     if caveats:
         lines += ["**Caveats**: " + " ".join(caveats), ""]
-    aps = ", ".join(f"{label(v)} {mean_sd(ev.values(v, 'test_ap'), 3)}" for v in ev.histories)
+    aps = ", ".join(f"{ev.catalogue.label(v)} {mean_sd(ev.values(v, 'test_ap'), 3)}" for v in ev.histories)
     lines += [
         f"Test average precision (mean ± sd over replicates): {aps}.",
         "",
         f"**Compare the runs:** [{comparison_url}]({comparison_url}) shows this execution's compared models, "
-        "BatchNorm in blue, the baseline in orange, reference models in grey (tuning runs: role "
-        "`tuning`). The report is in this run's artifacts (`report/report.html`).",
+        + ", ".join(f"{ev.catalogue.title(v)} in {ev.catalogue.color_name(v)}" for v in ev.catalogue.compared)
+        + ", reference models in grey (tuning runs: role `tuning`). The report is in this run's artifacts "
+        "(`report/report.html`).",
     ]
     return "\n".join(lines)

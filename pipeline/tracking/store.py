@@ -19,8 +19,9 @@ from pipeline.runtime.errors import StageError
 from pipeline.tracking.keys import BATCH_LIMIT, NOTE
 
 EXPERIMENT_NOTE = (
-    "BatchNorm versus baseline on imbalanced data. Every pipeline execution (one `pipeline.group`) "
-    "holds one run per model (`batchnorm-s0`, ...; BatchNorm in blue, baseline in orange), one run per "
+    "Candidate variants against a reference on imbalanced data (BatchNorm against the baseline unless params.yaml "
+    "declares others). Every pipeline execution (one `pipeline.group`) holds one run per model (`batchnorm-s0`, "
+    "...; each variant in its colour), one run per "
     "reference model (grey) and one run `pipeline-<group>` whose description gives the verdict and a "
     "link to the comparison, and whose artifacts hold the report."
 )

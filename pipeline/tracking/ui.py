@@ -40,9 +40,10 @@ SECTIONS = (
 )
 
 
-def view_key(group: str) -> str:
-    """The saved view of one pipeline execution."""
-    return f"batchnorm-vs-baseline-{group}"
+def view_key(group: str, question: str) -> str:
+    """The saved view of one pipeline execution (``question``: ``batchnorm-vs-baseline``, the compared
+    variants' names)."""
+    return f"{question}-{group}"
 
 
 def _chart(key: str, kind: str, section: str) -> dict[str, Any]:
@@ -157,12 +158,13 @@ def _view_url(exp_id: str, key: str) -> str:
     return f"{store.ui_base()}/#/experiments/{exp_id}/runs?{query}"
 
 
-def save_comparison_view(exp_id: str, group: str) -> str:
-    """Store (or refresh) the execution's comparison view; return the link that opens it in chart mode."""
-    _save(exp_id, view_key(group), f"BatchNorm vs baseline {group}", view_state(group))
-    return comparison_url(exp_id, group)
+def save_comparison_view(exp_id: str, group: str, question: str, title: str) -> str:
+    """Store (or refresh) the execution's comparison view (``question``: its key's part naming the variants,
+    ``title``: "BatchNorm vs baseline"); return the link that opens it in chart mode."""
+    _save(exp_id, view_key(group, question), f"{title} {group}", view_state(group))
+    return comparison_url(exp_id, group, question)
 
 
-def comparison_url(exp_id: str, group: str) -> str:
+def comparison_url(exp_id: str, group: str, question: str) -> str:
     """The link that opens an execution's comparison view, charts first."""
-    return _view_url(exp_id, view_key(group))
+    return _view_url(exp_id, view_key(group, question))

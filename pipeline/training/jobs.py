@@ -19,8 +19,8 @@ from pipeline.modeling.network import MLPConfig
 from pipeline.project import provenance
 from pipeline.project.artefacts import Chosen, PrepareSummary, RunFile
 from pipeline.project.layout import TUNING, Layout, model_name, replicate_name
-from pipeline.project.params import Params, Setting, TrainParams
-from pipeline.project.variants import variant as catalogue_entry
+from pipeline.project.params import ModelParams, OptimizerParams, Params, Setting, TrainParams
+from pipeline.project.variants import Catalogue
 from pipeline.training.loop import FitConfig, FitResult
 
 
@@ -75,6 +75,7 @@ class Planner:
 
     def __init__(self, params: Params, layout: Layout, summary: PrepareSummary) -> None:
         self.layout, self.summary = layout, summary
+        self.catalogue = Catalogue(params)
         self.shape = training_config(params.train)
         # A model's data: the source and how it was cleaned, and its own split's rows and encoder (adding a
         # replicate changes no other replicate's models).
@@ -100,6 +101,7 @@ class Planner:
         key = self.fingerprint(
             {
                 "variant": variant,
+                "recipe": self.catalogue.recipe(variant),  # a changed declaration retrains its models
                 "seed": seed,
                 "trial": trial,
                 "setting": setting.model_dump(),
@@ -163,36 +165,35 @@ def training_config(train: TrainParams) -> dict[str, Any]:
     return train.model_dump(exclude={"variants", "seeds", "tune", "stack"})
 
 
-def mlp_config(
-    train: TrainParams, variant: str, n_features: int, setting: Setting, categories: tuple[int, ...] = ()
-) -> MLPConfig:
-    """The network of one variant: ``n_features`` numeric inputs and an embedding per categorical column
-    (``categories``: each one's rows, its width by data.encoder.embedding_dim); variants differ in their
-    normalisation layers only."""
-    model = train.model
+def mlp_config(model: ModelParams, n_features: int, setting: Setting, categories: tuple[int, ...] = ()) -> MLPConfig:
+    """A variant's network (``model``: the shared recipe with its overrides, ``Catalogue[variant].model``):
+    ``n_features`` numeric inputs and an embedding per categorical column (``categories``: each one's rows,
+    its width data.encoder.embedding_dim's rule times ``model.embedding_scale``)."""
     return MLPConfig(
         n_features=n_features,
         hidden=tuple(model.hidden),
         dropout=setting.dropout,
         activation=model.activation,
-        norm=catalogue_entry(variant).norm,
+        norm=model.norm,
         norm_placement=model.batchnorm_placement,
-        embeddings=tuple((rows, embedding_dim(rows)) for rows in categories),
+        embeddings=tuple((rows, max(1, round(model.embedding_scale * embedding_dim(rows)))) for rows in categories),
     )
 
 
-def fit_config(train: TrainParams, seed: int, setting: Setting, negatives: int, positives: int) -> FitConfig:
-    """The training loop's settings: the train params, the setting, and the class weight it implies
-    for a training split of these counts."""
+def fit_config(
+    train: TrainParams, optimizer: OptimizerParams, seed: int, setting: Setting, negatives: int, positives: int
+) -> FitConfig:
+    """The training loop's settings: the train params, the variant's optimizer, the setting, and the class
+    weight it implies for a training split of these counts."""
     return FitConfig(
         epochs=train.epochs,
         batch_size=setting.batch_size,
         min_batch=train.min_batch,
         lr=setting.lr,
         seed=seed,
-        optimizer=train.optimizer.name,
+        optimizer=optimizer.name,
         weight_decay=setting.weight_decay,
-        momentum=train.optimizer.momentum,
+        momentum=optimizer.momentum,
         pos_weight=pos_weight(setting, negatives, positives),
         grad_clip=train.grad_clip,
         patience=train.patience,

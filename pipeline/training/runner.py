@@ -28,7 +28,7 @@ from pipeline.modeling.network import MLPConfig, checkpoint
 from pipeline.project.artefacts import PrepareSummary, RunFile
 from pipeline.project.layout import Layout
 from pipeline.project.params import Params, flatten
-from pipeline.project.variants import variant as catalogue_entry
+from pipeline.project.variants import Catalogue
 from pipeline.runtime.errors import StageError
 from pipeline.runtime.outputs import staged
 from pipeline.tracking import keys, runs
@@ -105,6 +105,7 @@ class _Stack:
         self, params: Params, layout: Layout, prepared: Prepared, jobs: list[Job], env: FitEnv, track: bool
     ) -> None:
         self.params, self.layout, self.jobs, self.env = params, layout, jobs, env
+        self.catalogue = Catalogue(params)
         self.summary = prepared.summary
         self.main = env.world.is_main
         self.track = track and self.main
@@ -120,17 +121,12 @@ class _Stack:
         self.progress = Progress(jobs, params.train.epochs, show=self.main)
 
     def _member(self, job: Job) -> Member:
-        counts = self.counts[job.split]
+        counts, variant = self.counts[job.split], self.catalogue[job.variant]
         config = mlp_config(
-            self.params.train,
-            job.variant,
-            len(self.summary.numeric_inputs),
-            job.setting,
-            tuple(self.summary.embedding_rows.values()),
+            variant.model, len(self.summary.numeric_inputs), job.setting, tuple(self.summary.embedding_rows.values())
         )
-        return Member(
-            config, fit_config(self.params.train, job.seed, job.setting, *counts), prior_logit(job.setting, *counts)
-        )
+        loop = fit_config(self.params.train, variant.optimizer, job.seed, job.setting, *counts)
+        return Member(config, loop, prior_logit(job.setting, *counts))
 
     def train(self) -> tuple[list[TrainResult], list[str]]:
         """Train the stack; the results of the models that finished, and the errors of compared models
@@ -241,6 +237,8 @@ class _Stack:
         summary, device = self.summary, self.env.device
         mlflow_params = {
             **flatten({"prepare": summary.params, "train": job.shape}),
+            # the variant's own model and optimizer (the shared recipe with its overrides), and what it holds
+            **flatten({"train": {k: v for k, v in self.catalogue.recipe(job.variant).items() if k != "fixed"}}),
             **{f"train.{key}": value for key, value in job.setting.model_dump().items()},
             "variant": job.variant,
             "seed": job.seed,
@@ -254,7 +252,7 @@ class _Stack:
             keys.SEED: str(job.seed),
             keys.LR: str(job.setting.lr),
             keys.MODEL: job.name,
-            keys.COLOR: catalogue_entry(job.variant).color,
+            keys.COLOR: self.catalogue.color(job.variant),
             **({keys.TRIAL: str(job.trial)} if job.trial is not None else {}),
             keys.DATA_SHA256: summary.source_sha256,
             keys.DEVICE: torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",

@@ -45,20 +45,20 @@ def sampler(tune: TuneParams) -> optuna.samplers.BaseSampler:
     )
 
 
-def grid_points(tune: TuneParams) -> list[dict[str, Any]]:
+def grid_points(tune: TuneParams, space: SpaceParams) -> list[dict[str, Any]]:
     """Every combination of the space's choices in a seeded random order: the trials of sampler grid.
     (Enqueued into the study rather than Optuna's GridSampler, which stops the study from inside
     ``tell`` when the grid is exhausted, an error outside ``study.optimize``.)"""
     import itertools
     import random
 
-    choices = [list(getattr(tune.space, name).choices) for name in DIMENSIONS]
+    choices = [list(getattr(space, name).choices) for name in DIMENSIONS]
     points = [dict(zip(DIMENSIONS, values)) for values in itertools.product(*choices)]
     random.Random(tune.seed).shuffle(points)
     return points
 
 
-def open_study(path: Path, fingerprint: str, tune: TuneParams) -> optuna.Study:
+def open_study(path: Path, fingerprint: str, tune: TuneParams, space: SpaceParams) -> optuna.Study:
     """The variant's study, continued when it was made for this fingerprint, else started afresh."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -77,7 +77,7 @@ def open_study(path: Path, fingerprint: str, tune: TuneParams) -> optuna.Study:
     if "fingerprint" not in study.user_attrs:
         study.set_user_attr("fingerprint", fingerprint)
         if tune.sampler == "grid":
-            for point in grid_points(tune):
+            for point in grid_points(tune, space):
                 study.enqueue_trial(point)
     return study
 
@@ -86,11 +86,15 @@ def tune_variant(params: Params, planner: Planner, variant: str, world: World, t
     """Run the variant's study to ``trials`` finished trials; write its trials file; return every
     tuning model of every trial."""
     tune, layout = params.train.tune, planner.layout
-    fingerprint = planner.fingerprint({"variant": variant, "tune": tune.model_dump(exclude={"trials", "parallel"})})
-    study = open_study(layout.study(variant), fingerprint, tune) if world.is_main else None
+    recipe = planner.catalogue.recipe(variant)
+    space = tune.space.holding(recipe["fixed"])
+    fingerprint = planner.fingerprint(
+        {"variant": variant, "recipe": recipe, "tune": tune.model_dump(exclude={"trials", "parallel"})}
+    )
+    study = open_study(layout.study(variant), fingerprint, tune, space) if world.is_main else None
     results: dict[int, list[TrainResult]] = {}
     while True:
-        batch = world.broadcast(_next_trials(study, tune) if study is not None else None)
+        batch = world.broadcast(_next_trials(study, tune, space) if study is not None else None)
         if not batch:
             break
         jobs = {number: planner.trial(params, variant, number, Setting.model_validate(raw)) for number, raw in batch}
@@ -130,7 +134,7 @@ def tune_variant(params: Params, planner: Planner, variant: str, world: World, t
     return [r for number in sorted(results) for r in results[number]]
 
 
-def _next_trials(study: optuna.Study, tune: TuneParams) -> list[tuple[int, dict[str, Any]]]:
+def _next_trials(study: optuna.Study, tune: TuneParams, space: SpaceParams) -> list[tuple[int, dict[str, Any]]]:
     """The trials to train next: any a crash left unfinished, then new ones up to ``trials``, at most
     ``parallel`` in all."""
     trials = study.get_trials(deepcopy=False)
@@ -138,9 +142,9 @@ def _next_trials(study: optuna.Study, tune: TuneParams) -> list[tuple[int, dict[
     waiting = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING][: tune.parallel]
     batch = [(t.number, t.params) for t in waiting]
     fresh = min(tune.parallel - len(batch), tune.trials - finished - len(waiting))
-    space = distributions(tune.space)
+    dimensions = distributions(space)
     for _ in range(max(0, fresh)):
-        trial = study.ask(space)
+        trial = study.ask(dimensions)
         batch.append((trial.number, trial.params))
     return batch
 

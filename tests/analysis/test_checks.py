@@ -17,6 +17,7 @@ from pipeline.analysis.statistics import Power
 from pipeline.project.artefacts import Trial
 from pipeline.project.layout import Layout
 from pipeline.project.params import Params, Setting
+from pipeline.project.variants import Catalogue
 
 
 def _first_screen(params: Params, layout: Layout) -> tuple[str, list[str]]:
@@ -180,6 +181,7 @@ def test_the_tuning_budget_weighs_the_seeds_noise(
     tune = params.train.tune.model_copy(update={"sampler": "tpe", "parallel": 6, "trials": 8})
     ev = SimpleNamespace(
         params=params.model_copy(update={"train": params.train.model_copy(update={"tune": tune})}),
+        catalogue=Catalogue(params),
         selection=SimpleNamespace(variants={"batchnorm": SimpleNamespace(best_so_far=best, trials=trials)}),
     )
     budget = caveats.tuning_budget(ev, "batchnorm")
@@ -194,6 +196,7 @@ def test_top_trials_within_the_noise_are_tied(params: Params) -> None:
     trials = [_trial(0, [0.7732, 0.7932]), _trial(1, [0.7731, 0.7931]), _trial(2, [0.69, 0.71])]
     ev = SimpleNamespace(
         params=params,
+        catalogue=Catalogue(params),
         selection=SimpleNamespace(
             variants={"baseline": SimpleNamespace(best_so_far=[0.7832, 0.7832, 0.7832], trials=trials)}
         ),

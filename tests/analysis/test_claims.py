@@ -64,6 +64,7 @@ def _evidence(ours: list[pd.DataFrame], base: list[pd.DataFrame], tuned: dict[st
         probes={"batchnorm": dict(enumerate(ours)), "baseline": dict(enumerate(base))},
         replicates=list(range(len(ours))),
         timing=SimpleNamespace(tuned=tuned),
+        reference="baseline",
     )
 
 
@@ -75,7 +76,7 @@ def test_training_seconds_are_the_replicates_steps_times_a_timing_round_each() -
     runs from one to the other."""
     fast, slow = _curve([0.3, 0.6]), _curve([0.15, 0.3, 0.45, 0.6])
     ev = _evidence([fast, fast], [slow, slow], {"batchnorm": [1.0e-3, 1.5e-3], "baseline": [1.0e-3, 1.0e-3]})
-    assert cost_ratio(ev.timing.tuned, "batchnorm", 1) == pytest.approx(math.log(1.0 / 1.5))
+    assert cost_ratio(ev.timing.tuned, "batchnorm", "baseline", 1) == pytest.approx(math.log(1.0 / 1.5))
     seconds = tuned_speed(ev, "batchnorm")
     assert seconds == pytest.approx([math.log(2), math.log(2) + math.log(1 / 1.5)])
     m = bootstrapped(ev, "speed", "log ratio", seconds, None, "seeds and the timing rounds")
@@ -101,12 +102,12 @@ def test_the_loss_is_compared_at_the_early_epoch_on_the_eval_mode_loss() -> None
 def test_settings_apart_names_each_difference() -> None:
     ours = Setting(lr=0.00942, weight_decay=0.0, batch_size=2048, pos_weight="balanced", dropout=0.2)
     theirs = Setting(lr=0.0011, weight_decay=0.0, batch_size=1024, pos_weight="none", dropout=0.0)
-    ev = SimpleNamespace(setting=lambda v: ours if v == "batchnorm" else theirs)
+    ev = SimpleNamespace(setting=lambda v: ours if v == "batchnorm" else theirs, reference="baseline")
     assert settings_apart(ev, "batchnorm") == (
         "learning rate 0.00942 against 0.0011, 8.6x apart; batch 2048 against 1024; dropout 0.2 against 0; "
         "class weight balanced against none"
     )
-    alike = SimpleNamespace(setting=lambda v: theirs)
+    alike = SimpleNamespace(setting=lambda v: theirs, reference="baseline")
     assert settings_apart(alike, "batchnorm") == ""
 
 

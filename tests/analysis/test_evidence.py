@@ -82,8 +82,9 @@ def test_shared_trials_are_the_settings_both_variants_tuned() -> None:
         trials=3,
         criterion="mean",
     )
-    assert selection.shared_trials("batchnorm") == [(setting(0.01), 0, 2), (setting(0.003), 1, 0)]
-    assert selection.shared_trials("layernorm") == [] and selection.shared_trials("baseline") == []
+    assert selection.shared_trials("batchnorm", "baseline") == [(setting(0.01), 0, 2), (setting(0.003), 1, 0)]
+    assert selection.shared_trials("layernorm", "baseline") == []
+    assert selection.shared_trials("baseline", "baseline") == []
 
 
 def test_the_epochs_a_curve_table_shows() -> None:

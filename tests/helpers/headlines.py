@@ -7,8 +7,9 @@ from typing import Any
 from pipeline.analysis import statistics
 from pipeline.analysis.claims import FAMILY
 from pipeline.analysis.pooling import FAILED, FINISHED, TableResult
-from pipeline.project.artefacts import Effect, Headline, SharedFigures
+from pipeline.project.artefacts import Answer, Effect, Headline, SharedFigures
 from pipeline.project.params import Setting
+from pipeline.project.variants import PALETTE
 
 # Four tables: the minority claim's effects (test AP, variant minus baseline) and standard errors.
 EFFECTS = [0.02, 0.05, -0.01, 0.03]
@@ -39,13 +40,26 @@ def headline(
         setting={"batchnorm": SETTING, "baseline": SETTING},
         threshold="max_f1",
         replicates=10,
+        reference="baseline",
+        candidate="batchnorm",
+    )
+
+
+def said(sentence: str = "") -> Answer:
+    """A table's metrics/answer.json for the default question (BatchNorm against the baseline)."""
+    return Answer(
+        sentences={"batchnorm": sentence} if sentence else {},
+        titles={"batchnorm": "BatchNorm", "baseline": "the baseline"},
+        labels={"batchnorm": "with BatchNorm", "baseline": "without normalisation"},
+        colors={"batchnorm": PALETTE[0], "baseline": PALETTE[1]},
+        reference="baseline",
     )
 
 
 def four_tables_and_a_broken_one() -> list[TableResult]:
     """The four tables of EFFECTS and SES (test AP 0.55 for the baseline), and one that failed."""
     found = [
-        TableResult(f"t{i}", f"default-t{i}-0000000{i}", FINISHED, f"table {i}", headline=headline(e, s, 0.55))
+        TableResult(f"t{i}", f"default-t{i}-0000000{i}", FINISHED, f"table {i}", headline=headline(e, s, 0.55), answer=said())
         for i, (e, s) in enumerate(zip(EFFECTS, SES))
     ]
     return [

@@ -18,7 +18,7 @@ def train_all(params: Params, layout: Layout, track: bool = True) -> None:
     """The stages tune, select, timing and train, in-process (prepare must have run)."""
     for variant in params.train.variants:
         train.tune(params, variant, layout, track=track)
-    select.run(params.train, layout, track=track)
+    select.run(params, layout, track=track)
     timing.run(params, layout)
     for variant in params.train.variants:
         train.run(params, variant, layout, track=track)

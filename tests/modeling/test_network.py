@@ -12,7 +12,6 @@ import torch
 from torch import nn
 
 from pipeline.modeling.network import MLP, MLPConfig, checkpoint, from_checkpoint, initial_state, logits, slots
-from pipeline.project.variants import variant as variant_entry
 
 EMBEDDINGS = ((5, 3), (9, 4))  # two categorical columns: 5 and 9 indices, widths 3 and 4
 
@@ -125,17 +124,17 @@ def test_k_models_compute_what_k_plain_mlps_compute(norm: str, placement: str, e
             torch.testing.assert_close(stack.predict(x[row])[row], plain(x[row]).float(), rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("variant", ["batchnorm", "baseline", "layernorm"])
-def test_normalisation_layers_exist_exactly_when_asked(variant: str) -> None:
-    state = MLP.initialised(config(variant_entry(variant).norm), seeds=[0]).member_state(0)
+@pytest.mark.parametrize("norm", ["batchnorm", "none", "layernorm"])
+def test_normalisation_layers_exist_exactly_when_asked(norm: str) -> None:
+    state = MLP.initialised(config(norm), seeds=[0]).member_state(0)
     norms = {k.split(".norm.")[1] for k in state if ".norm." in k}
     assert (
         norms
         == {
             "batchnorm": {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"},
             "layernorm": {"weight", "bias"},
-            "baseline": set(),
-        }[variant]
+            "none": set(),
+        }[norm]
     )
 
 

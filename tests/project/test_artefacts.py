@@ -80,11 +80,13 @@ def test_the_headline_keeps_the_answer_first_and_omits_what_a_run_lacks(tmp_path
         setting={"batchnorm": SETTING},
         threshold="max_f1",
         replicates=10,
+        reference="baseline",
     )
     headline.write(tmp_path / "summary.json")
     written = json.loads((tmp_path / "summary.json").read_text())
     assert list(written)[:2] == ["test_ap", "verdict"] and "test_value_recall" not in written  # no amounts
-    assert written["caveats"] == [] and "others" not in written
+    assert written["caveats"] == [] and "others" not in written and "candidate" not in written
+    assert written["reference"] == "baseline"
     assert Headline.read(tmp_path / "summary.json", "report") == headline
 
 

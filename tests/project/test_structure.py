@@ -278,7 +278,9 @@ def test_recording_sees_reads_and_dumps() -> None:
         "train.epochs",
         "train.model.hidden",
         "train.model.activation",
+        "train.model.norm",
         "train.model.batchnorm_placement",
+        "train.model.embedding_scale",
         "evaluate.threshold.strategy",
     }
     assert isinstance(params, Params)

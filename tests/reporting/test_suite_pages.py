@@ -11,7 +11,7 @@ from pipeline.analysis.pooling import FINISHED, TableResult
 from pipeline.project.suites import Suite, TableSpec
 from pipeline.reporting import suite_pages
 from pipeline.reporting.document import Document, strip_volatile
-from tests.helpers.headlines import EFFECTS, SES, four_tables_and_a_broken_one, headline
+from tests.helpers.headlines import EFFECTS, SES, four_tables_and_a_broken_one, headline, said
 
 
 def _page(tables: list[TableResult], folder: Path, jobs: int = 1) -> Document:
@@ -44,7 +44,7 @@ def test_weak_tables_and_the_sound_reading_are_on_the_first_screen(tmp_path: Pat
             FINISHED,
             f"table {i}",
             headline=headline(e, s, 0.55, k),
-            answer=f"BatchNorm answers table {i}.",
+            answer=said(f"BatchNorm answers table {i}."),
         )
         for i, (e, s, k) in enumerate(zip(EFFECTS, SES, kinds))
     ]
@@ -73,6 +73,7 @@ def test_tables_timed_side_by_side_are_named_with_their_steps(tmp_path: Path) ->
             f"table {i}",
             reused=i == 2,
             headline=headline(e, s, 0.55, steps_speedup=up),
+            answer=said(),
         )
         for i, (e, s, up) in enumerate(zip(EFFECTS, SES, [1.7, 0.9, 1.3]))
     ]

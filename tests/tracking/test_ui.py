@@ -35,7 +35,7 @@ def test_an_executions_view_shows_its_compared_models_and_every_chart() -> None:
 
 def test_a_saved_view_is_an_experiment_tag_the_ui_decodes_and_a_link_opens() -> None:
     exp_id = store.experiment_id("views")
-    url = ui.save_comparison_view(exp_id, "abc123")
+    url = ui.save_comparison_view(exp_id, "abc123", "batchnorm-vs-baseline", "BatchNorm vs baseline")
     assert (
         url == f"http://127.0.0.1:5000/#/experiments/{exp_id}/runs?viewStateShareKey=batchnorm-vs-baseline-abc123"
         "&compareRunsMode=CHART"
