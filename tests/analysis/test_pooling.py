@@ -63,7 +63,9 @@ def test_weak_tables_are_named_and_the_verdict_is_rechecked_on_the_sound_ones() 
     (DerSimonian-Laird of 0.05 and -0.01 with standard errors 0.02 and 0.015)."""
     kinds = [["cut_off", "few_replicates"], ["at_edge"], [], ["below_yardstick"]]
     found = [
-        TableResult(f"t{i}", f"default-t{i}-0000000{i}", FINISHED, f"table {i}", headline=headline(e, s, 0.55, k), answer=said())
+        TableResult(
+            f"t{i}", f"default-t{i}-0000000{i}", FINISHED, f"table {i}", headline=headline(e, s, 0.55, k), answer=said()
+        )
         for i, (e, s, k) in enumerate(zip(EFFECTS, SES, kinds))
     ]
     assert [t.sound for t in found] == [False, True, True, False]
@@ -98,7 +100,13 @@ def test_the_tables_this_invocation_trained_side_by_side_are_named() -> None:
     other's load; with 1 worker, or one table trained, none."""
     found = [
         TableResult(
-            f"t{i}", f"default-t{i}-0000000{i}", FINISHED, f"table {i}", reused=i == 2, headline=headline(e, s, 0.55), answer=said()
+            f"t{i}",
+            f"default-t{i}-0000000{i}",
+            FINISHED,
+            f"table {i}",
+            reused=i == 2,
+            headline=headline(e, s, 0.55),
+            answer=said(),
         )
         for i, (e, s) in enumerate(zip(EFFECTS[:3], SES[:3]))
     ]

@@ -59,7 +59,9 @@ def said(sentence: str = "") -> Answer:
 def four_tables_and_a_broken_one() -> list[TableResult]:
     """The four tables of EFFECTS and SES (test AP 0.55 for the baseline), and one that failed."""
     found = [
-        TableResult(f"t{i}", f"default-t{i}-0000000{i}", FINISHED, f"table {i}", headline=headline(e, s, 0.55), answer=said())
+        TableResult(
+            f"t{i}", f"default-t{i}-0000000{i}", FINISHED, f"table {i}", headline=headline(e, s, 0.55), answer=said()
+        )
         for i, (e, s) in enumerate(zip(EFFECTS, SES))
     ]
     return [
