@@ -599,6 +599,8 @@ def _describe(error: dict[str, Any]) -> str:
     if kind == "missing":
         return f"{key} is missing (add it to params.yaml)"
     message = error["msg"].removeprefix("Value error, ")
+    if not key:  # a check across sections (a model validator): its message names the keys itself
+        return message
     ctx = error.get("ctx") or {}
     bounds = {
         "greater_than": "> {gt}",
@@ -612,18 +614,21 @@ def _describe(error: dict[str, Any]) -> str:
         message = "must be one of " + str(ctx.get("expected", ""))
     elif kind in ("model_type", "dict_type"):
         message = "must be a mapping of names to settings (see params.yaml's comments)"
-    return f"{key} {message[0].lower()}{message[1:]} (got {error.get('input')!r})"
+    said = f"{key} {message[0].lower()}{message[1:]}"
+    given = error.get("input")
+    return said if isinstance(given, dict) else f"{said} (got {given!r})"  # a mapping's message names its part
 
 
 Section = TypeVar("Section", bound=BaseModel)
 
 
 def parse(raw: dict[str, Any], model: type[Section] = Params, where: str = "params.yaml") -> Section:
-    """Validate a params mapping, turning the first problem into one readable ConfigError."""
+    """Validate a params mapping, turning its problems into one readable ConfigError (every problem, one
+    per clause)."""
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{where}: {_describe(exc.errors()[0])}") from None
+        raise ConfigError(f"{where}: " + "; ".join(_describe(e) for e in exc.errors())) from None
 
 
 def read_yaml(text: str) -> Any:

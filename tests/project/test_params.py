@@ -37,6 +37,16 @@ def test_bad_values_name_the_key(raw_params: dict, section: str, key: str, value
         parse(raw_params)
 
 
+def test_every_problem_is_named_in_one_line(raw_params: dict) -> None:
+    """Two bad keys in two sections: one error, one line, both keys with their fixes."""
+    raw_params["prepare"]["seed"] = -1
+    raw_params["train"]["epochs"] = 0
+    with pytest.raises(ConfigError) as caught:
+        parse(raw_params)
+    said = str(caught.value)
+    assert said == "params.yaml: prepare.seed must be >= 0 (got -1); train.epochs must be >= 1 (got 0)"
+
+
 def test_nested_out_of_range(raw_params: dict) -> None:
     raw_params["prepare"]["split"]["fractions"] = [0.5, 0.5, 0.5]
     with pytest.raises(ConfigError, match=r"prepare\.split\.fractions must be three positive fractions"):

@@ -118,6 +118,7 @@ def test_a_declaration_the_params_refuse_is_one_line_naming_its_key(
     with pytest.raises(ConfigError) as caught:
         parse(raw)
     assert message in str(caught.value) and "\n" not in str(caught.value)
+    assert "(got {" not in str(caught.value)  # a check across sections does not echo the whole params
 
 
 def test_a_fixed_setting_that_shrinks_a_grid_below_the_budget_is_refused(raw_params: dict[str, Any]) -> None:
