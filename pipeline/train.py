@@ -19,8 +19,6 @@ import os
 import sys
 from contextlib import nullcontext
 
-import torch
-
 from pipeline.data.prepared import Prepared
 from pipeline.project.artefacts import PrepareSummary
 from pipeline.project.layout import Layout
@@ -90,7 +88,7 @@ def _start(
             cluster.close()
         raise
     if cluster is not None:
-        return summary, Planner(params, layout, summary), world, FitEnv(torch.device(cluster.device)), cluster
+        return summary, Planner(params, layout, summary), world, cluster.environment(), cluster
     env = environment(params, world)  # joins the other training processes: rank 0's view of the disk is theirs
     return summary, Planner(params, layout, summary), world, env, None
 

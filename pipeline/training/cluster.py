@@ -21,6 +21,7 @@ the same CPU with the same threads then gives the same models, bit for bit.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -92,8 +93,9 @@ class Runtime:
 
     @classmethod
     def here(cls) -> Runtime:
-        """This process's runtime."""
-        return cls(provenance.code_sha256("train"), torch.__version__, sys.version.split()[0])
+        """This process's runtime (found once: hashing the code takes a tenth of a second, a task's worker
+        trains many stacks, and a process's code does not change under it)."""
+        return _runtime()
 
     def differences(self, other: Runtime) -> list[str]:
         """What differs from ``other``, readably (empty: nothing)."""
@@ -103,6 +105,11 @@ class Runtime:
             for field in names
             if getattr(self, field) != getattr(other, field)
         ]
+
+
+@functools.cache
+def _runtime() -> Runtime:
+    return Runtime(provenance.code_sha256("train"), torch.__version__, sys.version.split()[0])
 
 
 def train_stack(members: list[Member], runtime: Runtime, device: str, threads: int, *data: FitData) -> Trained:
@@ -211,7 +218,7 @@ class Cluster:
         self._ray = _ray()
         self._shipped: dict[str, tuple[Any, tuple[int, int]]] = {}
         self.runtime = Runtime.here()
-        self.device = "cuda" if params.gpus else "cpu"
+        self.device = "cuda" if params.gpus else "cpu"  # what each task asks for on its node
         self.slots = 0
         self._advised: set[str] = set()
         self._task = self._ray.remote(train_stack).options(
@@ -257,8 +264,16 @@ class Cluster:
             )
         self.slots = int(sum(min(n["CPU"] // cpus, n["GPU"] // gpus if gpus else n["CPU"]) for n in fits))
         log.info(
-            "train: Ray cluster at %s: %d node(s), room for %d stack(s) at a time", self.address, len(nodes), self.slots
+            "train: Ray cluster at %s: %d node(s), room for %d stack(s) at a time",
+            self._ray.get_runtime_context().gcs_address,
+            len(nodes),
+            self.slots,
         )
+
+    def environment(self) -> FitEnv:
+        """Where the stacks train, as the driver records it: one process, and a node's CPU or the one GPU Ray
+        shows a task (cuda:0)."""
+        return FitEnv(torch.device("cuda", 0) if self.params.gpus else torch.device("cpu"))
 
     def advise(self, advice: str) -> None:
         """Log a piece of advice once per stage."""

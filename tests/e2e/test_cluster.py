@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -126,6 +127,21 @@ def test_a_tiny_tune_and_train_on_a_two_node_cluster_equal_the_local_run(runs: P
     assert {e["node"] for e in entered[:2]} == set(report["nodes"].values())  # tuning's stacks trained together
     # the nodes imported the stage's own code, shipped as the job's working directory, not this checkout
     assert all("working_dir_files" in e["code"] and not e["code"].startswith(str(REPO)) for e in entered)
+
+
+@pytest.mark.slow  # see above (the same cluster)
+def test_a_node_that_cannot_train_what_the_driver_would_is_one_line(runs: Path) -> None:
+    """A node with other torch (the driver's torch version changed here, as if a node had another)
+    refuses the stack before training; a stack no node has room for stops the stage at the start."""
+    refusals = _report(runs)["refusals"]
+    assert re.fullmatch(
+        r"node 127\.0\.0\.1 \w{8} cannot train this stage's stacks: torch \S+ where the driver has 0\.0\.0 "
+        r"\(see docs/cluster\.md\)",
+        refusals["other_torch"],
+    )
+    assert refusals["no_fit"].startswith("no node of the Ray cluster at 127.0.0.1:") and (
+        "has 2 CPUs for a stack (train.cluster.cpus, gpus); its largest has 1 CPUs and 0 GPUs" in refusals["no_fit"]
+    )
 
 
 @pytest.mark.slow  # see above (the same cluster)

@@ -8,7 +8,8 @@ stack trains on a node that can be removed).
 ``python -m tests.helpers.ray_cluster OUT`` (run by tests/e2e/test_cluster.py inside the namespace): a tiny
 tune + select + train of one variant twice, here and on a two-node cluster, then the train stage again
 with one stack per model, here and on the cluster with a node removed while both stacks train; each run in
-its own folder and MLflow store under OUT, and OUT/report.json with what the driver said and did.
+its own folder and MLflow store under OUT, and OUT/report.json with what the driver said and did (and what
+it says when a node runs other torch than it does, or when no node fits a stack).
 """
 
 from __future__ import annotations
@@ -43,13 +44,16 @@ def namespace_problem() -> str | None:
     return None
 
 
-def in_namespace(command: list[str], env: dict[str, str], timeout: int) -> subprocess.CompletedProcess[str]:
-    """Run ``command`` in a new network namespace whose only interface, loopback, is up."""
+def in_namespace(
+    command: list[str], env: dict[str, str], timeout: int, capture: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` in a new network namespace whose only interface, loopback, is up (its output
+    captured, or shown as it comes)."""
     script = 'ip link set lo up && exec "$@"'
     return subprocess.run(
         ["unshare", "--net", "sh", "-c", script, "sh", *command],
         env=env,
-        capture_output=True,
+        capture_output=capture,
         text=True,
         timeout=timeout,
         check=False,
@@ -138,6 +142,30 @@ def _remove_when_training(cluster: Any, node: Any, marks: Path, report: dict[str
     threading.Thread(target=watch, daemon=True).start()
 
 
+def _refusals(address: str) -> dict[str, str]:
+    """What the driver says when a node runs other torch than it does, and when no node fits a stack."""
+    import ray
+
+    from pipeline.project.params import ClusterParams
+    from pipeline.runtime.errors import StageError
+    from pipeline.training.cluster import Cluster, Runtime
+
+    said = {}
+    params = ClusterParams(backend="ray", address=address, cpus=1, gpus=0, retries=0)
+    with Cluster.connect(params) as cluster:
+        here = Runtime.here()
+        cluster.runtime = Runtime(here.code, "0.0.0", here.python)  # the driver's torch, as if it were another
+        try:
+            list(cluster.completed({cluster.submit([], ray.put(None)): None}))
+        except StageError as exc:
+            said["other_torch"] = str(exc)
+    try:
+        Cluster.connect(params.model_copy(update={"cpus": 2}))
+    except StageError as exc:
+        said["no_fit"] = str(exc)
+    return said
+
+
 def main(out: Path) -> None:
     """The runs tests/e2e/test_cluster.py compares (see the module's docstring)."""
     import torch
@@ -170,6 +198,7 @@ def main(out: Path) -> None:
             train.run(params, "batchnorm", layout)
             report[where] = {"seconds": time.time() - started, "said": said.lines[first:]}
         report["ray"]["entered"] = _entered(out / "entered-ray")
+        report["refusals"] = _refusals(cluster.address)
 
         raw = tiny_raw_params()
         raw["train"].update(stack=1, epochs=120)

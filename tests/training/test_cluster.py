@@ -5,13 +5,14 @@ real cluster: tests/e2e/test_cluster.py.)"""
 from __future__ import annotations
 
 import pickle
+import sys
 from typing import Any
 
 import pytest
 
 from pipeline.project.params import ClusterParams, parse
 from pipeline.runtime.errors import ConfigError, StageError
-from pipeline.training.cluster import Runtime, cluster_address
+from pipeline.training.cluster import Cluster, Runtime, cluster_address
 from pipeline.training.jobs import training_config
 from pipeline.training.loop import DivergedError
 
@@ -92,3 +93,9 @@ def test_a_divergence_crosses_processes_whole() -> None:
     error = pickle.loads(pickle.dumps(DivergedError(4, float("inf"), 0.3)))
     assert (error.epoch, error.loss, error.lr) == (4, float("inf"), 0.3)
     assert str(error) == str(DivergedError(4, float("inf"), 0.3))
+
+
+def test_the_ray_backend_without_ray_installed_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # what an environment without the cluster extra imports
+    with pytest.raises(StageError, match=r"Ray is not installed: pip install -c requirements.lock '\.\[cluster\]'"):
+        Cluster.connect(_cluster(address="head:6379"))
