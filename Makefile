@@ -48,8 +48,9 @@ $(VENV)/.installed-server: $(VENV)/.installed-run
 	$(PIP) --no-build-isolation -e '.[server]'
 	@touch $@
 
+# the cluster extra too: the cluster tests start Ray clusters on loopback (tests/e2e/test_cluster.py)
 $(VENV)/.installed-test: $(VENV)/.installed-run
-	$(PIP) --no-build-isolation -e '.[test]'
+	$(PIP) --no-build-isolation -e '.[test,cluster]'
 	@touch $@
 
 $(VENV)/.installed-lint: $(VENV)/.installed-run

@@ -8,7 +8,7 @@ study and trials.json. ``python -m pipeline.train --variant V`` trains its compa
 select chose, into models/V/ and models/history/V/ (``--seed R``: replicate R only). A model whose
 files are there from the same data, params and code is kept; the others train together, ``train.stack`` of
 one batch size in one stack (``train.stack: 1``: one at a time, as torchrun trains each model over
-several processes).
+several processes), here or on a Ray cluster (``train.cluster.backend: ray``).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import argparse
 import logging
 import os
 import sys
+from contextlib import nullcontext
 
 from pipeline.data.prepared import Prepared
 from pipeline.project.artefacts import PrepareSummary
@@ -26,6 +27,7 @@ from pipeline.runtime.cli import stage_main
 from pipeline.runtime.errors import StageError
 from pipeline.tracking import store
 from pipeline.training import distributed
+from pipeline.training.cluster import Cluster
 from pipeline.training.distributed import World, torchrun_command
 from pipeline.training.jobs import Job, Planner, TrainResult, stale
 from pipeline.training.loop import FitEnv
@@ -37,10 +39,15 @@ log = logging.getLogger("pipeline.train")
 
 def tune(params: Params, variant: str, layout: Layout = Layout(), track: bool = True) -> list[TrainResult]:
     """Run the variant's trials; return every tuning model of every trial."""
-    summary, planner, world, env = _start(params, variant, layout, track)
-    results = tune_variant(
-        params, planner, variant, world, lambda jobs: _train_jobs(params, planner, summary, jobs, env, track)
-    )
+    summary, planner, world, env, cluster = _start(params, variant, layout, track)
+    with cluster or nullcontext():
+        results = tune_variant(
+            params,
+            planner,
+            variant,
+            world,
+            lambda jobs: _train_jobs(params, planner, summary, jobs, env, track, cluster),
+        )
     if world.is_main:  # trials of an earlier study (other data, params or code) go
         keep = {r.name for r in results}
         for path in stale(layout, variant, True, [], (layout.trials(variant), layout.study(variant))):
@@ -53,15 +60,18 @@ def run(
     params: Params, variant: str, layout: Layout = Layout(), track: bool = True, seeds: list[int] | None = None
 ) -> list[TrainResult]:
     """Train a variant's compared models (``seeds``: those replicates; default every one)."""
-    summary, planner, world, env = _start(params, variant, layout, track)
-    jobs = planner.compared(variant, seeds)
-    if world.is_main and seeds is None:  # the whole plan: whatever it no longer holds goes
-        for path in stale(layout, variant, False, jobs):
-            path.unlink()
-    return _train_jobs(params, planner, summary, jobs, env, track)
+    summary, planner, world, env, cluster = _start(params, variant, layout, track)
+    with cluster or nullcontext():
+        jobs = planner.compared(variant, seeds)
+        if world.is_main and seeds is None:  # the whole plan: whatever it no longer holds goes
+            for path in stale(layout, variant, False, jobs):
+                path.unlink()
+        return _train_jobs(params, planner, summary, jobs, env, track, cluster)
 
 
-def _start(params: Params, variant: str, layout: Layout, track: bool) -> tuple[PrepareSummary, Planner, World, FitEnv]:
+def _start(
+    params: Params, variant: str, layout: Layout, track: bool
+) -> tuple[PrepareSummary, Planner, World, FitEnv, Cluster | None]:
     if variant not in params.variants.declared:
         raise StageError(
             f"variant {variant!r} is not declared in variants.declared ({', '.join(params.variants.declared)}); "
@@ -69,14 +79,30 @@ def _start(params: Params, variant: str, layout: Layout, track: bool) -> tuple[P
         )
     summary = PrepareSummary.read(layout.prepare_summary, "prepare")
     world = World.from_env()
-    if track and world.is_main:  # an unreachable store fails now, before any output is touched
-        store.client()
+    # An unreachable cluster or store fails now, before any output is touched (the cluster first: its
+    # check is quicker than a fresh store's setup).
+    cluster = Cluster.connect(params.train.cluster) if params.train.cluster.backend == "ray" else None
+    try:
+        if track and world.is_main:
+            store.client()
+    except BaseException:
+        if cluster is not None:
+            cluster.close()
+        raise
+    if cluster is not None:
+        return summary, Planner(params, layout, summary), world, cluster.environment(), cluster
     env = environment(params, world)  # joins the other training processes: rank 0's view of the disk is theirs
-    return summary, Planner(params, layout, summary), world, env
+    return summary, Planner(params, layout, summary), world, env, None
 
 
 def _train_jobs(
-    params: Params, planner: Planner, summary: PrepareSummary, jobs: list[Job], env: FitEnv, track: bool
+    params: Params,
+    planner: Planner,
+    summary: PrepareSummary,
+    jobs: list[Job],
+    env: FitEnv,
+    track: bool,
+    cluster: Cluster | None,
 ) -> list[TrainResult]:
     """Keep the jobs already done, train the rest (stacked or alone); results in the jobs' order."""
     world, layout = env.world, planner.layout
@@ -95,7 +121,7 @@ def _train_jobs(
             )
     trained: dict[str, TrainResult] = {}
     if todo:
-        trained = {r.name: r for r in train_jobs(params, layout, Prepared(layout, summary), todo, env, track)}
+        trained = {r.name: r for r in train_jobs(params, layout, Prepared(layout, summary), todo, env, track, cluster)}
     return [trained.get(job.name) or _kept(job) for job in jobs]
 
 

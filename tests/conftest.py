@@ -26,6 +26,7 @@ LONGEST_FIRST = [
     "tests/e2e/test_experiments.py",
     "tests/e2e/test_security.py",
     "tests/e2e/test_end_to_end.py",
+    "tests/e2e/test_cluster.py",
     "tests/modeling/test_distributed.py",
     "tests/e2e/test_failures.py",
     "tests/e2e/test_suite.py",

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from pipeline.runtime.cli import PARAMS_FILE
 from pipeline.runtime.errors import ConfigError
@@ -161,6 +161,25 @@ class DistributedParams(Strict):
     max_restarts: int = Field(ge=0, le=100)
 
 
+class ClusterParams(Strict):
+    """Where a stage's stacks train: one after another in its own process (``local``), or all at once as
+    tasks of a running Ray cluster (``ray``, docs/cluster.md). Never what they compute: the stacks are the
+    same either way, and so are the models."""
+
+    backend: Literal["local", "ray"]
+    address: str | None  # ray: the cluster's address (host:port, or auto); None: the RAY_ADDRESS variable
+    cpus: int = Field(ge=1, le=1024)  # ray: CPUs per stack, its torch threads
+    gpus: int = Field(ge=0, le=1)  # ray: GPUs per stack (1: stacks train on GPU nodes, on CUDA)
+    retries: int = Field(ge=0, le=100)  # ray: how often a stack lost with its worker or node is trained again
+
+    @field_validator("address")
+    @classmethod
+    def _not_empty(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must be an address (host:port, or auto) or null (then RAY_ADDRESS)")
+        return value
+
+
 class TrainParams(Strict):
     """Parameters of the tune and train stages."""
 
@@ -186,11 +205,28 @@ class TrainParams(Strict):
     stack: int = Field(ge=1, le=1024)
     batchnorm_sync: bool
     distributed: DistributedParams
+    cluster: ClusterParams
 
     @field_validator("variants")
     @classmethod
     def _unique(cls, value: list) -> list:
         return no_repeats(value)
+
+    @field_validator("cluster")
+    @classmethod
+    def _one_way_to_spread(cls, value: ClusterParams, info: ValidationInfo) -> ClusterParams:
+        """The ray backend trains each stack in one process, on the device its resources give it."""
+        if value.backend == "ray":
+            if "distributed" in info.data and info.data["distributed"].nproc > 1:
+                raise ValueError(
+                    "backend ray trains each stack in one process: set train.distributed.nproc to 1, or the "
+                    "backend to local to train each model over several processes"
+                )
+            if info.data.get("device") == "cuda" and value.gpus == 0:
+                raise ValueError("backend ray with train.device cuda needs gpus 1 (a GPU per stack)")
+            if info.data.get("device") == "cpu" and value.gpus > 0:
+                raise ValueError("gpus 1 with train.device cpu would hold a GPU per stack unused: set gpus to 0")
+        return value
 
 
 class Setting(BaseModel):

@@ -18,8 +18,9 @@ class Tracker(Protocol):
 
     run_id: str | None
 
-    def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
-        """Record one epoch's metrics at step=epoch."""
+    def log_epoch(self, epoch: int, metrics: Mapping[str, float], at: float | None = None) -> None:
+        """Record one epoch's metrics at step=epoch, stamped ``at`` (seconds since 1970; default now: an
+        epoch trained elsewhere and logged later keeps its own time)."""
 
     def flush(self) -> None:
         """Make sure everything recorded so far is stored."""
@@ -30,7 +31,7 @@ class NullTracker:
 
     run_id: str | None = None
 
-    def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
+    def log_epoch(self, epoch: int, metrics: Mapping[str, float], at: float | None = None) -> None:
         """Do nothing."""
 
     def flush(self) -> None:
@@ -48,11 +49,11 @@ class MlflowTracker:
         self._pending: list[Any] = []
         self._last_send = time.monotonic()
 
-    def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
-        """Record one epoch's metrics; send the buffer when it is due."""
+    def log_epoch(self, epoch: int, metrics: Mapping[str, float], at: float | None = None) -> None:
+        """Record one epoch's metrics (stamped ``at``, default now); send the buffer when it is due."""
         from mlflow.entities import Metric
 
-        stamp = int(time.time() * 1000)
+        stamp = int((time.time() if at is None else at) * 1000)
         self._buffer.extend(Metric(key, float(value), stamp, epoch) for key, value in metrics.items())
         if time.monotonic() - self._last_send >= self.send_every:
             self._send()

@@ -161,8 +161,8 @@ def _file_hash(*paths: Path) -> str:
 def training_config(train: TrainParams) -> dict[str, Any]:
     """The train params shared by every model of an execution: not the variant or seed lists, nor how
     tuning runs (its trials and space), nor how many models train together (a stack trains each model
-    as it would train alone)."""
-    return train.model_dump(exclude={"variants", "seeds", "tune", "stack"})
+    as it would train alone), nor where the stacks train (a Ray task trains what this process would)."""
+    return train.model_dump(exclude={"variants", "seeds", "tune", "stack", "cluster"})
 
 
 def mlp_config(model: ModelParams, n_features: int, setting: Setting, categories: tuple[int, ...] = ()) -> MLPConfig:

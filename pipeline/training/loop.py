@@ -51,7 +51,11 @@ class DivergedError(RuntimeError):
             f"training diverged at epoch {epoch} (train_loss {loss}); "
             f"lower train.tune.space.lr (now {lr:g}), e.g. to {lr / 10:g}"
         )
-        self.epoch = epoch
+        self.epoch, self.loss, self.lr = epoch, loss, lr
+
+    def __reduce__(self) -> tuple[type[DivergedError], tuple[int, float, float]]:
+        """Pickled with its own arguments (a stack trained in another process sends it back)."""
+        return type(self), (self.epoch, self.loss, self.lr)
 
 
 class BatchError(ValueError):

@@ -1,6 +1,8 @@
 """How a training stage runs its jobs: in stacks of at most ``train.stack`` models of one batch size (one
 at a time over several processes), each model with its own MLflow run, curves, checkpoint and run file,
 written the moment it finishes; where the rows and the device come from; and the terminal's progress.
+The stacks train here, one after another, or all at once on a Ray cluster (``train.cluster``, see
+training.cluster), whose reports of them are written exactly as this process writes its own.
 
 A compared model that diverges fails the stage at the end (the others are written first: nothing
 finished is lost); a tuning model's divergence is a result: its run is FAILED (tagged with the epoch),
@@ -12,10 +14,11 @@ restarted process goes on from, in the same MLflow runs.
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +37,7 @@ from pipeline.runtime.outputs import staged
 from pipeline.tracking import keys, runs
 from pipeline.tracking.tracker import NullTracker, Tracker
 from pipeline.training import distributed
+from pipeline.training.cluster import Cluster, Epoch, Trained
 from pipeline.training.distributed import World
 from pipeline.training.jobs import Job, TrainResult, fit_config, mlp_config, prior_logit
 from pipeline.training.loop import (
@@ -66,22 +70,90 @@ def environment(params: Params, world: World) -> FitEnv:
 
 
 def train_jobs(
-    params: Params, layout: Layout, prepared: Prepared, jobs: list[Job], env: FitEnv, track: bool
+    params: Params,
+    layout: Layout,
+    prepared: Prepared,
+    jobs: list[Job],
+    env: FitEnv,
+    track: bool,
+    cluster: Cluster | None = None,
 ) -> list[TrainResult]:
     """Train the jobs, ``train.stack`` at a time among those of one batch size (one at a time over several
-    processes); compared models that diverged fail the stage at the end."""
+    processes): here one stack after another, or on a Ray cluster every stack at once (the same stacks:
+    the same models); compared models that diverged fail the stage at the end."""
     size = params.train.stack if env.world.size == 1 else 1
+    stacks = [
+        alike[start : start + size]
+        for batch_size in sorted({job.setting.batch_size for job in jobs})  # a stack shares its batch size
+        for alike in [[job for job in jobs if job.setting.batch_size == batch_size]]
+        for start in range(0, len(alike), size)
+    ]
     results: list[TrainResult] = []
     failed: list[str] = []
-    for batch_size in sorted({job.setting.batch_size for job in jobs}):  # a stack shares its batch size
-        alike = [job for job in jobs if job.setting.batch_size == batch_size]
-        for start in range(0, len(alike), size):
-            done, errors = _Stack(params, layout, prepared, alike[start : start + size], env, track).train()
+    if cluster is None:
+        for stack in stacks:
+            rows = {split: training_rows(prepared, split, env.world) for split in dict.fromkeys(j.split for j in stack)}
+            done, errors = _Stack(params, layout, prepared.summary, stack, env, track, rows).train()
             results += done
             failed += errors
+    else:
+        results, failed = _train_on_cluster(params, layout, prepared, stacks, env, track, cluster)
     if failed:
         raise StageError("; ".join(failed))
     return results
+
+
+def _train_on_cluster(
+    params: Params,
+    layout: Layout,
+    prepared: Prepared,
+    stacks: list[list[Job]],
+    env: FitEnv,
+    track: bool,
+    cluster: Cluster,
+) -> tuple[list[TrainResult], list[str]]:
+    """Every stack at once on the cluster, each model's runs open while its stack trains; each stack's
+    models written as its task's report comes back."""
+    splits = dict.fromkeys(job.split for stack in stacks for job in stack)
+    shipped = {
+        split: cluster.ship(split, lambda split=split: training_rows(prepared, split, env.world)) for split in splits
+    }
+    results: list[TrainResult] = []
+    failed: list[str] = []
+    label = stacks[0][0].variant + ("-tuning" if stacks[0][0].tuning else "")
+    with ExitStack() as open_runs:
+        pending = {}
+        for jobs in stacks:
+            stack = _Stack(
+                params, layout, prepared.summary, jobs, env, track, {s: shipped[s] for s in splits}, remote=True
+            )
+            open_runs.enter_context(stack.running())
+            pending[cluster.submit(stack.members, stack.data())] = stack
+        models = sum(len(jobs) for jobs in stacks)
+        log.info("train[%s] %d model(s) in %d stack(s) sent to the Ray cluster", label, models, len(stacks))
+        if len(stacks) < cluster.slots and max(len(jobs) for jobs in stacks) > 1:
+            cluster.advise(
+                f"train[{label}] the cluster has room for {cluster.slots} stacks at a time and these {models} "
+                f"models make {len(stacks)}: train.stack {max(1, math.ceil(models / cluster.slots))} would spread "
+                "them (the models then differ from these in float rounding and dropout's masks: docs/cluster.md)"
+            )
+        with closing(cluster.completed(pending)) as arriving:
+            for stack, trained in arriving:
+                log.info(
+                    "train[%s x%d] trained in %.1fs on %s, node %s",
+                    label,
+                    len(stack.jobs),
+                    trained.seconds,
+                    trained.device_name,
+                    trained.node,
+                )
+                try:
+                    done, errors = stack.replay(trained)
+                except BatchError as exc:
+                    raise StageError(f"{stack.jobs[0].variant}: {exc}") from None
+                results += done
+                failed += errors
+    return results, failed
 
 
 def training_rows(prepared: Prepared, split: str, world: World) -> tuple[FitData, tuple[int, int]]:
@@ -99,26 +171,39 @@ def training_rows(prepared: Prepared, split: str, world: World) -> tuple[FitData
 
 class _Stack:
     """One stack: its members, rows, MLflow runs (open together, each ended when its model is), snapshot
-    and progress, and each model's files written as soon as it finishes."""
+    and progress, and each model's files written as soon as it finishes (here as the loop reports it, or
+    from a cluster's report of it, replayed)."""
 
     def __init__(
-        self, params: Params, layout: Layout, prepared: Prepared, jobs: list[Job], env: FitEnv, track: bool
+        self,
+        params: Params,
+        layout: Layout,
+        summary: PrepareSummary,
+        jobs: list[Job],
+        env: FitEnv,
+        track: bool,
+        rows: dict[str, tuple[Any, tuple[int, int]]],
+        remote: bool = False,
     ) -> None:
+        """``rows``: each split's rows (a FitData, or its reference in a Ray cluster's object store with
+        ``remote``) and its training part's negatives and positives."""
         self.params, self.layout, self.jobs, self.env = params, layout, jobs, env
         self.catalogue = Catalogue(params)
-        self.summary = prepared.summary
+        self.summary = summary
         self.main = env.world.is_main
         self.track = track and self.main
         splits = list(dict.fromkeys(job.split for job in jobs))
-        self.rows, self.counts = {}, {}
-        for split in splits:
-            self.rows[split], self.counts[split] = training_rows(prepared, split, env.world)
+        self.rows = {split: rows[split][0] for split in splits}
+        self.counts = {split: rows[split][1] for split in splits}
         self.members = [self._member(job) for job in jobs]
         self.results: dict[int, TrainResult] = {}
         self.errors: list[str] = []
         self.trackers: dict[int, Tracker] = {}
         self.snapshot = SnapshotFile(layout.snapshot(jobs[0].name), jobs[0].group) if env.world.max_restarts else None
-        self.progress = Progress(jobs, params.train.epochs, show=self.main)
+        self.progress = Progress(jobs, params.train.epochs, show=self.main and not remote)
+        self.device = str(env.device)
+        # a GPU of the cluster is named when its task reports
+        self.device_name = None if remote and env.device.type == "cuda" else _device_name(env.device)
 
     def _member(self, job: Job) -> Member:
         counts, variant = self.counts[job.split], self.catalogue[job.variant]
@@ -128,38 +213,69 @@ class _Stack:
         loop = fit_config(self.params.train, variant.optimizer, job.seed, job.setting, *counts)
         return Member(config, loop, prior_logit(job.setting, *counts))
 
+    def data(self) -> Any:
+        """The stack's rows: one split's, shared, or each member's own (several splits)."""
+        if len(self.rows) == 1:
+            return self.rows[self.jobs[0].split]
+        return [self.rows[job.split] for job in self.jobs]
+
+    @contextmanager
+    def running(self, resume: Snapshot | None = None) -> Iterator[None]:
+        """The models' MLflow runs, open while the stack trains (each ended FINISHED when its model is done,
+        the others FAILED, or KILLED on a signal, when training stops); after a torchrun restart, the same
+        runs go on."""
+        with _OpenRuns() as self.open_runs:
+            for member, job in enumerate(self.jobs):
+                run_id = resume.run_ids.get(member) if resume else None
+                self.trackers[member] = self.open_runs.open(member, self._model_run(job, run_id))
+                if run_id and self.track:  # a restarted process: the same run goes on
+                    runs.set_tag(run_id, keys.RESUMED_AFTER, str(resume.epoch))  # type: ignore[union-attr]
+            yield
+
     def train(self) -> tuple[list[TrainResult], list[str]]:
         """Train the stack; the results of the models that finished, and the errors of compared models
         that diverged."""
         resume = resume_point(self.snapshot, self.env.world)
-        data = (
-            self.rows[self.jobs[0].split]
-            if len(self.rows) == 1  # one split: the stack shares its rows
-            else [self.rows[job.split] for job in self.jobs]
-        )
         hooks = FitHooks(
             epoch_metrics, self._on_epoch, self._on_done, on_snapshot=self._on_snapshot if self.snapshot else None
         )
         try:
-            with _OpenRuns() as self.open_runs:
-                for member, job in enumerate(self.jobs):
-                    run_id = resume.run_ids.get(member) if resume else None
-                    self.trackers[member] = self.open_runs.open(member, self._model_run(job, run_id))
-                    if run_id and self.track:  # a restarted process: the same run goes on
-                        runs.set_tag(run_id, keys.RESUMED_AFTER, str(resume.epoch))  # type: ignore[union-attr]
-                fit(self.members, data, self.env, hooks, resume)
+            with self.running(resume):
+                fit(self.members, self.data(), self.env, hooks, resume)
         except BatchError as exc:
             raise StageError(f"{self.jobs[0].variant}: {exc}") from None
         finally:
             self.progress.close()
         if self.snapshot is not None and self.main:
             self.snapshot.clear()
+        return self._finished()
+
+    def replay(self, trained: Trained) -> tuple[list[TrainResult], list[str]]:
+        """What a cluster's task reported of the stack, written as the loop's reports are written here: each
+        epoch's records into the runs (stamped when the epoch ended), each model's files and run as it
+        finished; the results, and the errors of compared models that diverged (inside ``running``)."""
+        unnamed = self.device_name is None  # a GPU: named now, as the runs' device tag
+        self.device, self.device_name = trained.device, trained.device_name
+        for tracker in self.trackers.values():
+            if unnamed and tracker.run_id is not None:
+                runs.set_tag(tracker.run_id, keys.DEVICE, trained.device_name)
+        for event in trained.events:
+            if isinstance(event, Epoch):
+                self._log_epoch(event.epoch, event.records, event.at)
+            else:
+                self._on_done(event.member, event.outcome)
+        return self._finished()
+
+    def _finished(self) -> tuple[list[TrainResult], list[str]]:
         return [self.results[m] for m in range(len(self.jobs)) if m in self.results], self.errors
 
     def _on_epoch(self, epoch: int, records: dict[int, dict[str, float]]) -> None:
-        for member, record in records.items():
-            self.trackers[member].log_epoch(epoch, {key: record[key] for key in keys.EPOCH_KEYS})
+        self._log_epoch(epoch, records)
         self.progress(epoch, records)
+
+    def _log_epoch(self, epoch: int, records: dict[int, dict[str, float]], at: float | None = None) -> None:
+        for member, record in records.items():
+            self.trackers[member].log_epoch(epoch, {key: record[key] for key in keys.EPOCH_KEYS}, at)
 
     def _on_snapshot(self, state: Snapshot) -> None:
         """Process 0 stores each epoch's state with its MLflow runs (the logged epochs are the snapshot's,
@@ -215,7 +331,7 @@ class _Stack:
             seed=job.seed,
             trial=job.trial,
             setting=job.setting,
-            device=str(self.env.device),
+            device=self.device,
             group=job.group,
             key=job.key,
             ranks=world.size,
@@ -234,7 +350,7 @@ class _Stack:
         """The model's MLflow run (the crashed one again after a torchrun restart), or no tracking."""
         if not self.track:
             return _untracked()
-        summary, device = self.summary, self.env.device
+        summary = self.summary
         mlflow_params = {
             **flatten({"prepare": summary.params, "train": job.shape}),
             # the variant's own model and optimizer (the shared recipe with its overrides), and what it holds
@@ -242,7 +358,7 @@ class _Stack:
             **{f"train.{key}": value for key, value in job.setting.model_dump().items()},
             "variant": job.variant,
             "seed": job.seed,
-            "device": str(device),
+            "device": self.device,
             **{f"data.rows_{s}": n for s, n in summary.rows.items()},
             **{f"data.prevalence_{s}": p for s, p in summary.prevalence.items()},
         }
@@ -255,7 +371,7 @@ class _Stack:
             keys.COLOR: self.catalogue.color(job.variant),
             **({keys.TRIAL: str(job.trial)} if job.trial is not None else {}),
             keys.DATA_SHA256: summary.source_sha256,
-            keys.DEVICE: torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            **({keys.DEVICE: self.device_name} if self.device_name else {}),
         }
         return runs.open_model_run(
             self.params.mlflow.experiment, job.name, job.group, mlflow_params, run_tags, resume_run_id
@@ -265,6 +381,10 @@ class _Stack:
 @contextmanager
 def _untracked() -> Iterator[Tracker]:
     yield NullTracker()
+
+
+def _device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
 def _record_outputs(

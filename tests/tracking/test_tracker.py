@@ -55,3 +55,18 @@ def test_values_are_floats_at_their_epoch(key: str) -> None:
     tracker.flush()
     (metric,) = mlflow.MlflowClient().get_metric_history(run_id, key)
     assert (metric.step, metric.value) == (7, 3.0)
+
+
+def test_an_epoch_logged_later_keeps_its_own_time() -> None:
+    """A stack trained on a cluster is logged by the driver when it comes back: each epoch at the time it
+    ended on its node, not when it was logged."""
+    run_id = _run_id()
+    tracker = MlflowTracker(run_id)
+    ended = [1_700_000_000.25, 1_700_000_003.5]
+    for epoch, at in enumerate(ended, start=1):
+        tracker.log_epoch(epoch, {"train_loss": 0.5}, at=at)
+    tracker.log_epoch(3, {"train_loss": 0.4})  # now
+    tracker.flush()
+    history = sorted(mlflow.MlflowClient().get_metric_history(run_id, "train_loss"), key=lambda m: m.step)
+    assert [m.timestamp for m in history[:2]] == [1_700_000_000_250, 1_700_000_003_500]
+    assert history[2].timestamp > 1_700_000_003_500
