@@ -13,9 +13,9 @@ from tests.helpers.params import REPO
 
 def test_the_many_models_benchmark_runs_on_the_declared_batchnorm(tmp_path: Path) -> None:
     out = tmp_path / "many_models.json"
+    tiny = ["--rows", "3000", "--stacks", "1", "2", "--epochs", "1", "--repeats", "1", "--device", "cpu"]
     subprocess.run(
-        [sys.executable, "benchmarks/many_models.py", "--rows", "3000", "--stacks", "1", "2", "--epochs", "1"]
-        + ["--repeats", "1", "--device", "cpu", "--out", str(out)],
+        [sys.executable, "benchmarks/many_models.py", *tiny, "--out", str(out)],
         cwd=REPO,
         check=True,
         capture_output=True,
