@@ -11,12 +11,18 @@ import torch
 
 from pipeline.data.encoder import Scaler
 from pipeline.data.synthetic import synthetic_transactions
-from pipeline.project.params import Setting
+from pipeline.project.params import Params, Setting
+from pipeline.project.variants import Catalogue, Variant
 
 Rows = tuple[torch.Tensor, torch.Tensor]
 
 # The one setting the benchmarks train at (no class weight: the counts fit_config takes do not matter).
 SETTING = Setting(lr=1e-3, weight_decay=0.0, batch_size=1024, pos_weight="none", dropout=0.0)
+
+
+def batchnorm(params: Params) -> Variant:
+    """The variant the benchmarks train: BatchNorm as params.yaml declares it (its model and optimizer)."""
+    return Catalogue(params)["batchnorm"]
 
 
 def ulb_transactions(rows: int) -> pd.DataFrame:

@@ -38,7 +38,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from common import SETTING, make_data, spread
+from common import SETTING, batchnorm, make_data, spread
 
 from pipeline.evaluation.ranking import epoch_metrics
 from pipeline.project.params import load_params
@@ -142,14 +142,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
 
-    params = load_params(REPO / "params.yaml").train
+    full = load_params(REPO / "params.yaml")
+    params, variant = full.train, batchnorm(full)
     device = resolve_device(args.device)
     env = FitEnv(device)
     train, rest = make_data(args.rows, train_share=0.6)  # prepare's default fractions: 60% train, 20% validation
     val = (rest[0][: int(args.rows * 0.2)], rest[1][: int(args.rows * 0.2)])
     data = FitData(train, val)
-    config = mlp_config(params, "batchnorm", train[0].shape[1], SETTING)
-    base = replace(fit_config(params, 0, SETTING, 1, 1), epochs=args.epochs, patience=0, probe_growth=0.0)
+    config = mlp_config(variant.model, train[0].shape[1], SETTING)
+    base = replace(
+        fit_config(params, variant.optimizer, 0, SETTING, 1, 1), epochs=args.epochs, patience=0, probe_growth=0.0
+    )
     rates = [3e-4, 1e-3, 3e-3, 1e-2]
 
     def members(k: int) -> list[Member]:

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from common import SETTING, spread, ulb_transactions
+from common import SETTING, batchnorm, spread, ulb_transactions
 
 from pipeline import score
 from pipeline.data.encoder import Encoder, Scaler
@@ -74,7 +74,7 @@ def main() -> int:
     frame = ulb_transactions(args.rows)
     features = frame.drop(columns="Class")
     scaler = Scaler.fit(features, params.prepare.log1p)
-    network = MLP.initialised(mlp_config(params.train, "batchnorm", features.shape[1], SETTING), [0]).eval()
+    network = MLP.initialised(mlp_config(batchnorm(params).model, features.shape[1], SETTING), [0]).eval()
     encoder = Encoder(dict.fromkeys(scaler.features, "numeric"), {}, {}, {}, scaler)
     scorer = FraudScorer(network, encoder, threshold=0.5, nonfinite="error", settings={})
     x = torch.from_numpy(scaler.transform(features).to_numpy())

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from common import SETTING, ulb_transactions
+from common import SETTING, batchnorm, ulb_transactions
 
 from pipeline import score
 from pipeline.data.encoder import Encoder, Scaler
@@ -62,7 +62,7 @@ def build_model(folder: Path) -> Path:
     params = load_params(ROOT / "params.yaml")
     frame = ulb_transactions(50_000).drop(columns="Class")
     scaler = Scaler.fit(frame, params.prepare.log1p)
-    config = mlp_config(params.train, "batchnorm", frame.shape[1], SETTING)
+    config = mlp_config(batchnorm(params).model, frame.shape[1], SETTING)
     torch.save(checkpoint(config, MLP.initialised(config, [0]).member_state(0)), folder / "net.pt")
     Encoder(dict.fromkeys(scaler.features, "numeric"), {}, {}, {}, scaler).save(folder / "encoder.json")
     packaging.save_fraud_model(

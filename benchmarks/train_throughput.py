@@ -33,7 +33,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from common import SETTING, make_data, spread
+from common import SETTING, batchnorm, make_data, spread
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -116,14 +116,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     repo = Path(__file__).resolve().parents[1]
-    params = load_params(repo / "params.yaml").train
+    full = load_params(repo / "params.yaml")
+    params, variant = full.train, batchnorm(full)
     device = resolve_device(args.device)
     store = tempfile.mkdtemp(prefix="bench-mlflow-")
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{store}/mlflow.db")
     train, val = make_data(args.rows)
-    config = mlp_config(params, "batchnorm", train[0].shape[1], SETTING)
+    config = mlp_config(variant.model, train[0].shape[1], SETTING)
     cfg = replace(
-        fit_config(params, 0, SETTING, 1, 1),
+        fit_config(params, variant.optimizer, 0, SETTING, 1, 1),
         epochs=args.epochs,
         batch_size=BATCH,
         probe_growth=0.0,
