@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from common import SETTING, make_data, spread
+from common import SETTING, batchnorm, make_data, spread
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the loopback cluster of the tests: tests/helpers/ray_cluster.py
@@ -57,12 +57,15 @@ class Bench:
     """The workload and the two places it trains: here, and the cluster's tasks."""
 
     def __init__(self, args: argparse.Namespace, backend: Cluster) -> None:
-        params = load_params(REPO / "params.yaml").train
+        full = load_params(REPO / "params.yaml")
+        params, variant = full.train, batchnorm(full)
         train, rest = make_data(args.rows, train_share=0.6)
         val = (rest[0][: int(args.rows * 0.2)], rest[1][: int(args.rows * 0.2)])
         self.data = FitData(train, val)
-        self.config = mlp_config(params, "batchnorm", train[0].shape[1], SETTING)
-        self.base = replace(fit_config(params, 0, SETTING, 1, 1), epochs=args.epochs, patience=0, probe_growth=0.0)
+        self.config = mlp_config(variant.model, train[0].shape[1], SETTING)
+        self.base = replace(
+            fit_config(params, variant.optimizer, 0, SETTING, 1, 1), epochs=args.epochs, patience=0, probe_growth=0.0
+        )
         self.backend, self.stack = backend, args.stack
         self.shipped, _ = backend.ship("benchmark", lambda: (self.data, (1, 1)))
 
