@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.project.layout import LOCK, PREPARED, SUMMARY
+from pipeline.project.layout import ANSWER, LOCK, PREPARED, SUMMARY
 from pipeline.project.params import flatten, read_yaml
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # pipeline/
@@ -41,7 +41,7 @@ def repo_root() -> Path:
 @dataclass(frozen=True)
 class GitState:
     """The commit, and what differs from it: code or params (a real difference from the commit)
-    apart from the records the pipeline itself writes (dvc.lock, the headline metrics)."""
+    apart from the records the pipeline itself writes (dvc.lock, the headline metrics and answer)."""
 
     commit: str
     changed_code: list[str]
@@ -61,7 +61,7 @@ def git_state(cwd: Path | None = None) -> GitState:
     except (OSError, subprocess.CalledProcessError):
         return GitState("unknown", [], [])
     changed = sorted(line[3:].strip() for line in status.splitlines() if line.strip())
-    records = {LOCK, SUMMARY}
+    records = {LOCK, SUMMARY, ANSWER}
     return GitState(commit, [f for f in changed if f not in records], [f for f in changed if f in records])
 
 

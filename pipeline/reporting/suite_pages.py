@@ -59,6 +59,8 @@ WEAKNESSES = {
     "off (raise train.tune.trials)",
     "at_edge": "a tuned value sits at the edge of its space (widen train.tune.space); milder, such tables stay in "
     "the sound set",
+    "tuning_unsettled": "whether the tuning had finished is not established: its seeds disagree by more than a "
+    "gain that matters (raise train.tune.trials or add train.tune.seeds); milder, such tables stay in the sound set",
     "few_replicates": "too few replicates for a single-table verdict; the suite pools their effects and intervals",
     "fixed_split": "the split is by time and the same for every replicate: the table's interval does not cover the "
     "choice of split",

@@ -46,7 +46,7 @@ def workflow(
     repo = copy_repository(tmp_path_factory.mktemp("dvc-workflow"), raw)
     dvc(repo, "repro")
     git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid"]
-    run(repo, *git, "add", "dvc.lock", "metrics/summary.json")
+    run(repo, *git, "add", "dvc.lock", "metrics/summary.json", "metrics/answer.json")
     run(repo, *git, "commit", "-q", "-m", "results of dvc repro")
     env = {**env_for(repo), "COLUMNS": "160"}  # a 160-column terminal
     outputs = {command: _shell(repo, command, env) for command in readme_commands()}

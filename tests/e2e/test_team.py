@@ -71,7 +71,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         dvc(repo, "remote", "modify", "--local", "s3", "endpointurl", s3_url, env=user_env)
         dvc(repo, "repro", env=user_env)
         git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid"]
-        run(repo, *git, "add", "dvc.lock", "metrics/summary.json", env=env)
+        run(repo, *git, "add", "dvc.lock", "metrics/summary.json", "metrics/answer.json", env=env)
         run(repo, *git, "commit", "-q", "-m", "results of dvc repro", env=env)
         yield {"repo": repo, "env": user_env, "uri": uri, "s3": s3, "server": server, "base": base}
     finally:

@@ -91,3 +91,11 @@ def test_tables_timed_side_by_side_are_named_with_their_steps(tmp_path: Path) ->
         "that run trained one table at a time (`-j 1`). In steps, at one shared setting, BatchNorm needed fewer "
         "on 1 of 1 (the baseline's steps over BatchNorm's: 1.30x)."
     ) in screen(1)
+
+
+def test_every_caveat_kind_has_its_words_on_the_suite_page() -> None:
+    """A table's summary.json names any of checks.KINDS; the suite's page says each in words."""
+    from pipeline.analysis.checks import KINDS
+    from pipeline.reporting.suite_pages import WEAKNESSES
+
+    assert set(WEAKNESSES) == set(KINDS)
