@@ -73,7 +73,7 @@ def open_page(page: Page, url: str, must_show: list[str], expand: str | None = N
         page.get_by_text(expand, exact=True).first.click()
     for text in must_show:
         page.get_by_text(text, exact=False).first.wait_for(state="visible", timeout=30_000)
-    page.wait_for_timeout(1500)  # charts finish drawing
+    page.wait_for_timeout(8000)  # charts finish drawing (slow on a busy machine)
 
 
 def take(ui: str, experiment: str, chromium: str, out: Path = OUT, params_file: Path = PARAMS) -> list[Path]:
