@@ -24,6 +24,7 @@ from pipeline.tracking import keys as tags
 from pipeline.tracking import runs
 
 OUT = Path(__file__).resolve().parent
+PARAMS = OUT.parent / "params.yaml"
 CHROMIUM_FLAGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -72,22 +73,25 @@ def open_page(page: Page, url: str, must_show: list[str], expand: str | None = N
         page.get_by_text(expand, exact=True).first.click()
     for text in must_show:
         page.get_by_text(text, exact=False).first.wait_for(state="visible", timeout=30_000)
-    page.wait_for_timeout(1500)  # charts finish drawing
+    page.wait_for_timeout(8000)  # charts finish drawing (slow on a busy machine)
 
 
-def take(ui: str, experiment: str, chromium: str, out: Path = OUT) -> list[Path]:
-    """The three screenshots of the steps of docs/mlflow.md (and the latest suite's view, when a suite ran); returns
-    their paths."""
+def take(ui: str, experiment: str, chromium: str, out: Path = OUT, params_file: Path = PARAMS) -> list[Path]:
+    """The three screenshots of the steps of docs/mlflow.md (and the latest suite's view, when a suite ran), of
+    the question ``params_file`` declares (its compared variants' runs and saved view); returns their paths."""
     run = newest_pipeline_run(experiment)
     group, exp_id = run.data.tags[tags.GROUP], run.info.experiment_id
+    from pipeline.project.params import load_params
+    from pipeline.project.variants import Catalogue
     from pipeline.tracking import ui as links
 
-    comparison = links.comparison_url(exp_id, group).replace(links.store.ui_base(), ui.rstrip("/"))
+    cat = Catalogue(load_params(params_file))
+    comparison = links.comparison_url(exp_id, group, cat.slug).replace(links.store.ui_base(), ui.rstrip("/"))
     shots = [
         (
             "1-runs-table.png",
             f"{ui.rstrip('/')}/#/experiments/{exp_id}/runs",
-            ["Training runs", "batchnorm-s0", "baseline-s0", f"pipeline-{group}", "Compare its runs"],
+            ["Training runs", *[f"{v}-s0" for v in cat.compared], f"pipeline-{group}", "Compare its runs"],
             None,
         ),
         ("2-comparison.png", comparison, ["Learning curves per epoch", "train_loss", "val_loss"], None),
@@ -105,7 +109,7 @@ def take(ui: str, experiment: str, chromium: str, out: Path = OUT) -> list[Path]
             (
                 "4-suite.png",
                 links.suite_url(exp_id, name).replace(links.store.ui_base(), ui.rstrip("/")),
-                ["Learning curves per epoch", "train_loss", "batchnorm"],
+                ["Learning curves per epoch", "train_loss", cat.primary or cat.reference],
                 None,
             )
         )

@@ -40,10 +40,10 @@ SECTIONS = (
 )
 
 
-def view_key(group: str, question: str) -> str:
-    """The saved view of one pipeline execution (``question``: ``batchnorm-vs-baseline``, the compared
-    variants' names)."""
-    return f"{question}-{group}"
+def view_key(group: str, slug: str) -> str:
+    """The saved view of one pipeline execution (``slug``: ``batchnorm-vs-baseline``, the compared variants'
+    names, the question's candidate first)."""
+    return f"{slug}-{group}"
 
 
 def _chart(key: str, kind: str, section: str) -> dict[str, Any]:
@@ -158,13 +158,13 @@ def _view_url(exp_id: str, key: str) -> str:
     return f"{store.ui_base()}/#/experiments/{exp_id}/runs?{query}"
 
 
-def save_comparison_view(exp_id: str, group: str, question: str, title: str) -> str:
-    """Store (or refresh) the execution's comparison view (``question``: its key's part naming the variants,
+def save_comparison_view(exp_id: str, group: str, slug: str, title: str) -> str:
+    """Store (or refresh) the execution's comparison view (``slug``: its key's part naming the variants,
     ``title``: "BatchNorm vs baseline"); return the link that opens it in chart mode."""
-    _save(exp_id, view_key(group, question), f"{title} {group}", view_state(group))
-    return comparison_url(exp_id, group, question)
+    _save(exp_id, view_key(group, slug), f"{title} {group}", view_state(group))
+    return comparison_url(exp_id, group, slug)
 
 
-def comparison_url(exp_id: str, group: str, question: str) -> str:
+def comparison_url(exp_id: str, group: str, slug: str) -> str:
     """The link that opens an execution's comparison view, charts first."""
-    return _view_url(exp_id, view_key(group, question))
+    return _view_url(exp_id, view_key(group, slug))

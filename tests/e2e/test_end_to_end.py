@@ -113,6 +113,8 @@ def test_the_only_dvc_metrics_are_the_headline(repro: Path) -> None:
         "setting",
         "threshold",
         "replicates",
+        "reference",
+        "candidate",
     ]  # the answer first: what `dvc exp show` shows first (the sentence lives beside it, metrics/answer.json)
     assert list(headline) == [k for k in written if k not in ("caveats", "caveat_kinds")]  # DVC drops lists
     assert list(headline["test_ap"]) == ["batchnorm", "baseline"]

@@ -66,9 +66,10 @@ def test_mlflow_names_the_runs_and_saves_the_view_by_the_declared_variants(repo:
     )
     group = pipeline_run.data.tags[keys.GROUP]
     note = pipeline_run.data.tags["mlflow.note.content"]
-    assert note.startswith("**GELU ") and QUESTION in note
-    view = client.get_experiment(exp.experiment_id).tags[keys.VIEW_PREFIX + ui.view_key(group, QUESTION)]
-    assert ui.view_key(group, QUESTION).startswith("gelu-vs-relu") and "GELU" in view
+    assert note.startswith("**GELU ") and "than ReLU" in note.split("\n")[0]  # the answer opens the description
+    key = ui.view_key(group, "gelu-vs-relu")  # the question's candidate first
+    view = client.get_experiment(exp.experiment_id).tags[keys.VIEW_PREFIX + key]
+    assert "GELU vs ReLU" in view and group in view
 
 
 def test_a_suite_of_two_tables_asks_the_declared_question(repo: Path) -> None:
