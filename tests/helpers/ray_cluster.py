@@ -91,6 +91,7 @@ def tiny_raw_params() -> dict[str, Any]:
     raw = small_raw_params()
     raw["prepare"]["replicates"] = 2
     raw["train"]["variants"] = ["batchnorm"]
+    raw["variants"]["reference"] = "batchnorm"  # the one variant (no candidate: the stages here need none)
     space(raw, batch_size=[64, 128], dropout=[0.0, 0.1])
     raw["train"]["tune"]["parallel"] = 4
     return raw
