@@ -285,14 +285,18 @@ def _track(
     Only keys.EVALUATION_KEYS (and keys.MONEY_KEYS, with amounts) become MLflow metrics (distinct from the
     per-epoch keys); every number is in the run's evaluation JSON artifact.
     """
-    trained = [item.run for item in items if item.run is not None and item.run.run_id]
+    missing = runs.absent(item.run.run_id for item in items if item.run is not None and item.run.run_id)
+    runs.warn_absent("evaluate", missing, "model")
+    trained = [
+        item.run for item in items if item.run is not None and item.run.run_id and item.run.run_id not in missing
+    ]
     if trained:
         runs.adopt_launcher(trained[0].group)
     summary = prepared.summary
     models, references = {}, {}
     for item in items:
         run_id = None
-        if item.kind == "mlp" and item.run is not None and item.run.run_id:
+        if item.kind == "mlp" and item.run is not None and item.run.run_id and item.run.run_id not in missing:
             run_id = item.run.run_id
             settings = scorer.settings(
                 results[item.name]["threshold"],

@@ -86,7 +86,9 @@ def _publish(
     report_dir: Path,
 ) -> None:
     """The report into each group's pipeline run, with the verdict as its description."""
-    tracked = [r for r in ev.runs.values() if r.pipeline_run_id]
+    missing = runs.absent(r.pipeline_run_id for r in ev.runs.values() if r.pipeline_run_id)
+    runs.warn_absent("report", missing, "pipeline")
+    tracked = [r for r in ev.runs.values() if r.pipeline_run_id and r.pipeline_run_id not in missing]
     for pipeline_run in sorted({r.pipeline_run_id for r in tracked}):
         info = next(r for r in tracked if r.pipeline_run_id == pipeline_run)
         runs.adopt_launcher(info.group)

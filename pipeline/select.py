@@ -111,13 +111,19 @@ def run(params: Params, layout: Layout = Layout(), track: bool = True) -> dict[s
 
 
 def _tag_runs(train: TrainParams, layout: Layout, selection: Selection) -> None:
-    """`pipeline.selected` on every tuning run: true for the chosen trial of its variant."""
+    """`pipeline.selected` on every tuning run this store holds: true for the chosen trial of its variant."""
+    tags = {}
     for variant, entry in selection.variants.items():
         for trial in entry.trials:
             for seed in train.tune.seeds:
                 info = RunFile.read(layout.run_file(model_name(variant, seed, trial.trial), tuning=True), "tune")
                 if info.run_id:
-                    runs.set_tag(info.run_id, SELECTED, str(trial.trial == entry.chosen.trial).lower())
+                    tags[info.run_id] = str(trial.trial == entry.chosen.trial).lower()
+    missing = runs.absent(tags)
+    runs.warn_absent("select", missing, "tuning")
+    for run_id, value in tags.items():
+        if run_id not in missing:
+            runs.set_tag(run_id, SELECTED, value)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import mlflow
 import numpy as np
@@ -10,7 +11,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score, roc_auc_score
 
-from pipeline import evaluate, prepare
+from pipeline import evaluate, prepare, report, select
 from pipeline.data.prepared import Prepared
 from pipeline.evaluation.metrics import choose_threshold
 from pipeline.project.artefacts import ModelMetrics, PrepareSummary, TuningScores
@@ -26,7 +27,9 @@ def _evaluate(params: Params, layout: Layout, **kwargs: object) -> dict:
 
 
 @pytest.mark.slow  # runs the pipeline or training processes: over the fast suite's budget
-def test_every_model_and_reference_is_evaluated_and_tracked(params: Params, prepared: Layout) -> None:
+def test_every_model_and_reference_is_evaluated_and_tracked(
+    params: Params, prepared: Layout, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     train_all(params, prepared)  # tracked training: evaluation goes into these runs
     trained = prepared
     results = _evaluate(params, trained)
@@ -90,6 +93,19 @@ def test_every_model_and_reference_is_evaluated_and_tracked(params: Params, prep
     _evaluate(params, trained)  # a second evaluation reuses the reference runs
     again = mlflow.search_runs(search_all_experiments=True, filter_string="tags.`pipeline.role` = 'reference'")
     assert len(again) == 2
+
+    # Another store (the outputs came from DVC's cache, or mlflow.db was deleted): select, evaluate and the
+    # report go on from the files, each with one warning, and log nothing into runs this store lacks.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{trained.root / 'another.db'}")
+    with caplog.at_level(logging.WARNING):
+        select.run(params, trained)
+        assert _evaluate(params, trained) == results
+        report.run(params, trained)
+    lines = [r.getMessage() for r in caplog.records if "not in this MLflow store" in r.getMessage()]
+    assert [line.split(":")[0] for line in lines] == ["select", "evaluate", "report"], lines
+    assert "4 tuning run(s)" in lines[0] and "2 model run(s)" in lines[1] and "1 pipeline run(s)" in lines[2]
+    assert json.loads(trained.logged.read_text()) == {"models": {}, "references": {}}
+    assert mlflow.search_runs(search_all_experiments=True).empty
 
 
 def _assert_pyfunc_agrees(layout: Layout, logged: dict, run_id: str) -> None:

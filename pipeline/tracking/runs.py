@@ -11,7 +11,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -247,6 +247,38 @@ def reference_run(experiment: str, group: str, name: str, params: Mapping[str, A
     all_tags = {**environment_tags(), **tags, GROUP: group, ROLE: "reference", MODEL: name}
     with store.store_lock():
         return find_or_create_run(store.experiment_id(experiment), all_tags, name, (GROUP, MODEL, ROLE), params)
+
+
+def absent(run_ids: Iterable[str]) -> set[str]:
+    """Those of these run ids that this store does not hold: outputs restored from DVC's cache that were
+    tracked in another store (a teammate's, or this one before it was deleted)."""
+    from mlflow.exceptions import MlflowException
+
+    client, missing = store.client(), set()
+    for run_id in sorted(set(run_ids)):
+        try:
+            client.get_run(run_id)
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            missing.add(run_id)
+    return missing
+
+
+def warn_absent(stage: str, missing: set[str], what: str) -> None:
+    """One line saying which tracked outputs this store lacks the runs of, and that the stage goes on without."""
+    if missing:
+        log.warning(
+            "%s: %d %s run(s) named by this stage's inputs are not in this MLflow store (%s), e.g. %s: those "
+            "outputs came from DVC's cache or an earlier store; they are left out of MLflow here, their files "
+            "and numbers are used as they are (point MLFLOW_TRACKING_URI at the store that tracked them to "
+            "link them)",
+            stage,
+            len(missing),
+            what,
+            store.tracking_uri(),
+            sorted(missing)[0],
+        )
 
 
 def set_tag(run_id: str, key: str, value: str) -> None:

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from pipeline.evaluation.ranking import epoch_metrics
-from pipeline.modeling.network import MLP, MLPConfig, from_checkpoint, logits
+from pipeline.modeling.network import MLP, MLPConfig, checkpoint, from_checkpoint, logits
 from pipeline.training.loop import (
     BatchError,
     FitConfig,
@@ -365,12 +365,52 @@ def test_a_finished_snapshot_trains_no_epoch() -> None:
     assert all(torch.equal(again.state[k], first.state[k]) for k in first.state)  # type: ignore[index]
 
 
+# ---------------------------------------------------------------- on a CUDA device (benchmarks/device_check.py)
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+CUDA = FitEnv(torch.device("cuda"))
+
+
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@needs_cuda
 def test_fit_on_cuda_with_bf16() -> None:
-    cuda = FitEnv(torch.device("cuda"))
-    (outcome,) = fit([Member(mlp(), replace(BASE, epochs=2, bf16=True))], SMALL, cuda, FitHooks(epoch_metrics))
+    (outcome,) = fit([Member(mlp(), replace(BASE, epochs=2, bf16=True))], SMALL, CUDA, FitHooks(epoch_metrics))
     assert len(outcome.result.history) == 2 and math.isfinite(outcome.result.history[-1]["val_loss"])
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_a_stack_on_cuda_trains_each_model_as_it_would_alone() -> None:
+    """The stack test's float64 tolerance, on the device's kernels (BatchNorm, 4 members of their own seed,
+    rate, weight decay and class weight; 237 steps)."""
+    config = mlp("batchnorm", features=30, hidden=(64, 32))
+    cfgs = [replace(STACKED, **own) for own in OWN]
+
+    def losses(members: list[FitConfig], rows: FitData) -> list[list[float]]:
+        steps: list[list[float]] = []
+        hooks = FitHooks(epoch_metrics, on_step=lambda step: steps.append(step.tolist()))
+        fit([Member(config, c) for c in members], rows, CUDA, hooks)
+        return steps
+
+    with float64():
+        rows64 = in_float64(DATA)
+        steps = losses(cfgs, rows64)
+        assert len(steps) == 237
+        for member, cfg in enumerate(cfgs):
+            alone = losses([cfg], rows64)
+            assert max(abs(a[0] - s[member]) for a, s in zip(alone, steps, strict=True)) < 1e-6, member
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_weights_trained_on_cuda_come_back_on_the_cpu_and_score_there_as_on_the_device() -> None:
+    config = mlp("batchnorm", features=30, hidden=(64, 32))
+    (outcome,) = fit([Member(config, replace(STACKED, epochs=1))], DATA, CUDA, FitHooks(epoch_metrics))
+    assert outcome.state is not None and {t.device.type for t in outcome.state.values()} == {"cpu"}
+    on_cpu = from_checkpoint(checkpoint(config, outcome.state))
+    on_device = from_checkpoint(checkpoint(config, outcome.state)).to("cuda")
+    x = DATA.val[0][:2000]
+    assert torch.allclose(logits(on_cpu, x), logits(on_device, x.cuda()).cpu(), atol=1e-4, rtol=1e-4)
 
 
 def test_a_stack_is_one_module_with_one_flat_parameter() -> None:
