@@ -195,7 +195,7 @@ def main(out: Path) -> None:
             started, first = time.time(), len(said.lines)
             prepare.run(params.prepare, layout)
             train.tune(params, "batchnorm", layout)
-            select.run(params.train, layout)
+            select.run(params, layout)
             train.run(params, "batchnorm", layout)
             report[where] = {"seconds": time.time() - started, "said": said.lines[first:]}
         report["ray"]["entered"] = _entered(out / "entered-ray")
