@@ -12,7 +12,8 @@ and then on the device (the `run` tool, `carry: [".device-wheels"]`, see docs/be
     python benchmarks/device_check.py --out "$OUT"
 
 The carried wheels (pydantic, PyYAML, pytest and their dependencies, all small) are unpacked into
-``.device-wheels/site``, which goes on the steps' ``PYTHONPATH``: no pip and no network needed. Each step runs
+``.device-wheels/site``, which goes on the steps' ``PYTHONPATH`` where this Python lacks them: no pip and no
+network needed. Each step runs
 in its own process with MLflow, DVC and Optuna made unimportable, as on the device, so a step that came to
 need them fails here first. Without CUDA the same steps run at a tiny size and in float32 only (``--tiny``,
 chosen by itself): that is the CPU fallback a test runs, so the check cannot rot before a device is lent.
@@ -24,6 +25,7 @@ headline figures) beside each benchmark's own JSON in ``--out``. Exit 0 when eve
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import re
@@ -239,7 +241,11 @@ def main(argv: list[str] | None = None) -> int:
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     tiny = args.tiny or device == "cpu"
     args.out.mkdir(parents=True, exist_ok=True)
-    site = unpack_wheels(args.wheels)
+    # the carried wheels only where this Python lacks what they hold (they are built for the device's Python)
+    lacking = [name for name in ("pydantic", "yaml", "pytest") if importlib.util.find_spec(name) is None]
+    site = unpack_wheels(args.wheels) if lacking else None
+    if lacking and site is None:
+        print(f"device_check: {', '.join(lacking)} missing and no wheels in {args.wheels}; run --download-wheels here")
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(
         str(p) for p in (REPO, site, env.get("PYTHONPATH")) if p
