@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -132,7 +133,8 @@ def _sqlite_store() -> Path | None:
 
 
 def client() -> Any:
-    """An MLflow client of this store (the project's HTTP retry defaults set first)."""
+    """An MLflow client of this store (the project's HTTP retry defaults set first), whose calls that may be
+    repeated are repeated when the connection broke while the server answered (RepeatOnBrokenAnswer)."""
     import mlflow
 
     use_project_defaults()
@@ -143,7 +145,71 @@ def client() -> Any:
             sqlite_client(database)
         _checked.add(uri)
     mlflow.set_tracking_uri(uri)
-    return mlflow.MlflowClient()
+    return RepeatOnBrokenAnswer(mlflow.MlflowClient())
+
+
+# The client calls that give the same result when made twice (metrics logged twice are kept once; a tag,
+# an end status or an artifact file set twice is set once), and so may be repeated.
+REPEATABLE = frozenset(
+    {
+        "get_run",
+        "get_experiment_by_name",
+        "get_metric_history",
+        "get_model_version_by_alias",
+        "search_runs",
+        "search_experiments",
+        "log_batch",
+        "log_artifact",
+        "log_artifacts",
+        "log_text",
+        "set_tag",
+        "set_experiment_tag",
+        "set_terminated",
+        "set_model_version_tag",
+        "set_registered_model_alias",
+    }
+)
+REPEAT_WAITS = (1.0, 4.0, 16.0)  # seconds before each repeat; each attempt has MLflow's own retries too
+
+
+class RepeatOnBrokenAnswer:
+    """An MLflow client whose REPEATABLE calls are made again when the connection broke mid-answer. MLflow's
+    HTTP retries (ENV_DEFAULTS) cover a refused connection and error statuses, not a server that stops while
+    sending its answer (a restart: "Connection broken: IncompleteRead"); a call that creates something is not
+    repeated (it may have been created)."""
+
+    def __init__(self, wrapped: Any) -> None:
+        self._wrapped = wrapped
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._wrapped, name)
+        if name not in REPEATABLE:
+            return attribute
+
+        def repeated(*args: Any, **kwargs: Any) -> Any:
+            for wait in (*REPEAT_WAITS, None):
+                try:
+                    return attribute(*args, **kwargs)
+                except Exception as error:
+                    if wait is None or not broken_answer(error):
+                        raise
+                    time.sleep(wait)
+            raise AssertionError("unreachable")
+
+        return repeated
+
+
+def broken_answer(error: BaseException) -> bool:
+    """Whether a connection failure (refused, reset, or cut short mid-answer) lies in the error's chain (MLflow
+    wraps the requests error it caught in its own exception)."""
+    import requests
+
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def experiment_id(name: str) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 import mlflow
 import pytest
 from mlflow.entities import Metric
+from mlflow.exceptions import MlflowException
 
 from pipeline.tracking import keys as tags
 from pipeline.tracking import store
@@ -113,3 +114,44 @@ def test_the_store_lock_nests() -> None:
         timeout=120,
     )
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+class _Flaky:
+    """A client whose calls fail as MLflow's do when the server stops mid-answer, ``failures`` times each."""
+
+    def __init__(self, failures: int, error: type[Exception]) -> None:
+        self.failures, self.error, self.calls = failures, error, []
+
+    def _call(self, name: str) -> str:
+        self.calls.append(name)
+        if self.calls.count(name) <= self.failures:
+            try:
+                raise self.error("Connection broken: IncompleteRead(0 bytes read, 8108 more expected)")
+            except Exception as cut:
+                raise MlflowException(f"API request to http://127.0.0.1/api failed with exception {cut}")  # noqa: B904
+        return name
+
+    def get_run(self) -> str:
+        return self._call("get_run")
+
+    def create_run(self) -> str:
+        return self._call("create_run")
+
+
+def test_a_repeatable_call_is_made_again_when_the_answer_was_cut_short(monkeypatch: pytest.MonkeyPatch) -> None:
+    import requests
+
+    monkeypatch.setattr(store, "REPEAT_WAITS", (0.0, 0.0, 0.0))
+    flaky = _Flaky(2, requests.exceptions.ChunkedEncodingError)
+    assert store.RepeatOnBrokenAnswer(flaky).get_run() == "get_run" and flaky.calls == ["get_run"] * 3
+    with pytest.raises(MlflowException, match="IncompleteRead"):  # a creation may have happened: never repeated
+        store.RepeatOnBrokenAnswer(flaky).create_run()
+    assert flaky.calls.count("create_run") == 1
+    always = _Flaky(9, requests.exceptions.ConnectionError)
+    with pytest.raises(MlflowException):  # gives up after its repeats
+        store.RepeatOnBrokenAnswer(always).get_run()
+    assert always.calls == ["get_run"] * 4
+    other = _Flaky(1, ValueError)  # not a connection failure: raised at once
+    with pytest.raises(MlflowException):
+        store.RepeatOnBrokenAnswer(other).get_run()
+    assert other.calls == ["get_run"]
