@@ -1,5 +1,5 @@
 """The benchmark scripts run on the project's current API (they are no tests' imports otherwise): the
-many-models benchmark, tiny, end to end, and the GPU check's CPU fallback (which runs the single-model and
+many-models and scoring benchmarks, tiny, end to end, and the GPU check's CPU fallback (which runs the single-model and
 stacked benchmarks the way a lent device would). Their figures are not checked here: timings live in the
 scripts."""
 
@@ -76,3 +76,21 @@ def test_the_gpu_check_carries_the_lock_files_pins() -> None:
     lock = (REPO / "requirements.lock").read_text().splitlines()
     assert len(pins) == len(CARRIED) and all(pin in lock for pin in pins)
     assert any(pin.startswith("pydantic==") for pin in pins) and any(pin.startswith("pytest==") for pin in pins)
+
+
+def test_the_scoring_benchmark_times_each_part_and_keeps_the_attempts(tmp_path: Path) -> None:
+    out = tmp_path / "score_throughput.json"
+    out.write_text(json.dumps({"attempts": [{"attempt": "an earlier try", "kept": False}]}))
+    done = subprocess.run(
+        [sys.executable, "benchmarks/score_throughput.py", "--rows", "20000", "--repeats", "2", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    written = json.loads(out.read_text())
+    assert set(written["rows_per_second"]) == {"bare", "read_parquet", "encode", "write", "score_parquet", "score_csv"}
+    ceilings = written["ceiling_without_network"], written["ceiling_sequential"]
+    assert all(0 < c["min"] <= c["median"] <= c["max"] for c in ceilings)
+    assert ceilings[1]["max"] < 1 and written["attempts"] == [{"attempt": "an earlier try", "kept": False}]
