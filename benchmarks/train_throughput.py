@@ -15,7 +15,10 @@ the loop alone.
 - ``speedup_vs_dataloader``      = naive DataLoader loop / project loop
 - ``bare_speedup_vs_dataloader`` = naive DataLoader loop / bare loop: the ceiling on this machine
 - ``slowdown_vs_bare``           = project loop / bare on-device index loop (no metrics, no
-  validation): target <= 1.10
+  validation): target <= 1.10, met only when ``slowdown_vs_bare_fastest`` (the project loop's fastest
+  call / the bare loop's fastest) is within it too: on a busy machine the paired ratios spread widely
+  (a burst of other work lands on one loop of a pair) and their median can pass by chance, while each
+  loop's fastest call is the one least disturbed
 - ``tracking_overhead``          = project loop with per-epoch MLflow logging / without - 1:
   target <= 0.03 (run creation is excluded and reported separately, in seconds); ``--no-tracking``
   leaves this loop out (where MLflow is not installed: the GPU check)
@@ -83,7 +86,8 @@ def naive_dataloader(
 
 
 def bare_loop(model: MLP, train: tuple[torch.Tensor, torch.Tensor], cfg: FitConfig, device: torch.device) -> None:
-    """The floor: on-device index batching, no metrics, no validation, no clipping."""
+    """The floor: on-device index batching (index_select, the fastest gather here: about 2.5x faster
+    than ``x[rows]``), no metrics, no validation, no clipping."""
     torch.manual_seed(cfg.seed)
     model.to(device).train()
     x, y = train[0].to(device), train[1].to(device).float()
@@ -95,7 +99,7 @@ def bare_loop(model: MLP, train: tuple[torch.Tensor, torch.Tensor], cfg: FitConf
         for part in slices:
             rows = order[part]
             with _autocast(cfg, device):
-                loss = criterion(model(x[rows].unsqueeze(0))[0].float(), y[rows])
+                loss = criterion(model(x.index_select(0, rows).unsqueeze(0))[0].float(), y.index_select(0, rows))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -198,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         "speedup_vs_dataloader": paired("dataloader", "project"),
         "bare_speedup_vs_dataloader": paired("dataloader", "bare"),
         "slowdown_vs_bare": paired("project", "bare"),
+        "slowdown_vs_bare_fastest": min(times["project"]) / min(times["bare"]),
     }
     if run_creation:
         result["tracking_overhead"] = paired("project_tracked", "project", 1.0)
@@ -205,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     targets = {key: limit for key, limit in TARGETS.items() if key in result}
     result["targets"] = {key: f"<= {limit}" for key, limit in targets.items()}
     result["met"] = {key: result[key]["median"] <= limit for key, limit in targets.items()}
+    result["met"]["slowdown_vs_bare"] &= result["slowdown_vs_bare_fastest"] <= TARGETS["slowdown_vs_bare"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
 
@@ -221,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bare_speedup_vs_dataloader {shown('bare_speedup_vs_dataloader')}  (the ceiling on this machine)")
     print(
         f"slowdown_vs_bare           {shown('slowdown_vs_bare')}  (target <= {TARGETS['slowdown_vs_bare']}: "
-        f"{'met' if result['met']['slowdown_vs_bare'] else 'MISSED'})"
+        f"{'met' if result['met']['slowdown_vs_bare'] else 'MISSED'}); fastest call against fastest call "
+        f"{result['slowdown_vs_bare_fastest']:.3f}"
     )
     if "tracking_overhead" in result:
         print(
